@@ -1,0 +1,129 @@
+"""The value types that cross the plugin contract: engine descriptions, launch specs, outcomes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from aq_core.job import Job
+
+#: Failure classes the core itself produces; engines may add their own (see ``Engine.failure_classes``).
+CORE_FAILURE_CLASSES = ("timeout", "verify_failed", "crash")
+#: Classes an engine commonly reports; they drive retry and (for limits) engine pauses.
+ENGINE_FAILURE_CLASSES = ("auth_error", "rate_limited", "usage_limit")
+#: Classes that mean "the engine is out of quota", not "the job failed".
+LIMIT_CLASSES = ("rate_limited", "usage_limit")
+
+PromptDelivery = Literal["stdin", "file", "argv"]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """An engine a plugin provides.
+
+    :param name: the value of ``engine:`` in a job file (``[a-z][a-z0-9_-]*``).
+    :param binary: the executable looked up on ``PATH`` when neither ``AQ_<NAME>_BIN`` nor the queue
+        config names one; ``None`` when the job itself names the program (the ``command`` engine).
+    :param failure_classes: extra failure classes ``classify_failure`` may return for this engine.
+    :param resumes_sessions: True when ``launch`` honours ``LaunchContext.session_id``.
+    """
+
+    name: str
+    binary: str | None = None
+    failure_classes: tuple[str, ...] = ()
+    resumes_sessions: bool = False
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable that overrides the executable, e.g. ``AQ_CLAUDE_BIN``."""
+        return "AQ_" + self.name.upper().replace("-", "_") + "_BIN"
+
+    def resolve(self, configured: str | None = None) -> str | None:
+        """Return the executable: ``AQ_<NAME>_BIN``, then the queue config's value, then ``PATH``."""
+        override = os.environ.get(self.env_var) or configured
+        if override:
+            return os.path.expanduser(override)
+        if self.binary is None:
+            return None
+        return shutil.which(self.binary)
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What the core knows about one attempt when it asks a plugin how to start the engine.
+
+    :param job: the validated job (its ``prompt`` must not be put in argv when stdin works).
+    :param attempt: 1 for the first start of the engine for this job, 2 for the next, ...
+    :param executable: the resolved executable (``Engine.resolve``); ``None`` when not found.
+    :param workdir: where the engine runs (the job's ``cwd``, or its worktree).
+    :param prompt_file: where the core writes the prompt (mode 0600) when the spec asks for ``file``.
+    :param session_id: the engine's own session to continue, when a previous attempt left one.
+    :param max_cost_usd: the job's budget for this attempt, for engines with a budget flag.
+    """
+
+    job: Job
+    attempt: int
+    executable: str | None
+    workdir: Path
+    prompt_file: Path
+    session_id: str | None = None
+    max_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start an engine process. The core spawns and supervises it.
+
+    :param argv: the full command line; ``argv[0]`` is the executable. Never the prompt when
+        ``prompt`` is ``stdin`` or ``file``: argv is visible to every user through ``ps``.
+    :param env: variables added to the runner's environment.
+    :param prompt: ``stdin`` (the core writes the prompt to the process's stdin, then closes it),
+        ``file`` (the core writes ``LaunchContext.prompt_file`` before the start and removes it after;
+        argv refers to that path), or ``argv`` (the prompt is in argv: only for an engine that offers
+        nothing else, and said in the plugin's README).
+    :param prompt_text: what the engine is sent instead of the job's prompt (a short continuation
+        prompt on a resumed session); ``None`` sends the job's prompt.
+    """
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    prompt: PromptDelivery = "stdin"
+    prompt_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an engine process ended, given to ``classify_failure``.
+
+    :param exit_code: the process's exit status (negative: killed by that signal); ``None`` if unknown.
+    :param timed_out: the job's ``timeout`` ended the process.
+    :param log_path: the attempt's log (stdout and stderr of the engine, interleaved).
+    :param finished_at: epoch seconds when the process ended (reset times count from it).
+    """
+
+    exit_code: int | None
+    timed_out: bool
+    log_path: Path
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A classified outcome: ``cls`` is ``ok``, a core class or one the engine declared.
+
+    :param reset_at: epoch seconds when a ``usage_limit``/``rate_limited`` engine may be used again,
+        when the engine printed it; ``None`` otherwise.
+    :param detail: one short line for the user (never the prompt).
+    """
+
+    cls: str
+    reset_at: float | None = None
+    detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.cls == "ok"

@@ -1,0 +1,157 @@
+"""The aq plugin contract: one function per hook; each docstring is what a plugin author relies on.
+
+A plugin is a module (or object) with functions marked ``@aq_core.hookimpl`` whose names are the
+hooks below, registered under the entry point group ``aq``::
+
+    [project.entry-points.aq]
+    myengine = "aq_myengine"
+
+Hooks are called with keyword arguments only; an implementation may accept a subset of them, so
+adding an argument here is safe for existing plugins. Every hook answers one question about one
+engine or work tree: they are ``firstresult`` hooks, and a plugin returns ``None`` for anything that
+is not its own (``if engine != "myengine": return None``). Pluggy calls the most recently
+registered plugin first; the core's own fallbacks are ``trylast`` and run only when no plugin
+answered.
+
+Run the contract test kit against your plugin (see ``aq_core.testing.EngineContract``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from aq_core.engine import Engine, Failure, LaunchContext, LaunchSpec, Outcome
+    from aq_core.usage import Usage
+
+hookspec = pluggy.HookspecMarker("aq")
+hookimpl = pluggy.HookimplMarker("aq")
+
+
+@hookspec
+def register_engines() -> list[Engine]:
+    """Return the engines this plugin provides (an empty list or ``None`` for none).
+
+    Called once per process when the plugins load. Every plugin's list is collected; an engine name
+    provided twice is an error reported by ``aq engines``. The first ``Engine`` named ``claude``
+    is what ``engine: claude`` in a job file means.
+    """
+
+
+@hookspec(firstresult=True)
+def launch(engine: str, ctx: LaunchContext) -> LaunchSpec | None:
+    """Return how to start ``engine`` for one attempt, or ``None`` if ``engine`` is not yours.
+
+    Called once per attempt, after the work tree is checkpointed and before the process starts.
+    Stops at first non-None result.
+
+    :param engine: the engine name the job asked for.
+    :param ctx: the job, the attempt number, the resolved executable (``ctx.executable``, from
+        ``AQ_<ENGINE>_BIN``, then the queue config, then ``PATH``), the working directory, the
+        path of the private prompt file, and the engine session to resume (``ctx.session_id``).
+    :return: a ``LaunchSpec``: ``argv[0]`` must be ``ctx.executable``. Run headless, in the
+        engine's machine-readable output mode where one exists. Honour ``ctx.job.yolo`` (run
+        without permission prompts) and ``ctx.job.model`` (pass it with the engine's model flag).
+        Deliver the prompt on stdin where the engine accepts it, else through ``ctx.prompt_file``;
+        the prompt must never appear in argv unless the engine offers no other way. When
+        ``ctx.executable`` is ``None`` (not installed), raise ``aq_core.errors.AqError`` with one line
+        saying so.
+
+    The core spawns the process in its own process group with the environment plus ``env`` plus
+    ``AQ_JOB_ID`` and ``AQ_ATTEMPT``, streams stdout and stderr to the attempt's log, enforces the
+    timeout (TERM to the group, a grace period, KILL) and never lets the plugin supervise.
+    """
+
+
+@hookspec(firstresult=True)
+def parse_usage(engine: str, log_path: Path) -> Usage | None:
+    """Return the usage in this attempt's log, or ``None`` if ``engine`` is not yours.
+
+    Called once after every attempt (also a failed, killed or timed-out one), and again by
+    ``aq insights`` when figures are rebuilt. Stops at first non-None result.
+
+    :param engine: the engine that ran the attempt.
+    :param log_path: the attempt's log: the engine's stdout and stderr interleaved, plus lines the
+        core wrote that start with ``aq:``. It may be hundreds of MB and may end in a torn line.
+    :return: a ``Usage`` whose seven fields (``model``, ``tokens_in``, ``tokens_out``,
+        ``tokens_cached``, ``cost_usd``, ``turns``, ``tool_calls``) are filled only from what the
+        log says: a figure the log does not contain stays ``None``, never 0 and never a guess.
+        ``tokens_in`` includes cache reads and writes; ``tokens_cached`` is cache reads only;
+        ``tokens_out`` includes reasoning; ``cost_usd`` is only a USD figure the engine printed.
+        Put the engine's session id in ``extra["session_id"]`` and raw figures in ``extra``.
+
+    Must stream the file in constant memory (``aq_core.usage.iter_lines``), must not raise on any
+    input (garbage, binary, truncation), and must trust only top-level records of the engine's own
+    format: text the agent printed (a fake summary, JSON inside a tool result) must not count.
+    """
+
+
+@hookspec(firstresult=True)
+def classify_failure(engine: str, outcome: Outcome) -> Failure | None:
+    """Name how an attempt ended, or return ``None`` to let the core decide.
+
+    Called after every engine exit (before ``verify`` runs). Stops at first non-None result; the
+    core's fallback answers last: ``timeout`` if the timeout ended it, ``crash`` for a non-zero
+    exit, ``ok`` otherwise.
+
+    :param engine: the engine that ran the attempt.
+    :param outcome: the exit code, whether the timeout ended it, the log path and the end time.
+    :return: a ``Failure`` whose ``cls`` is ``ok``, one of the core classes (``timeout``,
+        ``verify_failed``, ``crash``) or one this engine declared in ``Engine.failure_classes``
+        (for example ``auth_error``, ``rate_limited``, ``usage_limit``). For limits, set
+        ``reset_at`` (epoch seconds) when the engine printed when the limit resets. Return
+        ``None`` for outcomes you do not recognise. Read the log streaming, as ``parse_usage``.
+
+    The class drives what happens next: retry (``retry.on``), an engine pause (limits) or failure.
+    """
+
+
+@hookspec(firstresult=True)
+def checkpoint(
+    stage: str,
+    job_id: str,
+    workdir: Path,
+    result: str | None,
+    meta: Mapping[str, str],
+    isolation: str,
+    protected: tuple[str, ...],
+    log: Callable[[str], None],
+) -> dict[str, str] | None:
+    """Preserve the work in ``workdir``; return the meta keys to record, or ``None`` if not yours.
+
+    Stops at first non-None result. The built-in git plugin answers for work trees inside a git
+    repository; a plugin for another VCS answers for its own and returns ``None`` otherwise.
+
+    :param stage: ``prepare``: before the engine starts (create or resume the job's work branch;
+        may return ``workdir``, a different directory to run the engine in, such as a worktree).
+        ``commit``: after the engine stopped, on every exit path (success, failure, timeout,
+        cancel, a stop of the runner, orphan recovery): save everything the engine changed.
+    :param job_id: the job's id (names the work branch, e.g. ``aq/wip/<id>``).
+    :param workdir: the job's ``cwd`` (at ``prepare``) or where the engine ran (at ``commit``).
+    :param result: the attempt's class at ``commit`` (``ok``, ``timeout``, ``stopped``,
+        ``orphaned``, ...); ``None`` at ``prepare``.
+    :param meta: the job's meta so far (last value of each key): earlier attempts' ``wip_branch``,
+        ``wip_base``, ``workdir``, so a retried job resumes from its checkpoint.
+    :param isolation: ``inplace`` or ``worktree`` (the job's ``isolation:``).
+    :param protected: branch names that must never be committed to, reset or moved.
+    :param log: call with one line to report something to the user (it goes to the runner's output
+        and the job's log).
+    :return: meta to append, e.g. ``wip_branch``, ``wip_base``, ``workdir`` at prepare;
+        ``wip_commit``, ``files_changed``, ``lines_added``, ``lines_deleted`` at commit. Never
+        raise for a work tree in an unusual state: log what was skipped and return what you have.
+    """
+
+
+@hookspec(firstresult=True)
+def work_lock(workdir: Path, isolation: str) -> str | None:
+    """Return a lock name that serialises jobs sharing this work tree, or ``None``.
+
+    Called before a job is picked. Jobs that run in place in the same repository must not run at
+    the same time (each leaves HEAD on its own work branch), so the git plugin returns a name
+    derived from the repository's top level for ``isolation == "inplace"``. Stops at first
+    non-None result.
+    """
