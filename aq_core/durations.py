@@ -24,7 +24,7 @@ def parse_duration(value: object) -> float:
             match = _DURATION.fullmatch(text)
             if not text or not match or not any(match.groups()):
                 raise ValueError("expected a duration such as 90s, 5m, 4h or 1h30m")
-            seconds = sum(float(n) * mult for n, mult in zip(match.groups(), _UNITS.values()) if n)
+            seconds = sum(float(n) * mult for n, mult in zip(match.groups(), _UNITS.values(), strict=True) if n)
     else:
         raise ValueError(f"expected a duration such as 90s, 5m, 4h or 1h30m, got {type(value).__name__}")
     if seconds != seconds or seconds < 0:
