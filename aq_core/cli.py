@@ -1,0 +1,368 @@
+"""The ``aq`` command line: one function per subcommand, each returning the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aq_core import __version__
+from aq_core.errors import AqError, JobInvalid, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as every other bad input
+        raise UsageError(message)
+
+
+def _store(args: argparse.Namespace):
+    from aq_core.store import open_store
+
+    return open_store(args.root)
+
+
+def _err(message: str) -> None:
+    print(f"aq: {message}", file=sys.stderr, flush=True)
+
+
+# -- add / validate ------------------------------------------------------------------------------
+
+
+def _validate_file(path: Path, default_cwd: Path) -> tuple[Any, list[str], bytes]:
+    """Return (job, problems, data) for one file; problems are one line each."""
+    from aq_core import plugins
+    from aq_core.job import parse_job
+
+    try:
+        if path.is_dir():
+            return None, [f"{path}: is a directory, not a job file"], b""
+        with open(path, "rb") as fh:
+            data = fh.read(64 << 20)
+    except FileNotFoundError:
+        return None, [f"{path}: no such file"], b""
+    except OSError as exc:
+        return None, [f"{path}: cannot read ({exc.strerror})"], b""
+    try:
+        job = parse_job(
+            path,
+            data,
+            engines=plugins.engine_names(),
+            failure_classes=plugins.failure_classes(),
+            default_cwd=default_cwd,
+        )
+    except JobInvalid as exc:
+        return None, exc.problems, data
+    return job, [], data
+
+
+def _engine_warnings(job: Any) -> list[str]:
+    from aq_core import plugins
+
+    installed = plugins.installed_engines()
+    return [
+        f"{job.id}: engine {name!r} is not installed; it will be skipped"
+        for name in job.engines
+        if name not in installed
+    ]
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = 0
+    for name in args.files:
+        job, problems, _ = _validate_file(Path(name), Path.cwd())
+        if problems:
+            for problem in problems:
+                _err(problem)
+            status = 2
+            continue
+        for warning in _engine_warnings(job):
+            _err(f"warning: {warning}")
+        print(f"{name}: ok (job {job.id}, engine {', '.join(job.engines)})")
+    return status
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    store = _store(args)
+    status = 0
+    here = Path.cwd()
+    for name in args.files:
+        job, problems, data = _validate_file(Path(name), here)
+        if problems:
+            for problem in problems:
+                _err(problem)
+            status = 2
+            continue
+        for warning in _engine_warnings(job):
+            _err(f"warning: {warning}")
+        meta = {"added": round(time.time(), 3), "add_dir": str(here), "engine": job.engine, "lock": job.lock}
+        try:
+            store.add(job.id, data, meta)
+        except UsageError as exc:
+            _err(f"{name}: {exc}")
+            status = 2
+            continue
+        print(job.id)
+    return status
+
+
+# -- run / stop / recover ------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aq_core.runner import run
+
+    return run(_store(args), workers=args.workers, once=args.once)
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from aq_core.journal import Journal
+    from aq_core.recovery import recover
+
+    store = _store(args)
+    recovered = recover(store, Journal(store))
+    print(f"recovered {len(recovered)} orphan job(s)" + (": " + ", ".join(recovered) if recovered else ""))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    import signal
+
+    from aq_core.procs import alive
+
+    store = _store(args)
+    targets = []
+    for info in store.runners():
+        pid, pidstart = info.integer("pid"), info.number("pidstart")
+        if alive(pid, pidstart):
+            os.kill(pid, signal.SIGTERM)
+            targets.append((pid, pidstart))
+        else:
+            store.unregister_runner(pid)
+    if not targets:
+        print("no runner is running")
+        return 0
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline and any(alive(p, s) for p, s in targets):
+        time.sleep(0.05)
+    left = [p for p, s in targets if alive(p, s)]
+    if left:
+        raise AqError(f"runner(s) still running after {args.wait:g}s: pid {', '.join(map(str, left))}")
+    print(f"stopped {len(targets)} runner(s)")
+    return 0
+
+
+# -- status / logs / engines ---------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from aq_core.status import render_table, status_rows
+
+    rows = status_rows(_store(args))
+    if args.json:
+        keys = ("id", "state", "engine", "attempts", "result", "lock", "next_eligible")
+        print(json.dumps({"jobs": [{**{k: r.get(k) for k in keys}, **r} for r in rows]}))
+    else:
+        print(render_table(rows))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from aq_core.store import State
+
+    store = _store(args)
+    state = store.locate(args.job)
+    if state is None:
+        raise UsageError(f"no job {args.job!r} in {store.root}")
+    meta = store.read_meta(args.job)
+    attempt = args.attempt or meta.integer("attempts")
+    if attempt < 1:
+        aq_log = store.aq_log_path(args.job)
+        if aq_log.exists():
+            sys.stdout.write(aq_log.read_text(errors="replace"))
+            return 0
+        raise AqError(f"job {args.job!r} has not started yet (in {state.value}/)")
+    path = store.log_path(args.job, attempt)
+    if not path.exists():
+        raise AqError(f"job {args.job!r}: no log for attempt {attempt}")
+    out = sys.stdout.buffer
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 16)
+            if chunk:
+                out.write(chunk)
+                continue
+            out.flush()
+            if not args.follow:
+                return 0
+            now_state = store.locate(args.job)
+            if now_state is not State.BUILDING or store.read_meta(args.job).integer("attempts") != attempt:
+                rest = fh.read()
+                out.write(rest)
+                out.flush()
+                return 0
+            time.sleep(0.2)
+
+
+def cmd_engines(args: argparse.Namespace) -> int:
+    from aq_core import plugins
+    from aq_core.config import load_config
+    from aq_core.store import default_root
+
+    root = Path(args.root) if args.root else default_root()
+    config = load_config(root) if root.is_dir() else None
+    rows = []
+    for name, item in sorted(plugins.installed_engines().items()):
+        configured = config.engine_bins.get(name) if config else None
+        exe = item.engine.resolve(configured)
+        found = exe is not None and (os.path.isfile(exe) and os.access(exe, os.X_OK))
+        rows.append(
+            {
+                "name": name,
+                "distribution": item.distribution,
+                "version": item.version,
+                "executable": exe if exe else (None if item.engine.binary is None else None),
+                "found": bool(found) if item.engine.binary is not None or exe else None,
+            }
+        )
+    if args.json:
+        print(json.dumps({"engines": rows}))
+        return 0
+    from tabulate import tabulate
+
+    table = []
+    for r in rows:
+        if r["found"] is None:
+            where = "(the job's command:)"
+        elif r["found"]:
+            where = r["executable"]
+        else:
+            where = f"not found ({r['executable']})" if r["executable"] else "not found"
+        table.append([r["name"], r["distribution"], r["version"], where])
+    print(tabulate(table, headers=["ENGINE", "DISTRIBUTION", "VERSION", "EXECUTABLE"]))
+    return 0
+
+
+# -- retry / cancel ------------------------------------------------------------------------------
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from aq_core.store import State
+
+    store = _store(args)
+    state = store.locate(args.job)
+    if state is None:
+        raise UsageError(f"no job {args.job!r} in {store.root}")
+    if state is not State.FAILED:
+        raise AqError(f"job {args.job!r} is in {state.value}/: only a failed job can be retried")
+    lock = store.try_lock("job:" + args.job)
+    if lock is None:
+        raise AqError(f"job {args.job!r} is busy (another aq command holds it)")
+    try:
+        store.append_meta(
+            args.job,
+            {
+                "requeued": round(time.time(), 3),
+                "retries": 0,
+                "orphans": 0,
+                "next_eligible": 0,
+                "cancel_requested": 0,
+                "result": "queued",
+            },
+        )
+        if not store.move(args.job, State.FAILED, State.INBOX):
+            raise AqError(f"job {args.job!r} was moved by someone else")
+    finally:
+        lock.release()
+    print(f"{args.job}: back in inbox/")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from aq_core.cancel import cancel
+
+    print(cancel(_store(args), args.job))
+    return 0
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="aq", description="aq, the agent queue: run coding agents unattended from Markdown job files."
+    )
+    parser.add_argument("--version", action="version", version=f"aq {__version__}")
+    parser.add_argument("--root", metavar="DIR", help="queue root (default: $AGENT_QUEUE_ROOT or ~/.aq)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("add", help="validate job files and queue them")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_add)
+    p = sub.add_parser("validate", help="check job files without queueing them")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("run", help="run queued jobs")
+    p.add_argument("--once", action="store_true", help="drain the queue (waiting out backoffs), then exit")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="jobs run at once (default 1)")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("status", help="jobs by state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("logs", help="show a job's engine output")
+    p.add_argument("job", metavar="JOB")
+    p.add_argument("-f", "--follow", action="store_true", help="follow while the job runs")
+    p.add_argument("--attempt", type=int, metavar="N", help="which attempt (default: the latest)")
+    p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("recover", help="put orphaned jobs back in the queue")
+    p.set_defaults(func=cmd_recover)
+    p = sub.add_parser("retry", help="re-queue a failed job")
+    p.add_argument("job", metavar="JOB")
+    p.set_defaults(func=cmd_retry)
+    p = sub.add_parser("cancel", help="cancel a waiting or running job")
+    p.add_argument("job", metavar="JOB")
+    p.set_defaults(func=cmd_cancel)
+    p = sub.add_parser("stop", help="stop the running runners cleanly")
+    p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_stop)
+    p = sub.add_parser("engines", help="installed engines and their executables")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_engines)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "func", None):
+            build_parser().print_help()
+            return 2
+        return args.func(args)
+    except AqError as exc:
+        _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # a bug must still be one line; the traceback goes to a file
+        return _internal_error(exc)
+
+
+def _internal_error(exc: Exception) -> int:
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="aq-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        traceback.print_exc(file=fh)
+    _err(f"internal error: {type(exc).__name__}: {exc} (details in {path})")
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

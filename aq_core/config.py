@@ -1,0 +1,116 @@
+"""The queue config: ``config.yaml`` in the queue root, validated like job files."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aq_core.durations import parse_duration
+from aq_core.errors import UsageError
+
+CONFIG_NAME = "config.yaml"
+KEYS = ("engines", "protected_branches", "notify", "notify_timeout", "on_limit", "limit_hold", "budgets", "grace")
+ENGINE_KEYS = ("bin",)
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Settings for every job of one queue."""
+
+    engine_bins: dict[str, str] = field(default_factory=dict)
+    protected_branches: tuple[str, ...] = ("main", "master")
+    notify: str | list[str] | None = None
+    notify_timeout: float = 30.0
+    on_limit: str = "wait"
+    limit_hold: float = 300.0
+    budgets: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _near(key: str, choices: tuple[str, ...]) -> str:
+    match = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def load_config(root: Path) -> QueueConfig:
+    """Return the queue's config (defaults when there is no file); raise ``UsageError`` naming every problem."""
+    path = root / CONFIG_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return QueueConfig()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read ({exc})") from None
+    import yaml
+
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of settings")
+    problems: list[str] = []
+    values: dict[str, Any] = {"raw": data}
+    for key in data:
+        if key not in KEYS:
+            problems.append(f"{path}: unknown key {key!r}{_near(str(key), KEYS)}")
+    engines = data.get("engines") or {}
+    if not isinstance(engines, dict):
+        problems.append(f"{path}: engines: expected a mapping of engine name to settings")
+    else:
+        bins = {}
+        for name, settings in engines.items():
+            if not isinstance(settings, dict):
+                problems.append(f"{path}: engines.{name}: expected a mapping (bin: ...)")
+                continue
+            for key in settings:
+                if key not in ENGINE_KEYS:
+                    problems.append(f"{path}: engines.{name}: unknown key {key!r}{_near(str(key), ENGINE_KEYS)}")
+            if "bin" in settings:
+                if not isinstance(settings["bin"], str) or not settings["bin"].strip():
+                    problems.append(f"{path}: engines.{name}.bin: expected a path")
+                else:
+                    bins[str(name)] = settings["bin"].strip()
+        values["engine_bins"] = bins
+    if "protected_branches" in data:
+        branches = data["protected_branches"]
+        if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
+            problems.append(f"{path}: protected_branches: expected a list of branch names")
+        else:
+            values["protected_branches"] = tuple(dict.fromkeys(["main", "master", *branches]))
+    if "notify" in data and data["notify"] is not None:
+        notify = data["notify"]
+        if isinstance(notify, str) and notify.strip():
+            values["notify"] = notify
+        elif isinstance(notify, list) and notify and all(isinstance(a, str) for a in notify):
+            values["notify"] = list(notify)
+        else:
+            problems.append(f"{path}: notify: expected a command string or a list of arguments")
+    for key in ("notify_timeout", "limit_hold"):
+        if key in data:
+            try:
+                values[key] = parse_duration(data[key])
+            except ValueError as exc:
+                problems.append(f"{path}: {key}: {data[key]!r}: {exc}")
+    if "on_limit" in data:
+        if data["on_limit"] not in ("wait", "fail"):
+            problems.append(f"{path}: on_limit: {data['on_limit']!r}: expected wait or fail")
+        else:
+            values["on_limit"] = data["on_limit"]
+    if "budgets" in data:
+        budgets = data["budgets"]
+        if not isinstance(budgets, dict):
+            problems.append(f"{path}: budgets: expected a mapping such as {{daily_usd: 20, claude: 10}}")
+        else:
+            parsed = {}
+            for name, amount in budgets.items():
+                if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
+                    problems.append(f"{path}: budgets.{name}: {amount!r}: expected a number of US dollars")
+                else:
+                    parsed[str(name)] = float(amount)
+            values["budgets"] = parsed
+    if problems:
+        raise UsageError("; ".join(problems))
+    return QueueConfig(**values)

@@ -1,0 +1,43 @@
+"""aq's own lines about jobs: printed by the runner and kept in the job's log under ``logs/``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+from typing import TextIO
+
+from aq_core.store import FsStore
+
+
+class Journal:
+    """Writes one line per event to the runner's output and to ``logs/<id>.aq.log``.
+
+    Never pass the prompt (or any job text) here: these lines are shown to whoever runs ``aq``.
+    """
+
+    def __init__(self, store: FsStore, out: TextIO | None = None) -> None:
+        self.store = store
+        self.out = out if out is not None else sys.stdout
+        self._lock = threading.Lock()
+
+    def say(self, job_id: str | None, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        line = f"aq: {stamp} {job_id}: {message}" if job_id else f"aq: {stamp} {message}"
+        with self._lock, contextlib.suppress(BrokenPipeError, ValueError):
+            print(line, file=self.out, flush=True)
+        if job_id:
+            try:
+                fd = self.store.open_log(self.store.aq_log_path(job_id))
+                try:
+                    os.write(fd, (line + "\n").encode("utf-8", errors="replace"))
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+
+    def for_job(self, job_id: str):
+        """Return a one-argument ``log`` callable for plugins (the checkpoint hook's ``log``)."""
+        return lambda message: self.say(job_id, str(message))

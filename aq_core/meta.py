@@ -1,0 +1,120 @@
+"""A job's meta: append-only ``key=value`` lines; the last value of a key wins; attempts in order."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MAX_VALUE = 4096
+
+
+def encode_value(value: Any) -> str:
+    """Return ``value`` as one line: backslash, newline and carriage return are escaped."""
+    if isinstance(value, bool):
+        text = "1" if value else "0"
+    elif isinstance(value, float):
+        text = repr(round(value, 6))
+    else:
+        text = str(value)
+    text = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return text[:MAX_VALUE]
+
+
+def decode_value(text: str) -> str:
+    if "\\" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            out.append({"n": "\n", "r": "\r", "\\": "\\"}.get(nxt, "\\" + nxt))
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def encode_lines(items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> bytes:
+    """Return the lines for ``items`` (``None`` values are skipped); reject keys that are not keys."""
+    pairs = items.items() if isinstance(items, Mapping) else items
+    lines = []
+    for key, value in pairs:
+        if value is None:
+            continue
+        if not KEY.fullmatch(key):
+            raise ValueError(f"bad meta key {key!r}")
+        lines.append(f"{key}={encode_value(value)}\n")
+    return "".join(lines).encode("utf-8")
+
+
+def parse_lines(data: bytes) -> list[tuple[str, str]]:
+    """Return the pairs in a meta file; a torn last line and garbage lines are skipped."""
+    end = data.rfind(b"\n")
+    if end == -1:
+        return []
+    text = data[: end + 1].decode("utf-8", errors="replace")
+    pairs = []
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and KEY.fullmatch(key):
+            pairs.append((key, decode_value(value)))
+    return pairs
+
+
+@dataclass
+class Meta:
+    """The pairs of one job's meta, with the views the core needs."""
+
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    _last: dict[str, str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Meta:
+        return cls(parse_lines(data))
+
+    @property
+    def last(self) -> dict[str, str]:
+        """The last value of every key (what ``key`` means for the job now)."""
+        if self._last is None:
+            self._last = dict(self.pairs)
+        return self._last
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.last.get(key, default)
+
+    def number(self, key: str, default: float | None = None) -> float | None:
+        value = self.last.get(key)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            return default
+        return number if number == number else default
+
+    def integer(self, key: str, default: int = 0) -> int:
+        value = self.number(key)
+        return int(value) if value is not None else default
+
+    def runs(self) -> list[dict[str, str]]:
+        """Return one dict per attempt: the keys written after each ``attempt=N`` line."""
+        runs: list[dict[str, str]] = []
+        for key, value in self.pairs:
+            if key == "attempt":
+                runs.append({"attempt": value})
+            elif runs:
+                runs[-1][key] = value
+        return runs
+
+    def since_last(self, key: str) -> Iterator[tuple[str, str]]:
+        """Yield the pairs written after the last line with ``key`` (all pairs if none)."""
+        index = 0
+        for i, (k, _) in enumerate(self.pairs):
+            if k == key:
+                index = i
+        yield from self.pairs[index:]

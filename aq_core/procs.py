@@ -1,0 +1,87 @@
+"""Process identity and process-group control, guarded against PID reuse."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+
+def start_time(pid: int) -> float | None:
+    """Return the start time of ``pid`` (epoch seconds, as psutil reports it), or None if gone."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError, OverflowError):
+        return None
+
+
+def same_start(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(a - b) < 0.05
+
+
+def alive(pid: int | None, pidstart: float | None) -> bool:
+    """True when ``pid`` runs and is the same process that started at ``pidstart`` (not a reuse)."""
+    if not pid or pid <= 0:
+        return False
+    return same_start(start_time(pid), pidstart)
+
+
+def group_members(pgid: int, not_before: float | None) -> list[int]:
+    """Return the live processes in group ``pgid`` that started no earlier than ``not_before``.
+
+    The start-time bound keeps a stranger safe: a recycled group id belongs to processes that
+    started after the leader we knew.
+    """
+    import psutil
+
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) != pgid:
+                continue
+            if not_before is not None and proc.create_time() + 0.05 < not_before:
+                continue
+            members.append(proc.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a whole process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def kill_orphan_group(pgid: int, leader_start: float | None, grace: float = 2.0) -> int:
+    """End an orphaned agent's process group, verified by start time; return how many were signalled.
+
+    When the leader still runs it must have ``leader_start``; when it is gone, only members that
+    started after it are touched (grandchildren such as the native binary of a launcher).
+    """
+    leader_now = start_time(pgid)
+    if leader_now is not None and not same_start(leader_now, leader_start):
+        # The pid was reused by another process: its group is not ours to touch, but the agent's
+        # other members may still run under the old group id if the new process is not a leader.
+        pass
+    members = group_members(pgid, leader_start)
+    if not members:
+        return 0
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and group_members(pgid, leader_start):
+        time.sleep(0.05)
+    for pid in group_members(pgid, leader_start):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return len(members)

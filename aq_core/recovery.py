@@ -1,0 +1,125 @@
+"""Orphan recovery: jobs left in ``building/`` by a runner that died are put back, exactly once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from aq_core import plugins
+from aq_core.journal import Journal
+from aq_core.meta import Meta
+from aq_core.procs import alive, kill_orphan_group
+from aq_core.store import FsStore, State, host_id
+
+MAX_ORPHANS = 3
+
+
+def _attempt_started_since_claim(meta: Meta) -> bool:
+    """True when the engine was started after the last claim (an attempt was made)."""
+    started = False
+    for key, _ in meta.pairs:
+        if key == "claimed":
+            started = False
+        elif key == "attempt":
+            started = True
+    return started
+
+
+def _decision_since_attempt(meta: Meta) -> str | None:
+    """The state the runner decided on for its last attempt, if it got that far before dying."""
+    decision = None
+    for key, value in meta.pairs:
+        if key in ("claimed", "attempt"):
+            decision = None
+        elif key == "decision":
+            decision = value
+    return decision
+
+
+def recover(store: FsStore, journal: Journal) -> list[str]:
+    """Recover every orphan in ``building/``; return the ids recovered. Safe to run concurrently."""
+    recovered = []
+    for entry in store.list(State.BUILDING):
+        if recover_one(store, journal, entry.id):
+            recovered.append(entry.id)
+    return recovered
+
+
+def recover_one(store: FsStore, journal: Journal, job_id: str) -> bool:
+    # The runner holds the job's lock for the whole attempt: if we can take it, no live runner has
+    # the job. It also makes two recoveries of the same job impossible at once.
+    lock = store.try_lock("job:" + job_id)
+    if lock is None:
+        return False
+    try:
+        if store.locate(job_id) is not State.BUILDING:
+            return False
+        meta = store.read_meta(job_id)
+        pid, pidstart = meta.integer("pid"), meta.number("pidstart")
+        if meta.get("host", host_id()) == host_id() and alive(pid, pidstart):
+            # Its runner lives but does not hold the job: never take a live runner's job.
+            return False
+        return _recover(store, journal, job_id, meta, pid)
+    finally:
+        lock.release()
+
+
+def _recover(store: FsStore, journal: Journal, job_id: str, meta: Meta, pid: int) -> bool:
+    say = journal.for_job(job_id)
+    decision = _decision_since_attempt(meta)
+    if decision in ("done", "failed", "inbox"):
+        # The runner recorded the outcome and died before the rename: finish its move.
+        store.move(job_id, State.BUILDING, State(decision))
+        say(f"recovered: runner (pid {pid}) died after finishing the attempt; moved to {decision}/")
+        return True
+    attempted = _attempt_started_since_claim(meta)
+    killed = 0
+    agent_pid = meta.integer("agent_pid")
+    if attempted and agent_pid:
+        killed = kill_orphan_group(agent_pid, meta.number("agent_pidstart"))
+    commit: dict[str, str] = {}
+    workdir = meta.get("workdir") or meta.get("cwd")
+    if attempted and workdir:
+        try:
+            commit = plugins.checkpoint(
+                "commit",
+                job_id,
+                Path(workdir),
+                "orphaned",
+                meta.last,
+                meta.get("isolation") or "inplace",
+                _protected(store),
+                say,
+            )
+        except Exception as exc:
+            say(f"wip: checkpoint failed during recovery: {type(exc).__name__}: {exc}")
+    now = round(time.time(), 3)
+    if not attempted:
+        store.append_meta(job_id, {"recovered": now, "decision": "inbox"})
+        store.move(job_id, State.BUILDING, State.INBOX)
+        say(f"recovered: runner (pid {pid}) died before starting the engine; back to inbox/ (no attempt counted)")
+        return True
+    orphans = meta.integer("orphans") + 1
+    attempt = meta.integer("attempts")
+    base = {**commit, "recovered": now, "result": "orphaned", "orphans": orphans, "finished": now}
+    if orphans >= MAX_ORPHANS:
+        store.append_meta(
+            job_id, {**base, "result": "retries_exhausted", "last_failure": "orphaned", "decision": "failed"}
+        )
+        store.move(job_id, State.BUILDING, State.FAILED)
+        say(f"recovered: orphaned {orphans} times in a row (runner pid {pid} gone); failed as retries_exhausted")
+        return True
+    store.append_meta(job_id, {**base, "decision": "inbox"})
+    store.move(job_id, State.BUILDING, State.INBOX)
+    extra = f", ended {killed} leftover agent process(es)" if killed else ""
+    say(f"recovered orphan: runner pid {pid} gone; attempt {attempt} counted{extra}; back to inbox/")
+    return True
+
+
+def _protected(store: FsStore) -> tuple[str, ...]:
+    from aq_core.config import load_config
+
+    try:
+        return load_config(store.root).protected_branches
+    except Exception:
+        return ("main", "master")

@@ -1,0 +1,253 @@
+"""The runner: picks the oldest eligible job, runs its attempts on worker threads, finishes them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aq_core import plugins
+from aq_core.attempt import Attempt
+from aq_core.config import QueueConfig, load_config
+from aq_core.errors import AqError, JobInvalid
+from aq_core.job import Job, parse_job
+from aq_core.journal import Journal
+from aq_core.meta import Meta
+from aq_core.procs import start_time
+from aq_core.recovery import recover
+from aq_core.store import Entry, FsStore, Lock, State
+
+POLL = 0.05  # how often an idle runner looks at inbox/ (a stat of one directory)
+RECOVER_EVERY = 1.0
+
+
+@dataclass
+class Candidate:
+    entry: Entry
+    meta: Meta
+    job: Job | None = None
+    error: str | None = None
+
+
+@dataclass
+class Runner:
+    """One ``aq run`` process: ``workers`` attempts at a time; ``once`` drains the queue and exits."""
+
+    store: FsStore
+    workers: int = 1
+    once: bool = False
+    journal: Journal = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.config: QueueConfig = load_config(self.store.root)
+        self.journal = self.journal or Journal(self.store)
+        self.pid = os.getpid()
+        self.pidstart = start_time(self.pid)
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.running: dict[str, tuple[threading.Thread, Attempt]] = {}
+        self._lock = threading.Lock()
+        self._parsed: dict[str, tuple[tuple[float, int], Job | str]] = {}
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.store.register_runner(self.pid, self.pidstart or 0.0)
+        previous = self._install_signals()
+        try:
+            self.journal.say(
+                None, f"runner started (pid {self.pid}, {self.workers} worker{'s' if self.workers != 1 else ''})"
+            )
+            self._loop()
+        finally:
+            self._stop_all()
+            self._restore_signals(previous)
+            self.store.unregister_runner(self.pid)
+            self.journal.say(None, "runner stopped")
+        return 0
+
+    def _loop(self) -> None:
+        last_recover = float("-inf")
+        inbox = self.store.root / State.INBOX.value
+        seen_mtime: int | None = None
+        next_wake: float | None = None
+        waiting = True
+        while not self.stopping.is_set():
+            if time.monotonic() - last_recover >= RECOVER_EVERY:
+                recover(self.store, self.journal)
+                last_recover = time.monotonic()
+            self._reap()
+            try:
+                mtime = os.stat(inbox).st_mtime_ns
+            except FileNotFoundError:
+                mtime = 0
+            free = self.workers - len(self.running)
+            due = next_wake is not None and time.time() >= next_wake
+            if free > 0 and (mtime != seen_mtime or due or self.wake.is_set()):
+                self.wake.clear()
+                seen_mtime = mtime
+                next_wake, waiting = self._fill(free)
+            if self.once and not self.running and not waiting:
+                return
+            timeout = POLL if next_wake is None else max(0.0, min(POLL, next_wake - time.time()))
+            self.wake.wait(timeout)
+
+    def _reap(self) -> None:
+        with self._lock:
+            done = [job_id for job_id, (thread, _) in self.running.items() if not thread.is_alive()]
+            for job_id in done:
+                del self.running[job_id]
+
+    def _fill(self, free: int) -> tuple[float | None, bool]:
+        """Start up to ``free`` attempts; return (when to look again, whether jobs are waiting)."""
+        now = time.time()
+        next_wake: float | None = None
+        waiting = False
+        for entry in self.store.list(State.INBOX):
+            if free <= 0:
+                waiting = True
+                break
+            if entry.id in self.running:
+                continue
+            cand = self._candidate(entry)
+            if cand is None:
+                continue
+            waiting = True
+            eligible_at = cand.meta.number("next_eligible")
+            if eligible_at and eligible_at > now:
+                next_wake = eligible_at if next_wake is None else min(next_wake, eligible_at)
+                continue
+            if self._start(cand):
+                free -= 1
+        # A lock held by another runner frees without touching inbox/: look again soon.
+        if waiting and next_wake is None:
+            next_wake = time.time() + 0.25
+        return next_wake, waiting
+
+    def _candidate(self, entry: Entry) -> Candidate | None:
+        meta = self.store.read_meta(entry.id)
+        path = self.store.path(entry.id, State.INBOX)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        key = (st.st_mtime, st.st_size)
+        cached = self._parsed.get(entry.id)
+        if cached and cached[0] == key:
+            parsed = cached[1]
+        else:
+            parsed = self._parse(entry, meta, path)
+            self._parsed[entry.id] = (key, parsed)
+        if isinstance(parsed, str):
+            return Candidate(entry, meta, error=parsed)
+        return Candidate(entry, meta, job=parsed)
+
+    def _parse(self, entry: Entry, meta: Meta, path: Path) -> Job | str:
+        try:
+            data = self.store.read_job(entry.id, State.INBOX)
+            cwd = meta.get("add_dir")
+            return parse_job(
+                Path("inbox") / path.name,
+                data,
+                engines=plugins.engine_names(),
+                failure_classes=plugins.failure_classes(),
+                default_cwd=Path(cwd) if cwd else None,
+                job_id=entry.id,
+            )
+        except JobInvalid as exc:
+            return "; ".join(exc.problems)
+        except (OSError, ValueError) as exc:
+            return f"inbox/{path.name}: cannot read: {exc}"
+
+    def _start(self, cand: Candidate) -> bool:
+        job_id = cand.entry.id
+        job_lock = self.store.try_lock("job:" + job_id)
+        if job_lock is None:
+            return False
+        if cand.error is not None:
+            self._reject(job_id, cand.error, job_lock)
+            return False
+        job = cand.job
+        assert job is not None
+        engine = next((e for e in job.engines if e in plugins.installed_engines()), None)
+        if engine is None:
+            self._reject(job_id, f"engine: none of {', '.join(job.engines)} is installed", job_lock)
+            return False
+        locks: list[Lock] = [job_lock]
+        names = [n for n in (job.lock and "lock:" + job.lock, plugins.work_lock(job.cwd, job.isolation)) if n]
+        for name in names:
+            held = self.store.try_lock(name)
+            if held is None:
+                for lock in locks:
+                    lock.release()
+                return False
+            locks.append(held)
+        if not self.store.claim(job_id):
+            for lock in locks:
+                lock.release()
+            return False
+        attempt = Attempt(self, job, engine, locks)
+        thread = threading.Thread(target=attempt.run, name=f"aq-{job_id}", daemon=True)
+        with self._lock:
+            self.running[job_id] = (thread, attempt)
+        thread.start()
+        return True
+
+    def _reject(self, job_id: str, reason: str, job_lock: Lock) -> None:
+        """Fail an invalid job file for good, keeping the file (in ``failed/``) and the reason."""
+        try:
+            if self.store.claim(job_id):
+                self.store.append_meta(
+                    job_id, {"result": "invalid", "error": reason, "finished": round(time.time(), 3)}
+                )
+                self.store.move(job_id, State.BUILDING, State.FAILED)
+                self.journal.say(job_id, f"invalid, moved to failed/: {reason}")
+        finally:
+            job_lock.release()
+            self._parsed.pop(job_id, None)
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    def _install_signals(self) -> dict[int, object]:
+        previous: dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return previous
+
+        def handler(signum: int, frame: object) -> None:
+            if not self.stopping.is_set():
+                self.stopping.set()
+                self.wake.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, object]) -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)  # type: ignore[arg-type]
+
+    def _stop_all(self) -> None:
+        self.stopping.set()
+        with self._lock:
+            attempts = list(self.running.values())
+        if attempts:
+            self.journal.say(
+                None, f"stopping: checkpointing {len(attempts)} running job(s) and putting them back in inbox/"
+            )
+        for thread, _ in attempts:
+            thread.join()
+
+    def job_finished(self) -> None:
+        self.wake.set()
+
+
+def run(store: FsStore, workers: int = 1, once: bool = False) -> int:
+    if workers < 1:
+        raise AqError("--workers must be at least 1")
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    return Runner(store, workers=workers, once=once).run()

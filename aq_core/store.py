@@ -1,0 +1,324 @@
+"""The queue store: the only way a job's state and meta change (filesystem implementation).
+
+State is a folder and a transition is one atomic ``rename``: of several runners that try to claim
+the same job, exactly one rename succeeds. Meta is append-only. Everything is private to the user
+(root 0700, files 0600) and nothing is written through a symlink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import socket
+import stat
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from aq_core.errors import AqError, UsageError
+from aq_core.meta import Meta, encode_lines
+
+JOB_SUFFIX = ".md"
+
+
+class State(StrEnum):
+    INBOX = "inbox"
+    BUILDING = "building"
+    DONE = "done"
+    FAILED = "failed"
+
+
+STATES = tuple(State)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A job file as listed: its id, state and when it was queued (for oldest-first order)."""
+
+    id: str
+    state: State
+    queued: float
+
+
+class Lock(ABC):
+    """A held lock; released by ``release()`` or when the holding process dies."""
+
+    @abstractmethod
+    def release(self) -> None: ...
+
+
+class Store(ABC):
+    """Every state transition of the queue. A database store implements the same methods."""
+
+    @abstractmethod
+    def add(self, job_id: str, data: bytes, meta: Mapping[str, Any]) -> None:
+        """Queue a new job in ``inbox``; raise ``UsageError`` if the id exists in any state."""
+
+    @abstractmethod
+    def claim(self, job_id: str) -> bool:
+        """Move a job from ``inbox`` to ``building``; False when another runner got it first."""
+
+    @abstractmethod
+    def move(self, job_id: str, src: State, dst: State) -> bool:
+        """Move a job between states; False when it was not in ``src`` (someone else moved it)."""
+
+    @abstractmethod
+    def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
+        """Append ``key=value`` lines to the job's meta, durably, in one write."""
+
+    @abstractmethod
+    def read_meta(self, job_id: str) -> Meta:
+        """Return the job's meta (empty when it has none)."""
+
+    @abstractmethod
+    def list(self, state: State | None = None) -> list[Entry]:
+        """Return the jobs in ``state`` (all states when None), oldest first."""
+
+    @abstractmethod
+    def read_job(self, job_id: str, state: State) -> bytes:
+        """Return the job file's bytes; raise ``FileNotFoundError`` when it is not in ``state``."""
+
+    @abstractmethod
+    def locate(self, job_id: str) -> State | None:
+        """Return the state a job is in, or None when there is no such job."""
+
+    @abstractmethod
+    def try_lock(self, name: str) -> Lock | None:
+        """Take the named lock without waiting; None when another holder has it."""
+
+
+def default_root() -> Path:
+    env = os.environ.get("AGENT_QUEUE_ROOT")
+    return Path(os.path.expanduser(env)) if env else Path.home() / ".aq"
+
+
+def host_id() -> str:
+    return os.environ.get("AQ_HOST_ID") or socket.gethostname()
+
+
+class _FileLock(Lock):
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+class FsStore(Store):
+    """The embedded default store: a queue root on the local filesystem."""
+
+    DIRS = (*STATES, "meta", "logs", "tmp", "locks", "runners")
+
+    def __init__(self, root: Path, create: bool = True) -> None:
+        self.root = Path(os.path.abspath(os.path.expanduser(root)))
+        if create:
+            self._ensure()
+
+    def __repr__(self) -> str:
+        return f"FsStore({str(self.root)!r})"
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        try:
+            if not self.root.exists():
+                os.makedirs(self.root, mode=0o700, exist_ok=True)
+            st = os.lstat(self.root)
+            if stat.S_ISLNK(st.st_mode):
+                # A symlinked root is the user's choice; follow it once, then refuse links inside.
+                self.root = self.root.resolve()
+            if not self.root.is_dir():
+                raise UsageError(f"queue root {self.root} is not a directory")
+            if stat.S_IMODE(os.stat(self.root).st_mode) != 0o700:
+                os.chmod(self.root, 0o700)
+            for name in self.DIRS:
+                path = self.root / name
+                try:
+                    os.mkdir(path, 0o700)
+                except FileExistsError:
+                    st = os.lstat(path)
+                    if not stat.S_ISDIR(st.st_mode):
+                        raise AqError(f"queue root: {name}/ is not a directory (a symlink or file is there)") from None
+        except PermissionError as exc:
+            raise AqError(f"queue root {self.root}: permission denied ({exc.strerror})") from None
+
+    def path(self, job_id: str, state: State) -> Path:
+        return self.root / state.value / (job_id + JOB_SUFFIX)
+
+    def meta_path(self, job_id: str) -> Path:
+        return self.root / "meta" / f"{job_id}.meta"
+
+    def log_path(self, job_id: str, attempt: int) -> Path:
+        return self.root / "logs" / f"{job_id}.{attempt}.log"
+
+    def aq_log_path(self, job_id: str) -> Path:
+        return self.root / "logs" / f"{job_id}.aq.log"
+
+    # -- transitions --------------------------------------------------------------------------
+
+    def add(self, job_id: str, data: bytes, meta: Mapping[str, Any]) -> None:
+        existing = self.locate(job_id)
+        if existing is not None:
+            raise UsageError(f"job {job_id!r} already exists (in {existing.value}/): rename the file to queue it again")
+        if self.meta_path(job_id).exists():
+            raise UsageError(f"job {job_id!r} already has a record in meta/: rename the file to queue it again")
+        tmp = self.root / "tmp" / f"{job_id}.{os.getpid()}.{secrets.token_hex(4)}"
+        self._write_new(tmp, data)
+        try:
+            self.append_meta(job_id, meta)
+            # link, not rename: never replaces a job file another `aq add` just created.
+            os.link(tmp, self.path(job_id, State.INBOX))
+        except FileExistsError:
+            raise UsageError(f"job {job_id!r} already exists (in inbox/)") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self._sync_dir(self.root / State.INBOX.value)
+
+    def claim(self, job_id: str) -> bool:
+        return self.move(job_id, State.INBOX, State.BUILDING)
+
+    def move(self, job_id: str, src: State, dst: State) -> bool:
+        target = self.path(job_id, dst)
+        if os.path.lexists(target):
+            # rename() would silently replace it; a job is never in two folders.
+            raise AqError(f"job {job_id!r}: cannot move to {dst.value}/, a file of that name is already there")
+        try:
+            os.rename(self.path(job_id, src), target)
+        except FileNotFoundError:
+            return False
+        self._sync_dir(self.root / dst.value)
+        return True
+
+    def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
+        data = encode_lines(items)
+        if not data:
+            return
+        fd = os.open(self.meta_path(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            view = memoryview(data)
+            while view:  # one write for whole lines; loop only on a short write
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_meta(self, job_id: str) -> Meta:
+        try:
+            fd = os.open(self.meta_path(job_id), os.O_RDONLY | os.O_NOFOLLOW)
+        except (FileNotFoundError, OSError):
+            return Meta()
+        with os.fdopen(fd, "rb") as fh:
+            return Meta.from_bytes(fh.read())
+
+    def list(self, state: State | None = None) -> list[Entry]:
+        entries: list[Entry] = []
+        for st in [state] if state else STATES:
+            folder = self.root / st.value
+            try:
+                scan = os.scandir(folder)
+            except FileNotFoundError:
+                continue
+            with scan:
+                for item in scan:
+                    name = item.name
+                    if not name.endswith(JOB_SUFFIX) or name.startswith("."):
+                        continue
+                    try:
+                        queued = item.stat(follow_symlinks=False).st_mtime
+                    except FileNotFoundError:
+                        continue
+                    entries.append(Entry(name[: -len(JOB_SUFFIX)], st, queued))
+        entries.sort(key=lambda e: (e.queued, e.id))
+        return entries
+
+    def read_job(self, job_id: str, state: State) -> bytes:
+        path = self.path(job_id, state)
+        if os.path.islink(path):
+            raise ValueError("the job file is a symlink (aq reads only regular files in its queue)")
+        with open(path, "rb") as fh:
+            return fh.read(64 << 20)
+
+    def locate(self, job_id: str) -> State | None:
+        for st in STATES:
+            if os.path.lexists(self.path(job_id, st)):
+                return st
+        return None
+
+    def try_lock(self, name: str) -> Lock | None:
+        import fcntl
+        import hashlib
+
+        digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+        fd = os.open(self.root / "locks" / f"{digest}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return None
+            raise
+        return _FileLock(fd)
+
+    # -- runners and logs ----------------------------------------------------------------------
+
+    def register_runner(self, pid: int, pidstart: float) -> Path:
+        path = self.root / "runners" / f"{pid}"
+        self._write_new(
+            path, f"pid={pid}\npidstart={pidstart}\nhost={host_id()}\nstarted={time.time()}\n".encode(), replace=True
+        )
+        return path
+
+    def runners(self) -> Iterator[Meta]:
+        folder = self.root / "runners"
+        for item in sorted(folder.iterdir()) if folder.is_dir() else []:
+            try:
+                yield Meta.from_bytes(item.read_bytes())
+            except OSError:
+                continue
+
+    def unregister_runner(self, pid: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.root / "runners" / f"{pid}")
+
+    def open_log(self, path: Path) -> int:
+        """Open a log for appending (created 0600, never through a symlink); return the fd."""
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+
+    def write_private(self, path: Path, data: bytes) -> None:
+        self._write_new(path, data, replace=True)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _write_new(path: Path, data: bytes, replace: bool = False) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
+        fd = os.open(path, flags, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _sync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def open_store(root: str | Path | None = None, create: bool = True) -> FsStore:
+    """Return the store for ``--root`` / ``$AGENT_QUEUE_ROOT`` / ``~/.aq``."""
+    return FsStore(Path(root) if root else default_root(), create=create)
