@@ -169,6 +169,8 @@ class Attempt:
 
         ended_by = self._supervise(proc, started)
         finished = time.time()
+        if ended_by == "exit" and store.read_meta(job.id).get("cancel_requested") == "1":
+            ended_by = "cancel"  # `aq cancel` asks in meta first, then ends the group
         with contextlib.suppress(FileNotFoundError):
             prompt_file.unlink()
         outcome = Outcome(

@@ -1,1 +1,459 @@
 """WIP checkpoints in git: the job's work is committed to ``aq/wip/<id>`` on every exit path."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aq_core.hookspecs import hookimpl
+
+WIP_PREFIX = "aq/wip/"
+ALWAYS_PROTECTED = ("main", "master")
+FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "aq",
+    "GIT_AUTHOR_EMAIL": "aq@localhost",
+    "GIT_COMMITTER_NAME": "aq",
+    "GIT_COMMITTER_EMAIL": "aq@localhost",
+}
+# Applied to every git we run: no hooks (commit-tree runs none, but switch and worktree add would run
+# post-checkout), no signing prompt, no auto-gc pause, no guessed identity (we fall back to aq's).
+GIT_OPTIONS = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "gc.auto=0",
+    "-c",
+    "user.useConfigOnly=true",
+)
+# Inherited variables that would point git at another repository or index than the one we found.
+_LOCATING_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX", "GIT_NAMESPACE")
+# Files in a (per-worktree) git dir that mean an operation is under way: HEAD must not be switched.
+_IN_PROGRESS = (
+    ("rebase-merge", "a rebase"),
+    ("rebase-apply", "a rebase or am"),
+    ("MERGE_HEAD", "a merge"),
+    ("CHERRY_PICK_HEAD", "a cherry-pick"),
+    ("REVERT_HEAD", "a revert"),
+    ("BISECT_LOG", "a bisect"),
+)
+
+
+class GitFailed(Exception):
+    """A git command failed; the message is one line for the job's log."""
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A git work tree: its top level, its own git dir and the repository's common git dir."""
+
+    top: Path
+    git_dir: Path
+    common_dir: Path
+
+    def git(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        env: Mapping[str, str] | None = None,
+        ok: Sequence[int] = (0,),
+    ) -> str:
+        """Run git in the top level; return stdout, raise ``GitFailed`` on an exit code not in ``ok``."""
+        full_env = _git_env()
+        if env:
+            full_env.update(env)
+        proc = subprocess.run(
+            ["git", *GIT_OPTIONS, *args],
+            cwd=self.top,
+            env=full_env,
+            input=stdin.encode() if stdin is not None else None,
+            stdin=subprocess.DEVNULL if stdin is None else None,
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode not in ok:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            detail = err[-1] if err else f"exit {proc.returncode}"
+            raise GitFailed(f"git {args[0]} failed: {detail}")
+        return proc.stdout.decode(errors="surrogateescape")
+
+    def resolve(self, *names: str) -> list[str | None]:
+        """Return the object id of each revision expression, ``None`` where it names nothing (one git)."""
+        out = self.git("cat-file", "--batch-check=%(objectname)", stdin="".join(f"{n}\n" for n in names))
+        return [None if line.endswith((" missing", " ambiguous")) else line for line in out.splitlines()]
+
+    def head_ref(self) -> str | None:
+        """Return the ref HEAD points at (``refs/heads/x``, maybe unborn), or ``None`` when detached."""
+        if (self.common_dir / "reftable").is_dir():  # the reftable backend keeps no readable HEAD file
+            out = self.git("symbolic-ref", "-q", "HEAD", ok=(0, 1)).strip()
+            return out or None
+        head = (self.git_dir / "HEAD").read_text(errors="replace").strip()
+        return head[5:].strip() if head.startswith("ref:") else None
+
+    def in_progress(self) -> str | None:
+        """Name the operation under way in this work tree (rebase, merge, ...), or ``None``."""
+        for name, what in _IN_PROGRESS:
+            if (self.git_dir / name).exists():
+                return what
+        return None
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _LOCATING_VARS}
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_PAGER="cat",
+        PAGER="cat",
+        GIT_EDITOR="true",
+        GIT_OPTIONAL_LOCKS="0",  # status must not rewrite the user's index behind their back
+        LC_ALL="C",
+    )
+    return env
+
+
+def find_repo(workdir: Path) -> Repo | None:
+    """Return the git work tree containing ``workdir`` by walking up for ``.git`` (no git process).
+
+    ``None`` when there is none, when ``workdir`` does not exist, or when it lies inside a git dir
+    (a bare repository has no work tree to checkpoint).
+    """
+    start = Path(os.path.realpath(workdir))
+    if not start.is_dir():
+        return None
+    for directory in (start, *start.parents):
+        if _is_git_dir(directory):
+            return None
+        dot_git = directory / ".git"
+        if dot_git.is_dir():
+            if _is_git_dir(dot_git):
+                return Repo(directory, dot_git, _common_dir(dot_git))
+        elif dot_git.is_file():  # a linked worktree or submodule: "gitdir: <path>"
+            try:
+                text = dot_git.read_text(errors="replace").strip()
+            except OSError:
+                continue
+            if text.startswith("gitdir:"):
+                git_dir = Path(os.path.realpath(directory / text[7:].strip()))
+                if (git_dir / "HEAD").is_file():
+                    return Repo(directory, git_dir, _common_dir(git_dir))
+    return None
+
+
+def _is_git_dir(path: Path) -> bool:
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+
+
+def _common_dir(git_dir: Path) -> Path:
+    try:
+        rel = (git_dir / "commondir").read_text().strip()
+    except OSError:
+        return git_dir
+    return Path(os.path.realpath(git_dir / rel))
+
+
+def _branch_ok(job_id: str) -> bool:
+    """Whether ``aq/wip/<job_id>`` is a valid branch name (job ids are already [A-Za-z0-9._-])."""
+    return ".." not in job_id and not job_id.endswith((".", ".lock")) and "/." not in job_id
+
+
+@hookimpl
+def work_lock(workdir: Path, isolation: str) -> str | None:
+    """Serialise in-place jobs in one work tree: ``git:<realpath of its top level>``."""
+    if isolation != "inplace":
+        return None
+    repo = find_repo(workdir)
+    return None if repo is None else f"git:{repo.top}"
+
+
+@hookimpl
+def checkpoint(
+    stage: str,
+    job_id: str,
+    workdir: Path,
+    result: str | None,
+    meta: Mapping[str, str],
+    isolation: str,
+    protected: tuple[str, ...],
+    log: Callable[[str], None],
+) -> dict[str, str] | None:
+    """Create or resume ``aq/wip/<id>`` at ``prepare``; snapshot the work tree onto it at ``commit``."""
+    repo = find_repo(Path(workdir))
+    if repo is None:
+        if stage == "prepare":
+            log("wip: cwd not a git repo")
+        elif meta.get("wip_branch"):
+            log(f"wip: {workdir} is no longer in a git work tree; nothing committed")
+        return None
+    branch = WIP_PREFIX + job_id
+    if not _branch_ok(job_id) or branch in protected or branch in ALWAYS_PROTECTED:
+        log(f"wip: {branch!r} cannot be used as a work branch; no checkpoint")
+        return None
+    out: dict[str, str] = {}
+    try:
+        if stage == "prepare":
+            _prepare(repo, branch, job_id, Path(workdir), meta, isolation, log, out)
+        elif stage == "commit":
+            _commit(repo, branch, job_id, result, meta, log, out)
+        else:
+            return None
+    except (GitFailed, OSError) as exc:
+        # Never raise for an unusual work tree: report it and return what was recorded so far.
+        log(f"wip: {stage}: {exc}")
+    return out or None
+
+
+# --- prepare -------------------------------------------------------------------------------------
+
+
+def _prepare(
+    repo: Repo,
+    branch: str,
+    job_id: str,
+    cwd: Path,
+    meta: Mapping[str, str],
+    isolation: str,
+    log: Callable[[str], None],
+    out: dict[str, str],
+) -> None:
+    ref = "refs/heads/" + branch
+    prefix = Path(os.path.realpath(cwd)).relative_to(repo.top)
+    worktree = repo.common_dir / "aq-worktrees" / job_id
+    head, head_tree, tip = repo.resolve("HEAD^{commit}", "HEAD^{tree}", ref)
+    head_ref = repo.head_ref()
+    out["wip_branch"] = branch
+    out["workdir"] = str(cwd)
+
+    if tip is not None:  # resume: the job continues from its checkpoint
+        out["wip_base"] = meta.get("wip_base") or tip
+        if meta.get("wip_pre"):
+            out["wip_pre"] = meta["wip_pre"]
+        short = tip[:10]
+        if (worktree / ".git").exists():
+            _use_worktree(repo, branch, worktree, prefix, out, fresh=False)
+            log(f"wip: resuming {branch} at {short} in its worktree {worktree}")
+        elif head_ref == ref:
+            log(f"wip: resuming {branch} at {short}")
+        elif isolation == "worktree":
+            _use_worktree(repo, branch, worktree, prefix, out, fresh=True)
+            log(f"wip: resuming {branch} at {short} in worktree {worktree}")
+        elif (busy := repo.in_progress()) is not None:
+            log(
+                f"wip: repo is in the middle of {busy}: HEAD left as is; snapshots go to {branch} via a temporary index"
+            )
+        elif _dirty(repo):
+            # Everything aq made is committed on the branch, so these are the user's: never mix or overwrite them.
+            _use_worktree(repo, branch, worktree, prefix, out, fresh=True)
+            log(
+                f"wip: {repo.top} has uncommitted changes aq did not make; "
+                f"this attempt runs in worktree {worktree} on {branch} (at {short})"
+            )
+        else:
+            try:  # refuses rather than overwrite anything, ignored files included
+                repo.git("switch", "-q", "--no-guess", "--no-overwrite-ignore", branch)
+                log(f"wip: resuming {branch} at {short} (checked out)")
+            except GitFailed:
+                _use_worktree(repo, branch, worktree, prefix, out, fresh=True)
+                log(f"wip: checking out {branch} would overwrite files; this attempt runs in worktree {worktree}")
+        return
+
+    # Fresh start: the branch begins at HEAD (an empty root commit when the repo has none yet).
+    if head is None:
+        empty = repo.git("mktree", stdin="").strip()
+        head = _commit_tree(repo, empty, [], f"aq wip: {job_id} (start)")
+        head_tree = empty
+        _set_ref(repo, ref, head, None, f"aq: start {branch} (repo had no commit)")
+        log(f"wip: the repo has no commit yet; {branch} starts from an empty root commit")
+        created = True
+    else:
+        created = False
+    out["wip_base"] = head
+    assert head_tree is not None
+    if isolation == "worktree":
+        out["wip_pre"] = head_tree
+        _use_worktree(repo, branch, worktree, prefix, out, fresh=True, base=None if created else head)
+        log(f"wip: this job runs in worktree {worktree} on {branch}")
+        return
+    # What the user had uncommitted is the job's starting point, not its work: record it to subtract later.
+    if _dirty(repo):
+        pre, index = _snapshot(repo, job_id)
+        index.unlink(missing_ok=True)
+        out["wip_pre"] = pre
+    else:
+        out["wip_pre"] = head_tree
+    if not created:
+        _set_ref(repo, ref, head, None, f"aq: start {branch}")
+    if (busy := repo.in_progress()) is not None:
+        log(f"wip: repo is in the middle of {busy}: HEAD left as is; snapshots go to {branch} via a temporary index")
+        return
+    # Same commit, so pointing HEAD at the new branch leaves the index and the files exactly as they are.
+    repo.git("symbolic-ref", "-m", f"aq: start {branch}", "HEAD", ref)
+
+
+def _use_worktree(
+    repo: Repo,
+    branch: str,
+    path: Path,
+    prefix: Path,
+    out: dict[str, str],
+    *,
+    fresh: bool,
+    base: str | None = None,
+) -> None:
+    """Run the job in aq's own worktree on ``branch`` (created, or reused when it exists)."""
+    if fresh or not (path / ".git").exists():
+        args = ["worktree", "add", "-q"]
+        args += ["-b", branch, str(path), base] if base else [str(path), branch]
+        try:
+            repo.git(*args)
+        except GitFailed:
+            if path.exists() or base:
+                raise
+            # A worktree registered earlier whose directory was deleted: only --force re-adds it.
+            repo.git("worktree", "add", "-q", "-f", str(path), branch)
+    else:
+        wt = find_repo(path)
+        if wt is not None and wt.head_ref() != "refs/heads/" + branch:
+            with contextlib.suppress(GitFailed):  # snapshots still land on the branch if this refuses
+                wt.git("switch", "-q", "--no-guess", "--no-overwrite-ignore", branch)
+    workdir = path / prefix
+    workdir.mkdir(parents=True, exist_ok=True)  # the job's subdirectory may hold no tracked file
+    out["workdir"] = str(workdir)
+
+
+def _dirty(repo: Repo) -> bool:
+    """Whether the work tree differs from HEAD (tracked changes or untracked, not ignored, files)."""
+    return bool(repo.git("status", "--porcelain", "-z", "--untracked-files=normal", "--no-renames"))
+
+
+# --- commit --------------------------------------------------------------------------------------
+
+
+def _commit(
+    repo: Repo,
+    branch: str,
+    job_id: str,
+    result: str | None,
+    meta: Mapping[str, str],
+    log: Callable[[str], None],
+    out: dict[str, str],
+) -> None:
+    ref = "refs/heads/" + branch
+    base = meta.get("wip_base") or "HEAD"
+    pre = meta.get("wip_pre") or base
+    tip, tip_tree, base_commit, pre_tree = repo.resolve(ref, ref + "^{tree}", base + "^{commit}", pre + "^{tree}")
+    head_ref = repo.head_ref()
+    on_branch = head_ref == ref
+    tree, index = _snapshot(repo, job_id)
+    try:
+        if tree == tip_tree:
+            new = tip
+        else:
+            parent = tip or base_commit  # the agent may have deleted the branch: start it again from the base
+            message = f"aq wip: {job_id} ({result or 'checkpoint'})"
+            new = _commit_tree(repo, tree, [parent] if parent else [], message)
+            _set_ref(repo, ref, new, tip, message)
+        if on_branch:
+            _install_index(repo, index, log)
+    finally:
+        index.unlink(missing_ok=True)
+    assert new is not None
+    files, added, deleted = _numstat(repo, pre_tree or tip_tree or tree, tree)
+    out.update(wip_commit=new, files_changed=str(files), lines_added=str(added), lines_deleted=str(deleted))
+
+    if not on_branch:
+        where = f"on {head_ref.removeprefix('refs/heads/')}" if head_ref else "detached"
+        busy = repo.in_progress()
+        why = f"repo is in the middle of {busy}; " if busy else ""
+        log(f"wip: {why}HEAD is {where}, not on {branch}: snapshot committed through a temporary index, HEAD not moved")
+    if new == tip:
+        log(f"wip: nothing new to commit; {branch} stays at {new[:10]}")
+    else:
+        log(f"wip: committed {new[:10]} to {branch} ({files} files, +{added} -{deleted})")
+
+
+def _snapshot(repo: Repo, job_id: str) -> tuple[str, Path]:
+    """Write the work tree (tracked and untracked, not ignored) as a tree through a temporary index.
+
+    The temporary index starts as a copy of the real one, so unchanged files are not hashed again
+    and the real index is never touched. Returns the tree id and the temporary index (caller removes).
+    """
+    index = repo.git_dir / f"aq-index.{job_id}.{os.getpid()}.{secrets.token_hex(4)}"
+    real = repo.git_dir / "index"
+    if real.exists():
+        shutil.copyfile(real, index)
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        # --ignore-errors: an unreadable file must not cost the snapshot of every other file.
+        repo.git("add", "-A", "--ignore-errors", env=env, ok=(0, 1))
+        tree = repo.git("write-tree", env=env).strip()
+    except BaseException:
+        index.unlink(missing_ok=True)
+        raise
+    return tree, index
+
+
+def _install_index(repo: Repo, index: Path, log: Callable[[str], None]) -> None:
+    """Make the snapshot's index the real one, so ``git status`` on the branch shows it clean.
+
+    Takes ``index.lock`` as git does; if someone holds it, the real index is left alone.
+    """
+    lock = repo.git_dir / "index.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        log("wip: index.lock is held; the index was not refreshed (the files and the commit are complete)")
+        return
+    try:
+        os.replace(index, repo.git_dir / "index")
+    finally:
+        os.close(fd)
+        lock.unlink()
+
+
+def _commit_tree(repo: Repo, tree: str, parents: list[str], message: str) -> str:
+    """Create a commit object (no hooks, no signing) with the user's identity, else aq's."""
+    args = ["commit-tree", "--no-gpg-sign", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    try:
+        return repo.git(*args, stdin=message + "\n").strip()
+    except GitFailed as exc:
+        text = str(exc).lower()
+        if "ident" not in text and "email" not in text:
+            raise
+    fallback = {k: v for k, v in FALLBACK_IDENTITY.items() if not os.environ.get(k)}
+    return repo.git(*args, stdin=message + "\n", env=fallback).strip()
+
+
+def _set_ref(repo: Repo, ref: str, new: str, old: str | None, message: str) -> None:
+    """Move a work branch, only if it is still at ``old`` (``None``: only if it does not exist)."""
+    if not ref.startswith("refs/heads/" + WIP_PREFIX):  # the one place aq writes a branch
+        raise GitFailed(f"refusing to move {ref}: aq only writes refs/heads/{WIP_PREFIX}*")
+    repo.git("update-ref", "-m", message, ref, new, old or "")
+
+
+def _numstat(repo: Repo, old: str, new: str) -> tuple[int, int, int]:
+    """Count files changed and lines added/deleted between two trees (renames once, binary as 0 lines)."""
+    if old == new:
+        return 0, 0, 0
+    out = repo.git("diff-tree", "-r", "-z", "--numstat", "-M", old, new)
+    files = added = deleted = 0
+    fields = iter(out.split("\0"))
+    for field in fields:
+        if "\t" not in field:
+            continue
+        plus, minus, path = field.split("\t", 2)
+        if not path:  # a rename: the old and new paths follow as their own fields
+            next(fields, None)
+            next(fields, None)
+        files += 1
+        added += int(plus) if plus.isdigit() else 0
+        deleted += int(minus) if minus.isdigit() else 0
+    return files, added, deleted

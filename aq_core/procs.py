@@ -9,11 +9,17 @@ import time
 
 
 def start_time(pid: int) -> float | None:
-    """Return the start time of ``pid`` (epoch seconds, as psutil reports it), or None if gone."""
+    """Return the start time of ``pid`` (epoch seconds, as psutil reports it), or None if gone.
+
+    A zombie (exited, not yet reaped by its parent) counts as gone.
+    """
     import psutil
 
     try:
-        return psutil.Process(pid).create_time()
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError, OverflowError):
         return None
 
