@@ -112,6 +112,7 @@ class Attempt:
             prompt_file=prompt_file,
             session_id=meta.get("session_id") if engine.resumes_sessions else None,
             max_cost_usd=job.max_cost_usd,
+            log_path=store.log_path(job.id, number),
         )
         try:
             spec = plugins.launch(self.engine, ctx)

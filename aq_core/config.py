@@ -46,7 +46,9 @@ def load_config(root: Path) -> QueueConfig:
     import yaml
 
     try:
-        data = yaml.safe_load(text) or {}
+        from aq_core.job import yaml_loader
+
+        data = yaml.load(text, Loader=yaml_loader()) or {}  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise UsageError(f"{path}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(data, dict):

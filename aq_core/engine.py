@@ -63,6 +63,8 @@ class LaunchContext:
     :param prompt_file: where the core writes the prompt (mode 0600) when the spec asks for ``file``.
     :param session_id: the engine's own session to continue, when a previous attempt left one.
     :param max_cost_usd: the job's budget for this attempt, for engines with a budget flag.
+    :param log_path: the attempt's log (what ``parse_usage`` will read); an engine that can write a
+        usage side file may put it at ``<log_path>.<suffix>`` and read it back in ``parse_usage``.
     """
 
     job: Job
@@ -72,6 +74,7 @@ class LaunchContext:
     prompt_file: Path
     session_id: str | None = None
     max_cost_usd: float | None = None
+    log_path: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -217,12 +217,39 @@ def parse_job(
     return Job(id=job_id, prompt=prompt, **values)
 
 
+_LOADER: Any = None
+
+
+def yaml_loader() -> Any:
+    """A safe YAML loader where only true/false are booleans.
+
+    YAML 1.1 reads ``on``, ``yes`` and ``no`` as booleans, which would turn ``retry: {on: [...]}``
+    into a ``True`` key and ``yolo: yes`` into a silent true.
+    """
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        bool_tag = "tag:yaml.org,2002:bool"
+
+        class Loader(base):  # type: ignore[misc,valid-type]
+            pass
+
+        Loader.yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
+            for first, resolvers in base.yaml_implicit_resolvers.items()
+        }
+        Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+        _LOADER = Loader
+    return _LOADER
+
+
 def _load_yaml(front_text: str, bad: Any) -> dict[str, Any] | None:
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        front = yaml.load(front_text, Loader=loader)  # noqa: S506 - a safe loader
+        front = yaml.load(front_text, Loader=yaml_loader())  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark is not None else ""

@@ -189,6 +189,8 @@ class FsStore(Store):
     def move(self, job_id: str, src: State, dst: State) -> bool:
         target = self.path(job_id, dst)
         if os.path.lexists(target):
+            if not os.path.lexists(self.path(job_id, src)):
+                return False  # another runner moved it there first
             # rename() would silently replace it; a job is never in two folders.
             raise AqError(f"job {job_id!r}: cannot move to {dst.value}/, a file of that name is already there")
         try:

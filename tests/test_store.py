@@ -1,0 +1,157 @@
+"""The store contract (run against every store) and the filesystem store's own guarantees."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from aq_core.errors import AqError, UsageError
+from aq_core.meta import Meta, encode_lines
+from aq_core.store import FsStore, State
+
+
+class StoreContract:
+    """Behaviour every store must have; a subclass provides the ``store`` fixture."""
+
+    def test_add_then_list_oldest_first(self, store) -> None:
+        store.add("a", b"A", {"added": 1})
+        store.add("b", b"B", {"added": 2})
+        assert [e.id for e in store.list(State.INBOX)] == ["a", "b"]
+        assert store.locate("a") is State.INBOX
+        assert store.read_job("a", State.INBOX) == b"A"
+
+    def test_add_refuses_an_existing_id(self, store) -> None:
+        store.add("a", b"A", {"added": 1})
+        with pytest.raises(UsageError):
+            store.add("a", b"other", {"added": 2})
+        assert store.read_job("a", State.INBOX) == b"A"
+
+    def test_claim_once(self, store) -> None:
+        store.add("a", b"A", {})
+        assert store.claim("a") is True
+        assert store.claim("a") is False
+        assert store.locate("a") is State.BUILDING
+
+    def test_move_checks_the_source(self, store) -> None:
+        store.add("a", b"A", {})
+        assert store.move("a", State.BUILDING, State.DONE) is False
+        assert store.move("a", State.INBOX, State.FAILED) is True
+        assert store.locate("a") is State.FAILED
+
+    def test_meta_last_value_wins_and_runs_split(self, store) -> None:
+        store.add("a", b"A", {"engine": "x"})
+        store.append_meta("a", {"attempt": 1, "result": "crash"})
+        store.append_meta("a", {"attempt": 2, "result": "ok", "note": "two\nlines \\ here"})
+        meta = store.read_meta("a")
+        assert meta.get("result") == "ok"
+        assert meta.get("note") == "two\nlines \\ here"
+        assert [r["result"] for r in meta.runs()] == ["crash", "ok"]
+
+    def test_try_lock_is_exclusive(self, store) -> None:
+        held = store.try_lock("repo")
+        assert held is not None
+        assert store.try_lock("repo") is None
+        held.release()
+        again = store.try_lock("repo")
+        assert again is not None
+        again.release()
+
+
+class TestFsStore(StoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> FsStore:
+        return FsStore(tmp_path / "q")
+
+    def test_private_modes_even_with_a_permissive_umask(self, tmp_path: Path) -> None:
+        old = os.umask(0)
+        try:
+            store = FsStore(tmp_path / "open")
+            store.add("a", b"A", {"k": "v"})
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(os.stat(store.root).st_mode) == 0o700
+        for path in store.root.rglob("*"):
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode in (0o700, 0o600), f"{path} has mode {oct(mode)}"
+
+    def test_torn_and_garbage_meta_lines_are_tolerated(self, tmp_path: Path) -> None:
+        store = FsStore(tmp_path / "q")
+        store.add("a", b"A", {"attempts": 1})
+        with open(store.meta_path("a"), "ab") as fh:
+            fh.write(b"\x00\xffgarbage line\n=novalue\nresult=ok\nattempts=9")  # torn last line
+        meta = store.read_meta("a")
+        assert meta.get("result") == "ok"
+        assert meta.get("attempts") == "1"
+
+    def test_meta_is_only_appended(self, tmp_path: Path) -> None:
+        store = FsStore(tmp_path / "q")
+        store.add("a", b"A", {"x": 1})
+        before = store.meta_path("a").read_bytes()
+        store.append_meta("a", {"x": 2})
+        assert store.meta_path("a").read_bytes().startswith(before)
+
+    def test_a_planted_symlink_cannot_make_aq_write_outside(self, tmp_path: Path) -> None:
+        store = FsStore(tmp_path / "q")
+        outside = tmp_path / "outside.txt"
+        outside.write_text("precious\n")
+        os.symlink(outside, store.meta_path("evil"))
+        with pytest.raises(OSError):
+            store.append_meta("evil", {"x": 1})
+        assert outside.read_text() == "precious\n"
+        os.symlink(outside, store.root / "logs" / "evil.1.log")
+        with pytest.raises(OSError):
+            store.open_log(store.log_path("evil", 1))
+        assert outside.read_text() == "precious\n"
+
+    def test_a_symlinked_state_folder_is_refused(self, tmp_path: Path) -> None:
+        root = tmp_path / "q"
+        FsStore(root)
+        (root / "done").rmdir()
+        (tmp_path / "elsewhere").mkdir()
+        os.symlink(tmp_path / "elsewhere", root / "done")
+        with pytest.raises(AqError):
+            FsStore(root)
+
+    def test_move_never_overwrites(self, tmp_path: Path) -> None:
+        store = FsStore(tmp_path / "q")
+        store.add("a", b"A", {})
+        (store.root / "done" / "a.md").write_bytes(b"other")
+        with pytest.raises(AqError):
+            store.move("a", State.INBOX, State.DONE)
+        assert store.read_job("a", State.INBOX) == b"A"
+
+
+def _claimer(root: str, ids: list[str], queue: multiprocessing.Queue, start: multiprocessing.Event) -> None:
+    store = FsStore(Path(root))
+    start.wait()
+    queue.put([job_id for job_id in ids if store.claim(job_id)])
+
+
+def test_racing_claims_have_exactly_one_winner(tmp_path: Path) -> None:
+    store = FsStore(tmp_path / "q")
+    ids = [f"j{i:03d}" for i in range(200)]
+    for job_id in ids:
+        store.add(job_id, b"x", {})
+    ctx = multiprocessing.get_context("spawn")
+    queue, start = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_claimer, args=(str(store.root), ids, queue, start)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    start.set()
+    won = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    claimed = [job_id for batch in won for job_id in batch]
+    assert sorted(claimed) == ids, "each job claimed by exactly one process"
+
+
+def test_meta_encoding_round_trips() -> None:
+    values = {"a": "plain", "b": "new\nline", "c": "back\\slash\\n", "d": "cr\rhere", "e": "ünïcødé = x"}
+    meta = Meta.from_bytes(encode_lines(values))
+    assert meta.last == values
+    with pytest.raises(ValueError):
+        encode_lines({"Bad Key": 1})
