@@ -124,7 +124,7 @@ class Attempt:
         log_path = store.log_path(job.id, number)
         env = dict(os.environ)
         env.update(spec.env)
-        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number)})
+        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.root)})
         prompt = spec.prompt_text if spec.prompt_text is not None else job.prompt
         if spec.prompt == "file":
             store.write_private(prompt_file, prompt.encode("utf-8"))

@@ -247,6 +247,36 @@ def cmd_engines(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_insights(args: argparse.Namespace) -> int:
+    from aq_core import insights
+
+    store = _store(args)
+    if args.job:
+        state = store.locate(args.job)
+        if state is None:
+            raise UsageError(f"no job {args.job!r} in {store.root}")
+        record = insights.job_record(args.job, state, store.read_meta(args.job))
+        print(json.dumps(record) if args.json else insights.render_job(record))
+        return 0
+    try:
+        since = insights.parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    recs = insights.select(insights.records(store), since=since, engine=args.engine)
+    engines = insights.rollup(recs)
+    if args.json:
+        print(json.dumps({"jobs": recs, "engines": engines}))
+    else:
+        print(insights.render_overview(recs, engines, limit=args.limit))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from aq_core.dashboard import serve
+
+    return serve(_store(args), host=args.host, port=args.port)
+
+
 # -- retry / cancel ------------------------------------------------------------------------------
 
 
@@ -313,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="jobs by state")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("insights", help="what jobs cost: per job, per attempt, per engine")
+    p.add_argument("job", nargs="?", metavar="JOB")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--since", metavar="WHEN", help="finished within a duration (24h, 7d) or since a date")
+    p.add_argument("--engine", metavar="NAME", help="only jobs run on this engine")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="rows in the recent-jobs table")
+    p.set_defaults(func=cmd_insights)
+    p = sub.add_parser("dashboard", help="a read-only live web page of the queue")
+    p.add_argument("--port", type=int, default=8765, metavar="P", help="default 8765; 0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.set_defaults(func=cmd_dashboard)
     p = sub.add_parser("logs", help="show a job's engine output")
     p.add_argument("job", metavar="JOB")
     p.add_argument("-f", "--follow", action="store_true", help="follow while the job runs")

@@ -91,3 +91,21 @@ def kill_orphan_group(pgid: int, leader_start: float | None, grace: float = 2.0)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     return len(members)
+
+
+def find_by_env(wanted: dict[str, str]) -> list[int]:
+    """Return the pids of this user's processes whose environment has every ``wanted`` pair.
+
+    Recovery uses it for an agent whose runner died between starting it and recording its pid.
+    """
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            continue
+        if all(env.get(k) == v for k, v in wanted.items()):
+            found.append(proc.pid)
+    return found

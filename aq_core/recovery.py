@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -74,8 +75,22 @@ def _recover(store: FsStore, journal: Journal, job_id: str, meta: Meta, pid: int
         return True
     attempted = _attempt_started_since_claim(meta)
     killed = 0
+    if not attempted:
+        # The runner may have died between starting the engine and recording it: look for it.
+        from aq_core.procs import find_by_env
+
+        strays = find_by_env({"AQ_JOB_ID": job_id, "AQ_ROOT": str(store.root)})
+        if strays:
+            number = meta.integer("attempts") + 1
+            store.append_meta(
+                job_id, {"attempt": number, "attempts": number, "agent_pid": strays[0], "note": "started, unrecorded"}
+            )
+            meta = store.read_meta(job_id)
+            attempted = True
+            for stray in strays:
+                killed += kill_orphan_group(os.getpgid(stray) if _exists(stray) else stray, None)
     agent_pid = meta.integer("agent_pid")
-    if attempted and agent_pid:
+    if attempted and agent_pid and not killed:
         killed = kill_orphan_group(agent_pid, meta.number("agent_pidstart"))
     commit: dict[str, str] = {}
     workdir = meta.get("workdir") or meta.get("cwd")
@@ -113,6 +128,14 @@ def _recover(store: FsStore, journal: Journal, job_id: str, meta: Meta, pid: int
     store.move(job_id, State.BUILDING, State.INBOX)
     extra = f", ended {killed} leftover agent process(es)" if killed else ""
     say(f"recovered orphan: runner pid {pid} gone; attempt {attempt} counted{extra}; back to inbox/")
+    return True
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.getpgid(pid)
+    except ProcessLookupError:
+        return False
     return True
 
 

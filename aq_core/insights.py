@@ -1,0 +1,303 @@
+"""Insights: every figure of a job per attempt and in total, and a rollup per engine."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aq_core.meta import Meta
+from aq_core.store import FsStore, State
+from aq_core.usage import INT_FIELDS
+
+SUMMED = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd", "turns", "tool_calls", "duration_s")
+RUN_KEYS = (
+    "attempt",
+    "engine",
+    "exit",
+    "result",
+    "duration_s",
+    "started",
+    "finished",
+    "model",
+    "tokens_in",
+    "tokens_out",
+    "tokens_cached",
+    "cost_usd",
+    "turns",
+    "tool_calls",
+    "estimated",
+    "session_id",
+    "wip_commit",
+    "files_changed",
+    "lines_added",
+    "lines_deleted",
+    "reset_at",
+    "detail",
+)
+FLOAT_KEYS = ("duration_s", "cost_usd", "started", "finished", "reset_at")
+INT_KEYS = (*INT_FIELDS, "attempt", "exit", "files_changed", "lines_added", "lines_deleted")
+
+
+def _typed(key: str, value: str | None) -> Any:
+    if value is None or value == "":
+        return None
+    if key in INT_KEYS:
+        try:
+            return int(float(value))
+        except ValueError:
+            return None
+    if key in FLOAT_KEYS:
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if number == number else None
+    return value
+
+
+def run_records(meta: Meta) -> list[dict[str, Any]]:
+    """Return one record per attempt, with the top-level key names and typed values."""
+    runs = []
+    for raw in meta.runs():
+        run = {key: _typed(key, raw.get(key)) for key in RUN_KEYS}
+        estimated = raw.get("estimated")
+        run["estimated"] = [e for e in estimated.split(",") if e] if estimated else []
+        runs.append({k: v for k, v in run.items() if v is not None and v != [] or k == "attempt"})
+    return runs
+
+
+def job_record(job_id: str, state: State | str, meta: Meta, with_runs: bool = True) -> dict[str, Any]:
+    """Return the ``insights JOB --json`` object: usage totals over attempts, latest of the rest."""
+    last = meta.last
+    runs = run_records(meta)
+    state_value = state.value if isinstance(state, State) else state
+    record: dict[str, Any] = {
+        "id": job_id,
+        "state": state_value,
+        "engine": last.get("engine"),
+        "result": last.get("result") if state_value != "building" else "running",
+        "attempts": meta.integer("attempts"),
+    }
+    for key in SUMMED:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if not values:
+            record[key] = None
+        elif key in ("cost_usd", "duration_s"):
+            record[key] = round(sum(values), 6)
+        else:
+            record[key] = int(sum(values))
+    record["exit"] = runs[-1].get("exit") if runs else None
+    models = [r["model"] for r in runs if r.get("model")]
+    record["model"] = models[-1] if models else None
+    for key in ("files_changed", "lines_added", "lines_deleted"):
+        record[key] = _typed(key, last.get(key))
+    estimated = sorted({name for r in runs for name in r.get("estimated", [])})
+    record["estimated"] = estimated
+    for key in ("wip_branch", "wip_base", "wip_commit", "last_failure", "error"):
+        record[key] = last.get(key)
+    record["engines"] = sorted({r["engine"] for r in runs if r.get("engine")})
+    record["finished"] = _typed("finished", last.get("finished")) if state_value in ("done", "failed") else None
+    record["added"] = _typed("finished", last.get("added"))
+    if with_runs:
+        record["runs"] = runs
+    return record
+
+
+def records(store: FsStore, states: Iterable[State] = (State.DONE, State.FAILED)) -> list[dict[str, Any]]:
+    out = []
+    for state in states:
+        for entry in store.list(state):
+            out.append(job_record(entry.id, state, store.read_meta(entry.id), with_runs=False))
+    return out
+
+
+def select(recs: list[dict[str, Any]], since: float | None = None, engine: str | None = None) -> list[dict[str, Any]]:
+    """Filter records: finished at or after ``since`` (epoch), run on ``engine``."""
+    out = []
+    for rec in recs:
+        if since is not None and (rec.get("finished") or 0) < since:
+            continue
+        if engine is not None and engine != rec.get("engine") and engine not in rec.get("engines", []):
+            continue
+        out.append(rec)
+    out.sort(key=lambda r: (r.get("finished") or 0, r["id"]), reverse=True)
+    return out
+
+
+def rollup(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return one row per engine: jobs, outcomes, tokens, cost (marked when estimated), average time."""
+    by_engine: dict[str, list[dict[str, Any]]] = {}
+    for rec in recs:
+        by_engine.setdefault(rec.get("engine") or "?", []).append(rec)
+    rows = []
+    for engine, items in sorted(by_engine.items()):
+        succeeded = sum(1 for r in items if r.get("result") == "ok")
+        failed = sum(1 for r in items if r.get("state") == "failed")
+        durations = [r["duration_s"] for r in items if r.get("duration_s") is not None]
+        row: dict[str, Any] = {
+            "engine": engine,
+            "jobs": len(items),
+            "succeeded": succeeded,
+            "failed": failed,
+            "success_rate": round(succeeded / len(items), 4) if items else None,
+        }
+        for key in ("tokens_in", "tokens_out", "tokens_cached", "cost_usd"):
+            values = [r[key] for r in items if r.get(key) is not None]
+            row[key] = (round(sum(values), 6) if key == "cost_usd" else int(sum(values))) if values else None
+        row["cost_estimated"] = any("cost_usd" in r.get("estimated", []) for r in items)
+        row["avg_duration_s"] = round(sum(durations) / len(durations), 3) if durations else None
+        rows.append(row)
+    return rows
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``--since``: a duration back from now (``24h``, ``7d``) or a date (``2026-11-25``, ISO time)."""
+    from datetime import datetime
+
+    from aq_core.durations import parse_duration
+
+    now = time.time() if now is None else now
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since: {text!r}: expected a duration (24h, 7d) or a date (2026-11-25)") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
+
+
+def _cost(value: float | None, estimated: bool) -> str:
+    if value is None:
+        return ""
+    return f"${value:.2f}{'*' if estimated else ''}"
+
+
+def render_job(record: dict[str, Any]) -> str:
+    """The text of ``aq insights JOB``: the totals, then one row per attempt."""
+    from tabulate import tabulate
+
+    from aq_core.durations import format_duration
+    from aq_core.status import format_tokens
+
+    est = set(record.get("estimated") or [])
+    total = [
+        ("job", record["id"]),
+        ("state", record["state"]),
+        ("result", record.get("result") or ""),
+        ("engine", ", ".join(record.get("engines") or []) or record.get("engine") or ""),
+        ("model", record.get("model") or ""),
+        ("attempts", record.get("attempts")),
+        ("duration", format_duration(record.get("duration_s"))),
+        (
+            "tokens in / cached / out",
+            " / ".join(format_tokens(record.get(k)) or "-" for k in ("tokens_in", "tokens_cached", "tokens_out")),
+        ),
+        ("cost", _cost(record.get("cost_usd"), "cost_usd" in est) or "-"),
+        (
+            "turns / tool calls",
+            f"{record.get('turns') if record.get('turns') is not None else '-'} / {record.get('tool_calls') if record.get('tool_calls') is not None else '-'}",
+        ),
+        (
+            "changes",
+            f"{record.get('files_changed') or 0} files, +{record.get('lines_added') or 0} -{record.get('lines_deleted') or 0}"
+            if record.get("files_changed") is not None
+            else "-",
+        ),
+        (
+            "work branch",
+            f"{record.get('wip_branch')} @ {(record.get('wip_commit') or '')[:10]}"
+            if record.get("wip_branch")
+            else "-",
+        ),
+    ]
+    if record.get("last_failure") and record.get("last_failure") != record.get("result"):
+        total.append(("last failure", record["last_failure"]))
+    if record.get("error"):
+        total.append(("error", record["error"]))
+    lines = [tabulate(total, tablefmt="plain")]
+    runs = record.get("runs") or []
+    if runs:
+        rows = [
+            [
+                r.get("attempt"),
+                r.get("engine") or "",
+                r.get("result") or "",
+                r.get("exit") if r.get("exit") is not None else "",
+                format_duration(r.get("duration_s")),
+                format_tokens(r.get("tokens_in")),
+                format_tokens(r.get("tokens_out")),
+                _cost(r.get("cost_usd"), "cost_usd" in r.get("estimated", [])),
+            ]
+            for r in runs
+        ]
+        lines.append("")
+        lines.append(
+            tabulate(
+                rows,
+                headers=["ATTEMPT", "ENGINE", "RESULT", "EXIT", "DURATION", "IN", "OUT", "COST"],
+                disable_numparse=True,
+            )
+        )
+    if est:
+        lines.append("\n* estimated from a pricing table (the engine did not report it)")
+    return "\n".join(lines)
+
+
+def render_overview(recs: list[dict[str, Any]], engines: list[dict[str, Any]], limit: int = 20) -> str:
+    """The text of ``aq insights``: recent finished jobs, then the rollup per engine."""
+    from tabulate import tabulate
+
+    from aq_core.durations import format_duration
+    from aq_core.status import format_tokens
+
+    if not recs:
+        return "no finished jobs"
+    rows = [
+        [
+            r["id"],
+            r.get("engine") or "",
+            r.get("result") or "",
+            r.get("attempts"),
+            format_duration(r.get("duration_s")),
+            format_tokens(r.get("tokens_in")),
+            format_tokens(r.get("tokens_out")),
+            _cost(r.get("cost_usd"), "cost_usd" in (r.get("estimated") or [])),
+            f"+{r.get('lines_added') or 0}/-{r.get('lines_deleted') or 0}"
+            if r.get("files_changed") is not None
+            else "",
+        ]
+        for r in recs[:limit]
+    ]
+    out = [
+        f"recent finished jobs ({min(limit, len(recs))} of {len(recs)})",
+        tabulate(
+            rows,
+            headers=["ID", "ENGINE", "RESULT", "ATTEMPTS", "DURATION", "IN", "OUT", "COST", "LINES"],
+            disable_numparse=True,
+        ),
+        "",
+        "per engine",
+    ]
+    erows = [
+        [
+            e["engine"],
+            e["jobs"],
+            f"{e['success_rate'] * 100:.0f}%" if e.get("success_rate") is not None else "",
+            format_tokens(e.get("tokens_in")),
+            format_tokens(e.get("tokens_out")),
+            _cost(e.get("cost_usd"), e.get("cost_estimated")),
+            format_duration(e.get("avg_duration_s")),
+        ]
+        for e in engines
+    ]
+    out.append(
+        tabulate(erows, headers=["ENGINE", "JOBS", "SUCCESS", "IN", "OUT", "COST", "AVG TIME"], disable_numparse=True)
+    )
+    if any(e.get("cost_estimated") for e in engines):
+        out.append("\n* includes costs estimated from a pricing table")
+    return "\n".join(out)
