@@ -100,6 +100,11 @@ class Attempt:
         )
         if checkpoint:
             store.append_meta(job.id, checkpoint)
+        if checkpoint.get("wip_error"):
+            # The work tree could not be prepared safely (e.g. no worktree): running the engine
+            # anyway could put the job's work into the user's checkout.
+            self._finish_without_attempt("checkpoint_failed", f"wip: {checkpoint['wip_error']}")
+            return
         workdir = Path(checkpoint.get("workdir") or job.cwd)
 
         engine = plugins.get_engine(self.engine)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from aq_core.hookspecs import hookimpl
 
 WIP_PREFIX = "aq/wip/"
-ALWAYS_PROTECTED = ("main", "master")
 FALLBACK_IDENTITY = {
     "GIT_AUTHOR_NAME": "aq",
     "GIT_AUTHOR_EMAIL": "aq@localhost",
@@ -47,7 +47,11 @@ _IN_PROGRESS = (
 
 
 class GitFailed(Exception):
-    """A git command failed; the message is one line for the job's log."""
+    """A git command failed; the message is one line for the job's log, ``stderr`` all git said."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
 
 
 @dataclass(frozen=True)
@@ -58,31 +62,46 @@ class Repo:
     git_dir: Path
     common_dir: Path
 
-    def git(
+    def run(
         self,
         *args: str,
         stdin: str | None = None,
         env: Mapping[str, str] | None = None,
         ok: Sequence[int] = (0,),
-    ) -> str:
-        """Run git in the top level; return stdout, raise ``GitFailed`` on an exit code not in ``ok``."""
+    ) -> tuple[int, str, str]:
+        """Run git in the top level; return (exit code, stdout, stderr); raise ``GitFailed`` unless ``ok``.
+
+        Commands run through GitPython's ``Git.execute`` (imported on first use: its import runs git).
+        """
         full_env = _git_env()
         if env:
             full_env.update(env)
-        proc = subprocess.run(
-            ["git", *GIT_OPTIONS, *args],
-            cwd=self.top,
-            env=full_env,
-            input=stdin.encode() if stdin is not None else None,
-            stdin=subprocess.DEVNULL if stdin is None else None,
-            capture_output=True,
-            check=False,
-        )
+        istream = subprocess.DEVNULL
+        if stdin is not None:
+            istream = _stdin_fd(stdin.encode())
+        try:
+            code, out, err_bytes = _git_cmd(self.top).execute(
+                ["git", *GIT_OPTIONS, *args],
+                istream=istream,
+                env=full_env,
+                with_extended_output=True,
+                with_exceptions=False,
+                stdout_as_string=False,
+                strip_newline_in_stdout=False,
+            )
+        finally:
+            if istream is not subprocess.DEVNULL:
+                os.close(istream)
+        proc = subprocess.CompletedProcess(args, code, out, err_bytes if isinstance(err_bytes, bytes) else err_bytes.encode())
+        err = proc.stderr.decode(errors="replace").strip()
         if proc.returncode not in ok:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
-            detail = err[-1] if err else f"exit {proc.returncode}"
-            raise GitFailed(f"git {args[0]} failed: {detail}")
-        return proc.stdout.decode(errors="surrogateescape")
+            detail = next((line for line in err.splitlines() if line.startswith(("fatal:", "error:"))), "")
+            raise GitFailed(f"git {args[0]} failed: {detail or err or f'exit {proc.returncode}'}", err)
+        return proc.returncode, proc.stdout.decode(errors="surrogateescape"), err
+
+    def git(self, *args: str, stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
+        """Run git in the top level; return its stdout, raise ``GitFailed`` if it fails."""
+        return self.run(*args, stdin=stdin, env=env)[1]
 
     def resolve(self, *names: str) -> list[str | None]:
         """Return the object id of each revision expression, ``None`` where it names nothing (one git)."""
@@ -92,8 +111,7 @@ class Repo:
     def head_ref(self) -> str | None:
         """Return the ref HEAD points at (``refs/heads/x``, maybe unborn), or ``None`` when detached."""
         if (self.common_dir / "reftable").is_dir():  # the reftable backend keeps no readable HEAD file
-            out = self.git("symbolic-ref", "-q", "HEAD", ok=(0, 1)).strip()
-            return out or None
+            return self.run("symbolic-ref", "-q", "HEAD", ok=(0, 1))[1].strip() or None
         head = (self.git_dir / "HEAD").read_text(errors="replace").strip()
         return head[5:].strip() if head.startswith("ref:") else None
 
@@ -105,8 +123,34 @@ class Repo:
         return None
 
 
+def _git_cmd(top: Path):
+    from git.cmd import Git  # GitPython: imported lazily, its import runs the git binary
+
+    for name in _LOCATING_VARS:
+        # Git.execute starts from os.environ; a GIT_DIR inherited by aq would point every git we run
+        # (and every agent aq starts) at another repository than the job's.
+        os.environ.pop(name, None)
+    return Git(str(top))
+
+
+def _stdin_fd(data: bytes) -> int:
+    """Return a readable fd holding ``data`` (a pipe when it fits its buffer, else a temp file)."""
+    if len(data) < 32768:
+        read, write = os.pipe()
+        os.write(write, data)
+        os.close(write)
+        return read
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="aq-git-stdin-")
+    os.unlink(path)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
 def _git_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _LOCATING_VARS}
+    env = {}
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_PAGER="cat",
@@ -128,8 +172,6 @@ def find_repo(workdir: Path) -> Repo | None:
     if not start.is_dir():
         return None
     for directory in (start, *start.parents):
-        if _is_git_dir(directory):
-            return None
         dot_git = directory / ".git"
         if dot_git.is_dir():
             if _is_git_dir(dot_git):
@@ -138,11 +180,13 @@ def find_repo(workdir: Path) -> Repo | None:
             try:
                 text = dot_git.read_text(errors="replace").strip()
             except OSError:
-                continue
+                text = ""
             if text.startswith("gitdir:"):
                 git_dir = Path(os.path.realpath(directory / text[7:].strip()))
                 if (git_dir / "HEAD").is_file():
                     return Repo(directory, git_dir, _common_dir(git_dir))
+        if _is_git_dir(directory):
+            return None
     return None
 
 
@@ -192,7 +236,9 @@ def checkpoint(
             log(f"wip: {workdir} is no longer in a git work tree; nothing committed")
         return None
     branch = WIP_PREFIX + job_id
-    if not _branch_ok(job_id) or branch in protected or branch in ALWAYS_PROTECTED:
+    # Nothing but refs/heads/aq/wip/* is ever written (see _set_ref), so main, master and the protected
+    # names are safe by construction; a work branch that is itself protected is left alone too.
+    if not _branch_ok(job_id) or branch in protected:
         log(f"wip: {branch!r} cannot be used as a work branch; no checkpoint")
         return None
     out: dict[str, str] = {}
@@ -236,31 +282,32 @@ def _prepare(
             out["wip_pre"] = meta["wip_pre"]
         short = tip[:10]
         if (worktree / ".git").exists():
-            _use_worktree(repo, branch, worktree, prefix, out, fresh=False)
-            log(f"wip: resuming {branch} at {short} in its worktree {worktree}")
+            if _use_worktree(repo, branch, worktree, prefix, out, log, fresh=False):
+                log(f"wip: resuming {branch} at {short} in its worktree {worktree}")
         elif head_ref == ref:
             log(f"wip: resuming {branch} at {short}")
         elif isolation == "worktree":
-            _use_worktree(repo, branch, worktree, prefix, out, fresh=True)
-            log(f"wip: resuming {branch} at {short} in worktree {worktree}")
+            if _use_worktree(repo, branch, worktree, prefix, out, log):
+                log(f"wip: resuming {branch} at {short} in worktree {worktree}")
         elif (busy := repo.in_progress()) is not None:
             log(
                 f"wip: repo is in the middle of {busy}: HEAD left as is; snapshots go to {branch} via a temporary index"
             )
         elif _dirty(repo):
             # Everything aq made is committed on the branch, so these are the user's: never mix or overwrite them.
-            _use_worktree(repo, branch, worktree, prefix, out, fresh=True)
-            log(
-                f"wip: {repo.top} has uncommitted changes aq did not make; "
-                f"this attempt runs in worktree {worktree} on {branch} (at {short})"
-            )
+            if _use_worktree(repo, branch, worktree, prefix, out, log):
+                log(
+                    f"wip: {repo.top} has uncommitted changes aq did not make; "
+                    f"this attempt runs in worktree {worktree} on {branch} (at {short})"
+                )
         else:
             try:  # refuses rather than overwrite anything, ignored files included
-                repo.git("switch", "-q", "--no-guess", "--no-overwrite-ignore", branch)
+                with _worktrees_locked(repo):
+                    repo.git("switch", "-q", "--no-guess", "--no-overwrite-ignore", branch)
                 log(f"wip: resuming {branch} at {short} (checked out)")
             except GitFailed:
-                _use_worktree(repo, branch, worktree, prefix, out, fresh=True)
-                log(f"wip: checking out {branch} would overwrite files; this attempt runs in worktree {worktree}")
+                if _use_worktree(repo, branch, worktree, prefix, out, log):
+                    log(f"wip: checking out {branch} would overwrite files; this attempt runs in worktree {worktree}")
         return
 
     # Fresh start: the branch begins at HEAD (an empty root commit when the repo has none yet).
@@ -277,12 +324,12 @@ def _prepare(
     assert head_tree is not None
     if isolation == "worktree":
         out["wip_pre"] = head_tree
-        _use_worktree(repo, branch, worktree, prefix, out, fresh=True, base=None if created else head)
-        log(f"wip: this job runs in worktree {worktree} on {branch}")
+        if _use_worktree(repo, branch, worktree, prefix, out, log, base=None if created else head):
+            log(f"wip: this job runs in worktree {worktree} on {branch}")
         return
     # What the user had uncommitted is the job's starting point, not its work: record it to subtract later.
     if _dirty(repo):
-        pre, index = _snapshot(repo, job_id)
+        pre, index = _snapshot(repo, job_id, log)
         index.unlink(missing_ok=True)
         out["wip_pre"] = pre
     else:
@@ -302,29 +349,61 @@ def _use_worktree(
     path: Path,
     prefix: Path,
     out: dict[str, str],
+    log: Callable[[str], None],
     *,
-    fresh: bool,
+    fresh: bool = True,
     base: str | None = None,
-) -> None:
-    """Run the job in aq's own worktree on ``branch`` (created, or reused when it exists)."""
-    if fresh or not (path / ".git").exists():
-        args = ["worktree", "add", "-q"]
-        args += ["-b", branch, str(path), base] if base else [str(path), branch]
-        try:
-            repo.git(*args)
-        except GitFailed:
-            if path.exists() or base:
-                raise
-            # A worktree registered earlier whose directory was deleted: only --force re-adds it.
-            repo.git("worktree", "add", "-q", "-f", str(path), branch)
-    else:
-        wt = find_repo(path)
-        if wt is not None and wt.head_ref() != "refs/heads/" + branch:
-            with contextlib.suppress(GitFailed):  # snapshots still land on the branch if this refuses
-                wt.git("switch", "-q", "--no-guess", "--no-overwrite-ignore", branch)
-    workdir = path / prefix
-    workdir.mkdir(parents=True, exist_ok=True)  # the job's subdirectory may hold no tracked file
+) -> bool:
+    """Run the job in aq's own worktree on ``branch`` (created, or reused when it exists).
+
+    When that fails, the engine must not run in the user's checkout instead: record ``wip_error``
+    (the runner does not start the engine) and return False.
+    """
+    try:
+        with _worktrees_locked(repo):
+            if fresh or not (path / ".git").exists():
+                _add_worktree(repo, branch, path, base)
+            else:
+                wt = find_repo(path)
+                if wt is not None and wt.head_ref() != "refs/heads/" + branch:
+                    with contextlib.suppress(GitFailed):  # snapshots still land on the branch if this refuses
+                        wt.git("switch", "-q", "--no-guess", "--no-overwrite-ignore", branch)
+        workdir = path / prefix
+        workdir.mkdir(parents=True, exist_ok=True)  # the job's subdirectory may hold no tracked file
+    except (GitFailed, OSError) as exc:
+        out["wip_error"] = f"cannot set up worktree {path} on {branch}: {exc}"
+        log(f"wip: {out['wip_error']}; the engine must not run in {repo.top}")
+        return False
     out["workdir"] = str(workdir)
+    return True
+
+
+def _add_worktree(repo: Repo, branch: str, path: Path, base: str | None) -> None:
+    args = ["worktree", "add", "-q"]
+    args += ["-b", branch, str(path), base] if base else [str(path), branch]
+    try:
+        repo.git(*args)
+    except GitFailed as exc:
+        if "missing but already registered" not in exc.stderr:
+            raise
+        # aq's worktree was registered earlier and its directory deleted: only --force re-adds it.
+        # (Never for a branch checked out elsewhere: that refusal stands.)
+        repo.git("worktree", "add", "-q", "-f", str(path), branch)
+
+
+@contextlib.contextmanager
+def _worktrees_locked(repo: Repo) -> Iterator[None]:
+    """Hold aq's per-repository lock while worktrees are added or branches checked out.
+
+    ``git worktree add`` and ``git switch`` read every worktree's admin dir; one being created by
+    another runner at that moment makes them fail ("failed to read .../commondir").
+    """
+    fd = os.open(repo.common_dir / "aq-worktrees.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _dirty(repo: Repo) -> bool:
@@ -350,7 +429,7 @@ def _commit(
     tip, tip_tree, base_commit, pre_tree = repo.resolve(ref, ref + "^{tree}", base + "^{commit}", pre + "^{tree}")
     head_ref = repo.head_ref()
     on_branch = head_ref == ref
-    tree, index = _snapshot(repo, job_id)
+    tree, index = _snapshot(repo, job_id, log)
     try:
         if tree == tip_tree:
             new = tip
@@ -375,15 +454,16 @@ def _commit(
     if new == tip:
         log(f"wip: nothing new to commit; {branch} stays at {new[:10]}")
     else:
-        log(f"wip: committed {new[:10]} to {branch} ({files} files, +{added} -{deleted})")
+        log(f"wip: committed {new[:10]} to {branch} ({files} file{'' if files == 1 else 's'}, +{added} -{deleted})")
 
 
-def _snapshot(repo: Repo, job_id: str) -> tuple[str, Path]:
+def _snapshot(repo: Repo, job_id: str, log: Callable[[str], None]) -> tuple[str, Path]:
     """Write the work tree (tracked and untracked, not ignored) as a tree through a temporary index.
 
     The temporary index starts as a copy of the real one, so unchanged files are not hashed again
     and the real index is never touched. Returns the tree id and the temporary index (caller removes).
     """
+    _sweep_indexes(repo.git_dir)
     index = repo.git_dir / f"aq-index.{job_id}.{os.getpid()}.{secrets.token_hex(4)}"
     real = repo.git_dir / "index"
     if real.exists():
@@ -391,12 +471,27 @@ def _snapshot(repo: Repo, job_id: str) -> tuple[str, Path]:
     env = {"GIT_INDEX_FILE": str(index)}
     try:
         # --ignore-errors: an unreadable file must not cost the snapshot of every other file.
-        repo.git("add", "-A", "--ignore-errors", env=env, ok=(0, 1))
+        code, _, err = repo.run("add", "-A", "--ignore-errors", env=env, ok=(0, 1))
+        if code:
+            skipped = [line for line in err.splitlines() if line.startswith("error:")]
+            log(f"wip: some files could not be read and are not in the snapshot: {'; '.join(skipped) or err}")
         tree = repo.git("write-tree", env=env).strip()
     except BaseException:
         index.unlink(missing_ok=True)
         raise
     return tree, index
+
+
+def _sweep_indexes(git_dir: Path) -> None:
+    """Remove temporary indexes left by an aq process that was killed (its pid is gone)."""
+    for leftover in git_dir.glob("aq-index.*"):
+        try:
+            pid = int(leftover.name.removesuffix(".lock").rsplit(".", 2)[1])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except (ValueError, IndexError, OSError):
+            continue  # not ours to judge, or alive (possibly a reused pid): leave it
 
 
 def _install_index(repo: Repo, index: Path, log: Callable[[str], None]) -> None:
@@ -425,8 +520,7 @@ def _commit_tree(repo: Repo, tree: str, parents: list[str], message: str) -> str
     try:
         return repo.git(*args, stdin=message + "\n").strip()
     except GitFailed as exc:
-        text = str(exc).lower()
-        if "ident" not in text and "email" not in text:
+        if "identity unknown" not in exc.stderr and "ident name" not in exc.stderr:
             raise
     fallback = {k: v for k, v in FALLBACK_IDENTITY.items() if not os.environ.get(k)}
     return repo.git(*args, stdin=message + "\n", env=fallback).strip()
