@@ -30,20 +30,23 @@ class InstalledEngine:
     version: str
 
 
-@cache
 def plugin_manager() -> pluggy.PluginManager:
     """Return the process-wide plugin manager, loading plugins on first use.
 
     ``AQ_LOAD_PLUGINS`` (comma-separated distribution names) limits which installed distributions
     load; the empty string loads only aq-core's built-ins. Unset loads everything.
     """
+    return _manager(os.environ.get("AQ_LOAD_PLUGINS"))
+
+
+@cache
+def _manager(allowed_env: str | None) -> pluggy.PluginManager:
     import pluggy
 
     from aq_core import hookspecs
 
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
-    allowed_env = os.environ.get("AQ_LOAD_PLUGINS")
     allowed = None if allowed_env is None else {n.strip() for n in allowed_env.split(",") if n.strip()}
     if allowed is not None:
         from importlib.metadata import entry_points
@@ -64,10 +67,13 @@ def _norm(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-@cache
 def installed_engines() -> dict[str, InstalledEngine]:
     """Return every installed engine by name, with the distribution that provides it."""
-    pm = plugin_manager()
+    return _engines(plugin_manager())
+
+
+@cache
+def _engines(pm: pluggy.PluginManager) -> dict[str, InstalledEngine]:
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     found: dict[str, InstalledEngine] = {}
     for impl in reversed(pm.hook.register_engines.get_hookimpls()):
