@@ -92,7 +92,9 @@ class Repo:
         finally:
             if istream is not subprocess.DEVNULL:
                 os.close(istream)
-        proc = subprocess.CompletedProcess(args, code, out, err_bytes if isinstance(err_bytes, bytes) else err_bytes.encode())
+        proc = subprocess.CompletedProcess(
+            args, code, out, err_bytes if isinstance(err_bytes, bytes) else err_bytes.encode()
+        )
         err = proc.stderr.decode(errors="replace").strip()
         if proc.returncode not in ok:
             detail = next((line for line in err.splitlines() if line.startswith(("fatal:", "error:"))), "")

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from aq_core.durations import format_duration
 from aq_core.errors import AqError, UsageError
-from aq_core.insights import job_record, rollup
+from aq_core.insights import rollup
 from aq_core.status import STATE_ORDER, format_tokens, insights_line, job_row
 from aq_core.store import FsStore, State
 
@@ -52,12 +52,7 @@ def job_insights(row: dict[str, Any]) -> str:
     """The insights column: ``insights_line``'s figures, the cost marked ``*`` when aq estimated it."""
     if row["state"] == State.INBOX.value and not row.get("attempts"):
         return ""  # as `aq status`: a job that never ran has no figures
-    text = insights_line(row)
-    if row.get("cost_usd") is not None and "cost_usd" in (row.get("estimated") or ()):
-        cost = f"${row['cost_usd']:.2f}"
-        # No part before the cost contains "$", so the first occurrence is the cost itself.
-        text = text.replace(cost, cost + "*", 1)
-    return text
+    return insights_line(row)
 
 
 def _engine_display(row: dict[str, Any]) -> dict[str, str]:
@@ -100,14 +95,11 @@ def snapshot(store: FsStore) -> dict[str, Any]:
         try:
             # nan/inf in a meta value would break the formatting and JSON: such a figure is unknown.
             row = _finite(job_row(entry.id, entry.state, meta))
-            record = _finite(job_record(entry.id, entry.state, meta, with_runs=False))
         except Exception as exc:  # one unreadable record must not blank the page for every job
             jobs.append(_broken_row(entry.id, entry.state, exc))
             continue
         if entry.state in (State.DONE, State.FAILED):
-            finished.append(record)  # as insights.records
-        row["estimated"] = record["estimated"]
-        row["finished"] = record["finished"]
+            finished.append(row)  # as insights.records
         nxt = row.get("next_eligible")
         row["display"] = {
             "insights": job_insights(row),

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from aq_core.meta import Meta
+from aq_core.meta import Meta, finite
 from aq_core.store import FsStore, State
 from aq_core.usage import INT_FIELDS
 
@@ -43,16 +43,10 @@ def _typed(key: str, value: str | None) -> Any:
     if value is None or value == "":
         return None
     if key in INT_KEYS:
-        try:
-            return int(float(value))
-        except ValueError:
-            return None
+        number = finite(value)
+        return int(number) if number is not None and abs(number) < 1e18 else None
     if key in FLOAT_KEYS:
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if number == number else None
+        return finite(value)
     return value
 
 
@@ -129,7 +123,8 @@ def rollup(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return one row per engine: jobs, outcomes, tokens, cost (marked when estimated), average time."""
     by_engine: dict[str, list[dict[str, Any]]] = {}
     for rec in recs:
-        by_engine.setdefault(rec.get("engine") or "?", []).append(rec)
+        if rec.get("engine"):  # a file that never validated ran on no engine
+            by_engine.setdefault(rec["engine"], []).append(rec)
     rows = []
     for engine, items in sorted(by_engine.items()):
         succeeded = sum(1 for r in items if r.get("result") == "ok")

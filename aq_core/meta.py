@@ -11,6 +11,19 @@ KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_VALUE = 4096
 
 
+def finite(value: str | None) -> float | None:
+    """Return ``value`` as a finite number, or None (absent, garbage, nan or inf)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    return number
+
+
 def encode_value(value: Any) -> str:
     """Return ``value`` as one line: backslash, newline and carriage return are escaped."""
     if isinstance(value, bool):
@@ -88,14 +101,8 @@ class Meta:
         return self.last.get(key, default)
 
     def number(self, key: str, default: float | None = None) -> float | None:
-        value = self.last.get(key)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            return default
-        return number if number == number else default
+        number = finite(self.last.get(key))
+        return default if number is None else number
 
     def integer(self, key: str, default: int = 0) -> int:
         value = self.number(key)

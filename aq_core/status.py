@@ -12,55 +12,21 @@ from aq_core.store import FsStore, State
 STATE_ORDER = {State.BUILDING: 0, State.INBOX: 1, State.FAILED: 2, State.DONE: 3}
 
 
-def _num(meta: Meta, key: str) -> float | None:
-    return meta.number(key)
-
-
 def job_row(job_id: str, state: State, meta: Meta) -> dict[str, Any]:
-    """Return the status record of one job (the keys ``status --json`` promises, plus insights)."""
-    last = meta.last
-    next_eligible = _num(meta, "next_eligible")
+    """Return the status record of one job: the keys ``status --json`` promises, plus its insights."""
+    from aq_core.insights import job_record
+
+    row = job_record(job_id, state, meta, with_runs=False)
+    next_eligible = meta.number("next_eligible")
     if state is not State.INBOX or (next_eligible is not None and next_eligible <= time.time()):
-        next_eligible = None if state is not State.INBOX else next_eligible
-    attempts = meta.integer("attempts")
-    row: dict[str, Any] = {
-        "id": job_id,
-        "state": state.value,
-        "engine": last.get("engine"),
-        "attempts": attempts,
-        "result": last.get("result") if state is not State.BUILDING else "running",
-        "lock": last.get("lock"),
-        "next_eligible": next_eligible,
-    }
-    runs = meta.runs()
-    totals: dict[str, Any] = {}
-    for key in ("tokens_in", "tokens_out", "tokens_cached", "cost_usd", "duration_s"):
-        values = [float(r[key]) for r in runs if _is_number(r.get(key))]
-        if values:
-            totals[key] = round(sum(values), 6) if key in ("cost_usd", "duration_s") else int(sum(values))
-    row.update(totals)
-    for key in ("files_changed", "lines_added", "lines_deleted"):
-        value = meta.number(key)
-        if value is not None:
-            row[key] = int(value)
+        next_eligible = None
+    row["lock"] = meta.get("lock")
+    row["next_eligible"] = next_eligible
     if state is State.BUILDING:
-        started = _num(meta, "started")
+        started = meta.number("started")
         if started:
             row["running_s"] = round(time.time() - started, 1)
-    for key in ("last_failure", "error", "wip_branch"):
-        if last.get(key):
-            row[key] = last[key]
     return row
-
-
-def _is_number(value: str | None) -> bool:
-    if value is None:
-        return False
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
 
 
 def status_rows(store: FsStore) -> list[dict[str, Any]]:
@@ -92,11 +58,12 @@ def insights_line(row: dict[str, Any]) -> str:
     if any(t is not None for t in tokens):
         parts.append(f"{format_tokens(tokens[0]) or '?'} in / {format_tokens(tokens[1]) or '?'} out")
     if row.get("cost_usd") is not None:
-        parts.append(f"${row['cost_usd']:.2f}")
+        parts.append(f"${row['cost_usd']:.2f}{'*' if 'cost_usd' in (row.get('estimated') or []) else ''}")
     if row.get("lines_added") is not None or row.get("lines_deleted") is not None:
         parts.append(f"+{row.get('lines_added', 0)}/-{row.get('lines_deleted', 0)}")
     if row.get("error"):
-        parts.append(row["error"][:100])
+        error = row["error"]
+        parts.append(error if len(error) <= 100 else error[:99] + "…")
     elif row.get("last_failure") and row.get("result") != row.get("last_failure"):
         parts.append(f"last failure: {row['last_failure']}")
     return " · ".join(parts)
