@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aq_core import plugins
-from aq_core.engine import LaunchContext, Outcome
+from aq_core import limits, plugins, pricing
+from aq_core.engine import LIMIT_CLASSES, Failure, LaunchContext, Outcome
 from aq_core.errors import AqError
 from aq_core.job import Job
+from aq_core.meta import Meta, finite
 from aq_core.procs import signal_group, start_time
+from aq_core.reset_time import format_reset
 from aq_core.retry import decide
 from aq_core.store import Lock, State, host_id
 
@@ -95,6 +97,13 @@ class Attempt:
         if not job.cwd.is_dir():
             self._finish_without_attempt("invalid", f"cwd: {str(job.cwd)!r}: no such directory")
             return
+        budget = None
+        if job.max_cost_usd is not None:
+            spent = _spent(meta.runs())
+            budget = round(job.max_cost_usd - (spent or 0.0), 6)
+            if budget <= 0:
+                self._finish_without_attempt("budget_exceeded", f"max_cost_usd ${job.max_cost_usd:.2f} already spent")
+                return
         checkpoint = plugins.checkpoint(
             "prepare", job.id, job.cwd, None, meta.last, job.isolation, self.runner.config.protected_branches, self.say
         )
@@ -115,8 +124,8 @@ class Attempt:
             executable=engine.resolve(self.runner.config.engine_bins.get(self.engine)),
             workdir=workdir,
             prompt_file=prompt_file,
-            session_id=meta.get("session_id") if engine.resumes_sessions else None,
-            max_cost_usd=job.max_cost_usd,
+            session_id=_resumable_session(meta, self.engine) if engine.resumes_sessions else None,
+            max_cost_usd=budget,
             log_path=store.log_path(job.id, number),
         )
         try:
@@ -224,6 +233,7 @@ class Attempt:
     ) -> None:
         job, store = self.job, self.store
         figures: dict[str, object] = {"exit": outcome.exit_code, "duration_s": round(finished - started, 3)}
+        failure = None
         if ended_by == "stop":
             cls = "stopped"
         elif ended_by == "cancel":
@@ -237,34 +247,86 @@ class Attempt:
                 figures["detail"] = failure.detail
             if cls == "ok" and job.verify:
                 cls = self._verify(workdir, outcome.log_path, started)
-        usage = plugins.parse_usage(self.engine, outcome.log_path)
-        figures.update(usage.figures())
-        if "model" not in figures and job.model:
-            figures["model"] = job.model  # known, not guessed: it is what aq passed
-        if usage.session_id:
-            figures["session_id"] = usage.session_id
+        figures.update(self._usage(outcome.log_path, failure))
         figures.update(self._commit(workdir, cls))
         figures["finished"] = round(finished, 3)
+        cost = figures.get("cost_usd")
+        self.runner.attempt_ended(self.engine, cls, float(cost) if isinstance(cost, int | float) else None)
 
         if ended_by == "stop":
             store.append_meta(job.id, {**figures, "result": "stopped", "orphans": 0})
             self._move(State.INBOX, "stopped by the runner; back in inbox/ (no retry used)")
             return
         meta = store.read_meta(job.id)
+        note = None
         if ended_by == "cancel":
             decision_state, result_meta = "failed", {"result": "cancelled"}
+        elif cls in LIMIT_CLASSES:
+            decision_state, result_meta, note = self._limit(cls, failure)
         else:
+            limits.engine_succeeded(store, self.engine)
             decision = decide(job.retry, cls, meta.integer("retries"), finished)
             decision_state, result_meta = decision.state, decision.meta
+            spent = _spent([*meta.runs()[:-1], figures])
+            if job.max_cost_usd is not None and spent is not None and spent >= job.max_cost_usd and cls != "ok":
+                decision_state, result_meta = "failed", {"result": "budget_exceeded", "last_failure": cls}
+                note = f"budget_exceeded: ${spent:.2f} spent of max_cost_usd ${job.max_cost_usd:.2f}"
         store.append_meta(job.id, {**figures, "orphans": 0, **result_meta, "decision": decision_state})
         state = State(decision_state)
         result = result_meta["result"]
-        if state is State.INBOX:
+        if note is None and state is State.INBOX:
             wait = float(result_meta["next_eligible"]) - time.time()
             note = f"{cls}; retry {result_meta['retries']} of {job.retry.max} eligible in {max(0.0, wait):.0f}s"
-        else:
+        elif note is None:
             note = f"{result} ({figures['duration_s']}s, exit {outcome.exit_code})"
-        self._move(state, note)
+        if self._move(state, note) and state in (State.DONE, State.FAILED):
+            self.runner.job_done(job.id, state)
+
+    def _usage(self, log_path: Path, failure: Failure | None) -> dict[str, object]:
+        """Return the attempt's usage figures for meta (own spend only, when totals are cumulative)."""
+        job, meta = self.job, self.store.read_meta(self.job.id)
+        usage = plugins.parse_usage(self.engine, log_path)
+        figures: dict[str, object] = dict(usage.figures())
+        if "model" not in figures and job.model:
+            figures["model"] = job.model  # known, not guessed: it is what aq passed
+        session = usage.session_id
+        if session and usage.extra.get("session_cumulative"):
+            # The engine's totals include earlier attempts of the same session: keep the running
+            # totals, and record only this attempt's share as its figures.
+            same = session == meta.get("session_id") and meta.get("engine") == self.engine
+            for key in ("tokens_in", "tokens_out", "tokens_cached", "cost_usd"):
+                value = figures.get(key)
+                if value is None:
+                    continue
+                previous = meta.number(f"session_{key}") if same else None
+                figures[f"session_{key}"] = value
+                if previous is not None and value >= previous:
+                    figures[key] = round(value - previous, 6) if key == "cost_usd" else int(value - previous)
+        if failure is not None and failure.session_lost:
+            figures["session_id"] = ""  # the engine lost it: the next attempt starts a new session
+        elif session:
+            figures["session_id"] = session
+        estimate = pricing.estimate(figures) if self.runner.config.estimate_cost else None
+        if estimate is not None:
+            figures["cost_usd"] = estimate
+            figures["estimated"] = "cost_usd"
+            figures["pricing"] = pricing.VERSION
+        return figures
+
+    def _limit(self, cls: str, failure: Failure | None) -> tuple[str, dict[str, object], str]:
+        """Pause the engine; put the job back (no retry spent) unless it asked to fail on limits."""
+        pause = limits.pause_engine(
+            self.store, self.runner.config, self.engine, cls, failure.reset_at if failure else None, self.job.id
+        )
+        until = format_reset(pause.until)
+        self.runner.journal.say(None, f"engine {self.engine} paused until {until} ({cls}, hit by {self.job.id})")
+        self.runner.notifier.send(
+            "engine_paused", {"engine": self.engine, "until": pause.until, "reason": cls, "job": self.job.id}
+        )
+        on_limit = self.job.on_limit or self.runner.config.on_limit
+        if on_limit == "fail":
+            return "failed", {"result": cls, "last_failure": cls}, f"{cls} (on_limit: fail)"
+        return "inbox", {"result": cls}, f"{cls}: back in inbox/, waiting for {self.engine} (no retry used)"
 
     def _verify(self, workdir: Path, log_path: Path, started: float) -> str:
         job = self.job
@@ -317,13 +379,15 @@ class Attempt:
         self.store.append_meta(
             self.job.id, {"result": result, "error": reason, "finished": round(time.time(), 3), "decision": "failed"}
         )
-        self._move(State.FAILED, f"{result}: {reason}")
+        if self._move(State.FAILED, f"{result}: {reason}"):
+            self.runner.job_done(self.job.id, State.FAILED)
 
-    def _move(self, state: State, note: str) -> None:
+    def _move(self, state: State, note: str) -> bool:
         if not self.store.move(self.job.id, State.BUILDING, state):
             self.say("was no longer in building/ (moved by someone else); leaving it where it is")
-            return
+            return False
         self.say(f"{state.value}: {note}")
+        return True
 
 
 def _feed(proc: subprocess.Popen, data: bytes) -> None:
@@ -342,3 +406,30 @@ def _size(path: Path) -> int:
         return os.stat(path).st_size
     except OSError:
         return -1
+
+
+RESUMABLE = ("usage_limit", "rate_limited", "timeout", "crash", "stopped", "orphaned")
+
+
+def _resumable_session(meta: Meta, engine: str) -> str | None:
+    """The engine session the next attempt continues: the last one, if it was this engine's and the
+    attempt was cut short (a limit, a timeout, a crash, a stop); otherwise a new session."""
+    runs = meta.runs()
+    if not runs:
+        return None
+    last = runs[-1]
+    session = meta.get("session_id")
+    if not session or last.get("engine") != engine or last.get("result") not in RESUMABLE:
+        return None
+    return session
+
+
+def _spent(runs: list[dict]) -> float | None:
+    """The cost of these attempts (None when none of them reported one)."""
+    costs = []
+    for run in runs:
+        value = run.get("cost_usd")
+        cost = float(value) if isinstance(value, int | float) else finite(value) if isinstance(value, str) else None
+        if cost is not None:
+            costs.append(cost)
+    return sum(costs) if costs else None

@@ -160,14 +160,44 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from aq_core.status import render_table, status_rows
+    from aq_core.status import engine_rows, render_engines, render_table, status_rows
 
-    rows = status_rows(_store(args))
+    store = _store(args)
+    metas: dict = {}
+    rows = status_rows(store, metas)
+    engines = engine_rows(store, metas)
     if args.json:
         keys = ("id", "state", "engine", "attempts", "result", "lock", "next_eligible")
-        print(json.dumps({"jobs": [{**{k: r.get(k) for k in keys}, **r} for r in rows]}))
+        print(json.dumps({"jobs": [{**{k: r.get(k) for k in keys}, **r} for r in rows], "engines": engines}))
     else:
         print(render_table(rows))
+        text = render_engines(engines)
+        if text:
+            print("\n" + text)
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from aq_core import limits
+    from aq_core.config import load_config
+    from aq_core.journal import Journal
+    from aq_core.notifications import Notifier
+
+    store = _store(args)
+    pause = limits.end_pause(store, args.engine, "aq resume")
+    if pause is None:
+        known = ", ".join(store.engine_names_with_meta()) or "none"
+        raise AqError(f"engine {args.engine!r} is not paused (engines with a record: {known})")
+    journal = Journal(store)
+    journal.say(None, f"engine {args.engine}: pause lifted by aq resume")
+    notifier = Notifier(load_config(store.root), lambda line: journal.say(None, line))
+    notifier.send(
+        "engine_resumed",
+        {"engine": args.engine, "until": pause.until, "reason": pause.reason, "job": pause.job, "by": "aq resume"},
+    )
+    notifier.drain()
+    notifier.close()
+    print(f"{args.engine}: resumed (was paused until {pause.until:.0f}, {pause.reason})")
     return 0
 
 
@@ -219,7 +249,7 @@ def cmd_engines(args: argparse.Namespace) -> int:
     for name, item in sorted(plugins.installed_engines().items()):
         configured = config.engine_bins.get(name) if config else None
         exe = item.engine.resolve(configured)
-        found = exe is not None and (os.path.isfile(exe) and os.access(exe, os.X_OK))
+        found = exe is not None and item.engine.available(configured)
         rows.append(
             {
                 "name": name,
@@ -367,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="cancel a waiting or running job")
     p.add_argument("job", metavar="JOB")
     p.set_defaults(func=cmd_cancel)
+    p = sub.add_parser("resume", help="lift an engine's limit pause by hand")
+    p.add_argument("engine", metavar="ENGINE")
+    p.set_defaults(func=cmd_resume)
     p = sub.add_parser("stop", help="stop the running runners cleanly")
     p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_stop)

@@ -11,7 +11,18 @@ from aq_core.durations import parse_duration
 from aq_core.errors import UsageError
 
 CONFIG_NAME = "config.yaml"
-KEYS = ("engines", "protected_branches", "notify", "notify_timeout", "on_limit", "limit_hold", "budgets", "grace")
+KEYS = (
+    "engines",
+    "protected_branches",
+    "notify",
+    "notify_timeout",
+    "on_limit",
+    "limit_hold",
+    "limit_hold_max",
+    "limit_margin",
+    "budgets",
+    "estimate_cost",
+)
 ENGINE_KEYS = ("bin",)
 
 
@@ -25,6 +36,9 @@ class QueueConfig:
     notify_timeout: float = 30.0
     on_limit: str = "wait"
     limit_hold: float = 300.0
+    limit_hold_max: float = 6 * 3600.0
+    limit_margin: float = 60.0
+    estimate_cost: bool = True
     budgets: dict[str, float] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -90,12 +104,17 @@ def load_config(root: Path) -> QueueConfig:
             values["notify"] = list(notify)
         else:
             problems.append(f"{path}: notify: expected a command string or a list of arguments")
-    for key in ("notify_timeout", "limit_hold"):
+    for key in ("notify_timeout", "limit_hold", "limit_hold_max", "limit_margin"):
         if key in data:
             try:
                 values[key] = parse_duration(data[key])
             except ValueError as exc:
                 problems.append(f"{path}: {key}: {data[key]!r}: {exc}")
+    if "estimate_cost" in data:
+        if not isinstance(data["estimate_cost"], bool):
+            problems.append(f"{path}: estimate_cost: {data['estimate_cost']!r}: expected true or false")
+        else:
+            values["estimate_cost"] = data["estimate_cost"]
     if "on_limit" in data:
         if data["on_limit"] not in ("wait", "fail"):
             problems.append(f"{path}: on_limit: {data['on_limit']!r}: expected wait or fail")

@@ -51,6 +51,13 @@ class Engine:
             return None
         return shutil.which(self.binary)
 
+    def available(self, configured: str | None = None) -> bool:
+        """True when the engine can start here: no executable needed, or the resolved one exists."""
+        if self.binary is None:
+            return True
+        exe = self.resolve(configured)
+        return exe is not None and shutil.which(exe) is not None
+
 
 @dataclass(frozen=True)
 class LaunchContext:
@@ -121,11 +128,14 @@ class Failure:
     :param reset_at: epoch seconds when a ``usage_limit``/``rate_limited`` engine may be used again,
         when the engine printed it; ``None`` otherwise.
     :param detail: one short line for the user (never the prompt).
+    :param session_lost: the engine could not continue the session it was asked to resume (it no
+        longer exists): the next attempt starts a new one.
     """
 
     cls: str
     reset_at: float | None = None
     detail: str | None = None
+    session_lost: bool = False
 
     @property
     def ok(self) -> bool:

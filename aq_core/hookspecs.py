@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from aq_core.config import QueueConfig
     from aq_core.engine import Engine, Failure, LaunchContext, LaunchSpec, Outcome
     from aq_core.usage import Usage
 
@@ -154,4 +155,24 @@ def work_lock(workdir: Path, isolation: str) -> str | None:
     the same time (each leaves HEAD on its own work branch), so the git plugin returns a name
     derived from the repository's top level for ``isolation == "inplace"``. Stops at first
     non-None result.
+    """
+
+
+@hookspec
+def notify(event: str, record: Mapping[str, object], config: QueueConfig, log: Callable[[str], None]) -> None:
+    """Tell the outside world something happened; every plugin that implements it is called.
+
+    Called by the runner on a background thread (never blocking a job), once per event:
+
+    - ``job_finished``: a job reached ``done/`` or ``failed/``; ``record`` is its ``aq insights JOB
+      --json`` object plus ``"event"``.
+    - ``engine_paused``: an engine hit a usage or rate limit; ``record`` has ``event``, ``engine``,
+      ``until`` (epoch seconds), ``reason`` (the class) and ``job`` (the id that hit it).
+    - ``engine_resumed``: a pause ended or was lifted by ``aq resume``; same keys as above.
+
+    The record never contains the prompt. :param config: the queue's settings (``config.raw`` is the
+    whole ``config.yaml`` mapping, for a plugin's own keys). :param log: report one line (it goes to
+    the runner's output). Return nothing; an exception is logged and ignored. Work longer than a few
+    seconds must honour ``config.notify_timeout``: ``aq run --once`` waits that long for pending
+    notifications before it exits.
     """

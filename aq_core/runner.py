@@ -10,17 +10,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aq_core import plugins
+from aq_core import limits, plugins
 from aq_core.attempt import Attempt
 from aq_core.config import QueueConfig, load_config
+from aq_core.engine import LIMIT_CLASSES
 from aq_core.errors import AqError, JobInvalid
 from aq_core.job import Job, parse_job
 from aq_core.journal import Journal
 from aq_core.meta import Meta
+from aq_core.notifications import Notifier
 from aq_core.procs import start_time
 from aq_core.recovery import recover
 from aq_core.store import Entry, FsStore, Lock, State
 
+SPEND_REFRESH = 30.0  # seconds between re-reading today's spend (other runners' attempts)
 POLL = 0.05  # how often an idle runner looks at inbox/ (a stat of one directory)
 RECOVER_EVERY = 1.0
 
@@ -52,6 +55,14 @@ class Runner:
         self.running: dict[str, tuple[threading.Thread, Attempt]] = {}
         self._lock = threading.Lock()
         self._parsed: dict[str, tuple[tuple[float, int], Job | str]] = {}
+        self.notifier = Notifier(self.config, lambda line: self.journal.say(None, line))
+        # Engines whose pause just ended run one job at a time until an attempt ends without a
+        # limit: a printed reset time is re-checked, not trusted blindly.
+        self.probing: set[str] = set()
+        self._spend: dict[str, float] = {}
+        self._spend_at = float("-inf")
+        self._budget_noted: set[tuple[str, float]] = set()
+        self.pauses: dict[str, limits.Pause] = {}
 
     # -- main loop -----------------------------------------------------------------------------
 
@@ -65,6 +76,8 @@ class Runner:
             self._loop()
         finally:
             self._stop_all()
+            self.notifier.drain()
+            self.notifier.close()
             self._restore_signals(previous)
             self.store.unregister_runner(self.pid)
             self.journal.say(None, "runner stopped")
@@ -105,7 +118,11 @@ class Runner:
     def _fill(self, free: int) -> tuple[float | None, bool]:
         """Start up to ``free`` attempts; return (when to look again, whether jobs are waiting)."""
         now = time.time()
-        next_wake: float | None = None
+        self._end_pauses(now)
+        self.pauses = limits.active_pauses(self.store, now)
+        next_wake: float | None = min((p.until for p in self.pauses.values()), default=None)
+        if self.config.budgets and time.monotonic() - self._spend_at > SPEND_REFRESH:
+            self._refresh_spend(now)
         waiting = False
         for entry in self.store.list(State.INBOX):
             if free <= 0:
@@ -116,13 +133,16 @@ class Runner:
             cand = self._candidate(entry)
             if cand is None:
                 continue
-            waiting = True
             eligible_at = cand.meta.number("next_eligible")
             if eligible_at and eligible_at > now:
+                waiting = True
                 next_wake = eligible_at if next_wake is None else min(next_wake, eligible_at)
                 continue
-            if self._start(cand):
+            outcome = self._start(cand)
+            if outcome == "started":
                 free -= 1
+            # A job held back only by today's budget is not waited for: it runs tomorrow.
+            waiting = waiting or outcome in ("started", "busy")
         # A lock held by another runner frees without touching inbox/: look again soon.
         if waiting and next_wake is None:
             next_wake = time.time() + 0.25
@@ -163,20 +183,24 @@ class Runner:
         except (OSError, ValueError) as exc:
             return f"inbox/{path.name}: cannot read: {exc}"
 
-    def _start(self, cand: Candidate) -> bool:
+    def _start(self, cand: Candidate) -> str:
+        """Try to start ``cand``: ``started``, ``busy`` (wait for it), ``budget`` or ``rejected``."""
         job_id = cand.entry.id
         job_lock = self.store.try_lock("job:" + job_id)
         if job_lock is None:
-            return False
+            return "busy"
         if cand.error is not None:
             self._reject(job_id, cand.error, job_lock)
-            return False
+            return "rejected"
         job = cand.job
         assert job is not None
-        engine = next((e for e in job.engines if e in plugins.installed_engines()), None)
+        engine, why = self._choose_engine(job)
         if engine is None:
-            self._reject(job_id, f"engine: none of {', '.join(job.engines)} is installed", job_lock)
-            return False
+            if why in ("busy", "budget"):
+                job_lock.release()
+                return why
+            self._reject(job_id, why or "no engine", job_lock)
+            return "rejected"
         locks: list[Lock] = [job_lock]
         names = [n for n in (job.lock and "lock:" + job.lock, plugins.work_lock(job.cwd, job.isolation)) if n]
         for name in names:
@@ -184,18 +208,95 @@ class Runner:
             if held is None:
                 for lock in locks:
                     lock.release()
-                return False
+                return "busy"
             locks.append(held)
         if not self.store.claim(job_id):
             for lock in locks:
                 lock.release()
-            return False
+            return "busy"
         attempt = Attempt(self, job, engine, locks)
         thread = threading.Thread(target=attempt.run, name=f"aq-{job_id}", daemon=True)
         with self._lock:
             self.running[job_id] = (thread, attempt)
         thread.start()
-        return True
+        return "started"
+
+    def _choose_engine(self, job: Job) -> tuple[str | None, str | None]:
+        """Return (the engine to run ``job`` on now, None), or (None, why not).
+
+        Why not is ``busy`` (its engines are paused or probing: wait), ``budget`` (today's budget of
+        each usable engine is spent) or a one-line reason it can never run here.
+        """
+        installed = plugins.installed_engines()
+        usable = []
+        budget_only = True
+        for name in job.engines:
+            item = installed.get(name)
+            if item is None:
+                continue
+            engine = item.engine
+            if not engine.available(self.config.engine_bins.get(name)):
+                continue  # its executable is not installed here: the next engine of the list runs it
+            usable.append(name)
+            if name in self.pauses or (
+                name in self.probing and any(a.engine == name for _, a in self.running.values())
+            ):
+                budget_only = False
+                continue
+            if self.config.budgets:
+                block = limits.budget_block(self.config, self._spend, name)
+                if block:
+                    self._budget_note(name, block)
+                    continue
+            return name, None
+        if not usable:
+            names = ", ".join(job.engines)
+            return None, f"engine: {names}: not installed here (no plugin, or no executable: see aq engines)"
+        return None, "budget" if budget_only else "busy"
+
+    def _budget_note(self, engine: str, why: str) -> None:
+        key = (engine, limits.day_start(time.time()))
+        if key not in self._budget_noted:
+            self._budget_noted.add(key)
+            self.journal.say(None, f"budget: {why}; no new {engine} job starts until tomorrow")
+
+    def _refresh_spend(self, now: float) -> None:
+        since = limits.day_start(now)
+        metas = (self.store.read_meta(e.id) for e in self.store.list())
+        self._spend = limits.spend_since(metas, since)
+        self._spend_at = time.monotonic()
+
+    def _end_pauses(self, now: float) -> None:
+        for pause in limits.expired_pauses(self.store, now):
+            ended = limits.end_pause(self.store, pause.engine, "expired")
+            if ended is None:
+                continue  # another runner ended it first
+            self.probing.add(pause.engine)
+            self.journal.say(None, f"engine {pause.engine}: pause over; trying one job before the rest")
+            self.notifier.send(
+                "engine_resumed",
+                {
+                    "engine": pause.engine,
+                    "until": pause.until,
+                    "reason": pause.reason,
+                    "job": pause.job,
+                    "by": "expired",
+                },
+            )
+
+    def attempt_ended(self, engine: str, cls: str, cost: float | None) -> None:
+        """Called by an attempt: lift probing after a non-limit outcome; count today's spend."""
+        if cls not in LIMIT_CLASSES:
+            self.probing.discard(engine)
+        if cost:
+            self._spend[engine] = self._spend.get(engine, 0.0) + cost
+
+    def job_done(self, job_id: str, state: State) -> None:
+        """A job reached done/ or failed/: send its insights record to the notifiers."""
+        from aq_core.insights import job_record
+
+        record = job_record(job_id, state, self.store.read_meta(job_id))
+        self.notifier.send("job_finished", record)
 
     def _reject(self, job_id: str, reason: str, job_lock: Lock) -> None:
         """Fail an invalid job file for good, keeping the file (in ``failed/``) and the reason."""
@@ -206,6 +307,7 @@ class Runner:
                 )
                 self.store.move(job_id, State.BUILDING, State.FAILED)
                 self.journal.say(job_id, f"invalid, moved to failed/: {reason}")
+                self.job_done(job_id, State.FAILED)
         finally:
             job_lock.release()
             self._parsed.pop(job_id, None)

@@ -29,10 +29,80 @@ def job_row(job_id: str, state: State, meta: Meta) -> dict[str, Any]:
     return row
 
 
-def status_rows(store: FsStore) -> list[dict[str, Any]]:
+def status_rows(store: FsStore, metas: dict[str, Meta] | None = None) -> list[dict[str, Any]]:
+    """Return every job's row, running first, then waiting, failed, done (oldest first in each)."""
     entries = store.list()
     entries.sort(key=lambda e: (STATE_ORDER[e.state], e.queued, e.id))
-    return [job_row(e.id, e.state, store.read_meta(e.id)) for e in entries]
+    rows = []
+    for e in entries:
+        meta = store.read_meta(e.id)
+        if metas is not None:
+            metas[e.id] = meta
+        rows.append(job_row(e.id, e.state, meta))
+    return rows
+
+
+def engine_rows(store: FsStore, metas: dict[str, Meta]) -> list[dict[str, Any]]:
+    """Return the engines that are paused or have a daily budget, with why and until when."""
+    from aq_core import limits
+    from aq_core.config import load_config
+
+    config = load_config(store.root)
+    now = time.time()
+    pauses = limits.active_pauses(store, now)
+    spend = limits.spend_since(metas.values(), limits.day_start(now)) if config.budgets else {}
+    names = sorted(set(pauses) | {n for n in config.budgets if n != "daily_usd"})
+    rows = []
+    for name in names:
+        pause = pauses.get(name)
+        block = limits.budget_block(config, spend, name) if config.budgets else None
+        rows.append(
+            {
+                "engine": name,
+                "paused_until": pause.until if pause else None,
+                "pause_reason": pause.reason if pause else None,
+                "pause_job": pause.job if pause else None,
+                "budget_usd": config.budgets.get(name),
+                "spent_today_usd": round(spend.get(name, 0.0), 6) if config.budgets else None,
+                "budget_reached": block,
+            }
+        )
+    if "daily_usd" in config.budgets:
+        total = sum(spend.values())
+        rows.append(
+            {
+                "engine": "(all)",
+                "paused_until": None,
+                "pause_reason": None,
+                "pause_job": None,
+                "budget_usd": config.budgets["daily_usd"],
+                "spent_today_usd": round(total, 6),
+                "budget_reached": (
+                    f"the daily budget of ${config.budgets['daily_usd']:.2f} is spent"
+                    if total >= config.budgets["daily_usd"]
+                    else None
+                ),
+            }
+        )
+    return rows
+
+
+def render_engines(rows: list[dict[str, Any]]) -> str:
+    """The lines under the table about paused engines and budgets (empty when there is nothing to say)."""
+    from aq_core.reset_time import format_reset
+
+    lines = []
+    for row in rows:
+        if row["paused_until"]:
+            lines.append(
+                f"  {row['engine']}: paused until {format_reset(row['paused_until'])} ({row['pause_reason']}, hit by "
+                f"{row['pause_job']}); `aq resume {row['engine']}` lifts it"
+            )
+        if row["budget_reached"]:
+            lines.append(f"  {row['engine']}: budget reached: {row['budget_reached']}; no new job until tomorrow")
+        elif row["budget_usd"] is not None:
+            lines.append(f"  {row['engine']}: ${row['spent_today_usd']:.2f} of ${row['budget_usd']:.2f} spent today")
+    return ("engines:\n" + "\n".join(lines)) if lines else ""
 
 
 def format_tokens(n: float | None) -> str:

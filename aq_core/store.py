@@ -115,7 +115,7 @@ class _FileLock(Lock):
 class FsStore(Store):
     """The embedded default store: a queue root on the local filesystem."""
 
-    DIRS = (*STATES, "meta", "logs", "tmp", "locks", "runners")
+    DIRS = (*STATES, "meta", "logs", "tmp", "locks", "runners", "engines")
 
     def __init__(self, root: Path, create: bool = True) -> None:
         self.root = Path(os.path.abspath(os.path.expanduser(root)))
@@ -201,10 +201,12 @@ class FsStore(Store):
         return True
 
     def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
-        data = encode_lines(items)
+        self._append(self.meta_path(job_id), encode_lines(items))
+
+    def _append(self, path: Path, data: bytes) -> None:
         if not data:
             return
-        fd = os.open(self.meta_path(job_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             view = memoryview(data)
             while view:  # one write for whole lines; loop only on a short write
@@ -214,8 +216,11 @@ class FsStore(Store):
             os.close(fd)
 
     def read_meta(self, job_id: str) -> Meta:
+        return self._read_meta_file(self.meta_path(job_id))
+
+    def _read_meta_file(self, path: Path) -> Meta:
         try:
-            fd = os.open(self.meta_path(job_id), os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except (FileNotFoundError, OSError):
             return Meta()
         with os.fdopen(fd, "rb") as fh:
@@ -269,6 +274,38 @@ class FsStore(Store):
                 return None
             raise
         return _FileLock(fd)
+
+    def try_lock_wait(self, name: str, timeout: float = 10.0) -> Lock:
+        """Take the named lock, waiting up to ``timeout`` seconds (for short critical sections)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lock = self.try_lock(name)
+            if lock is not None:
+                return lock
+            if time.monotonic() >= deadline:
+                raise AqError(f"lock {name!r} is held by another aq process for more than {timeout:g}s")
+            time.sleep(0.01)
+
+    # -- engines ------------------------------------------------------------------------------
+
+    def _engine_meta_path(self, engine: str) -> Path:
+        if not engine or "/" in engine or engine.startswith("."):
+            raise AqError(f"bad engine name {engine!r}")
+        return self.root / "engines" / f"{engine}.meta"
+
+    def append_engine_meta(self, engine: str, items: Mapping[str, Any]) -> None:
+        """Append to an engine's record (pauses, limit streaks): append-only, like a job's meta."""
+        self._append(self._engine_meta_path(engine), encode_lines(items))
+
+    def read_engine_meta(self, engine: str) -> Meta:
+        return self._read_meta_file(self._engine_meta_path(engine))
+
+    def engine_names_with_meta(self) -> list[str]:
+        folder = self.root / "engines"
+        try:
+            return sorted(n[: -len(".meta")] for n in os.listdir(folder) if n.endswith(".meta"))
+        except FileNotFoundError:
+            return []
 
     # -- runners and logs ----------------------------------------------------------------------
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import aq, state_of
 
 from aq_core.durations import parse_duration
 from aq_core.errors import JobInvalid
 from aq_core.job import parse_job
-from helpers import aq, state_of
 
 ENGINES = ["claude", "codex", "command"]
 

@@ -1,0 +1,53 @@
+"""Hands events to the ``notify`` hook on background threads, so a slow notifier never blocks a job."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from aq_core.config import QueueConfig
+
+
+class Notifier:
+    """Sends each event to every ``notify`` implementation; ``drain`` waits for the pending ones."""
+
+    def __init__(self, config: QueueConfig, log: Callable[[str], None]) -> None:
+        self.config = config
+        self.log = log
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aq-notify")
+        self._pending: set[Future] = set()
+        self._lock = threading.Lock()
+
+    def send(self, event: str, record: Mapping[str, object]) -> None:
+        payload = {**record, "event": event}
+        future = self._pool.submit(self._call, event, payload)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def _call(self, event: str, record: dict) -> None:
+        from aq_core import plugins
+
+        try:
+            plugins.plugin_manager().hook.notify(event=event, record=record, config=self.config, log=self.log)
+        except Exception as exc:  # a broken notifier plugin is reported, never fatal
+            self.log(f"notify: {event}: {type(exc).__name__}: {exc}")
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait for pending notifications (up to ``timeout``, default the notifier timeout)."""
+        deadline = time.monotonic() + (self.config.notify_timeout + 1 if timeout is None else timeout)
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending:
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
