@@ -40,7 +40,7 @@ def note(text):
     os.write(fd, (text + "\n").encode())
     os.fsync(fd)
     os.close(fd)
-note(f"start {job} {attempt}")
+note(f"start {job} {attempt} {os.getpid()}")
 for i in range(steps):
     name = f"{job}-a{attempt}-s{i}.txt"
     with open(name, "w") as fh:
@@ -107,6 +107,9 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int) -> dict[str
         return subprocess.Popen(aq_cmd(root, "run", "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
     tally = {"runner_kills": 0, "agent_kills": 0}
+    # An agent killed before it could record its own start was started all the same: the soak
+    # counts it from the kill (its pid came from meta and the signal reached a live process).
+    killed_agents: set[tuple[str, int]] = set()
     runner = start_runner()
     for _ in range(kills):
         time.sleep(rng.uniform(0.05, 0.5))
@@ -117,11 +120,13 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int) -> dict[str
             tally["runner_kills"] += 1
             runner = start_runner()
         else:
-            agent_pid = read_meta(root, rng.choice(building)).get("agent_pid")
+            victim = rng.choice(building)
+            agent_pid = read_meta(root, victim).get("agent_pid")
             if agent_pid:
                 try:
                     os.kill(int(agent_pid), signal.SIGKILL)
                     tally["agent_kills"] += 1
+                    killed_agents.add((victim, int(agent_pid)))
                 except (ProcessLookupError, ValueError):
                     pass
     runner.kill()
@@ -129,14 +134,17 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int) -> dict[str
     tally["runner_kills"] += 1
     subprocess.run(aq_cmd(root, "run", "--once", "--workers", "2"), check=True, capture_output=True, timeout=600)
 
-    starts: dict[str, int] = {}
+    started: set[tuple[str, int]] = set(killed_agents)
     wrote: dict[str, list[str]] = {}
     for line in record.read_text().splitlines():
         parts = line.split()
         if parts[0] == "start":
-            starts[parts[1]] = starts.get(parts[1], 0) + 1
+            started.add((parts[1], int(parts[3])))
         elif parts[0] == "wrote":
             wrote.setdefault(parts[1], []).append(parts[2])
+    starts: dict[str, int] = {}
+    for job_id, _pid in started:
+        starts[job_id] = starts.get(job_id, 0) + 1
     stranded = miscounted = lost = 0
     for job_id in ids:
         where = [s for s in ("inbox", "building", "done", "failed") if (root / s / f"{job_id}.md").exists()]
