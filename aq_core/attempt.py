@@ -19,7 +19,7 @@ from aq_core.meta import Meta, finite
 from aq_core.procs import signal_group, start_time
 from aq_core.reset_time import format_reset
 from aq_core.retry import decide
-from aq_core.store import Lock, State, host_id
+from aq_core.store import Lock, State
 
 if TYPE_CHECKING:
     from aq_core.runner import Runner
@@ -63,6 +63,11 @@ class Attempt:
         self.locks = locks
         self.say = runner.journal.for_job(job.id)
         self.proc: subprocess.Popen | None = None
+        self.lease_lost = threading.Event()
+
+    def lose_lease(self) -> None:
+        """The store no longer holds this job for us: stop the agent; another runner recovers it."""
+        self.lease_lost.set()
 
     # -- the attempt ---------------------------------------------------------------------------
 
@@ -84,9 +89,7 @@ class Attempt:
             job.id,
             {
                 "claimed": round(time.time(), 3),
-                "pid": self.runner.pid,
-                "pidstart": self.runner.pidstart,
-                "host": host_id(),
+                **self.runner.claim_meta,
                 "cwd": str(job.cwd),
                 "isolation": job.isolation,
             },
@@ -117,7 +120,7 @@ class Attempt:
         workdir = Path(checkpoint.get("workdir") or job.cwd)
 
         engine = plugins.get_engine(self.engine)
-        prompt_file = store.root / "tmp" / f"{job.id}.{number}.prompt"
+        prompt_file = store.tmp_path(f"{job.id}.{number}.prompt")
         ctx = LaunchContext(
             job=job,
             attempt=number,
@@ -138,7 +141,7 @@ class Attempt:
         log_path = store.log_path(job.id, number)
         env = dict(os.environ)
         env.update(spec.env)
-        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.root)})
+        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.local)})
         prompt = spec.prompt_text if spec.prompt_text is not None else job.prompt
         if spec.prompt == "file":
             store.write_private(prompt_file, prompt.encode("utf-8"))
@@ -197,8 +200,7 @@ class Attempt:
         """Wait for the engine; return ``exit``, ``timeout``, ``stop`` or ``cancel``."""
         job = self.job
         deadline = started + job.timeout if job.timeout else None
-        meta_path = self.store.meta_path(job.id)
-        meta_size = _size(meta_path)
+        meta_version = self.store.meta_version(job.id)
         next_check = time.monotonic() + CANCEL_CHECK
         while True:
             try:
@@ -213,15 +215,19 @@ class Attempt:
             if self.runner.stopping.is_set():
                 end_group(proc, min(job.grace, STOP_GRACE))
                 return "stop"
+            if self.lease_lost.is_set():
+                self.say("lease lost (the store could not be reached): stopping the agent; another runner recovers it")
+                end_group(proc, min(job.grace, STOP_GRACE))
+                return "lost"
             if deadline is not None and time.time() >= deadline:
                 self.say(f"timeout after {job.timeout:g}s: TERM to the process group, KILL after {job.grace:g}s")
                 end_group(proc, job.grace)
                 return "timeout"
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + CANCEL_CHECK
-                size = _size(meta_path)
-                if size != meta_size:
-                    meta_size = size
+                version = self.store.meta_version(job.id)
+                if version != meta_version:
+                    meta_version = version
                     if self.store.read_meta(job.id).get("cancel_requested") == "1":
                         end_group(proc, min(job.grace, STOP_GRACE))
                         return "cancel"
@@ -232,6 +238,10 @@ class Attempt:
         self, number: int, workdir: Path, outcome: Outcome, ended_by: str, started: float, finished: float
     ) -> None:
         job, store = self.job, self.store
+        if ended_by == "lost":
+            # Not ours any more: keep the work on the wip branch, leave the bookkeeping to recovery.
+            self._commit(workdir, "orphaned")
+            return
         figures: dict[str, object] = {"exit": outcome.exit_code, "duration_s": round(finished - started, 3)}
         failure = None
         if ended_by == "stop":
@@ -399,13 +409,6 @@ def _feed(proc: subprocess.Popen, data: bytes) -> None:
         stdin.write(data)
     with contextlib.suppress(BrokenPipeError, OSError, ValueError):
         stdin.close()
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return -1
 
 
 RESUMABLE = ("usage_limit", "rate_limited", "timeout", "crash", "stopped", "orphaned")

@@ -8,14 +8,14 @@ import time
 from aq_core.errors import AqError, UsageError
 from aq_core.journal import Journal
 from aq_core.procs import alive, signal_group
-from aq_core.store import FsStore, State
+from aq_core.store import State, Store
 
 
-def cancel(store: FsStore, job_id: str, wait: float = 30.0) -> str:
+def cancel(store: Store, job_id: str, wait: float = 30.0) -> str:
     """Cancel ``job_id``; return one line saying what happened."""
     state = store.locate(job_id)
     if state is None:
-        raise UsageError(f"no job {job_id!r} in {store.root}")
+        raise UsageError(f"no job {job_id!r} in {store.describe()}")
     if state in (State.DONE, State.FAILED):
         raise AqError(f"job {job_id!r} already finished (in {state.value}/): nothing to cancel")
     journal = Journal(store)

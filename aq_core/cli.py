@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 def _store(args: argparse.Namespace):
     from aq_core.store import open_store
 
-    return open_store(args.root)
+    return open_store(args.root, url=args.store)
 
 
 def _err(message: str) -> None:
@@ -179,7 +179,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from aq_core import limits
-    from aq_core.config import load_config
     from aq_core.journal import Journal
     from aq_core.notifications import Notifier
 
@@ -190,7 +189,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise AqError(f"engine {args.engine!r} is not paused (engines with a record: {known})")
     journal = Journal(store)
     journal.say(None, f"engine {args.engine}: pause lifted by aq resume")
-    notifier = Notifier(load_config(store.root), lambda line: journal.say(None, line))
+    notifier = Notifier(store.config(), lambda line: journal.say(None, line))
     notifier.send(
         "engine_resumed",
         {"engine": args.engine, "until": pause.until, "reason": pause.reason, "job": pause.job, "by": "aq resume"},
@@ -207,7 +206,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     store = _store(args)
     state = store.locate(args.job)
     if state is None:
-        raise UsageError(f"no job {args.job!r} in {store.root}")
+        raise UsageError(f"no job {args.job!r} in {store.describe()}")
     meta = store.read_meta(args.job)
     attempt = args.attempt or meta.integer("attempts")
     if attempt < 1:
@@ -284,7 +283,7 @@ def cmd_insights(args: argparse.Namespace) -> int:
     if args.job:
         state = store.locate(args.job)
         if state is None:
-            raise UsageError(f"no job {args.job!r} in {store.root}")
+            raise UsageError(f"no job {args.job!r} in {store.describe()}")
         record = insights.job_record(args.job, state, store.read_meta(args.job))
         print(json.dumps(record) if args.json else insights.render_job(record))
         return 0
@@ -316,7 +315,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     store = _store(args)
     state = store.locate(args.job)
     if state is None:
-        raise UsageError(f"no job {args.job!r} in {store.root}")
+        raise UsageError(f"no job {args.job!r} in {store.describe()}")
     if state is not State.FAILED:
         raise AqError(f"job {args.job!r} is in {state.value}/: only a failed job can be retried")
     lock = store.try_lock("job:" + args.job)
@@ -358,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aq {__version__}")
     parser.add_argument("--root", metavar="DIR", help="queue root (default: $AGENT_QUEUE_ROOT or ~/.aq)")
+    parser.add_argument(
+        "--store", metavar="URL", help="a shared PostgreSQL queue (postgresql://...; default: $AQ_STORE, else --root)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("add", help="validate job files and queue them")

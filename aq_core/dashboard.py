@@ -29,7 +29,7 @@ from aq_core.durations import format_duration
 from aq_core.errors import AqError, UsageError
 from aq_core.insights import rollup
 from aq_core.status import STATE_ORDER, format_tokens, insights_line, job_row
-from aq_core.store import FsStore, State
+from aq_core.store import State, Store
 
 REFRESH_S = 1.0
 CACHE_S = 0.5  # several tabs (or a fast poller) share one read of the queue
@@ -77,7 +77,7 @@ def _broken_row(job_id: str, state: State, exc: Exception) -> dict[str, Any]:
     return row
 
 
-def snapshot(store: FsStore) -> dict[str, Any]:
+def snapshot(store: Store) -> dict[str, Any]:
     """Return ``{"jobs": [status rows], "engines": [rollup], "generated": epoch}`` for ``/api/state``.
 
     The rows are ``status_rows(store)`` and the rollup is ``rollup(insights.records(store))``,
@@ -109,7 +109,7 @@ def snapshot(store: FsStore) -> dict[str, Any]:
     engines = rollup(finished)
     for row in engines:
         row["display"] = _engine_display(row)
-    return {"jobs": jobs, "engines": engines, "generated": round(now, 3), "root": str(store.root)}
+    return {"jobs": jobs, "engines": engines, "generated": round(now, 3), "root": store.describe()}
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -366,7 +366,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], store: FsStore, family: int) -> None:
+    def __init__(self, address: tuple[str, int], store: Store, family: int) -> None:
         self.address_family = family
         self.store = store
         self.bind_host = address[0].strip("[]").lower()
@@ -487,7 +487,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def serve(store: FsStore, host: str = "127.0.0.1", port: int = 8765) -> int:
+def serve(store: Store, host: str = "127.0.0.1", port: int = 8765) -> int:
     """Serve the dashboard until SIGINT or SIGTERM; return 0. Print the URL as one line first."""
     if not 0 <= port <= 65535:
         raise UsageError(f"--port: {port}: expected 0 to 65535 (0 picks a free port)")

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aq_core.meta import Meta, finite
-from aq_core.store import FsStore, State
+from aq_core.store import State, Store
 from aq_core.usage import INT_FIELDS
 
 SUMMED = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd", "turns", "tool_calls", "duration_s")
@@ -98,7 +98,7 @@ def job_record(job_id: str, state: State | str, meta: Meta, with_runs: bool = Tr
     return record
 
 
-def records(store: FsStore, states: Iterable[State] = (State.DONE, State.FAILED)) -> list[dict[str, Any]]:
+def records(store: Store, states: Iterable[State] = (State.DONE, State.FAILED)) -> list[dict[str, Any]]:
     out = []
     for state in states:
         for entry in store.list(state):

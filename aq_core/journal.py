@@ -9,7 +9,7 @@ import threading
 import time
 from typing import TextIO
 
-from aq_core.store import FsStore
+from aq_core.store import Store
 
 
 class Journal:
@@ -18,7 +18,7 @@ class Journal:
     Never pass the prompt (or any job text) here: these lines are shown to whoever runs ``aq``.
     """
 
-    def __init__(self, store: FsStore, out: TextIO | None = None) -> None:
+    def __init__(self, store: Store, out: TextIO | None = None) -> None:
         self.store = store
         self.out = out if out is not None else sys.stdout
         self._lock = threading.Lock()

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from aq_core.config import QueueConfig
 from aq_core.meta import Meta, finite
-from aq_core.store import FsStore
+from aq_core.store import Store
 
 MAX_TRUSTED_RESET = 8 * 86400  # a printed reset further away than this is not believed
 
@@ -56,7 +56,7 @@ def engine_state(meta: Meta) -> tuple[Pause | None, int]:
     return pause, streak
 
 
-def active_pauses(store: FsStore, now: float | None = None) -> dict[str, Pause]:
+def active_pauses(store: Store, now: float | None = None) -> dict[str, Pause]:
     """Return the engines paused at ``now``, by name."""
     now = time.time() if now is None else now
     found = {}
@@ -67,7 +67,7 @@ def active_pauses(store: FsStore, now: float | None = None) -> dict[str, Pause]:
     return found
 
 
-def expired_pauses(store: FsStore, now: float | None = None) -> list[Pause]:
+def expired_pauses(store: Store, now: float | None = None) -> list[Pause]:
     """Return the pauses whose time has come but that were not marked as ended yet."""
     now = time.time() if now is None else now
     out = []
@@ -87,7 +87,7 @@ def hold_until(config: QueueConfig, reset_at: float | None, streak: int, now: fl
 
 
 def pause_engine(
-    store: FsStore, config: QueueConfig, engine: str, reason: str, reset_at: float | None, job_id: str
+    store: Store, config: QueueConfig, engine: str, reason: str, reset_at: float | None, job_id: str
 ) -> Pause:
     """Record that ``engine`` hit a limit; return the pause (the job's meta records it too)."""
     now = time.time()
@@ -113,7 +113,7 @@ def pause_engine(
     return Pause(engine, until, reason, job_id, now)
 
 
-def end_pause(store: FsStore, engine: str, by: str) -> Pause | None:
+def end_pause(store: Store, engine: str, by: str) -> Pause | None:
     """Mark the engine's pause as over (``by``: ``expired`` or ``aq resume``); None if it had none."""
     lock = store.try_lock_wait("engine:" + engine)
     try:
@@ -128,14 +128,14 @@ def end_pause(store: FsStore, engine: str, by: str) -> Pause | None:
     return pause
 
 
-def engine_succeeded(store: FsStore, engine: str) -> None:
+def engine_succeeded(store: Store, engine: str) -> None:
     """An attempt on ``engine`` ended without a limit: its next limit starts the hold from the minimum."""
     _, streak = engine_state(store.read_engine_meta(engine))
     if streak:
         store.append_engine_meta(engine, {"limit_streak": 0})
 
 
-def rebuild_engine_meta(store: FsStore, metas: Iterable[tuple[str, Meta]]) -> int:
+def rebuild_engine_meta(store: Store, metas: Iterable[tuple[str, Meta]]) -> int:
     """Re-create ``engines/<name>.meta`` pauses from job meta (when the engine files were lost)."""
     latest: dict[str, tuple[float, str, str]] = {}
     for job_id, meta in metas:

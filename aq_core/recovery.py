@@ -9,8 +9,8 @@ from pathlib import Path
 from aq_core import plugins
 from aq_core.journal import Journal
 from aq_core.meta import Meta
-from aq_core.procs import alive, kill_orphan_group
-from aq_core.store import FsStore, State, host_id
+from aq_core.procs import kill_orphan_group
+from aq_core.store import State, Store
 
 MAX_ORPHANS = 3
 
@@ -37,7 +37,7 @@ def _decision_since_attempt(meta: Meta) -> str | None:
     return decision
 
 
-def recover(store: FsStore, journal: Journal) -> list[str]:
+def recover(store: Store, journal: Journal) -> list[str]:
     """Recover every orphan in ``building/``; return the ids recovered. Safe to run concurrently."""
     recovered = []
     for entry in store.list(State.BUILDING):
@@ -46,7 +46,7 @@ def recover(store: FsStore, journal: Journal) -> list[str]:
     return recovered
 
 
-def recover_one(store: FsStore, journal: Journal, job_id: str) -> bool:
+def recover_one(store: Store, journal: Journal, job_id: str) -> bool:
     # The runner holds the job's lock for the whole attempt: if we can take it, no live runner has
     # the job. It also makes two recoveries of the same job impossible at once.
     lock = store.try_lock("job:" + job_id)
@@ -56,16 +56,15 @@ def recover_one(store: FsStore, journal: Journal, job_id: str) -> bool:
         if store.locate(job_id) is not State.BUILDING:
             return False
         meta = store.read_meta(job_id)
-        pid, pidstart = meta.integer("pid"), meta.number("pidstart")
-        if meta.get("host", host_id()) == host_id() and alive(pid, pidstart):
-            # Its runner lives but does not hold the job: never take a live runner's job.
+        if store.owner_alive(job_id, meta):
+            # Its runner lives (or may: on another host, before its lease ran out): never take it.
             return False
-        return _recover(store, journal, job_id, meta, pid)
+        return _recover(store, journal, job_id, meta, meta.integer("pid"))
     finally:
         lock.release()
 
 
-def _recover(store: FsStore, journal: Journal, job_id: str, meta: Meta, pid: int) -> bool:
+def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) -> bool:
     say = journal.for_job(job_id)
     decision = _decision_since_attempt(meta)
     if decision in ("done", "failed", "inbox"):
@@ -79,7 +78,7 @@ def _recover(store: FsStore, journal: Journal, job_id: str, meta: Meta, pid: int
         # The runner may have died between starting the engine and recording it: look for it.
         from aq_core.procs import find_by_env
 
-        strays = find_by_env({"AQ_JOB_ID": job_id, "AQ_ROOT": str(store.root)})
+        strays = find_by_env({"AQ_JOB_ID": job_id, "AQ_ROOT": str(store.local)})
         if strays:
             number = meta.integer("attempts") + 1
             store.append_meta(
@@ -139,10 +138,8 @@ def _exists(pid: int) -> bool:
     return True
 
 
-def _protected(store: FsStore) -> tuple[str, ...]:
-    from aq_core.config import load_config
-
+def _protected(store: Store) -> tuple[str, ...]:
     try:
-        return load_config(store.root).protected_branches
+        return store.config().protected_branches
     except Exception:
         return ("main", "master")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aq_core import limits, plugins
 from aq_core.attempt import Attempt
-from aq_core.config import QueueConfig, load_config
+from aq_core.config import QueueConfig
 from aq_core.engine import LIMIT_CLASSES
 from aq_core.errors import AqError, JobInvalid
 from aq_core.job import Job, parse_job
@@ -21,7 +21,7 @@ from aq_core.meta import Meta
 from aq_core.notifications import Notifier
 from aq_core.procs import start_time
 from aq_core.recovery import recover
-from aq_core.store import Entry, FsStore, Lock, State
+from aq_core.store import Entry, Lock, State, Store
 
 SPEND_REFRESH = 30.0  # seconds between re-reading today's spend (other runners' attempts)
 POLL = 0.05  # how often an idle runner looks at inbox/ (a stat of one directory)
@@ -40,16 +40,17 @@ class Candidate:
 class Runner:
     """One ``aq run`` process: ``workers`` attempts at a time; ``once`` drains the queue and exits."""
 
-    store: FsStore
+    store: Store
     workers: int = 1
     once: bool = False
     journal: Journal = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.config: QueueConfig = load_config(self.store.root)
+        self.config: QueueConfig = self.store.config()
         self.journal = self.journal or Journal(self.store)
         self.pid = os.getpid()
         self.pidstart = start_time(self.pid)
+        self.claim_meta = self.store.claim_meta()
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.running: dict[str, tuple[threading.Thread, Attempt]] = {}
@@ -84,20 +85,19 @@ class Runner:
         return 0
 
     def _loop(self) -> None:
-        last_recover = float("-inf")
-        inbox = self.store.root / State.INBOX.value
-        seen_mtime: int | None = None
+        last_recover = last_renew = float("-inf")
+        seen_mtime: object = None
         next_wake: float | None = None
         waiting = True
         while not self.stopping.is_set():
             if time.monotonic() - last_recover >= RECOVER_EVERY:
                 recover(self.store, self.journal)
                 last_recover = time.monotonic()
+            if self.store.lease_interval and time.monotonic() - last_renew >= self.store.lease_interval:
+                self._renew()
+                last_renew = time.monotonic()
             self._reap()
-            try:
-                mtime = os.stat(inbox).st_mtime_ns
-            except FileNotFoundError:
-                mtime = 0
+            mtime = self.store.inbox_token()
             free = self.workers - len(self.running)
             due = next_wake is not None and time.time() >= next_wake
             if free > 0 and (mtime != seen_mtime or due or self.wake.is_set()):
@@ -108,6 +108,18 @@ class Runner:
                 return
             timeout = POLL if next_wake is None else max(0.0, min(POLL, next_wake - time.time()))
             self.wake.wait(timeout)
+
+    def _renew(self) -> None:
+        with self._lock:
+            running = dict(self.running)
+        try:
+            lost = self.store.renew(list(running))
+        except Exception as exc:  # the store is unreachable: every hold is at risk
+            self.journal.say(None, f"store: cannot renew leases ({type(exc).__name__}: {exc})")
+            lost = set(running)
+        for job_id in lost:
+            if job_id in running:
+                running[job_id][1].lose_lease()
 
     def _reap(self) -> None:
         with self._lock:
@@ -150,28 +162,26 @@ class Runner:
 
     def _candidate(self, entry: Entry) -> Candidate | None:
         meta = self.store.read_meta(entry.id)
-        path = self.store.path(entry.id, State.INBOX)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
+        key = self.store.job_version(entry.id, State.INBOX)
+        if key is None:
             return None
-        key = (st.st_mtime, st.st_size)
         cached = self._parsed.get(entry.id)
         if cached and cached[0] == key:
             parsed = cached[1]
         else:
-            parsed = self._parse(entry, meta, path)
+            parsed = self._parse(entry, meta)
             self._parsed[entry.id] = (key, parsed)
         if isinstance(parsed, str):
             return Candidate(entry, meta, error=parsed)
         return Candidate(entry, meta, job=parsed)
 
-    def _parse(self, entry: Entry, meta: Meta, path: Path) -> Job | str:
+    def _parse(self, entry: Entry, meta: Meta) -> Job | str:
+        name = f"inbox/{entry.id}.md"
         try:
             data = self.store.read_job(entry.id, State.INBOX)
             cwd = meta.get("add_dir")
             return parse_job(
-                Path("inbox") / path.name,
+                Path(name),
                 data,
                 engines=plugins.engine_names(),
                 failure_classes=plugins.failure_classes(),
@@ -181,7 +191,7 @@ class Runner:
         except JobInvalid as exc:
             return "; ".join(exc.problems)
         except (OSError, ValueError) as exc:
-            return f"inbox/{path.name}: cannot read: {exc}"
+            return f"{name}: cannot read: {exc}"
 
     def _start(self, cand: Candidate) -> str:
         """Try to start ``cand``: ``started``, ``busy`` (wait for it), ``budget`` or ``rejected``."""
@@ -348,7 +358,7 @@ class Runner:
         self.wake.set()
 
 
-def run(store: FsStore, workers: int = 1, once: bool = False) -> int:
+def run(store: Store, workers: int = 1, once: bool = False) -> int:
     if workers < 1:
         raise AqError("--workers must be at least 1")
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]

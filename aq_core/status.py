@@ -7,7 +7,7 @@ from typing import Any
 
 from aq_core.durations import format_duration
 from aq_core.meta import Meta
-from aq_core.store import FsStore, State
+from aq_core.store import State, Store
 
 STATE_ORDER = {State.BUILDING: 0, State.INBOX: 1, State.FAILED: 2, State.DONE: 3}
 
@@ -29,7 +29,7 @@ def job_row(job_id: str, state: State, meta: Meta) -> dict[str, Any]:
     return row
 
 
-def status_rows(store: FsStore, metas: dict[str, Meta] | None = None) -> list[dict[str, Any]]:
+def status_rows(store: Store, metas: dict[str, Meta] | None = None) -> list[dict[str, Any]]:
     """Return every job's row, running first, then waiting, failed, done (oldest first in each)."""
     entries = store.list()
     entries.sort(key=lambda e: (STATE_ORDER[e.state], e.queued, e.id))
@@ -42,12 +42,11 @@ def status_rows(store: FsStore, metas: dict[str, Meta] | None = None) -> list[di
     return rows
 
 
-def engine_rows(store: FsStore, metas: dict[str, Meta]) -> list[dict[str, Any]]:
+def engine_rows(store: Store, metas: dict[str, Meta]) -> list[dict[str, Any]]:
     """Return the engines that are paused or have a daily budget, with why and until when."""
     from aq_core import limits
-    from aq_core.config import load_config
 
-    config = load_config(store.root)
+    config = store.config()
     now = time.time()
     pauses = limits.active_pauses(store, now)
     spend = limits.spend_since(metas.values(), limits.day_start(now)) if config.budgets else {}

@@ -90,7 +90,157 @@ class Store(ABC):
 
     @abstractmethod
     def try_lock(self, name: str) -> Lock | None:
-        """Take the named lock without waiting; None when another holder has it."""
+        """Take the named lock without waiting; None when another holder has it.
+
+        A lock is released by ``Lock.release()`` and, always, when its holder dies.
+        """
+
+    @abstractmethod
+    def append_engine_meta(self, engine: str, items: Mapping[str, Any]) -> None:
+        """Append to an engine's record (pauses, limit streaks): append-only, like a job's meta."""
+
+    @abstractmethod
+    def read_engine_meta(self, engine: str) -> Meta:
+        """Return an engine's record (empty when it has none)."""
+
+    @abstractmethod
+    def engine_names_with_meta(self) -> list[str]:
+        """Return the engines that have a record."""
+
+    @abstractmethod
+    def owner_alive(self, job_id: str, meta: Meta) -> bool:
+        """True when the runner that claimed ``job_id`` (per its meta) may still be running it.
+
+        Recovery treats a job in ``building`` whose lock it can take and whose owner is not alive
+        as an orphan. Never answer False for a runner that may be alive.
+        """
+
+    @abstractmethod
+    def claim_meta(self) -> dict[str, Any]:
+        """Return what a runner records about itself when it claims a job (pid, host, lease...)."""
+
+    #: Seconds between lease renewals (``renew``); None for a store whose ownership needs none.
+    lease_interval: float | None = None
+
+    def renew(self, job_ids: list[str]) -> set[str]:
+        """Renew this runner's hold on ``job_ids``; return those it could not renew (lost).
+
+        The runner stops the agent of a lost job at once, before its lease can run out, so an
+        attempt never runs on two hosts.
+        """
+        return set()
+
+    @abstractmethod
+    def meta_version(self, job_id: str) -> object:
+        """A cheap value that changes whenever the job's meta grows (to notice a cancel request)."""
+
+    @abstractmethod
+    def job_version(self, job_id: str, state: State) -> object | None:
+        """A cheap value that changes when the job file changes; None when it is not in ``state``."""
+
+    @abstractmethod
+    def inbox_token(self) -> object:
+        """A cheap value that changes whenever a job enters the inbox (idle runners poll it)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The store as a user would name it (a path, or a URL without its password)."""
+
+    # -- this host's files: logs, prompt files, runners, config ---------------------------------
+    # Every store keeps these in a local directory (``local``): logs stay on the runner's host.
+
+    local: Path
+
+    def ensure_local(self) -> None:
+        """Create the local directory (0700) and its folders; refuse symlinked folders."""
+        try:
+            if not self.local.exists():
+                os.makedirs(self.local, mode=0o700, exist_ok=True)
+            if stat.S_ISLNK(os.lstat(self.local).st_mode):
+                # A symlinked root is the user's choice; follow it once, then refuse links inside.
+                self.local = self.local.resolve()
+            if not self.local.is_dir():
+                raise UsageError(f"queue root {self.local} is not a directory")
+            if stat.S_IMODE(os.stat(self.local).st_mode) != 0o700:
+                os.chmod(self.local, 0o700)
+            for name in self.LOCAL_DIRS:
+                path = self.local / name
+                try:
+                    os.mkdir(path, 0o700)
+                except FileExistsError:
+                    if not stat.S_ISDIR(os.lstat(path).st_mode):
+                        raise AqError(f"queue root: {name}/ is not a directory (a symlink or file is there)") from None
+        except PermissionError as exc:
+            raise AqError(f"queue root {self.local}: permission denied ({exc.strerror})") from None
+
+    LOCAL_DIRS: tuple[str, ...] = ("logs", "tmp", "runners", "locks")
+
+    def log_path(self, job_id: str, attempt: int) -> Path:
+        return self.local / "logs" / f"{job_id}.{attempt}.log"
+
+    def aq_log_path(self, job_id: str) -> Path:
+        return self.local / "logs" / f"{job_id}.aq.log"
+
+    def tmp_path(self, name: str) -> Path:
+        return self.local / "tmp" / name
+
+    def open_log(self, path: Path) -> int:
+        """Open a log for appending (created 0600, never through a symlink); return the fd.
+
+        Append mode matters: an engine may also write its own lines into the same file.
+        """
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+
+    def write_private(self, path: Path, data: bytes) -> None:
+        _write_file(path, data, replace=True)
+
+    def register_runner(self, pid: int, pidstart: float) -> Path:
+        path = self.local / "runners" / f"{pid}"
+        _write_file(
+            path, f"pid={pid}\npidstart={pidstart}\nhost={host_id()}\nstarted={time.time()}\n".encode(), replace=True
+        )
+        return path
+
+    def runners(self) -> Iterator[Meta]:
+        folder = self.local / "runners"
+        for item in sorted(folder.iterdir()) if folder.is_dir() else []:
+            try:
+                yield Meta.from_bytes(item.read_bytes())
+            except OSError:
+                continue
+
+    def unregister_runner(self, pid: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.local / "runners" / f"{pid}")
+
+    def config(self):
+        """The queue's settings (``config.yaml`` in the local directory)."""
+        from aq_core.config import load_config
+
+        return load_config(self.local)
+
+    def try_lock_wait(self, name: str, timeout: float = 10.0) -> Lock:
+        """Take the named lock, waiting up to ``timeout`` seconds (for short critical sections)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lock = self.try_lock(name)
+            if lock is not None:
+                return lock
+            if time.monotonic() >= deadline:
+                raise AqError(f"lock {name!r} is held by another aq process for more than {timeout:g}s")
+            time.sleep(0.01)
+
+
+def _write_file(path: Path, data: bytes, replace: bool = False) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def default_root() -> Path:
@@ -113,54 +263,30 @@ class _FileLock(Lock):
 
 
 class FsStore(Store):
-    """The embedded default store: a queue root on the local filesystem."""
+    """The embedded default store: a queue root on the local filesystem (also its ``local``)."""
 
-    DIRS = (*STATES, "meta", "logs", "tmp", "locks", "runners", "engines")
+    LOCAL_DIRS = (*STATES, "meta", "logs", "tmp", "locks", "runners", "engines")
 
     def __init__(self, root: Path, create: bool = True) -> None:
-        self.root = Path(os.path.abspath(os.path.expanduser(root)))
+        self.local = Path(os.path.abspath(os.path.expanduser(root)))
         if create:
-            self._ensure()
+            self.ensure_local()
+
+    @property
+    def root(self) -> Path:
+        return self.local
 
     def __repr__(self) -> str:
         return f"FsStore({str(self.root)!r})"
 
-    # -- layout -------------------------------------------------------------------------------
-
-    def _ensure(self) -> None:
-        try:
-            if not self.root.exists():
-                os.makedirs(self.root, mode=0o700, exist_ok=True)
-            st = os.lstat(self.root)
-            if stat.S_ISLNK(st.st_mode):
-                # A symlinked root is the user's choice; follow it once, then refuse links inside.
-                self.root = self.root.resolve()
-            if not self.root.is_dir():
-                raise UsageError(f"queue root {self.root} is not a directory")
-            if stat.S_IMODE(os.stat(self.root).st_mode) != 0o700:
-                os.chmod(self.root, 0o700)
-            for name in self.DIRS:
-                path = self.root / name
-                try:
-                    os.mkdir(path, 0o700)
-                except FileExistsError:
-                    st = os.lstat(path)
-                    if not stat.S_ISDIR(st.st_mode):
-                        raise AqError(f"queue root: {name}/ is not a directory (a symlink or file is there)") from None
-        except PermissionError as exc:
-            raise AqError(f"queue root {self.root}: permission denied ({exc.strerror})") from None
+    def describe(self) -> str:
+        return str(self.root)
 
     def path(self, job_id: str, state: State) -> Path:
         return self.root / state.value / (job_id + JOB_SUFFIX)
 
     def meta_path(self, job_id: str) -> Path:
         return self.root / "meta" / f"{job_id}.meta"
-
-    def log_path(self, job_id: str, attempt: int) -> Path:
-        return self.root / "logs" / f"{job_id}.{attempt}.log"
-
-    def aq_log_path(self, job_id: str) -> Path:
-        return self.root / "logs" / f"{job_id}.aq.log"
 
     # -- transitions --------------------------------------------------------------------------
 
@@ -170,8 +296,8 @@ class FsStore(Store):
             raise UsageError(f"job {job_id!r} already exists (in {existing.value}/): rename the file to queue it again")
         if self.meta_path(job_id).exists():
             raise UsageError(f"job {job_id!r} already has a record in meta/: rename the file to queue it again")
-        tmp = self.root / "tmp" / f"{job_id}.{os.getpid()}.{secrets.token_hex(4)}"
-        self._write_new(tmp, data)
+        tmp = self.tmp_path(f"{job_id}.{os.getpid()}.{secrets.token_hex(4)}")
+        _write_file(tmp, data)
         try:
             self.append_meta(job_id, meta)
             # link, not rename: never replaces a job file another `aq add` just created.
@@ -203,28 +329,8 @@ class FsStore(Store):
     def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
         self._append(self.meta_path(job_id), encode_lines(items))
 
-    def _append(self, path: Path, data: bytes) -> None:
-        if not data:
-            return
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            view = memoryview(data)
-            while view:  # one write for whole lines; loop only on a short write
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     def read_meta(self, job_id: str) -> Meta:
         return self._read_meta_file(self.meta_path(job_id))
-
-    def _read_meta_file(self, path: Path) -> Meta:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except (FileNotFoundError, OSError):
-            return Meta()
-        with os.fdopen(fd, "rb") as fh:
-            return Meta.from_bytes(fh.read())
 
     def list(self, state: State | None = None) -> list[Entry]:
         entries: list[Entry] = []
@@ -275,16 +381,40 @@ class FsStore(Store):
             raise
         return _FileLock(fd)
 
-    def try_lock_wait(self, name: str, timeout: float = 10.0) -> Lock:
-        """Take the named lock, waiting up to ``timeout`` seconds (for short critical sections)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lock = self.try_lock(name)
-            if lock is not None:
-                return lock
-            if time.monotonic() >= deadline:
-                raise AqError(f"lock {name!r} is held by another aq process for more than {timeout:g}s")
-            time.sleep(0.01)
+    # -- ownership ----------------------------------------------------------------------------
+
+    def claim_meta(self) -> dict[str, Any]:
+        from aq_core.procs import start_time
+
+        return {"pid": os.getpid(), "pidstart": start_time(os.getpid()), "host": host_id()}
+
+    def owner_alive(self, job_id: str, meta: Meta) -> bool:
+        from aq_core.procs import alive
+
+        if meta.get("host", host_id()) != host_id():
+            return True  # a pid on another machine means nothing here: never take its job
+        return alive(meta.integer("pid"), meta.number("pidstart"))
+
+    # -- change detection ---------------------------------------------------------------------
+
+    def meta_version(self, job_id: str) -> object:
+        try:
+            return os.stat(self.meta_path(job_id)).st_size
+        except OSError:
+            return -1
+
+    def job_version(self, job_id: str, state: State) -> object | None:
+        try:
+            st = os.lstat(self.path(job_id, state))
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def inbox_token(self) -> object:
+        try:
+            return os.stat(self.root / State.INBOX.value).st_mtime_ns
+        except FileNotFoundError:
+            return 0
 
     # -- engines ------------------------------------------------------------------------------
 
@@ -294,7 +424,6 @@ class FsStore(Store):
         return self.root / "engines" / f"{engine}.meta"
 
     def append_engine_meta(self, engine: str, items: Mapping[str, Any]) -> None:
-        """Append to an engine's record (pauses, limit streaks): append-only, like a job's meta."""
         self._append(self._engine_meta_path(engine), encode_lines(items))
 
     def read_engine_meta(self, engine: str) -> Meta:
@@ -307,47 +436,27 @@ class FsStore(Store):
         except FileNotFoundError:
             return []
 
-    # -- runners and logs ----------------------------------------------------------------------
-
-    def register_runner(self, pid: int, pidstart: float) -> Path:
-        path = self.root / "runners" / f"{pid}"
-        self._write_new(
-            path, f"pid={pid}\npidstart={pidstart}\nhost={host_id()}\nstarted={time.time()}\n".encode(), replace=True
-        )
-        return path
-
-    def runners(self) -> Iterator[Meta]:
-        folder = self.root / "runners"
-        for item in sorted(folder.iterdir()) if folder.is_dir() else []:
-            try:
-                yield Meta.from_bytes(item.read_bytes())
-            except OSError:
-                continue
-
-    def unregister_runner(self, pid: int) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.root / "runners" / f"{pid}")
-
-    def open_log(self, path: Path) -> int:
-        """Open a log for appending (created 0600, never through a symlink); return the fd."""
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-
-    def write_private(self, path: Path, data: bytes) -> None:
-        self._write_new(path, data, replace=True)
-
     # -- helpers ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _write_new(path: Path, data: bytes, replace: bool = False) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
-        fd = os.open(path, flags, 0o600)
+    def _append(self, path: Path, data: bytes) -> None:
+        if not data:
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             view = memoryview(data)
-            while view:
+            while view:  # one write for whole lines; loop only on a short write
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def _read_meta_file(self, path: Path) -> Meta:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return Meta()
+        with os.fdopen(fd, "rb") as fh:
+            return Meta.from_bytes(fh.read())
 
     @staticmethod
     def _sync_dir(path: Path) -> None:
@@ -358,6 +467,16 @@ class FsStore(Store):
             os.close(fd)
 
 
-def open_store(root: str | Path | None = None, create: bool = True) -> FsStore:
-    """Return the store for ``--root`` / ``$AGENT_QUEUE_ROOT`` / ``~/.aq``."""
-    return FsStore(Path(root) if root else default_root(), create=create)
+def open_store(root: str | Path | None = None, create: bool = True, url: str | None = None) -> Store:
+    """Return the store: ``--store URL`` / ``$AQ_STORE`` (PostgreSQL), else the filesystem queue in
+    ``--root`` / ``$AGENT_QUEUE_ROOT`` / ``~/.aq`` (which is also where a database store keeps this
+    host's logs and config)."""
+    local = Path(root) if root else default_root()
+    url = url or os.environ.get("AQ_STORE") or None
+    if url:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise UsageError(f"--store: {url.split('@')[-1]!r}: expected a postgresql:// URL")
+        from aq_core.store_pg import PgStore
+
+        return PgStore(url, local=local)
+    return FsStore(local, create=create)
