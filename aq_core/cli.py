@@ -217,6 +217,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise AqError(f"job {args.job!r} has not started yet (in {state.value}/)")
     path = store.log_path(args.job, attempt)
     if not path.exists():
+        from aq_core.store import host_id
+
+        hosts = [v for k, v in meta.pairs if k == "host"]
+        if hosts and hosts[-1] != host_id():
+            raise AqError(f"job {args.job!r}: the logs of attempt {attempt} are on host {hosts[-1]!r} (in its queue root's logs/)")
         raise AqError(f"job {args.job!r}: no log for attempt {attempt}")
     out = sys.stdout.buffer
     with open(path, "rb") as fh:
@@ -405,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stop", help="stop the running runners cleanly")
     p.add_argument("--wait", type=float, default=30.0, metavar="SECONDS", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_stop)
+    from aq_core.store_cli import register as register_store_commands
+
+    register_store_commands(sub)
     p = sub.add_parser("engines", help="installed engines and their executables")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_engines)
