@@ -1,0 +1,67 @@
+"""The benchmark runs: ``benchmarks/run.py --quick`` exits 0 and prints every figure's row (no timings asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+FIGURES = [
+    "startup.version",
+    "startup.status",
+    "startup.module",
+    "status.1k",
+    "status.10k",
+    "status.100k",
+    "status.growth",
+    "insights.1k",
+    "insights.10k",
+    "insights.100k",
+    "insights.growth",
+    "pickup.median",
+    "pickup.p95",
+    "pickup.add_part",
+    "pickup.runner_part",
+    "throughput.nogit",
+    "throughput.nogit.per_job",
+    "throughput.git",
+    "throughput.git.per_job",
+    "memory.8_workers",
+    "memory.big_output",
+    *(
+        f"parse.{engine}.{what}"
+        for engine in ("claude", "codex", "copilot", "devin", "devin_atif")
+        for what in ("speed", "memory")
+    ),
+]
+
+
+def test_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
+    out_json = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--json", str(out_json)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    keys_printed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    missing = [key for key in FIGURES if key not in keys_printed]
+    assert not missing, f"rows missing from the table: {missing}\n{proc.stdout}"
+    for header in ("FIGURE", "VALUE", "TARGET", "FLOOR", "RATIO"):
+        assert header in proc.stdout
+    rows = {row["key"]: row for row in json.loads(out_json.read_text())["rows"]}
+    assert [key for key in FIGURES if rows.get(key, {}).get("value") is None] == []
+
+
+def test_only_runs_the_named_group(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--only", "startup"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    keys_printed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
+    assert {"startup.version", "startup.status"} <= keys_printed
+    assert not keys_printed & {"pickup.median", "status.10k", "parse.claude.speed"}
