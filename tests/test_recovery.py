@@ -389,3 +389,34 @@ def test_an_agent_started_but_not_recorded_is_found_counted_and_ended(root: Path
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+def test_worktree_isolation_leaves_the_users_checkout_untouched(root: Path, tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "repo")
+    (repo / "README.md").write_text("the user's own edit\n")
+    before_head = git(repo, "symbolic-ref", "HEAD")
+    before_status = git(repo, "status", "--porcelain")
+    jobs = tmp_path / "jobs"
+    record = tmp_path / "rec"
+    for i in range(2):
+        front = {
+            "engine": "command",
+            "cwd": str(repo),
+            "isolation": "worktree",
+            "command": stub("--record", str(record), "--write", f"w{i}.txt=isolated", "--sleep", "0.5"),
+        }
+        add(root, jobs, f"iso{i}", front)
+    assert aq("run", "--once", "--workers", "2", root=root).returncode == 0
+    assert git(repo, "symbolic-ref", "HEAD") == before_head
+    assert git(repo, "status", "--porcelain") == before_status
+    assert (repo / "README.md").read_text() == "the user's own edit\n"
+    assert not (repo / "w0.txt").exists()
+    for i in range(2):
+        assert git(repo, "show", f"aq/wip/iso{i}:w{i}.txt") == "isolated"
+        assert meta(root, f"iso{i}")["workdir"] != str(repo)
+    spans = {}
+    for line in record.read_text().splitlines():
+        kind, job, _a, t, _p = line.split()
+        spans.setdefault(job, {})[kind] = float(t)
+    a, b = spans["iso0"], spans["iso1"]
+    assert a["start"] < b["end"] and b["start"] < a["end"], "worktree jobs in one repo may run at once"
