@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -19,7 +20,7 @@ from aq_core.meta import Meta, finite
 from aq_core.procs import signal_group, start_time
 from aq_core.reset_time import format_reset
 from aq_core.retry import decide
-from aq_core.store import Lock, State
+from aq_core.store import Lock, State, Store
 
 if TYPE_CHECKING:
     from aq_core.runner import Runner
@@ -145,11 +146,22 @@ class Attempt:
         prompt = spec.prompt_text if spec.prompt_text is not None else job.prompt
         if spec.prompt == "file":
             store.write_private(prompt_file, prompt.encode("utf-8"))
+        program = shutil.which(spec.argv[0], path=env.get("PATH")) if spec.argv else None
+        if program is None:
+            with contextlib.suppress(FileNotFoundError):
+                prompt_file.unlink()
+            self._commit(workdir, "invalid")
+            self._finish_without_attempt("invalid", f"engine {self.engine}: cannot start {spec.argv[:1]!r}: not found")
+            return
         log_fd = store.open_log(log_path)
+        # The started marker is written by the child itself, just before it becomes the engine: if
+        # the runner dies at any instant after the fork, recovery still knows the attempt began.
+        marker = started_marker(store, job.id, number)
+        os.close(store.open_log(marker))  # created 0600 by us; the child only appends its pid
         started = time.time()
         try:
             self.proc = subprocess.Popen(
-                spec.argv,
+                ["/bin/sh", "-c", 'echo $$ >>"$0" && exec "$@"', str(marker), program, *spec.argv[1:]],
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.PIPE if spec.prompt == "stdin" else subprocess.DEVNULL,
@@ -398,6 +410,11 @@ class Attempt:
             return False
         self.say(f"{state.value}: {note}")
         return True
+
+
+def started_marker(store: Store, job_id: str, attempt: int) -> Path:
+    """The file an attempt's process writes its pid to as it starts (see ``Attempt._run``)."""
+    return store.log_path(job_id, attempt).with_suffix(".started")
 
 
 def _feed(proc: subprocess.Popen, data: bytes) -> None:

@@ -221,7 +221,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
         hosts = [v for k, v in meta.pairs if k == "host"]
         if hosts and hosts[-1] != host_id():
-            raise AqError(f"job {args.job!r}: the logs of attempt {attempt} are on host {hosts[-1]!r} (in its queue root's logs/)")
+            raise AqError(
+                f"job {args.job!r}: the logs of attempt {attempt} are on host {hosts[-1]!r} (in its queue root's logs/)"
+            )
         raise AqError(f"job {args.job!r}: no log for attempt {attempt}")
     out = sys.stdout.buffer
     with open(path, "rb") as fh:

@@ -75,14 +75,19 @@ def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) 
     attempted = _attempt_started_since_claim(meta)
     killed = 0
     if not attempted:
-        # The runner may have died between starting the engine and recording it: look for it.
+        # The runner may have died between starting the engine and recording it: the process
+        # writes a started marker itself, and a live one still carries its job in its environment.
+        from aq_core.attempt import started_marker
         from aq_core.procs import find_by_env
 
+        number = meta.integer("attempts") + 1
+        marker = started_marker(store, job_id, number)
+        began = marker.exists() and marker.stat().st_size > 0
         strays = find_by_env({"AQ_JOB_ID": job_id, "AQ_ROOT": str(store.local)})
-        if strays:
-            number = meta.integer("attempts") + 1
+        if began or strays:
+            agent = strays[0] if strays else _marker_pid(marker)
             store.append_meta(
-                job_id, {"attempt": number, "attempts": number, "agent_pid": strays[0], "note": "started, unrecorded"}
+                job_id, {"attempt": number, "attempts": number, "agent_pid": agent, "note": "started, unrecorded"}
             )
             meta = store.read_meta(job_id)
             attempted = True
@@ -128,6 +133,13 @@ def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) 
     extra = f", ended {killed} leftover agent process(es)" if killed else ""
     say(f"recovered orphan: runner pid {pid} gone; attempt {attempt} counted{extra}; back to inbox/")
     return True
+
+
+def _marker_pid(marker: Path) -> int | None:
+    try:
+        return int(marker.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _exists(pid: int) -> bool:

@@ -420,3 +420,17 @@ def test_worktree_isolation_leaves_the_users_checkout_untouched(root: Path, tmp_
         spans.setdefault(job, {})[kind] = float(t)
     a, b = spans["iso0"], spans["iso1"]
     assert a["start"] < b["end"] and b["start"] < a["end"], "worktree jobs in one repo may run at once"
+
+
+def test_an_agent_that_started_and_ended_before_it_was_recorded_is_still_counted(root: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    add(root, tmp_path / "jobs", "quick", {"engine": "command", "cwd": str(work), "command": stub()})
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    _claim_by_hand(root, "quick", dead.pid, pidstart=time.time() - 5, attempted=False)
+    # What the engine's process writes as it starts (see started_marker): it ran, then exited.
+    (root / "logs" / "quick.1.started").write_text(f"{dead.pid}\n")
+    assert "recovered 1 orphan" in aq("recover", root=root).stdout
+    m = meta(root, "quick")
+    assert (m["attempts"], m["result"], state_of(root, "quick")) == ("1", "orphaned", "inbox")
