@@ -75,8 +75,8 @@ class Attempt:
     def run(self) -> None:
         try:
             self._run()
-        except Exception as exc:  # never let one job take the runner down
-            self.say(f"internal error, job left in building/ for recovery: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a plugin's bug must not take the runner down or strand the job
+            self._internal_error(exc)
         finally:
             for lock in reversed(self.locks):
                 lock.release()
@@ -207,6 +207,24 @@ class Attempt:
             exit_code=proc.returncode, timed_out=ended_by == "timeout", log_path=log_path, finished_at=finished
         )
         self._finish(number, workdir, outcome, ended_by, started, finished)
+
+    def _internal_error(self, exc: Exception) -> None:
+        """End the attempt as a crash: stop its engine, keep its work, and let the retry policy decide."""
+        reason = f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.say(reason)
+        try:
+            if self.proc is not None and self.proc.returncode is None:
+                end_group(self.proc, STOP_GRACE)
+            if self.store.locate(self.job.id) is not State.BUILDING:
+                return
+            meta = self.store.read_meta(self.job.id)
+            decision = decide(self.job.retry, "crash", meta.integer("retries"), time.time())
+            self.store.append_meta(self.job.id, {**decision.meta, "error": reason, "decision": decision.state})
+            state = State(decision.state)
+            if self._move(state, f"{decision.meta['result']} after an internal error") and state is not State.INBOX:
+                self.runner.job_done(self.job.id, state)
+        except Exception as again:  # the store itself failed: recovery finishes it once we are gone
+            self.say(f"could not record the internal error ({type(again).__name__}: {again}); recovery will")
 
     def _supervise(self, proc: subprocess.Popen, started: float) -> str:
         """Wait for the engine; return ``exit``, ``timeout``, ``stop`` or ``cancel``."""

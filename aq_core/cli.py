@@ -121,10 +121,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     from aq_core.journal import Journal
+    from aq_core.notifications import command_notifier
     from aq_core.recovery import recover
 
     store = _store(args)
-    recovered = recover(store, Journal(store))
+    journal = Journal(store)
+    with command_notifier(store, journal) as on_finished:
+        recovered = recover(store, journal, on_finished=on_finished)
     print(f"recovered {len(recovered)} orphan job(s)" + (": " + ", ".join(recovered) if recovered else ""))
     return 0
 
@@ -187,6 +190,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if pause is None:
         known = ", ".join(store.engine_names_with_meta()) or "none"
         raise AqError(f"engine {args.engine!r} is not paused (engines with a record: {known})")
+    store.poke()  # a runner waiting for the pause to end looks again now
     journal = Journal(store)
     journal.say(None, f"engine {args.engine}: pause lifted by aq resume")
     notifier = Notifier(store.config(), lambda line: journal.say(None, line))
@@ -196,7 +200,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     )
     notifier.drain()
     notifier.close()
-    print(f"{args.engine}: resumed (was paused until {pause.until:.0f}, {pause.reason})")
+    from aq_core.reset_time import format_reset
+
+    print(f"{args.engine}: resumed (was paused until {format_reset(pause.until)}, {pause.reason})")
     return 0
 
 
@@ -350,8 +356,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     from aq_core.cancel import cancel
+    from aq_core.journal import Journal
+    from aq_core.notifications import command_notifier
 
-    print(cancel(_store(args), args.job))
+    store = _store(args)
+    with command_notifier(store, Journal(store)) as on_finished:
+        print(cancel(store, args.job, on_finished=on_finished))
     return 0
 
 

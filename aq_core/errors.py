@@ -25,3 +25,7 @@ class JobInvalid(UsageError):
 
 class UnknownEngine(UsageError):
     """No installed plugin provides the engine a job asked for."""
+
+
+class StoreUnavailable(AqError):
+    """A shared store (PostgreSQL) could not be reached for a while; it may come back."""

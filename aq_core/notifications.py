@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from aq_core.config import QueueConfig
+
+if TYPE_CHECKING:
+    from aq_core.journal import Journal
+    from aq_core.store import State, Store
 
 
 class Notifier:
@@ -51,3 +57,21 @@ class Notifier:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def send_job_finished(store: Store, notifier: Notifier, job_id: str, state: State) -> None:
+    """Send ``job_finished`` with the job's insights record (never its prompt)."""
+    from aq_core.insights import job_record
+
+    notifier.send("job_finished", job_record(job_id, state, store.read_meta(job_id)))
+
+
+@contextlib.contextmanager
+def command_notifier(store: Store, journal: Journal) -> Iterator[Callable[[str, State], None]]:
+    """For one-shot commands (``aq cancel``, ``aq recover``): a ``job_finished`` sender, drained on exit."""
+    notifier = Notifier(store.config(), lambda line: journal.say(None, line))
+    try:
+        yield lambda job_id, state: send_job_finished(store, notifier, job_id, state)
+        notifier.drain()
+    finally:
+        notifier.close()

@@ -57,9 +57,9 @@ def _manager(allowed_env: str | None) -> pluggy.PluginManager:
                 pm.set_blocked(ep.name)
     try:
         pm.load_setuptools_entrypoints(GROUP)
+        pm.check_pending()  # a misspelt hook name in a plugin fails here, not silently later
     except Exception as exc:  # a broken third-party plugin must not take the whole CLI down
-        raise AqError(f"a plugin failed to load: {type(exc).__name__}: {exc}") from None
-    pm.check_pending()
+        raise AqError(f"a plugin failed to load: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     return pm
 
 

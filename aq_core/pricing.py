@@ -33,7 +33,10 @@ def price_for(model: str) -> tuple[float, float, float] | None:
     name = model.lower().split("[", 1)[0].strip()
     best = None
     for prefix, prices in PRICES.items():
-        if name.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+        # "gpt-5-2025-08-07" is gpt-5; "gpt-5.4" is a newer model the table does not know.
+        if not (name == prefix or name.startswith(prefix + "-")):
+            continue
+        if best is None or len(prefix) > len(best[0]):
             best = (prefix, prices)
     return best[1] if best else None
 

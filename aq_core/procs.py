@@ -74,10 +74,10 @@ def kill_orphan_group(pgid: int, leader_start: float | None, grace: float = 2.0)
     started after it are touched (grandchildren such as the native binary of a launcher).
     """
     leader_now = start_time(pgid)
-    if leader_now is not None and not same_start(leader_now, leader_start):
-        # The pid was reused by another process: its group is not ours to touch, but the agent's
-        # other members may still run under the old group id if the new process is not a leader.
-        pass
+    if leader_now is not None and leader_start is not None and not same_start(leader_now, leader_start):
+        # The pid now belongs to another process. Linux never hands out a pid still in use as a
+        # group id, so the agent's group is already empty: nothing of ours is left to end.
+        return 0
     members = group_members(pgid, leader_start)
     if not members:
         return 0

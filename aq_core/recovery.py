@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aq_core import plugins
 from aq_core.journal import Journal
 from aq_core.meta import Meta
 from aq_core.procs import kill_orphan_group
-from aq_core.store import State, Store
+from aq_core.store import State, Store, host_id
 
 MAX_ORPHANS = 3
 
@@ -37,16 +38,22 @@ def _decision_since_attempt(meta: Meta) -> str | None:
     return decision
 
 
-def recover(store: Store, journal: Journal) -> list[str]:
-    """Recover every orphan in ``building/``; return the ids recovered. Safe to run concurrently."""
+OnFinished = Callable[[str, State], None]
+
+
+def recover(store: Store, journal: Journal, on_finished: OnFinished | None = None) -> list[str]:
+    """Recover every orphan in ``building/``; return the ids recovered. Safe to run concurrently.
+
+    ``on_finished(job_id, state)`` is called for a job recovery ends in ``done/`` or ``failed/``.
+    """
     recovered = []
     for entry in store.list(State.BUILDING):
-        if recover_one(store, journal, entry.id):
+        if recover_one(store, journal, entry.id, on_finished):
             recovered.append(entry.id)
     return recovered
 
 
-def recover_one(store: Store, journal: Journal, job_id: str) -> bool:
+def recover_one(store: Store, journal: Journal, job_id: str, on_finished: OnFinished | None = None) -> bool:
     # The runner holds the job's lock for the whole attempt: if we can take it, no live runner has
     # the job. It also makes two recoveries of the same job impossible at once.
     lock = store.try_lock("job:" + job_id)
@@ -59,22 +66,29 @@ def recover_one(store: Store, journal: Journal, job_id: str) -> bool:
         if store.owner_alive(job_id, meta):
             # Its runner lives (or may: on another host, before its lease ran out): never take it.
             return False
-        return _recover(store, journal, job_id, meta, meta.integer("pid"))
+        final = _recover(store, journal, job_id, meta, meta.integer("pid"))
     finally:
         lock.release()
+    if final is not None and final is not State.INBOX and on_finished is not None:
+        on_finished(job_id, final)
+    return final is not None
 
 
-def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) -> bool:
+def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) -> State | None:
+    """Recover one orphan (its job lock held); return the state it was moved to."""
     say = journal.for_job(job_id)
     decision = _decision_since_attempt(meta)
     if decision in ("done", "failed", "inbox"):
         # The runner recorded the outcome and died before the rename: finish its move.
         store.move(job_id, State.BUILDING, State(decision))
         say(f"recovered: runner (pid {pid}) died after finishing the attempt; moved to {decision}/")
-        return True
+        return State(decision)
     attempted = _attempt_started_since_claim(meta)
     killed = 0
-    if not attempted:
+    # Processes and work trees are only this host's to touch: a lease that ran out on another host
+    # (a shared store) names a pid and a path there, not here.
+    here = meta.get("host", host_id()) == host_id()
+    if not attempted and here:
         # The runner may have died between starting the engine and recording it: the process
         # writes a started marker itself, and a live one still carries its job in its environment.
         from aq_core.attempt import started_marker
@@ -94,11 +108,11 @@ def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) 
             for stray in strays:
                 killed += kill_orphan_group(os.getpgid(stray) if _exists(stray) else stray, None)
     agent_pid = meta.integer("agent_pid")
-    if attempted and agent_pid and not killed:
+    if attempted and agent_pid and not killed and here:
         killed = kill_orphan_group(agent_pid, meta.number("agent_pidstart"))
     commit: dict[str, str] = {}
     workdir = meta.get("workdir") or meta.get("cwd")
-    if attempted and workdir:
+    if attempted and workdir and here:
         try:
             commit = plugins.checkpoint(
                 "commit",
@@ -117,7 +131,7 @@ def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) 
         store.append_meta(job_id, {"recovered": now, "decision": "inbox"})
         store.move(job_id, State.BUILDING, State.INBOX)
         say(f"recovered: runner (pid {pid}) died before starting the engine; back to inbox/ (no attempt counted)")
-        return True
+        return State.INBOX
     orphans = meta.integer("orphans") + 1
     attempt = meta.integer("attempts")
     base = {**commit, "recovered": now, "result": "orphaned", "orphans": orphans, "finished": now}
@@ -127,12 +141,12 @@ def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) 
         )
         store.move(job_id, State.BUILDING, State.FAILED)
         say(f"recovered: orphaned {orphans} times in a row (runner pid {pid} gone); failed as retries_exhausted")
-        return True
+        return State.FAILED
     store.append_meta(job_id, {**base, "decision": "inbox"})
     store.move(job_id, State.BUILDING, State.INBOX)
     extra = f", ended {killed} leftover agent process(es)" if killed else ""
     say(f"recovered orphan: runner pid {pid} gone; attempt {attempt} counted{extra}; back to inbox/")
-    return True
+    return State.INBOX
 
 
 def _marker_pid(marker: Path) -> int | None:

@@ -14,11 +14,11 @@ from aq_core import limits, plugins
 from aq_core.attempt import Attempt
 from aq_core.config import QueueConfig
 from aq_core.engine import LIMIT_CLASSES
-from aq_core.errors import AqError, JobInvalid
+from aq_core.errors import AqError, JobInvalid, StoreUnavailable
 from aq_core.job import Job, parse_job
 from aq_core.journal import Journal
 from aq_core.meta import Meta
-from aq_core.notifications import Notifier
+from aq_core.notifications import Notifier, send_job_finished
 from aq_core.procs import start_time
 from aq_core.recovery import recover
 from aq_core.store import Entry, Lock, State, Store
@@ -74,7 +74,16 @@ class Runner:
             self.journal.say(
                 None, f"runner started (pid {self.pid}, {self.workers} worker{'s' if self.workers != 1 else ''})"
             )
-            self._loop()
+            while True:
+                try:
+                    self._loop()
+                    break
+                except StoreUnavailable as exc:
+                    # A shared store is away (restart, partition): holds about to run out stop their
+                    # agents through _renew; everything else waits until it is back.
+                    self.journal.say(None, f"{exc}; trying again")
+                    self._renew()
+                    self.stopping.wait(1.0)
         finally:
             self._stop_all()
             self.notifier.drain()
@@ -91,7 +100,7 @@ class Runner:
         waiting = True
         while not self.stopping.is_set():
             if time.monotonic() - last_recover >= RECOVER_EVERY:
-                recover(self.store, self.journal)
+                recover(self.store, self.journal, on_finished=self.job_done)
                 last_recover = time.monotonic()
             if self.store.lease_interval and time.monotonic() - last_renew >= self.store.lease_interval:
                 self._renew()
@@ -303,10 +312,7 @@ class Runner:
 
     def job_done(self, job_id: str, state: State) -> None:
         """A job reached done/ or failed/: send its insights record to the notifiers."""
-        from aq_core.insights import job_record
-
-        record = job_record(job_id, state, self.store.read_meta(job_id))
-        self.notifier.send("job_finished", record)
+        send_job_finished(self.store, self.notifier, job_id, state)
 
     def _reject(self, job_id: str, reason: str, job_lock: Lock) -> None:
         """Fail an invalid job file for good, keeping the file (in ``failed/``) and the reason."""

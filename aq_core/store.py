@@ -142,6 +142,9 @@ class Store(ABC):
     def inbox_token(self) -> object:
         """A cheap value that changes whenever a job enters the inbox (idle runners poll it)."""
 
+    def poke(self) -> None:  # noqa: B027 - optional: a store may have nothing to do
+        """Wake idle runners (they watch ``inbox_token``): something they wait for may have changed."""
+
     @abstractmethod
     def describe(self) -> str:
         """The store as a user would name it (a path, or a URL without its password)."""
@@ -415,6 +418,10 @@ class FsStore(Store):
             return os.stat(self.root / State.INBOX.value).st_mtime_ns
         except FileNotFoundError:
             return 0
+
+    def poke(self) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(self.root / State.INBOX.value)
 
     # -- engines ------------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ class Usage:
         return value if isinstance(value, str) and value else None
 
 
-def iter_lines(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+def iter_lines(path: Path, chunk: int = 256 << 10) -> Iterator[bytes]:
     """Yield the complete lines of a log (without the newline), streaming in constant memory.
 
     A last line without a newline is a torn write (the process was killed mid-line) and is dropped.
