@@ -236,3 +236,26 @@ def test_bad_config_is_one_line_naming_the_key(root: Path, text: str, needle: st
     result = aq("run", "--once", root=root)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_session_the_engine_lost_is_not_resumed_again(root: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    fakes = Fakes(tmp_path)
+    fakes.engine(
+        "claude",
+        [
+            {"lines": claude_ok(cost=0.01), "exit": 1},
+            {"stderr": ["No conversation found with session ID: {session}"], "exit": 1},
+            {"lines": claude_ok(cost=0.01)},
+        ],
+        session="0b5c3e1a-1111-4222-8333-944455556666",
+    )
+    front = {"engine": "claude", "cwd": str(work), "retry": {"max": 3, "backoff": "0s", "on": ["crash"]}}
+    add(root, tmp_path, "lost", front, fakes.env)
+    assert aq("run", "--once", root=root, env=fakes.env).returncode == 0
+    argvs = [c["argv"] for c in fakes.calls("claude")]
+    assert len(argvs) == 3
+    assert "--resume" not in argvs[0] and "--resume" in argvs[1]
+    assert "--resume" not in argvs[2], "after the engine lost the session, the next attempt starts a new one"
+    assert state_of(root, "lost") == "done"

@@ -193,8 +193,9 @@ def _judge(kind: str | None, text: str, status: int | None, rejected: dict[str, 
     if kind == "model_not_found" or CONFIG.search(text):
         return Failure("config_error", detail=_detail(text or kind or ""))
     if RESUME_MISSING.search(text):
-        # The session to continue is gone; a retry that resumes it again fails the same way.
-        return Failure("crash", detail=_detail(text))
+        # The session to continue is gone; a retry that resumes it again fails the same way, so
+        # the core is told to start the next attempt in a new session.
+        return Failure("crash", detail=_detail(text), session_lost=True)
     return None
 
 

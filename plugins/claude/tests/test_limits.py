@@ -207,3 +207,14 @@ def test_other_engines_and_unreadable_logs(tmp_path: Path) -> None:
 )
 def test_plain_messages(tmp_path: Path, line: str, cls: str) -> None:
     assert classify(write(tmp_path, line)).cls == cls
+
+
+def test_a_missing_session_tells_the_core_to_start_a_new_one() -> None:
+    from pathlib import Path
+
+    from aq_core import plugins
+    from aq_core.engine import Outcome
+
+    log = Path(__file__).parent / "fixtures" / "realcli-resume-not-found.log"
+    failure = plugins.classify_failure("claude", Outcome(exit_code=1, timed_out=False, log_path=log, finished_at=1e9))
+    assert failure.cls == "crash" and failure.session_lost

@@ -62,9 +62,14 @@ def classify(outcome: Outcome) -> Failure | None:
         # printed on the way were retried (`exec` exits 1 after any error it did not retry).
         return None
     try:
+        lost = _lost_thread(outcome.log_path)
         message = decisive_message(outcome.log_path)
     except Exception:  # an unreadable log says nothing about the cause: let the core's fallback answer
         return None
+    if lost:
+        # `exec resume` of a thread whose rollout is gone fails the same way every time: the core
+        # starts the next attempt on a new thread instead.
+        return Failure("crash", detail="codex: " + lost[:DETAIL_CHARS], session_lost=True)
     if not message:
         return None
     detail = "codex: " + " ".join(message.split())[:DETAIL_CHARS]
@@ -75,6 +80,26 @@ def classify(outcome: Outcome) -> Failure | None:
     if RATE_LIMIT.search(message):
         return Failure("rate_limited", reset_at=_reset_at(message, outcome.finished_at), detail=detail)
     return None
+
+
+# What `codex exec resume <id>` prints (on stderr, then exits 1) when the thread cannot be resumed:
+# "Error: thread/resume: thread/resume failed: no rollout found for thread id <id> (code -32600)"
+# (vm0-ai/vm0#16125, Codex 0.137) and "Error: thread/read: thread/read failed: thread not loaded: <id>"
+# (openai/codex#22064).
+LOST_THREAD = re.compile(r"^Error: thread/(?:resume|read): .*(?:no rollout found for thread id|thread not loaded)")
+
+
+def _lost_thread(log_path: Path) -> str | None:
+    """Return Codex's own line saying the thread to resume is gone (never text inside a JSON event)."""
+    from aq_core.usage import iter_lines
+
+    found = None
+    for line in iter_lines(log_path):
+        if (b"rollout" in line or b"not loaded" in line) and line.startswith(b"Error: thread/"):
+            text = line.decode("utf-8", "replace").strip()
+            if LOST_THREAD.match(text):
+                found = text
+    return found
 
 
 def _reset_at(message: str, now: float) -> float | None:

@@ -172,3 +172,14 @@ def test_other_engines_get_no_answer(tmp_path: Path) -> None:
     from aq_codex import classify_failure
 
     assert classify_failure(engine="claude", outcome=outcome(json_log(tmp_path, "x"))) is None
+
+
+def test_a_lost_thread_tells_the_core_to_start_a_new_session() -> None:
+    from pathlib import Path
+
+    from aq_core import plugins
+    from aq_core.engine import Outcome
+
+    log = Path(__file__).parent / "fixtures" / "resume_thread_lost.log"
+    failure = plugins.classify_failure("codex", Outcome(exit_code=1, timed_out=False, log_path=log, finished_at=1e9))
+    assert failure.cls == "crash" and failure.session_lost

@@ -1,0 +1,196 @@
+"""A private PostgreSQL server for the tests and benchmarks: loopback only, trust auth, a temp dir.
+
+PostgreSQL refuses to run as root, so as root the server runs as the ``postgres`` system user (or
+``nobody`` when there is none) through ``runuser``; its data directory and unix socket live in a
+temp dir owned by that user. ``pg_server`` is a session-scoped pytest fixture; ``PgServer`` can be
+used on its own (``benchmarks/claims.py``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+SUPERUSER = "aq"
+SEARCH = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
+
+
+def find_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in SEARCH:
+        path = Path(folder) / name
+        if path.exists():
+            return str(path)
+    return None
+
+
+def available() -> bool:
+    return all(find_binary(n) for n in ("initdb", "pg_ctl", "postgres"))
+
+
+def _run_as() -> str | None:
+    """The unprivileged user to run the server as (None: the current user, not root)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    raise RuntimeError("running as root and there is no postgres or nobody user to run PostgreSQL as")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PgServer:
+    """One PostgreSQL cluster in a temp dir, listening on 127.0.0.1:<free port>."""
+
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
+        self.user = _run_as()
+        self.dir = Path(tempfile.mkdtemp(prefix="aq-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.port = 0
+        self.running = False
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+        os.chmod(self.dir, 0o700)
+
+    # -- process control ---------------------------------------------------------------------
+
+    def _cmd(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        binary = find_binary(argv[0]) or argv[0]
+        full = [binary, *argv[1:]]
+        if self.user:
+            full = ["runuser", "-u", self.user, "--", *full]
+        result = subprocess.run(full, cwd=self.dir, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[:2])} failed ({result.returncode}): {result.stderr}{self._log_tail()}")
+        return result
+
+    def _log_tail(self) -> str:
+        try:
+            return "\n--- server log ---\n" + self.log.read_text()[-3000:]
+        except OSError:
+            return ""
+
+    def init(self) -> None:
+        args = ["initdb", "-D", str(self.data), "-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--no-locale"]
+        if not self.durable:
+            args.append("--no-sync")
+        self._cmd(*args)
+
+    def start(self) -> PgServer:
+        """Create the cluster on first use and start the server (on the same port on a restart)."""
+        if not self.data.exists():
+            self.init()
+        options = [
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={self.dir}",
+            "-c max_connections=200",
+            "-c shared_buffers=32MB",
+        ]
+        if not self.durable:
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        for _ in range(5):
+            port = self.port or free_port()
+            result = self._cmd(
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                " ".join([f"-p {port}", *options]),
+                "start",
+                check=False,
+            )
+            if result.returncode == 0:
+                self.port = port
+                self.running = True
+                atexit.register(self.destroy)
+                return self
+            if self.port:  # a restart must keep its port (clients have its URL)
+                time.sleep(0.5)
+        raise RuntimeError(f"pg_ctl start failed: {result.stderr}{self._log_tail()}")
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.running:
+            self._cmd("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
+            self.running = False
+
+    def destroy(self) -> None:
+        """Stop the server and remove its directory."""
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- clients -----------------------------------------------------------------------------
+
+    def url(self, dbname: str = "postgres", **params: object) -> str:
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}" + (f"?{query}" if query else "")
+
+    def sql(self, statement: str, params: tuple = (), dbname: str = "postgres") -> list[tuple]:
+        import psycopg
+
+        with psycopg.connect(self.url(dbname), autocommit=True, application_name="aq-tests") as conn:
+            cur = conn.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+
+    def create_database(self, name: str | None = None) -> str:
+        """Create an empty database; return its name."""
+        name = name or "aq_" + secrets.token_hex(6)
+        self.sql(f'CREATE DATABASE "{name}"')
+        return name
+
+    def terminate(self, dbname: str, application_prefix: str = "aq ") -> int:
+        """``pg_terminate_backend`` every connection of aq clients to ``dbname``; return how many."""
+        rows = self.sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND application_name LIKE %s AND pid <> pg_backend_pid()",
+            (dbname, application_prefix + "%"),
+        )
+        return int(rows[0][0])
+
+
+def start_server(durable: bool = False) -> PgServer:
+    return PgServer(durable=durable).start()
+
+
+try:
+    import pytest
+except ImportError:  # the benchmarks use PgServer without pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def pg_server() -> Iterator[PgServer]:
+        """A PostgreSQL server for the whole test session (skipped when its binaries are absent)."""
+        if not available():
+            pytest.skip("PostgreSQL server binaries (initdb, pg_ctl, postgres) are not installed")
+        server = start_server()
+        try:
+            yield server
+        finally:
+            server.destroy()
