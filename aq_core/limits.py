@@ -67,6 +67,22 @@ def active_pauses(store: Store, now: float | None = None) -> dict[str, Pause]:
     return found
 
 
+def probing_engines(store: Store, now: float | None = None) -> set[str]:
+    """Engines whose pause ended but whose limit is not yet known to be over: one job at a time.
+
+    A printed reset time is re-checked, not trusted blindly: until an attempt on the engine ends
+    without a limit (``engine_succeeded``), every runner starts at most one job of it, under the
+    ``probe:<engine>`` lock.
+    """
+    now = time.time() if now is None else now
+    found = set()
+    for name in store.engine_names_with_meta():
+        pause, streak = engine_state(store.read_engine_meta(name))
+        if streak and (pause is None or pause.until <= now):
+            found.add(name)
+    return found
+
+
 def expired_pauses(store: Store, now: float | None = None) -> list[Pause]:
     """Return the pauses whose time has come but that were not marked as ended yet."""
     now = time.time() if now is None else now

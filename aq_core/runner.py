@@ -13,7 +13,6 @@ from pathlib import Path
 from aq_core import limits, plugins
 from aq_core.attempt import Attempt
 from aq_core.config import QueueConfig
-from aq_core.engine import LIMIT_CLASSES
 from aq_core.errors import AqError, JobInvalid, StoreUnavailable
 from aq_core.job import Job, parse_job
 from aq_core.journal import Journal
@@ -59,7 +58,7 @@ class Runner:
         self.notifier = Notifier(self.config, lambda line: self.journal.say(None, line))
         # Engines whose pause just ended run one job at a time until an attempt ends without a
         # limit: a printed reset time is re-checked, not trusted blindly.
-        self.probing: set[str] = set()
+        self.probing: set[str] = set()  # engines running one job at a time: limits.probing_engines
         self._spend: dict[str, float] = {}
         self._spend_at = float("-inf")
         self._budget_noted: set[tuple[str, float]] = set()
@@ -141,6 +140,7 @@ class Runner:
         now = time.time()
         self._end_pauses(now)
         self.pauses = limits.active_pauses(self.store, now)
+        self.probing = limits.probing_engines(self.store, now)
         next_wake: float | None = min((p.until for p in self.pauses.values()), default=None)
         if self.config.budgets and time.monotonic() - self._spend_at > SPEND_REFRESH:
             self._refresh_spend(now)
@@ -222,6 +222,8 @@ class Runner:
             return "rejected"
         locks: list[Lock] = [job_lock]
         names = [n for n in (job.lock and "lock:" + job.lock, plugins.work_lock(job.cwd, job.isolation)) if n]
+        if engine in self.probing:
+            names.append("probe:" + engine)  # one job at a time, across runners, until the limit is over
         for name in names:
             held = self.store.try_lock(name)
             if held is None:
@@ -257,9 +259,7 @@ class Runner:
             if not engine.available(self.config.engine_bins.get(name)):
                 continue  # its executable is not installed here: the next engine of the list runs it
             usable.append(name)
-            if name in self.pauses or (
-                name in self.probing and any(a.engine == name for _, a in self.running.values())
-            ):
+            if name in self.pauses:
                 budget_only = False
                 continue
             if self.config.budgets:
@@ -290,7 +290,6 @@ class Runner:
             ended = limits.end_pause(self.store, pause.engine, "expired")
             if ended is None:
                 continue  # another runner ended it first
-            self.probing.add(pause.engine)
             self.journal.say(None, f"engine {pause.engine}: pause over; trying one job before the rest")
             self.notifier.send(
                 "engine_resumed",
@@ -304,9 +303,7 @@ class Runner:
             )
 
     def attempt_ended(self, engine: str, cls: str, cost: float | None) -> None:
-        """Called by an attempt: lift probing after a non-limit outcome; count today's spend."""
-        if cls not in LIMIT_CLASSES:
-            self.probing.discard(engine)
+        """Called by an attempt: count today's spend (other runners' spend is re-read periodically)."""
         if cost:
             self._spend[engine] = self._spend.get(engine, 0.0) + cost
 

@@ -29,6 +29,8 @@ FIGURES = [
     "throughput.nogit.per_job",
     "throughput.git",
     "throughput.git.per_job",
+    "throughput.git_commit",
+    "throughput.git_commit.per_job",
     "memory.8_workers",
     "memory.big_output",
     *(

@@ -259,3 +259,24 @@ def test_a_session_the_engine_lost_is_not_resumed_again(root: Path, tmp_path: Pa
     assert "--resume" not in argvs[0] and "--resume" in argvs[1]
     assert "--resume" not in argvs[2], "after the engine lost the session, the next attempt starts a new one"
     assert state_of(root, "lost") == "done"
+
+
+def test_after_a_pause_one_probe_job_runs_before_the_rest(root: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    fakes = Fakes(tmp_path)
+    fakes.engine("codex", [{"lines": codex_limit(reset_in=2), "exit": 1}, {"lines": codex_ok(), "sleep": 0.7}])
+    add(root, tmp_path, "p0", {"engine": "codex", "cwd": str(work)}, fakes.env)
+    runner = aq_popen("run", "--workers", "3", root=root, env=fakes.env)
+    try:
+        wait_until(lambda: "pause_until" in meta(root, "p0"), 30, "the limit")
+        for i in (1, 2):
+            add(root, tmp_path, f"p{i}", {"engine": "codex", "cwd": str(work)}, fakes.env)
+        wait_until(lambda: all(state_of(root, f"p{i}") == "done" for i in range(3)), 60, "every job done")
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.communicate(timeout=30)
+    limit_at, probe, *rest = sorted(c["t"] for c in fakes.calls("codex"))
+    assert len(rest) == 2
+    assert probe >= limit_at + 1.5, "nothing ran during the pause"
+    assert all(t >= probe + 0.6 for t in rest), "the other jobs waited for the probe to end without a limit"

@@ -449,16 +449,22 @@ def test_a_runner_cut_off_from_the_store_stops_its_agent_before_the_lease_runs_o
         work.mkdir()
         command = recording(record, 'if [ "$AQ_ATTEMPT" = 1 ]; then exec sleep 300; fi')
         add_jobs(url, tmp_path / "jobs", {"cut": {"engine": "command", "cwd": str(work), "command": command}}, tmp_path)
-        proc = runner(url, "--once", host="host-a", root=tmp_path / "a")
-        wait_until(lambda: starts(record), 30, "the attempt to start")
-        agent = _agent_pid(url, tmp_path, "cut")
-        server.stop("immediate")
-        cut_at = time.monotonic()
-        wait_until(lambda: not pid_alive(agent), lease + 2, "the runner to stop its agent")
-        assert time.monotonic() - cut_at < lease, "stopped before the lease ran out"
-        time.sleep(1.0)
-        server.start()
-        out = finish([proc], 60)[0]
+        proc = runner(url, host="host-a", root=tmp_path / "a")
+        try:
+            wait_until(lambda: starts(record), 30, "the attempt to start")
+            agent = _agent_pid(url, tmp_path, "cut")
+            server.stop("immediate")
+            cut_at = time.monotonic()
+            wait_until(lambda: not pid_alive(agent), lease + 2, "the runner to stop its agent")
+            assert time.monotonic() - cut_at < lease, "stopped before the lease ran out"
+            time.sleep(1.0)
+            server.start()
+            # Back: the runner recovers its own lost job (the attempt counted) and runs it again.
+            with PgStore(url, local=tmp_path / "peek") as store:
+                wait_until(lambda: store.locate("cut") is State.DONE, 30, "the job to be run again")
+        finally:
+            proc.terminate()
+        out = finish([proc], 30)[0]
         assert proc.returncode == 0, out
         assert "lease lost" in out
         assert [(j, a) for j, a, _ in starts(record)] == [("cut", "1"), ("cut", "2")], out
