@@ -91,6 +91,16 @@ def job_record(job_id: str, state: State | str, meta: Meta, with_runs: bool = Tr
     for key in ("wip_branch", "wip_base", "wip_commit", "last_failure", "error"):
         record[key] = last.get(key)
     record["engines"] = sorted({r["engine"] for r in runs if r.get("engine")})
+    # With fallback engines a job's attempts ran on several: spend is credited to each.
+    by_engine: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        spent = by_engine.setdefault(run.get("engine") or record["engine"] or "?", {})
+        for key in ("tokens_in", "tokens_out", "tokens_cached", "cost_usd"):
+            if run.get(key) is not None:
+                spent[key] = spent.get(key, 0) + run[key]
+        if "cost_usd" in run.get("estimated", []):
+            spent["cost_estimated"] = True
+    record["by_engine"] = by_engine
     record["finished"] = _typed("finished", last.get("finished")) if state_value in ("done", "failed") else None
     record["added"] = _typed("finished", last.get("added"))
     if with_runs:
@@ -125,6 +135,8 @@ def rollup(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for rec in recs:
         if rec.get("engine"):  # a file that never validated ran on no engine
             by_engine.setdefault(rec["engine"], []).append(rec)
+        for engine in rec.get("by_engine") or {}:
+            by_engine.setdefault(engine, [])  # it ran attempts of jobs another engine finished
     rows = []
     for engine, items in sorted(by_engine.items()):
         succeeded = sum(1 for r in items if r.get("result") == "ok")
@@ -137,10 +149,11 @@ def rollup(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "failed": failed,
             "success_rate": round(succeeded / len(items), 4) if items else None,
         }
+        spends = [s for r in recs for e, s in (r.get("by_engine") or {}).items() if e == engine]
         for key in ("tokens_in", "tokens_out", "tokens_cached", "cost_usd"):
-            values = [r[key] for r in items if r.get(key) is not None]
+            values = [s[key] for s in spends if s.get(key) is not None]
             row[key] = (round(sum(values), 6) if key == "cost_usd" else int(sum(values))) if values else None
-        row["cost_estimated"] = any("cost_usd" in r.get("estimated", []) for r in items)
+        row["cost_estimated"] = any(s.get("cost_estimated") for s in spends)
         row["avg_duration_s"] = round(sum(durations) / len(durations), 3) if durations else None
         rows.append(row)
     return rows

@@ -20,9 +20,7 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 import uuid
-from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -129,8 +127,8 @@ RAW_SCALARS = [
     "~",
     "? [a]",
     "[" * 200 + "]" * 200,
-    "\"\\0 nul\"",
-    "\"\\u2028\"",
+    '"\\0 nul"',
+    '"\\u2028"',
     "x" * 100_000,
 ]
 SCALARS = st.one_of(
@@ -149,11 +147,15 @@ SCALARS = st.one_of(
 )
 VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.sampled_from(RETRY_KEYS) | st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(RETRY_KEYS) | st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-FRONT_KEYS = st.sampled_from(KEYS) | st.sampled_from(["tiemout", "Engine", "on", "yes", "prompt"]) | st.text(max_size=12)
+FRONT_KEYS = (
+    st.sampled_from(KEYS) | st.sampled_from(["tiemout", "Engine", "on", "yes", "prompt"]) | st.text(max_size=12)
+)
 
 
 @st.composite
@@ -165,7 +167,9 @@ def job_documents(draw: st.DrawFn) -> bytes:
     else:
         lines = []
         for key in draw(st.lists(st.sampled_from(KEYS) | st.text(max_size=8), max_size=6)):
-            value = draw(st.sampled_from(RAW_SCALARS) | st.text(alphabet="-:[]{}!&*#|>'\"%@`,? \t\\abc019.~", max_size=20))
+            value = draw(
+                st.sampled_from(RAW_SCALARS) | st.text(alphabet="-:[]{}!&*#|>'\"%@`,? \t\\abc019.~", max_size=20)
+            )
             lines.append(f"{key}: {value}")
         text = "\n".join(lines) + "\n"
     prompt = draw(st.text(max_size=200) | st.just("x" * 300_000) | st.just(""))
@@ -193,13 +197,16 @@ def test_parse_job_on_generated_frontmatter(scratch: Path, document: bytes) -> N
 @PROPS
 @given(document=job_documents(), name=st.text(min_size=1, max_size=40))
 def test_parse_job_with_any_file_name(scratch: Path, document: bytes, name: str) -> None:
-    name = name.replace("/", "_").replace("\x00", "_").encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+    name = (
+        name.replace("/", "_").replace("\x00", "_").encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
+    )
     if name in ("", ".", ".."):
         name = "x"
     try:
-        check_parse(scratch, document, name)
+        (scratch / name).write_bytes(b"")
     except OSError:
-        pass  # the file system refused the name (not aq's business)
+        return  # the file system refused the name: not aq's business
+    check_parse(scratch, document, name)
 
 
 BUG_FRONTMATTER = {
@@ -219,8 +226,8 @@ BUG_FRONTMATTER = {
     # cwd values the file system chokes on: ValueError (NUL) and OSError (name too long) from resolve().
     "cwd-relative-nul": 'engine: claude\ncwd: "a\\0b"',
     "cwd-tilde-nul": 'engine: claude\ncwd: "~\\0b"',
-    "cwd-name-too-long": "engine: claude\ncwd: " + "a" * 5000,
-    "cwd-absolute-name-too-long": "engine: claude\ncwd: /" + "a" * 5000,
+    "cwd-name-too-long": "engine: claude\ncwd: " + "a" * 300,
+    "cwd-absolute-name-too-long": "engine: claude\ncwd: /" + "a" * 300,
 }
 
 
@@ -265,7 +272,9 @@ def test_parse_duration_is_a_bounded_number_or_a_one_line_value_error(value: obj
 
 @PROPS
 @given(
-    parts=st.tuples(*(st.none() | st.integers(0, 500) for _ in range(4))).filter(lambda p: any(x is not None for x in p)),
+    parts=st.tuples(*(st.none() | st.integers(0, 500) for _ in range(4))).filter(
+        lambda p: any(x is not None for x in p)
+    ),
     upper=st.booleans(),
     spaced=st.booleans(),
 )
@@ -783,7 +792,9 @@ def test_the_prompt_canary_never_leaves_the_prompt(tmp_path: Path) -> None:
     work.mkdir()
     gate, marks = tmp_path / "go", tmp_path / "marks"
     marks.mkdir()
-    wait_for_gate = f"touch {marks}/$AQ_JOB_ID; i=0; while [ ! -e {gate} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
+    wait_for_gate = (
+        f"touch {marks}/$AQ_JOB_ID; i=0; while [ ! -e {gate} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"
+    )
     # devin reads the prompt from a private file named in argv (the file's path, never the prompt).
     devin = fake_bin(tmp_path / "bin", "devin", f'cat "$3" > /dev/null\n{wait_for_gate}\nexit 0\n')
     env = {"AQ_DEVIN_BIN": str(devin)}
@@ -797,7 +808,10 @@ def test_the_prompt_canary_never_leaves_the_prompt(tmp_path: Path) -> None:
             jobs, "retried", {"engine": "command", "cwd": str(work), "command": crash_then_ok, "retry": retry}, prompt
         ),
         write_job(
-            jobs, "verify-fails", {"engine": "command", "cwd": str(work), "command": blocking, "verify": "false"}, prompt
+            jobs,
+            "verify-fails",
+            {"engine": "command", "cwd": str(work), "command": blocking, "verify": "false"},
+            prompt,
         ),
     ]
     added = aq("add", *map(str, files), root=root, env=env)
@@ -874,6 +888,3 @@ def test_the_runner_survives_sigterm_after_junk(tmp_path: Path) -> None:
         runner.send_signal(signal.SIGTERM)
         runner.communicate(timeout=30)
     assert runner.returncode == 0
-
-
-_ = (date, datetime, time)  # strategies above build dates; keep the names for readers of the examples

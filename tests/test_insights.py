@@ -139,3 +139,26 @@ def test_secrets_in_the_environment_are_never_written(root: Path, tmp_path: Path
                 continue  # the engine's own output is the engine's
             assert secret.encode() not in path.read_bytes(), f"{path} holds a secret"
     assert meta(root, "quiet")["result"] == "ok"
+
+
+def test_fallback_spend_is_credited_to_the_engine_that_spent_it(root: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    (root).mkdir(mode=0o700)
+    (root / "config.yaml").write_text("limit_margin: 0\n")
+    fakes = Fakes(tmp_path)
+    limited = claude_ok(cost=0.03)[:1] + [
+        claude_ok(cost=0.03)[1]
+        .replace('"is_error":false', '"is_error":true')
+        .replace('"result":"done"', '"result":"You\'ve hit your limit · resets 2pm (UTC)"')
+    ]
+    fakes.engine("claude", [{"lines": limited, "exit": 1}])
+    fakes.engine("codex", [{"lines": codex_ok()}])
+    add(root, tmp_path, "both", {"engine": ["claude", "codex"], "cwd": str(work)}, fakes.env)
+    assert aq("run", "--once", root=root, env=fakes.env).returncode == 0
+    record = json.loads(aq("insights", "both", "--json", root=root).stdout)
+    assert [r["engine"] for r in record["runs"]] == ["claude", "codex"]
+    assert record["engines"] == ["claude", "codex"] and record["engine"] == "codex"
+    engines = {e["engine"]: e for e in json.loads(aq("insights", "--json", root=root).stdout)["engines"]}
+    assert engines["claude"]["jobs"] == 0 and engines["claude"]["cost_usd"] == pytest.approx(0.03)
+    assert engines["codex"]["jobs"] == 1 and engines["codex"]["tokens_in"] == 2000
