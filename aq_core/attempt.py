@@ -320,6 +320,8 @@ class Attempt:
         elif note is None:
             note = f"{result} ({figures['duration_s']}s, exit {outcome.exit_code})"
         if self._move(state, note) and state in (State.DONE, State.FAILED):
+            if state is State.DONE:
+                self._finish_checkpoint(workdir)
             self.runner.job_done(job.id, state)
 
     def _usage(self, log_path: Path, failure: Failure | None) -> dict[str, object]:
@@ -396,6 +398,24 @@ class Attempt:
             self.say(f"verify failed (exit {code}): {job.verify}")
             return "verify_failed"
         return "ok"
+
+    def _finish_checkpoint(self, workdir: Path) -> None:
+        try:
+            done = plugins.checkpoint(
+                "finish",
+                self.job.id,
+                workdir,
+                "ok",
+                self.store.read_meta(self.job.id).last,
+                self.job.isolation,
+                self.runner.config.protected_branches,
+                self.say,
+            )
+        except Exception as exc:
+            self.say(f"wip: finish: {type(exc).__name__}: {exc}")
+            return
+        if done:
+            self.store.append_meta(self.job.id, done)
 
     def _commit(self, workdir: Path, result: str) -> dict[str, str]:
         meta = self.store.read_meta(self.job.id)

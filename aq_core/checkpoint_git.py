@@ -249,6 +249,8 @@ def checkpoint(
             _prepare(repo, branch, job_id, Path(workdir), meta, isolation, log, out)
         elif stage == "commit":
             _commit(repo, branch, job_id, result, meta, log, out)
+        elif stage == "finish":
+            _remove_worktree(repo, job_id, Path(workdir), log, out)
         else:
             return None
     except (GitFailed, OSError) as exc:
@@ -406,6 +408,17 @@ def _worktrees_locked(repo: Repo) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _remove_worktree(repo: Repo, job_id: str, workdir: Path, log: Callable[[str], None], out: dict[str, str]) -> None:
+    """Remove aq's own worktree of a finished job: every change is committed on its branch."""
+    worktree = repo.common_dir / "aq-worktrees" / job_id
+    if not worktree.exists() or workdir.resolve() != worktree.resolve():
+        return  # in place, or a worktree aq did not make: nothing of ours to remove
+    with _worktrees_locked(repo):
+        repo.git("worktree", "remove", "--force", str(worktree))
+    log(f"wip: removed the job's worktree; its work is on {WIP_PREFIX}{job_id}")
+    out["worktree_removed"] = "1"
 
 
 def _dirty(repo: Repo) -> bool:

@@ -271,6 +271,8 @@ def cmd_engines(args: argparse.Namespace) -> int:
                 "found": bool(found) if item.engine.binary is not None or exe else None,
             }
         )
+    for name, dists in plugins.duplicate_engines().items():
+        _err(f"warning: engine {name!r} is provided by {' and '.join(dists)}; {dists[0]} wins")
     if args.json:
         print(json.dumps({"engines": rows}))
         return 0

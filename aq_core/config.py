@@ -22,6 +22,7 @@ KEYS = (
     "limit_margin",
     "budgets",
     "estimate_cost",
+    "plugins",
 )
 ENGINE_KEYS = ("bin",)
 
@@ -39,6 +40,7 @@ class QueueConfig:
     limit_hold_max: float = 6 * 3600.0
     limit_margin: float = 60.0
     estimate_cost: bool = True
+    plugins: dict[str, Any] = field(default_factory=dict)
     budgets: dict[str, float] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -110,6 +112,11 @@ def load_config(root: Path) -> QueueConfig:
                 values[key] = parse_duration(data[key])
             except ValueError as exc:
                 problems.append(f"{path}: {key}: {data[key]!r}: {exc}")
+    if "plugins" in data:
+        if not isinstance(data["plugins"], dict):
+            problems.append(f"{path}: plugins: expected a mapping of plugin name to its settings")
+        else:
+            values["plugins"] = data["plugins"]
     if "estimate_cost" in data:
         if not isinstance(data["estimate_cost"], bool):
             problems.append(f"{path}: estimate_cost: {data['estimate_cost']!r}: expected true or false")

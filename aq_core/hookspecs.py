@@ -37,9 +37,9 @@ hookimpl = pluggy.HookimplMarker("aq")
 def register_engines() -> list[Engine]:
     """Return the engines this plugin provides (an empty list or ``None`` for none).
 
-    Called once per process when the plugins load. Every plugin's list is collected; an engine name
-    provided twice is an error reported by ``aq engines``. The first ``Engine`` named ``claude``
-    is what ``engine: claude`` in a job file means.
+    Called once per process when the plugins load. Every plugin's list is collected. When two
+    plugins provide the same name, the most recently registered one wins and ``aq engines`` and
+    ``aq run`` print a warning naming both distributions.
     """
 
 
@@ -72,8 +72,8 @@ def launch(engine: str, ctx: LaunchContext) -> LaunchSpec | None:
 def parse_usage(engine: str, log_path: Path) -> Usage | None:
     """Return the usage in this attempt's log, or ``None`` if ``engine`` is not yours.
 
-    Called once after every attempt (also a failed, killed or timed-out one), and again by
-    ``aq insights`` when figures are rebuilt. Stops at first non-None result.
+    Called once after every attempt (also a failed, killed or timed-out one); its figures are
+    recorded in the job's meta. Stops at first non-None result.
 
     :param engine: the engine that ran the attempt.
     :param log_path: the attempt's log: the engine's stdout and stderr interleaved, plus lines the
@@ -131,6 +131,8 @@ def checkpoint(
         may return ``workdir``, a different directory to run the engine in, such as a worktree).
         ``commit``: after the engine stopped, on every exit path (success, failure, timeout,
         cancel, a stop of the runner, orphan recovery): save everything the engine changed.
+        ``finish``: the job reached ``done/`` (after its last ``commit``): clean up what ``prepare``
+        made that is no longer needed (the git plugin removes its own worktree; the branch stays).
     :param job_id: the job's id (names the work branch, e.g. ``aq/wip/<id>``).
     :param workdir: the job's ``cwd`` (at ``prepare``) or where the engine ran (at ``commit``).
     :param result: the attempt's class at ``commit`` (``ok``, ``timeout``, ``stopped``,
@@ -170,8 +172,9 @@ def notify(event: str, record: Mapping[str, object], config: QueueConfig, log: C
       ``until`` (epoch seconds), ``reason`` (the class) and ``job`` (the id that hit it).
     - ``engine_resumed``: a pause ended or was lifted by ``aq resume``; same keys as above.
 
-    The record never contains the prompt. :param config: the queue's settings (``config.raw`` is the
-    whole ``config.yaml`` mapping, for a plugin's own keys). :param log: report one line (it goes to
+    The record never contains the prompt. :param config: the queue's settings; a plugin's own
+    settings live under ``plugins: {<its name>: {...}}`` in ``config.yaml`` (``config.plugins``),
+    which aq does not check. :param log: report one line (it goes to
     the runner's output). Return nothing; an exception is logged and ignored. Work longer than a few
     seconds must honour ``config.notify_timeout``: ``aq run --once`` waits that long for pending
     notifications before it exits.

@@ -74,16 +74,26 @@ def installed_engines() -> dict[str, InstalledEngine]:
 
 @cache
 def _engines(pm: pluggy.PluginManager) -> dict[str, InstalledEngine]:
+    return {name: items[0] for name, items in _all_engines(pm).items()}
+
+
+@cache
+def _all_engines(pm: pluggy.PluginManager) -> dict[str, list[InstalledEngine]]:
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
-    found: dict[str, InstalledEngine] = {}
+    found: dict[str, list[InstalledEngine]] = {}
     for impl in reversed(pm.hook.register_engines.get_hookimpls()):
         engines = impl.function() or []
         dist = dists.get(id(impl.plugin))
         name = dist.project_name if dist is not None else "(unknown)"
         version = dist.version if dist is not None else ""
         for engine in engines:
-            found.setdefault(engine.name, InstalledEngine(engine, name, version))
+            found.setdefault(engine.name, []).append(InstalledEngine(engine, name, version))
     return found
+
+
+def duplicate_engines() -> dict[str, list[str]]:
+    """Engine names that more than one plugin provides, with their distributions (the first one wins)."""
+    return {n: [i.distribution for i in v] for n, v in _all_engines(plugin_manager()).items() if len(v) > 1}
 
 
 def engine_names() -> list[str]:

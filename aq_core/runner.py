@@ -73,6 +73,7 @@ class Runner:
             self.journal.say(
                 None, f"runner started (pid {self.pid}, {self.workers} worker{'s' if self.workers != 1 else ''})"
             )
+            self._check_setup()
             while True:
                 try:
                     self._loop()
@@ -82,7 +83,7 @@ class Runner:
                     # agents through _renew; everything else waits until it is back.
                     self.journal.say(None, f"{exc}; trying again")
                     self._renew()
-                    self.stopping.wait(1.0)
+                    self.stopping.wait(min(1.0, self.store.lease_interval or 1.0))
         finally:
             self._stop_all()
             self.notifier.drain()
@@ -128,6 +129,23 @@ class Runner:
         for job_id in lost:
             if job_id in running:
                 running[job_id][1].lose_lease()
+
+    def _check_setup(self) -> None:
+        """Say what in the configuration will not work as the user expects; rebuild lost records."""
+        installed = plugins.installed_engines()
+        for name in self.config.budgets:
+            if name != "daily_usd" and name not in installed:
+                listing = ", ".join(sorted(installed))
+                self.journal.say(
+                    None, f"config: budgets.{name}: no installed engine has that name (installed: {listing})"
+                )
+        for name, dists in plugins.duplicate_engines().items():
+            self.journal.say(None, f"engine {name!r} is provided by {' and '.join(dists)}; {dists[0]} wins")
+        if not self.store.engine_names_with_meta():
+            # Engine records lost (or never written): pauses are also in the waiting jobs' meta.
+            inbox = ((e.id, self.store.read_meta(e.id)) for e in self.store.list(State.INBOX))
+            if limits.rebuild_engine_meta(self.store, inbox):
+                self.journal.say(None, "engine pauses rebuilt from the waiting jobs' meta")
 
     def _reap(self) -> None:
         with self._lock:

@@ -56,9 +56,11 @@ def _registered():
     plugin = broken_plugin.Broken()
     pm.register(plugin, name="broken-test-plugin")
     plugins._engines.cache_clear()
+    plugins._all_engines.cache_clear()
     yield
     pm.unregister(plugin)
     plugins._engines.cache_clear()
+    plugins._all_engines.cache_clear()
 
 
 class TestBrokenContract(EngineContract):

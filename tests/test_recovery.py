@@ -413,7 +413,10 @@ def test_worktree_isolation_leaves_the_users_checkout_untouched(root: Path, tmp_
     assert not (repo / "w0.txt").exists()
     for i in range(2):
         assert git(repo, "show", f"aq/wip/iso{i}:w{i}.txt") == "isolated"
-        assert meta(root, f"iso{i}")["workdir"] != str(repo)
+        m = meta(root, f"iso{i}")
+        assert m["workdir"] != str(repo)
+        assert m["worktree_removed"] == "1" and not Path(m["workdir"]).exists(), "a done job's worktree is removed"
+    assert "aq-worktrees" not in git(repo, "worktree", "list")
     spans = {}
     for line in record.read_text().splitlines():
         kind, job, _a, t, _p = line.split()
