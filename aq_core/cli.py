@@ -163,15 +163,17 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import gc
+
     from aq_core.status import engine_rows, render_engines, render_table, status_rows
 
+    gc.disable()  # a read-only command building many small dicts: collection passes only cost time
     store = _store(args)
-    metas: dict = {}
-    rows = status_rows(store, metas)
-    engines = engine_rows(store, metas)
+    rows = status_rows(store)
+    engines = engine_rows(store, rows)
     if args.json:
-        keys = ("id", "state", "engine", "attempts", "result", "lock", "next_eligible")
-        print(json.dumps({"jobs": [{**{k: r.get(k) for k in keys}, **r} for r in rows], "engines": engines}))
+        jobs = ",".join(r.to_json() for r in rows)
+        sys.stdout.write(f'{{"jobs": [{jobs}], "engines": {json.dumps(engines)}}}\n')
     else:
         print(render_table(rows))
         text = render_engines(engines)
@@ -292,8 +294,11 @@ def cmd_engines(args: argparse.Namespace) -> int:
 
 
 def cmd_insights(args: argparse.Namespace) -> int:
+    import gc
+
     from aq_core import insights
 
+    gc.disable()  # a read-only command building many small dicts: collection passes only cost time
     store = _store(args)
     if args.job:
         state = store.locate(args.job)
@@ -309,7 +314,8 @@ def cmd_insights(args: argparse.Namespace) -> int:
     recs = insights.select(insights.records(store), since=since, engine=args.engine)
     engines = insights.rollup(recs)
     if args.json:
-        print(json.dumps({"jobs": recs, "engines": engines}))
+        jobs = ",".join(r.to_json() for r in recs)
+        sys.stdout.write(f'{{"jobs": [{jobs}], "engines": {json.dumps(engines)}}}\n')
     else:
         print(insights.render_overview(recs, engines, limit=args.limit))
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any
 
 from aq_core.meta import Meta, finite
@@ -108,12 +107,13 @@ def job_record(job_id: str, state: State | str, meta: Meta, with_runs: bool = Tr
     return record
 
 
-def records(store: Store, states: Iterable[State] = (State.DONE, State.FAILED)) -> list[dict[str, Any]]:
-    out = []
-    for state in states:
-        for entry in store.list(state):
-            out.append(job_record(entry.id, state, store.read_meta(entry.id), with_runs=False))
-    return out
+def records(store: Store) -> list[dict[str, Any]]:
+    """Return the records of every finished job (``done/`` and ``failed/``), from the rows cache."""
+    from aq_core.records import rows_for
+    from aq_core.status import job_row
+
+    entries = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]  # select() sorts
+    return rows_for(store, entries, lambda e: job_row(e.id, e.state, store.read_meta(e.id)), want_cells=False)
 
 
 def select(recs: list[dict[str, Any]], since: float | None = None, engine: str | None = None) -> list[dict[str, Any]]:
@@ -130,32 +130,61 @@ def select(recs: list[dict[str, Any]], since: float | None = None, engine: str |
 
 
 def rollup(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return one row per engine: jobs, outcomes, tokens, cost (marked when estimated), average time."""
-    by_engine: dict[str, list[dict[str, Any]]] = {}
+    """Return one row per engine: jobs, outcomes, tokens, cost (marked when estimated), average time.
+
+    A job counts under the engine of its last attempt; tokens and cost under the engine of each
+    attempt (``by_engine``), so a job that fell back from one engine to another credits both.
+    """
+    token_keys = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd")
+    acc: dict[str, dict[str, Any]] = {}
+
+    def slot(engine: str) -> dict[str, Any]:
+        if engine not in acc:
+            acc[engine] = {
+                "jobs": 0,
+                "ok": 0,
+                "failed": 0,
+                "dur": 0.0,
+                "ndur": 0,
+                "est": False,
+                **dict.fromkeys(token_keys),
+            }
+        return acc[engine]
+
     for rec in recs:
-        if rec.get("engine"):  # a file that never validated ran on no engine
-            by_engine.setdefault(rec["engine"], []).append(rec)
-        for engine in rec.get("by_engine") or {}:
-            by_engine.setdefault(engine, [])  # it ran attempts of jobs another engine finished
+        engine = rec.get("engine")
+        if engine:  # a file that never validated ran on no engine
+            row = slot(engine)
+            row["jobs"] += 1
+            row["ok"] += rec.get("result") == "ok"
+            row["failed"] += rec.get("state") == "failed"
+            if rec.get("duration_s") is not None:
+                row["dur"] += rec["duration_s"]
+                row["ndur"] += 1
+        for spent_on, spent in (rec.get("by_engine") or {}).items():
+            row = slot(spent_on)
+            for key in token_keys:
+                value = spent.get(key)
+                if value is not None:
+                    row[key] = value if row[key] is None else row[key] + value
+            row["est"] = row["est"] or bool(spent.get("cost_estimated"))
     rows = []
-    for engine, items in sorted(by_engine.items()):
-        succeeded = sum(1 for r in items if r.get("result") == "ok")
-        failed = sum(1 for r in items if r.get("state") == "failed")
-        durations = [r["duration_s"] for r in items if r.get("duration_s") is not None]
-        row: dict[str, Any] = {
-            "engine": engine,
-            "jobs": len(items),
-            "succeeded": succeeded,
-            "failed": failed,
-            "success_rate": round(succeeded / len(items), 4) if items else None,
-        }
-        spends = [s for r in recs for e, s in (r.get("by_engine") or {}).items() if e == engine]
-        for key in ("tokens_in", "tokens_out", "tokens_cached", "cost_usd"):
-            values = [s[key] for s in spends if s.get(key) is not None]
-            row[key] = (round(sum(values), 6) if key == "cost_usd" else int(sum(values))) if values else None
-        row["cost_estimated"] = any(s.get("cost_estimated") for s in spends)
-        row["avg_duration_s"] = round(sum(durations) / len(durations), 3) if durations else None
-        rows.append(row)
+    for engine, a in sorted(acc.items()):
+        rows.append(
+            {
+                "engine": engine,
+                "jobs": a["jobs"],
+                "succeeded": a["ok"],
+                "failed": a["failed"],
+                "success_rate": round(a["ok"] / a["jobs"], 4) if a["jobs"] else None,
+                "tokens_in": a["tokens_in"],
+                "tokens_out": a["tokens_out"],
+                "tokens_cached": a["tokens_cached"],
+                "cost_usd": round(a["cost_usd"], 6) if a["cost_usd"] is not None else None,
+                "cost_estimated": a["est"],
+                "avg_duration_s": round(a["dur"] / a["ndur"], 3) if a["ndur"] else None,
+            }
+        )
     return rows
 
 

@@ -29,27 +29,36 @@ def job_row(job_id: str, state: State, meta: Meta) -> dict[str, Any]:
     return row
 
 
-def status_rows(store: Store, metas: dict[str, Meta] | None = None) -> list[dict[str, Any]]:
-    """Return every job's row, running first, then waiting, failed, done (oldest first in each)."""
-    entries = store.list()
+def status_rows(store: Store, states: tuple[State, ...] | None = None) -> list[dict[str, Any]]:
+    """Return every job's row, running first, then waiting, failed, done (oldest first in each).
+
+    Finished jobs' rows come from a rebuildable cache (``aq_core.records``) while their state is
+    unchanged; the rest are read from meta.
+    """
+    from aq_core.records import rows_for
+
+    entries = store.scan() if states is None else [e for s in states for e in store.scan(s)]
     entries.sort(key=lambda e: (STATE_ORDER[e.state], e.queued, e.id))
-    rows = []
-    for e in entries:
-        meta = store.read_meta(e.id)
-        if metas is not None:
-            metas[e.id] = meta
-        rows.append(job_row(e.id, e.state, meta))
-    return rows
+    return rows_for(store, entries, lambda e: job_row(e.id, e.state, store.read_meta(e.id)))
 
 
-def engine_rows(store: Store, metas: dict[str, Meta]) -> list[dict[str, Any]]:
+def engine_rows(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the engines that are paused or have a daily budget, with why and until when."""
     from aq_core import limits
 
     config = store.config()
     now = time.time()
     pauses = limits.active_pauses(store, now)
-    spend = limits.spend_since(metas.values(), limits.day_start(now)) if config.budgets else {}
+    spend: dict[str, float] = {}
+    if config.budgets:
+        # Only jobs that ran today can have spent today's budget: read just their meta.
+        today = limits.day_start(now)
+        metas = (
+            store.read_meta(r["id"])
+            for r in rows
+            if r["state"] in ("inbox", "building") or (r.get("finished") or 0) >= today
+        )
+        spend = limits.spend_since(metas, today)
     names = sorted(set(pauses) | {n for n in config.budgets if n != "daily_usd"})
     rows = []
     for name in names:
@@ -138,31 +147,36 @@ def insights_line(row: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def render_table(rows: list[dict[str, Any]]) -> str:
-    from tabulate import tabulate
+def table_cells(row: dict[str, Any], now: float) -> tuple[list[str], str]:
+    """The status table's cells for one row, and its insights sub-line ("" for none)."""
+    nxt = row.get("next_eligible")
+    cells = [
+        row["id"],
+        row["state"],
+        row.get("engine") or "",
+        str(row.get("attempts") or 0),
+        row.get("result") or "",
+        row.get("lock") or "",
+        f"in {format_duration(max(0.0, nxt - now))}" if nxt else "",
+    ]
+    sub = insights_line(row) if row["state"] != "inbox" or row.get("attempts") else ""
+    return cells, sub
 
+
+def render_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no jobs"
+    from aq_core.table import simple_table
+
     now = time.time()
     table = []
     subs = []
     for row in rows:
-        nxt = row.get("next_eligible")
-        table.append(
-            [
-                row["id"],
-                row["state"],
-                row.get("engine") or "",
-                row.get("attempts") or 0,
-                row.get("result") or "",
-                row.get("lock") or "",
-                f"in {format_duration(max(0.0, nxt - now))}" if nxt else "",
-            ]
-        )
-        subs.append(insights_line(row) if row["state"] != "inbox" or row.get("attempts") else "")
-    text = tabulate(
-        table, headers=["ID", "STATE", "ENGINE", "ATTEMPTS", "RESULT", "LOCK", "NEXT"], disable_numparse=True
-    )
+        # A finished job's cells never change: the rows cache keeps them ready (``records``).
+        cells, sub = getattr(row, "cells", None) or table_cells(row, now)
+        table.append(cells)
+        subs.append(sub)
+    text = simple_table(table, ["ID", "STATE", "ENGINE", "ATTEMPTS", "RESULT", "LOCK", "NEXT"])
     lines = text.splitlines()
     out = lines[:2]
     for line, sub in zip(lines[2:], subs, strict=True):

@@ -10,16 +10,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
-import socket
 import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta, encode_lines
@@ -37,13 +34,17 @@ class State(StrEnum):
 STATES = tuple(State)
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A job file as listed: its id, state and when it was queued (for oldest-first order)."""
+class Entry(NamedTuple):
+    """A job file as listed: its id, state and when it was queued (for oldest-first order).
+
+    ``version`` changes whenever the job changes state or is rewritten (None: the store cannot say);
+    caches of finished jobs' records are keyed by it.
+    """
 
     id: str
     state: State
     queued: float
+    version: object = None
 
 
 class Lock(ABC):
@@ -79,6 +80,10 @@ class Store(ABC):
     @abstractmethod
     def list(self, state: State | None = None) -> list[Entry]:
         """Return the jobs in ``state`` (all states when None), oldest first."""
+
+    def scan(self, state: State | None = None) -> list[Entry]:
+        """Like ``list`` but in no particular order (cheaper, for callers that sort their own way)."""
+        return self.list(state)
 
     @abstractmethod
     def read_job(self, job_id: str, state: State) -> bytes:
@@ -252,7 +257,8 @@ def default_root() -> Path:
 
 
 def host_id() -> str:
-    return os.environ.get("AQ_HOST_ID") or socket.gethostname()
+    """This runner's host: ``AQ_HOST_ID``, else the host name."""
+    return os.environ.get("AQ_HOST_ID") or os.uname().nodename
 
 
 class _FileLock(Lock):
@@ -299,7 +305,7 @@ class FsStore(Store):
             raise UsageError(f"job {job_id!r} already exists (in {existing.value}/): rename the file to queue it again")
         if self.meta_path(job_id).exists():
             raise UsageError(f"job {job_id!r} already has a record in meta/: rename the file to queue it again")
-        tmp = self.tmp_path(f"{job_id}.{os.getpid()}.{secrets.token_hex(4)}")
+        tmp = self.tmp_path(f"{job_id}.{os.getpid()}.{os.urandom(4).hex()}")
         _write_file(tmp, data)
         try:
             self.append_meta(job_id, meta)
@@ -336,6 +342,11 @@ class FsStore(Store):
         return self._read_meta_file(self.meta_path(job_id))
 
     def list(self, state: State | None = None) -> list[Entry]:
+        entries = self.scan(state)
+        entries.sort(key=lambda e: (e.queued, e.id))
+        return entries
+
+    def scan(self, state: State | None = None) -> list[Entry]:
         entries: list[Entry] = []
         for st in [state] if state else STATES:
             folder = self.root / st.value
@@ -349,11 +360,11 @@ class FsStore(Store):
                     if not name.endswith(JOB_SUFFIX) or name.startswith("."):
                         continue
                     try:
-                        queued = item.stat(follow_symlinks=False).st_mtime
+                        info = item.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue
-                    entries.append(Entry(name[: -len(JOB_SUFFIX)], st, queued))
-        entries.sort(key=lambda e: (e.queued, e.id))
+                    # A rename changes ctime, not mtime: mtime keeps the queue order, ctime the version.
+                    entries.append(Entry(name[: -len(JOB_SUFFIX)], st, info.st_mtime, (info.st_ctime_ns, info.st_size)))
         return entries
 
     def read_job(self, job_id: str, state: State) -> bytes:

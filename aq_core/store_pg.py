@@ -299,6 +299,7 @@ class PgStore(Store):
         self._mutex = threading.Lock()
         self._conn: Any = None
         self._connect_failed = 0.0
+        self._connect_error = ""
         self._state = threading.Lock()  # guards the lease book-keeping below
         self._mine: set[str] = set()  # jobs this store claimed whose attempt is not over
         self._held: dict[str, float] = {}  # of those, the leases held: monotonic time good until
@@ -380,11 +381,12 @@ class PgStore(Store):
                         self._conn = conn = None
                         if time.monotonic() - self._connect_failed < 0.5:
                             # Another thread just failed to connect: do not queue up behind it.
-                            raise StoreUnavailable("the database was unreachable a moment ago")
+                            raise StoreUnavailable(self._connect_error)
                         try:
                             self._conn = conn = self._connect("ops")
-                        except psycopg.Error:
+                        except psycopg.Error as exc:
                             self._connect_failed = time.monotonic()
+                            self._connect_error = _first_line(exc, self._secret)
                             raise
                     return fn(conn, retrying)
                 except StoreUnavailable as exc:
@@ -463,6 +465,8 @@ class PgStore(Store):
         nonce = secrets.token_hex(8)
         with self._state:
             mine = src is State.BUILDING and job_id in self._mine
+            if mine and job_id not in self._held:
+                return False  # its lease was lost: the job is recovery's now, not this attempt's
         params = {
             "id": job_id,
             "src": src.value,
@@ -486,6 +490,12 @@ class PgStore(Store):
                 " lease_expires = NULL"
                 f" WHERE id = %(id)s AND state = %(src)s{guard} RETURNING id"
             )
+        if dst is State.INBOX:
+            # One statement: the move and the inbox counter (idle runners poll it) change together.
+            statement = (
+                f"WITH moved AS ({statement}), bumped AS ({_BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))"
+                " SELECT id FROM moved"
+            )
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
@@ -493,11 +503,7 @@ class PgStore(Store):
                 row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
                 if row is not None and row[0] == dst.value and row[1] == nonce:
                     return True
-            with conn.transaction():
-                moved = conn.execute(statement, params).fetchone() is not None
-                if moved and dst is State.INBOX:
-                    conn.execute(_BUMP_INBOX)
-            return moved
+            return conn.execute(statement, params).fetchone() is not None
 
         moved = self._do(op)
         if moved:
@@ -518,6 +524,10 @@ class PgStore(Store):
         return moved
 
     def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
+        with self._state:
+            if job_id in self._mine and job_id not in self._held:
+                # An attempt that lost its lease records nothing more: recovery accounts for it.
+                raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
         self._append(_INSERT_META, "aq_meta", "job_id", job_id, items)
 
     def _append(self, statement: str, table: str, column: str, owner: str, items: Mapping[str, Any]) -> None:
@@ -548,12 +558,14 @@ class PgStore(Store):
         return Meta([(k, v) for k, v in rows])
 
     def list(self, state: State | None = None) -> list[Entry]:
+        # The version is the token of the job's last transition: it changes whenever the state does.
+        sql = "SELECT id, state, queued, op_token FROM aq_jobs"
         if state is None:
-            sql, params = "SELECT id, state, queued FROM aq_jobs ORDER BY queued, id", ()
+            sql, params = sql + " ORDER BY queued, id", ()
         else:
-            sql, params = "SELECT id, state, queued FROM aq_jobs WHERE state = %s ORDER BY queued, id", (state.value,)
+            sql, params = sql + " WHERE state = %s ORDER BY queued, id", (state.value,)
         rows = self._do(lambda conn, _: conn.execute(sql, params).fetchall())
-        return [Entry(job_id, State(st), float(queued)) for job_id, st, queued in rows]
+        return [Entry(job_id, State(st), float(queued), token) for job_id, st, queued, token in rows]
 
     def read_job(self, job_id: str, state: State) -> bytes:
         row = self._do(
@@ -904,13 +916,19 @@ def migrate_fs(source: FsStore, url: str) -> dict[str, int]:
                     names = ", ".join(repr(t) for (t,) in taken)
                     raise AqError(f"store migrate: {store.describe()} already has {names}: nothing was copied")
                 seen: set[str] = set()
-                with conn.cursor().copy("COPY aq_jobs (id, state, data, queued) FROM STDIN") as copy:
+                with conn.cursor().copy("COPY aq_jobs (id, state, data, queued, op_token) FROM STDIN") as copy:
                     for entry in entries:
                         if entry.id in seen:
                             raise AqError(f"store migrate: job {entry.id!r} is in two state folders; fix that first")
                         seen.add(entry.id)
                         copy.write_row(
-                            (entry.id, entry.state.value, source.read_job(entry.id, entry.state), entry.queued)
+                            (
+                                entry.id,
+                                entry.state.value,
+                                source.read_job(entry.id, entry.state),
+                                entry.queued,
+                                secrets.token_hex(8),
+                            )
                         )
                         counts[entry.state.value] += 1
                 with conn.cursor().copy("COPY aq_meta (job_id, key, value) FROM STDIN") as copy:

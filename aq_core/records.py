@@ -1,0 +1,102 @@
+"""A rebuildable cache of finished jobs' status records, so ``aq status`` and ``aq insights`` stay fast.
+
+A finished job's record changes only when the job changes state, so each record is kept with the
+job's listing ``version`` (see ``Entry``) and recomputed from meta when that differs. The cache is
+never the only record of anything: delete it and the next read rebuilds it from the folders and meta.
+It is a ``marshal`` file (fast to load) named after the Python version that wrote it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import marshal
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from aq_core.store import Entry, State, Store
+
+FORMAT = 4
+FINISHED = (State.DONE, State.FAILED)
+SEP = "\x1f"
+
+
+def cache_path(store: Store) -> Path:
+    return store.local / "cache" / f"records-{FORMAT}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
+
+
+def _load(path: Path) -> dict[str, tuple]:
+    try:
+        with open(path, "rb") as fh:
+            data = marshal.loads(fh.read())  # one read: load(fh) reads the file in many small pieces
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save(path: Path, data: dict[str, tuple]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            marshal.dump(data, fh)
+        os.replace(tmp, path)  # readers see the old cache or the new one, never half of one
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+# The fields filters and the rollup read; the rest of a row is in its JSON text (``Row.full``).
+SUMMARY = ("id", "state", "engine", "engines", "result", "attempts", "finished", "duration_s", "by_engine")
+
+
+class Row(dict):
+    """A status row. A cached one holds only ``SUMMARY``, its table cells and its whole JSON text."""
+
+    json_text: str | None = None
+    cells: tuple[list[str], str] | None = None
+
+    def to_json(self) -> str:
+        return self.json_text if self.json_text is not None else json.dumps(self, allow_nan=False)
+
+    def full(self) -> dict[str, Any]:
+        """Every field of the row (decoded from the JSON text when the row came from the cache)."""
+        return json.loads(self.json_text) if self.json_text is not None else dict(self)
+
+
+def rows_for(store: Store, entries: list[Entry], compute: Any, want_cells: bool = True) -> list[Row]:
+    """Return a status row per entry: cached for finished jobs whose version is unchanged, else computed.
+
+    ``compute(entry)`` builds a row from the job's meta. Only finished jobs are cached: a running or
+    waiting job's row changes with every meta line (and with the clock).
+    """
+    from aq_core.status import table_cells
+
+    path = cache_path(store)
+    cache = _load(path) if any(e.state in FINISHED for e in entries) else {}
+    fresh: dict[str, tuple] = {}
+    changed = False
+    rows = []
+    for entry in entries:
+        if entry.state not in FINISHED or entry.version is None:
+            rows.append(Row(compute(entry)))
+            continue
+        key = (entry.state.value, entry.version)
+        hit = cache.get(entry.id)
+        if hit is None or hit[0] != key or len(hit[2]) != len(SUMMARY):
+            full = compute(entry)
+            cells, sub = table_cells(full, 0.0)
+            # Cells joined into one string: a hundred thousand of them load much faster than lists.
+            hit = (key, json.dumps(full, allow_nan=False), tuple(full.get(f) for f in SUMMARY), SEP.join(cells), sub)
+            changed = True
+        fresh[entry.id] = hit
+        row = Row(zip(SUMMARY, hit[2], strict=True))
+        row.json_text = hit[1]
+        row.cells = (hit[3].split(SEP), hit[4]) if want_cells else None
+        rows.append(row)
+    if changed or len(fresh) != len(cache):
+        _save(path, fresh)
+    return rows
