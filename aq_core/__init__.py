@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "hookimpl"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # pluggy is imported on first use so that `aq --version` and `aq status` stay instant.
     if name == "hookimpl":
         from aq_core.hookspecs import hookimpl

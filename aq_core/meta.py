@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -79,12 +78,20 @@ def parse_lines(data: bytes) -> list[tuple[str, str]]:
     return pairs
 
 
-@dataclass
 class Meta:
     """The pairs of one job's meta, with the views the core needs."""
 
-    pairs: list[tuple[str, str]] = field(default_factory=list)
-    _last: dict[str, str] | None = field(default=None, repr=False)
+    __slots__ = ("pairs", "_last")
+
+    def __init__(self, pairs: list[tuple[str, str]] | None = None) -> None:
+        self.pairs = pairs if pairs is not None else []
+        self._last: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Meta({self.pairs!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Meta) and other.pairs == self.pairs
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Meta:

@@ -44,6 +44,8 @@ def status_rows(store: Store, states: tuple[State, ...] | None = None) -> list[d
 
 def engine_rows(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the engines that are paused or have a daily budget, with why and until when."""
+    if not store.engine_names_with_meta() and not (store.local / "config.yaml").exists():
+        return []  # nothing paused, no budgets: skip loading the limits machinery
     from aq_core import limits
 
     config = store.config()
@@ -97,11 +99,11 @@ def engine_rows(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]
 
 def render_engines(rows: list[dict[str, Any]]) -> str:
     """The lines under the table about paused engines and budgets (empty when there is nothing to say)."""
-    from aq_core.reset_time import format_reset
-
     lines = []
     for row in rows:
         if row["paused_until"]:
+            from aq_core.reset_time import format_reset
+
             lines.append(
                 f"  {row['engine']}: paused until {format_reset(row['paused_until'])} ({row['pause_reason']}, hit by "
                 f"{row['pause_job']}); `aq resume {row['engine']}` lifts it"

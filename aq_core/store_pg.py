@@ -334,7 +334,8 @@ class PgStore(Store):
     # -- connections ----------------------------------------------------------------------------
 
     def _connect(self, purpose: str) -> Any:
-        timeout_ms = self.connect_timeout * 1000
+        # A statement on a connection whose packets go unanswered fails after this (a partition).
+        timeout_ms = max(self.connect_timeout, round(self.lease / 6)) * 1000
         return psycopg.connect(
             self.conninfo,
             autocommit=True,
@@ -651,6 +652,7 @@ class PgStore(Store):
                 # The attempt that held the job is over: its lease, if still ours, holds nothing.
                 self._mine.discard(lock.job)
                 self._held.pop(lock.job, None)
+                self._last.pop("meta:" + lock.job, None)
         with contextlib.suppress(StoreUnavailable, Exception):
             # Best effort: a row we cannot delete runs out with its lease (and is ours to take again).
             self._do(
