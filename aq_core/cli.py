@@ -36,17 +36,17 @@ def _err(message: str) -> None:
 def _validate_file(path: Path, default_cwd: Path) -> tuple[Any, list[str], bytes]:
     """Return (job, problems, data) for one file; problems are one line each."""
     from aq_core import plugins
-    from aq_core.job import parse_job
+    from aq_core.job import parse_job, shown
 
     try:
         if path.is_dir():
-            return None, [f"{path}: is a directory, not a job file"], b""
+            return None, [f"{shown(path)}: is a directory, not a job file"], b""
         with open(path, "rb") as fh:
             data = fh.read(64 << 20)
     except FileNotFoundError:
-        return None, [f"{path}: no such file"], b""
+        return None, [f"{shown(path)}: no such file"], b""
     except OSError as exc:
-        return None, [f"{path}: cannot read ({exc.strerror})"], b""
+        return None, [f"{shown(path)}: cannot read ({exc.strerror})"], b""
     try:
         job = parse_job(
             path,

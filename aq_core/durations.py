@@ -15,7 +15,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 90s, 5m, 4h or 1h30m, got a boolean")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("a duration cannot exceed 366 days") from None
     elif isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         if _NUMBER.fullmatch(text):

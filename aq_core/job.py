@@ -64,12 +64,18 @@ class Job:
         return self.engines[0]
 
 
+def shown(path: Path | str) -> str:
+    """A path as it is safe to print on one line: control characters escaped."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def job_id_for(path: Path) -> str:
     """Return the job id for a file name, or raise ``JobInvalid`` when the stem is not a valid id."""
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
     if not JOB_ID.fullmatch(stem):
         raise JobInvalid(
-            [f"{path}: bad job id {stem!r} (the file name must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}} plus .md)"]
+            [f"{shown(path)}: bad job id {stem!r} (the file name must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}} plus .md)"]
         )
     return stem
 
@@ -130,7 +136,7 @@ def parse_job(
     :param default_cwd: the cwd when the file sets none (where ``aq add`` ran).
     :param job_id: the id when it is not the file's stem (the queue knows it).
     """
-    where = str(path)
+    where = shown(path)
     problems: list[str] = []
 
     def bad(key: str | None, message: str) -> None:
@@ -232,12 +238,14 @@ def yaml_loader() -> Any:
 
         base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         bool_tag = "tag:yaml.org,2002:bool"
+        # Timestamps stay strings too: no job key is a date, and "2001-13-45" must not crash.
+        dropped = (bool_tag, "tag:yaml.org,2002:timestamp")
 
         class Loader(base):  # type: ignore[misc,valid-type]
             pass
 
         Loader.yaml_implicit_resolvers = {
-            first: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
+            first: [(tag, rx) for tag, rx in resolvers if tag not in dropped]
             for first, resolvers in base.yaml_implicit_resolvers.items()
         }
         Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
@@ -258,6 +266,9 @@ def _load_yaml(front_text: str, bad: Any) -> dict[str, Any] | None:
         return None
     except RecursionError:
         bad(None, "frontmatter is nested too deeply")
+        return None
+    except (ValueError, TypeError, OverflowError) as exc:  # a value YAML itself cannot build
+        bad(None, f"frontmatter is not valid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
         return None
     if front is None:
         bad("engine", "missing (the frontmatter is empty)")
