@@ -36,17 +36,20 @@ def _err(message: str) -> None:
 def _validate_file(path: Path, default_cwd: Path) -> tuple[Any, list[str], bytes]:
     """Return (job, problems, data) for one file; problems are one line each."""
     from aq_core import plugins
-    from aq_core.job import parse_job, shown
+    from aq_core.errors import shown
+    from aq_core.job import parse_job
+    from aq_core.store import read_regular_file
 
     try:
         if path.is_dir():
             return None, [f"{shown(path)}: is a directory, not a job file"], b""
-        with open(path, "rb") as fh:
-            data = fh.read(64 << 20)
+        data = read_regular_file(path, follow=True)
     except FileNotFoundError:
         return None, [f"{shown(path)}: no such file"], b""
     except OSError as exc:
         return None, [f"{shown(path)}: cannot read ({exc.strerror})"], b""
+    except ValueError:
+        return None, [f"{shown(path)}: not a regular file (a FIFO, device or socket is not a job)"], b""
     try:
         job = parse_job(
             path,
@@ -87,6 +90,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    from aq_core.errors import shown
+
     store = _store(args)
     status = 0
     here = Path.cwd()
@@ -103,8 +108,12 @@ def cmd_add(args: argparse.Namespace) -> int:
         try:
             store.add(job.id, data, meta)
         except UsageError as exc:
-            _err(f"{name}: {exc}")
+            _err(f"{shown(name)}: {exc}")
             status = 2
+            continue
+        except OSError as exc:  # e.g. a planted symlink in meta/: refused, and the next file goes on
+            _err(f"{shown(name)}: cannot queue it: {exc.strerror or exc}")
+            status = 1 if status == 0 else status
             continue
         print(job.id)
     return status

@@ -29,3 +29,9 @@ class UnknownEngine(UsageError):
 
 class StoreUnavailable(AqError):
     """A shared store (PostgreSQL) could not be reached for a while; it may come back."""
+
+
+def shown(text: object) -> str:
+    """``text`` as it is safe to print on one line (a path or id with control characters escaped)."""
+    value = str(text)
+    return value if value.isprintable() else repr(value)[1:-1]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aq_core.durations import parse_duration
-from aq_core.errors import JobInvalid
+from aq_core.errors import JobInvalid, shown
 from aq_core.retry import NO_RETRY, RetryPolicy
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -64,18 +64,14 @@ class Job:
         return self.engines[0]
 
 
-def shown(path: Path | str) -> str:
-    """A path as it is safe to print on one line: control characters escaped."""
-    text = str(path)
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
 def job_id_for(path: Path) -> str:
     """Return the job id for a file name, or raise ``JobInvalid`` when the stem is not a valid id."""
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
     if not JOB_ID.fullmatch(stem):
         raise JobInvalid(
-            [f"{shown(path)}: bad job id {stem!r} (the file name must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}} plus .md)"]
+            [
+                f"{shown(path)}: bad job id {stem!r} (the file name must match [A-Za-z0-9][A-Za-z0-9._-]{{0,127}} plus .md)"
+            ]
         )
     return stem
 
@@ -211,8 +207,12 @@ def parse_job(
                 values[key] = value
     if "max_cost_usd" in front:
         value = front["max_cost_usd"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0 or value != value:
-            bad("max_cost_usd", f"{_short(value)}: expected a positive number of US dollars")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not 0 < value <= 1_000_000  # also keeps a 400-digit int away from float()
+        ):
+            bad("max_cost_usd", f"{_short(value)}: expected a positive number of US dollars (at most 1000000)")
         else:
             values["max_cost_usd"] = float(value)
     if "retry" in front and front["retry"] is not None:
@@ -267,8 +267,9 @@ def _load_yaml(front_text: str, bad: Any) -> dict[str, Any] | None:
     except RecursionError:
         bad(None, "frontmatter is nested too deeply")
         return None
-    except (ValueError, TypeError, OverflowError) as exc:  # a value YAML itself cannot build
-        bad(None, f"frontmatter is not valid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    except Exception as exc:  # a value YAML itself cannot build (!!bool maybe, a 5000-digit int, ...)
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        bad(None, f"frontmatter is not valid YAML: {reason}")
         return None
     if front is None:
         bad("engine", "missing (the frontmatter is empty)")
@@ -324,12 +325,16 @@ def _cwd(value: Any, path: Path, default: Path | None, check: bool, bad: Any) ->
     if not isinstance(value, str) or not value.strip():
         bad("cwd", f"{_short(value)}: expected a directory path")
         return Path(".")
-    cwd = Path(os.path.expanduser(value.strip()))
-    if not cwd.is_absolute():
-        base = default if default is not None else path.parent
-        cwd = (base / cwd).resolve() if base is not None else cwd
-    if check and not cwd.is_dir():
-        bad("cwd", f"{str(value)!r}: no such directory")
+    try:
+        cwd = Path(os.path.expanduser(value.strip()))
+        if not cwd.is_absolute():
+            base = default if default is not None else path.parent
+            cwd = (base / cwd).resolve() if base is not None else cwd
+        if check and not cwd.is_dir():
+            bad("cwd", f"{_short(value)}: no such directory")
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the filesystem
+        bad("cwd", f"{_short(value)}: not a usable path ({getattr(exc, 'strerror', None) or exc})")
+        return Path(".")
     return cwd
 
 

@@ -69,9 +69,10 @@ def parse_lines(data: bytes) -> list[tuple[str, str]]:
     end = data.rfind(b"\n")
     if end == -1:
         return []
-    text = data[: end + 1].decode("utf-8", errors="replace")
+    text = data[:end].decode("utf-8", errors="replace")
     pairs = []
-    for line in text.splitlines():
+    # Only "\n" ends a line: splitlines() would also split on \x1c or \u2028 inside a value.
+    for line in text.split("\n"):
         key, sep, value = line.partition("=")
         if sep and KEY.fullmatch(key):
             pairs.append((key, decode_value(value)))

@@ -133,14 +133,19 @@ def parse_usage(engine: str, log_path: Path) -> Usage:
 
     try:
         usage = plugin_manager().hook.parse_usage(engine=engine, log_path=log_path)
-    except (OSError, ValueError, MemoryError):
+    except Exception:  # a plugin must never raise here; if it does, the figures are unknown
         usage = None
     return usage if usage is not None else Usage()
 
 
 def classify_failure(engine: str, outcome: Outcome) -> Failure:
     """Return the class of an attempt's outcome (the core's fallback always answers)."""
-    return plugin_manager().hook.classify_failure(engine=engine, outcome=outcome)
+    try:
+        return plugin_manager().hook.classify_failure(engine=engine, outcome=outcome)
+    except Exception:  # a plugin that raises gives no answer: the core's own classes apply
+        from aq_core.fallbacks import classify_failure as core_classify
+
+        return core_classify(engine=engine, outcome=outcome)
 
 
 def checkpoint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -13,8 +14,8 @@ from pathlib import Path
 from aq_core import limits, plugins
 from aq_core.attempt import Attempt
 from aq_core.config import QueueConfig
-from aq_core.errors import AqError, JobInvalid, StoreUnavailable
-from aq_core.job import Job, parse_job
+from aq_core.errors import AqError, JobInvalid, StoreUnavailable, shown
+from aq_core.job import Job, job_id_for, parse_job
 from aq_core.journal import Journal
 from aq_core.meta import Meta
 from aq_core.notifications import Notifier, send_job_finished
@@ -27,12 +28,19 @@ POLL = 0.05  # how often an idle runner looks at inbox/ (a stat of one directory
 RECOVER_EVERY = 1.0
 
 
+@dataclass(frozen=True)
+class Refused:
+    """An inbox file the runner leaves alone (its id is taken): said once, never run."""
+
+    reason: str
+
+
 @dataclass
 class Candidate:
     entry: Entry
     meta: Meta
     job: Job | None = None
-    error: str | None = None
+    error: str | Refused | None = None
 
 
 @dataclass
@@ -62,6 +70,7 @@ class Runner:
         self._spend: dict[str, float] = {}
         self._spend_at = float("-inf")
         self._budget_noted: set[tuple[str, float]] = set()
+        self._refused: set[str] = set()
         self.pauses: dict[str, limits.Pause] = {}
 
     # -- main loop -----------------------------------------------------------------------------
@@ -198,13 +207,20 @@ class Runner:
         else:
             parsed = self._parse(entry, meta)
             self._parsed[entry.id] = (key, parsed)
-        if isinstance(parsed, str):
+        if isinstance(parsed, str | Refused):
             return Candidate(entry, meta, error=parsed)
         return Candidate(entry, meta, job=parsed)
 
-    def _parse(self, entry: Entry, meta: Meta) -> Job | str:
-        name = f"inbox/{entry.id}.md"
+    def _parse(self, entry: Entry, meta: Meta) -> Job | str | Refused:
+        name = f"inbox/{shown(entry.id)}.md"
+        others = [s.value for s in (State.BUILDING, State.DONE, State.FAILED) if self.store.job_version(entry.id, s)]
+        if others:
+            # Running it would put one id in two folders: leave the file where the user dropped it.
+            return Refused(
+                f"{name}: job {shown(entry.id)!r} already exists in {', '.join(others)}/; rename the file to run it"
+            )
         try:
+            job_id_for(Path(name))
             data = self.store.read_job(entry.id, State.INBOX)
             cwd = meta.get("add_dir")
             return parse_job(
@@ -218,7 +234,9 @@ class Runner:
         except JobInvalid as exc:
             return "; ".join(exc.problems)
         except (OSError, ValueError) as exc:
-            return f"{name}: cannot read: {exc}"
+            return f"{name}: cannot read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        except Exception as exc:  # whatever a hostile file does to a parser, the runner goes on
+            return f"{name}: cannot be parsed: {type(exc).__name__}"
 
     def _start(self, cand: Candidate) -> str:
         """Try to start ``cand``: ``started``, ``busy`` (wait for it), ``budget`` or ``rejected``."""
@@ -226,6 +244,12 @@ class Runner:
         job_lock = self.store.try_lock("job:" + job_id)
         if job_lock is None:
             return "busy"
+        if isinstance(cand.error, Refused):
+            job_lock.release()
+            if job_id not in self._refused:
+                self._refused.add(job_id)
+                self.journal.say(None, cand.error.reason)
+            return "refused"
         if cand.error is not None:
             self._reject(job_id, cand.error, job_lock)
             return "rejected"
@@ -333,12 +357,15 @@ class Runner:
         """Fail an invalid job file for good, keeping the file (in ``failed/``) and the reason."""
         try:
             if self.store.claim(job_id):
-                self.store.append_meta(
-                    job_id, {"result": "invalid", "error": reason, "finished": round(time.time(), 3)}
-                )
+                # A name no meta file can have still moves to failed/, which says it is invalid.
+                with contextlib.suppress(OSError):
+                    self.store.append_meta(
+                        job_id, {"result": "invalid", "error": reason, "finished": round(time.time(), 3)}
+                    )
                 self.store.move(job_id, State.BUILDING, State.FAILED)
-                self.journal.say(job_id, f"invalid, moved to failed/: {reason}")
-                self.job_done(job_id, State.FAILED)
+                self.journal.say(None, f"{shown(job_id)}: invalid, moved to failed/: {reason}")
+                with contextlib.suppress(Exception):
+                    self.job_done(job_id, State.FAILED)
         finally:
             job_lock.release()
             self._parsed.pop(job_id, None)

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from aq_core.durations import format_duration
+from aq_core.errors import shown
 from aq_core.meta import Meta
 from aq_core.store import State, Store
 
@@ -153,7 +154,7 @@ def table_cells(row: dict[str, Any], now: float) -> tuple[list[str], str]:
     """The status table's cells for one row, and its insights sub-line ("" for none)."""
     nxt = row.get("next_eligible")
     cells = [
-        row["id"],
+        shown(row["id"]),
         row["state"],
         row.get("engine") or "",
         str(row.get("attempts") or 0),

@@ -239,6 +239,22 @@ class Store(ABC):
             time.sleep(0.01)
 
 
+def read_regular_file(path: Path | str, limit: int = 64 << 20, follow: bool = False) -> bytes:
+    """Read a regular file, never blocking on a FIFO or device; raise ``ValueError`` for anything else.
+
+    A final symlink is followed only with ``follow`` (a file the user named, not one in the queue).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(limit)
+    finally:
+        os.close(fd)
+
+
 def _write_file(path: Path, data: bytes, replace: bool = False) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
     fd = os.open(path, flags, 0o600)
@@ -303,7 +319,7 @@ class FsStore(Store):
         existing = self.locate(job_id)
         if existing is not None:
             raise UsageError(f"job {job_id!r} already exists (in {existing.value}/): rename the file to queue it again")
-        if self.meta_path(job_id).exists():
+        if os.path.lexists(self.meta_path(job_id)):
             raise UsageError(f"job {job_id!r} already has a record in meta/: rename the file to queue it again")
         tmp = self.tmp_path(f"{job_id}.{os.getpid()}.{os.urandom(4).hex()}")
         _write_file(tmp, data)
@@ -371,8 +387,7 @@ class FsStore(Store):
         path = self.path(job_id, state)
         if os.path.islink(path):
             raise ValueError("the job file is a symlink (aq reads only regular files in its queue)")
-        with open(path, "rb") as fh:
-            return fh.read(64 << 20)
+        return read_regular_file(path)
 
     def locate(self, job_id: str) -> State | None:
         for st in STATES:
@@ -385,7 +400,14 @@ class FsStore(Store):
         import hashlib
 
         digest = hashlib.sha256(name.encode()).hexdigest()[:32]
-        fd = os.open(self.root / "locks" / f"{digest}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        path = self.root / "locks" / f"{digest}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            os.unlink(path)  # a planted symlink in aq's own scratch folder: never write through it
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -459,8 +481,11 @@ class FsStore(Store):
     def _append(self, path: Path, data: bytes) -> None:
         if not data:
             return
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # after a torn last line (power loss): start on a line of our own
             view = memoryview(data)
             while view:  # one write for whole lines; loop only on a short write
                 view = view[os.write(fd, view) :]

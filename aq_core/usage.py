@@ -87,7 +87,7 @@ def iter_json_objects(path: Path, prefix: bytes = b"{") -> Iterator[dict[str, An
             continue
         try:
             value = json.loads(stripped)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict):
             yield value
@@ -97,7 +97,7 @@ def as_int(value: Any) -> int | None:
     """Return ``value`` as a non-negative int, or None when it is not a number (bools are not)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if value < 0 or value != value:
+    if value < 0 or value != value or value == float("inf"):
         return None
     return int(value)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fakes import Fakes, codex_limit
-from helpers import aq, aq_popen, meta, state_of, stub, wait_until, write_job
+from helpers import aq, meta, state_of, stub, wait_until, write_job
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -53,6 +53,28 @@ PROPS = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+def start_runner(root: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``aq run ARGS`` with its output going to ``log`` (a pipe nobody reads would fill and block it)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aq_core", "--root", str(root), "run", *args],
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_running(runner: subprocess.Popen, log: Path, condition, timeout: float, what: str) -> None:
+    """``wait_until`` that fails at once, with the runner's output, when the runner exits first."""
+
+    def check():
+        if runner.poll() is not None:
+            pytest.fail(f"the runner exited ({runner.returncode}) before {what}: {log.read_text()[-3000:]}")
+        return condition()
+
+    wait_until(check, timeout, what)
 
 
 def sha(path: Path) -> str:
@@ -83,7 +105,9 @@ def check_parse(folder: Path, data: bytes, name: str = "job.md") -> Job | None:
         assert exc.problems, "JobInvalid lists at least one problem"
         for problem in exc.problems:
             one_line(problem)
-            assert str(path) in problem, f"every problem names the file: {problem!r}"
+            # Every problem names the file (a name that is not printable may be shown escaped).
+            named = str(path) in problem or (not path.name.isprintable() and str(path.parent) in problem)
+            assert named, f"the problem does not name the file: {problem!r}"
         job = None
     except AqError as exc:
         one_line(str(exc))
@@ -194,8 +218,16 @@ def test_parse_job_on_generated_frontmatter(scratch: Path, document: bytes) -> N
     check_parse(scratch, document)
 
 
+NAME_DOCUMENTS = [
+    b"---\nengine: command\ncommand: 'true'\n---\nGo.\n",
+    b"---\nengine: command\ntiemout: 5m\n---\nGo.\n",
+    b"junk",
+    b"",
+]
+
+
 @PROPS
-@given(document=job_documents(), name=st.text(min_size=1, max_size=40))
+@given(document=st.sampled_from(NAME_DOCUMENTS), name=st.text(min_size=1, max_size=40))
 def test_parse_job_with_any_file_name(scratch: Path, document: bytes, name: str) -> None:
     name = (
         name.replace("/", "_").replace("\x00", "_").encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
@@ -209,7 +241,7 @@ def test_parse_job_with_any_file_name(scratch: Path, document: bytes, name: str)
     check_parse(scratch, document, name)
 
 
-BUG_FRONTMATTER = {
+BUG_FRONTMATTER = {  # each one raised something other than JobInvalid
     # A number too big for a float: OverflowError from float() in parse_duration and in max_cost_usd.
     "timeout-huge-int": "engine: claude\ntimeout: " + "9" * 400,
     "grace-huge-int": "engine: claude\ngrace: " + "9" * 400,
@@ -232,13 +264,8 @@ BUG_FRONTMATTER = {
 
 
 @pytest.mark.parametrize("front", list(BUG_FRONTMATTER.values()), ids=list(BUG_FRONTMATTER))
-def test_frontmatter_that_breaks_yaml_or_the_os_is_a_job_invalid(tmp_path: Path, front: str) -> None:
-    data = f"---\n{front}\n---\nThe prompt.\n".encode()
-    with pytest.raises(JobInvalid) as info:
-        parse_job(tmp_path / "job.md", data, engines=ENGINES, default_cwd=tmp_path)
-    for problem in info.value.problems:
-        one_line(problem)
-        assert str(tmp_path / "job.md") in problem
+def test_hostile_frontmatter_is_a_job_or_a_job_invalid(tmp_path: Path, front: str) -> None:
+    check_parse(tmp_path, f"---\n{front}\n---\nThe prompt.\n".encode())
 
 
 # -- durations ---------------------------------------------------------------------------------------
@@ -471,10 +498,8 @@ MUTATIONS = st.tuples(
 )
 
 
-@st.composite
-def mutated_logs(draw: st.DrawFn) -> bytes:
-    data = bytearray(draw(st.sampled_from(FIXTURE_LOGS)).read_bytes())
-    for kind, where, junk, value in draw(st.lists(MUTATIONS, min_size=1, max_size=6)):
+def mutate(data: bytearray, mutations: list[tuple[str, int, bytes, bytes]]) -> bytes:
+    for kind, where, junk, value in mutations:
         if not data:
             data += b"x\n"
         i = where % len(data)
@@ -506,6 +531,25 @@ def mutated_logs(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
+@st.composite
+def mutated_logs(draw: st.DrawFn) -> bytes:
+    source = draw(st.sampled_from(FIXTURE_LOGS))
+    return mutate(bytearray(source.read_bytes()), draw(st.lists(MUTATIONS, min_size=1, max_size=6)))
+
+
+FIXTURE_EXPORTS = sorted(REPO.glob("plugins/*/tests/fixtures/*.log.*.json"))
+
+
+@st.composite
+def mutated_exports(draw: st.DrawFn) -> tuple[bytes, str, bytes]:
+    """A fixture log with its usage side file (e.g. Devin's ATIF export), the side file mutated."""
+    side = draw(st.sampled_from(FIXTURE_EXPORTS))
+    log = side.with_name(side.name.split(".log.", 1)[0] + ".log")
+    suffix = side.name[len(log.name) :]
+    mutations = draw(st.lists(MUTATIONS, min_size=1, max_size=6))
+    return log.read_bytes(), suffix, mutate(bytearray(side.read_bytes()), mutations)
+
+
 @PROPS
 @given(data=st.binary(max_size=4096))
 @example(data=b'{"type":"assistant.usage","data":{"model":"m","outputTokens":1e400},"id":"x"}\n')
@@ -518,12 +562,35 @@ def test_usage_parsers_and_classifiers_on_arbitrary_bytes(scratch: Path, data: b
     check_log(path)
 
 
+DEVIN_LOGGED_OUT = (REPO / "plugins/devin/tests/fixtures/not-logged-in.log").read_bytes()
+COPILOT_USAGE = (REPO / "plugins/copilot/tests/fixtures/json-assistant-usage.log").read_bytes()
+
+
 @PROPS
 @given(data=mutated_logs())
+# An agent's text in an engine's error line (a control character a line break for str.splitlines).
+@example(data=DEVIN_LOGGED_OUT.replace(b"Not logged in", b"Not logged in\x1cresult=ok", 1))
+# A figure too big for a float, and a record nested too deep for json.loads.
+@example(data=COPILOT_USAGE.replace(b'"outputTokens":300', b'"outputTokens":1e400', 1))
+@example(data=COPILOT_USAGE + b'{"type":"session.error","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
 def test_usage_parsers_and_classifiers_on_mutated_fixture_logs(scratch: Path, data: bytes) -> None:
     path = scratch / "mutated.log"
     path.write_bytes(data)
     check_log(path)
+
+
+@PROPS
+@given(case=mutated_exports())
+def test_usage_parsers_on_mutated_usage_side_files(scratch: Path, case: tuple[bytes, str, bytes]) -> None:
+    log_data, suffix, side_data = case
+    path = scratch / "side.log"
+    path.write_bytes(log_data)
+    side = Path(str(path) + suffix)
+    side.write_bytes(side_data)
+    before = sha(side)
+    check_log(path)
+    assert sha(side) == before
+    side.unlink()
 
 
 def test_every_fixture_log_as_is_for_every_engine() -> None:
@@ -818,23 +885,25 @@ def test_the_prompt_canary_never_leaves_the_prompt(tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     assert canary not in added.stdout + added.stderr
     (root / "inbox" / "invalid.md").write_text(f"---\nengine: command\ntiemout: 5m\n---\n{prompt}")
-    runner = aq_popen("run", "--workers", "4", root=root, env=env)
+    log = tmp_path / "runner.log"
+    runner = start_runner(root, log, "--workers", "4", env=env)
     shown: list[str] = []
     try:
         ids = {"stdin-job", "file-job", "retried", "verify-fails"}
-        wait_until(lambda: ids <= {p.name for p in marks.iterdir()}, 30, "every agent to start")
+        wait_running(runner, log, lambda: ids <= {p.name for p in marks.iterdir()}, 30, "every agent to start")
         for pid, argv in proc_argvs():
             assert canary.encode() not in argv, f"the prompt is in the argv of pid {pid}: {argv[:200]!r}"
         for args in (("status",), ("status", "--json"), ("insights",), ("insights", "--json")):
             shown.append(aq(*args, root=root).stdout)
         (gate).touch()
         finished = ("done", "failed")
-        wait_until(lambda: all(state_of(root, i) in finished for i in ids), 60, "every job to finish")
+        wait_running(runner, log, lambda: all(state_of(root, i) in finished for i in ids), 60, "every job to finish")
         assert state_of(root, "retried") == "done" and meta(root, "retried")["attempts"] == "2"
     finally:
         gate.touch()
         stop = aq("stop", root=root)
-        out, _ = runner.communicate(timeout=30)
+        runner.wait(timeout=30)
+    out = log.read_text()
     assert stop.returncode == 0, stop.stderr
     shown.append(out)
     for job_id in ("stdin-job", "file-job", "retried", "verify-fails", "invalid"):
@@ -873,18 +942,18 @@ def test_a_socket_in_inbox_is_failed_and_the_runner_goes_on(tmp_path: Path) -> N
     assert meta(root, "sock")["result"] == "invalid"
 
 
-def test_the_runner_survives_sigterm_after_junk(tmp_path: Path) -> None:
-    root, work = tmp_path / "queue", tmp_path / "work"
+def test_the_runner_survives_junk_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    root, work, log = tmp_path / "queue", tmp_path / "work", tmp_path / "runner.log"
     work.mkdir()
     assert aq("status", root=root).returncode == 0
     (root / "inbox" / "junk.md").write_bytes(b"\xff\xfe junk")
-    runner = aq_popen("run", root=root)
+    runner = start_runner(root, log)
     try:
-        wait_until(lambda: state_of(root, "junk") == "failed", 20, "the junk to be failed")
+        wait_running(runner, log, lambda: state_of(root, "junk") == "failed", 20, "the junk to be failed")
         good = write_job(tmp_path / "jobs", "good", {"engine": "command", "cwd": str(work), "command": stub()})
         assert aq("add", str(good), root=root).returncode == 0
-        wait_until(lambda: state_of(root, "good") == "done", 20, "the valid job to run")
+        wait_running(runner, log, lambda: state_of(root, "good") == "done", 20, "the valid job to run")
     finally:
         runner.send_signal(signal.SIGTERM)
-        runner.communicate(timeout=30)
-    assert runner.returncode == 0
+        runner.wait(timeout=30)
+    assert runner.returncode == 0, log.read_text()
