@@ -185,6 +185,127 @@ def _scan(path: Path) -> tuple[dict[str, Any], dict[str, Any], _Totals, bool]:
     return top, final, totals, saw_steps
 
 
+class _Fallback(Exception):
+    """The fast reader cannot vouch for this file: let the streaming reader decide."""
+
+
+def _fast_scan(path: Path, chunk: int = 1 << 20, max_value: int = 48 << 20) -> tuple[dict, dict, _Totals, bool]:
+    """``_scan``'s answer, decoding each top-level value and each step with the C JSON decoder.
+
+    An export is a few small top-level values and a long array of steps, each at most a few MB, so
+    decoding one step at a time keeps memory to a window of the file while running at C speed. Any
+    doubt (invalid or torn JSON, a value larger than ``max_value``) raises ``_Fallback``.
+    """
+    import codecs
+    import json
+    import re
+
+    blank = re.compile(r"[ \t\n\r]*")
+    decoder = json.JSONDecoder()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise JSONStreamError("not a regular file")
+        text = codecs.getincrementaldecoder("utf-8")("strict")
+        state = {"buf": "", "pos": 0, "eof": False}
+
+        def fill() -> None:
+            data = fh.read(chunk)
+            state["eof"] = not data
+            state["buf"] = state["buf"][state["pos"] :] + text.decode(data, final=not data)
+            state["pos"] = 0
+
+        def peek() -> str:
+            while True:
+                state["pos"] = blank.match(state["buf"], state["pos"]).end()
+                if state["pos"] < len(state["buf"]) or state["eof"]:
+                    return state["buf"][state["pos"] : state["pos"] + 1]
+                fill()
+
+        def value() -> Any:
+            peek()
+            while True:
+                buf, pos = state["buf"], state["pos"]
+                try:
+                    obj, end = decoder.raw_decode(buf, pos)
+                except ValueError:
+                    obj, end = None, -1
+                # A value ending exactly at the window's end may be cut (a number, a literal): read on.
+                if end == -1 or (end >= len(buf) and not state["eof"]):
+                    if state["eof"] or len(buf) - pos > max_value:
+                        raise _Fallback
+                    fill()
+                    continue
+                state["pos"] = end
+                return obj
+
+        def take(char: str) -> None:
+            if peek() != char:
+                raise _Fallback
+            state["pos"] += 1
+
+        top: dict[str, Any] = {}
+        final: dict[str, Any] = {}
+        totals = _Totals()
+        saw_steps = False
+        take("{")
+        while peek() != "}":
+            key = value()
+            if not isinstance(key, str):
+                raise _Fallback
+            take(":")
+            if key == "steps" and peek() == "[":
+                saw_steps = True
+                take("[")
+                while peek() != "]":
+                    step = value()
+                    if isinstance(step, dict):
+                        _add_step(totals, step)
+                    if peek() == ",":
+                        take(",")
+                take("]")
+            else:
+                item = value()
+                if key in ("session_id", "schema_version") and not isinstance(item, dict | list):
+                    top[key] = item
+                elif key == "agent" and isinstance(item, dict):
+                    for field, name in (
+                        ("name", "agent_name"),
+                        ("version", "agent_version"),
+                        ("model_name", "agent_model"),
+                    ):
+                        if field in item and not isinstance(item[field], dict | list):
+                            top[name] = item[field]
+                elif key == "final_metrics" and isinstance(item, dict):
+                    final = {k: v for k, v in item.items() if not isinstance(v, dict | list)}
+            if peek() == ",":
+                take(",")
+        take("}")
+        if peek() != "" or not state["eof"]:
+            raise _Fallback  # something after the document: not one JSON object
+    return top, final, totals, saw_steps
+
+
+def _add_step(totals: _Totals, step: dict[str, Any]) -> None:
+    fields: dict[str, Any] = {}
+    for where, name in _STEP_FIELDS.items():
+        node: Any = step
+        for part in where:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None and not isinstance(node, dict | list):
+            fields[name] = node
+    calls = step.get("tool_calls")
+    if isinstance(calls, list) and fields.get("source") != "user":
+        for call in calls:
+            if isinstance(call, dict):
+                ident = _text(call.get("tool_call_id"))
+                if ident is None:
+                    totals.anonymous_tool_calls += 1
+                else:
+                    totals.tool_ids.add(ident)
+    totals.add_step(fields)
+
+
 def read_export(path: Path) -> Usage | None:
     """Return the usage in the ATIF export at ``path``, or ``None`` when there is no such file.
 
@@ -205,7 +326,10 @@ def read_export(path: Path) -> Usage | None:
     except OSError:
         return None
     try:
-        top, final, totals, saw_steps = _scan(path)
+        try:
+            top, final, totals, saw_steps = _fast_scan(path)
+        except (_Fallback, ValueError, RecursionError):
+            top, final, totals, saw_steps = _scan(path)  # the careful reader decides
     except (OSError, ValueError, RecursionError, MemoryError):
         return Usage(extra={"atif_export": "unreadable"})
 

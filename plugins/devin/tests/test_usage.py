@@ -162,4 +162,5 @@ def test_large_export_streams_in_constant_memory(tmp_path: Path) -> None:
         "turns": 64,
         "tool_calls": 64,
     }
-    assert peak < 2 << 20, f"held {peak} bytes for a {size}-byte export"
+    # A window of the file (a chunk plus the step being decoded), never the file: well under its size.
+    assert peak < 8 << 20, f"held {peak} bytes for a {size}-byte export"
