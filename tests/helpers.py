@@ -114,3 +114,31 @@ def pid_alive(pid: int) -> bool:
             return fh.read().split(") ", 1)[1][0] != "Z"
     except OSError:
         return False
+
+
+def start_runner(root: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``aq run ARGS`` with its output going to ``log`` (a pipe nobody reads would fill and block it)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aq_core", "--root", str(root), "run", *args],
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_running(runner: subprocess.Popen, log: Path, condition, timeout: float, what: str) -> None:
+    """``wait_until`` that fails at once, with the runner's output, when the runner exits first."""
+
+    def check():
+        if runner.poll() is not None:
+            _fail(f"the runner exited ({runner.returncode}) before {what}: {log.read_text()[-3000:]}")
+        return condition()
+
+    wait_until(check, timeout, what)
+
+
+def _fail(message: str) -> None:
+    import pytest
+
+    pytest.fail(message)

@@ -20,41 +20,18 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import aq, state_of, stub, wait_until, write_job
+from helpers import aq, start_runner, state_of, stub, wait_running, write_job
 
 from aq_core.job import JOB_ID, KEYS, RETRY_KEYS
 
 SEED = 20261126
 PASSWD = Path("/etc/passwd")
-
-
-def start_runner(root: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``aq run ARGS`` with its output going to ``log`` (a pipe nobody reads would fill and block it)."""
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "aq_core", "--root", str(root), "run", *args],
-            env={**os.environ, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_running(runner: subprocess.Popen, log: Path, condition, timeout: float, what: str) -> None:
-    """``wait_until`` that fails at once, with the runner's output, when the runner exits first."""
-
-    def check():
-        if runner.poll() is not None:
-            pytest.fail(f"the runner exited ({runner.returncode}) before {what}: {log.read_text()[-3000:]}")
-        return condition()
-
-    wait_until(check, timeout, what)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fakes import Fakes, codex_limit
-from helpers import aq, meta, state_of, stub, wait_until, write_job
+from helpers import aq, meta, start_runner, state_of, stub, wait_running, write_job
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -53,28 +53,6 @@ PROPS = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-def start_runner(root: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``aq run ARGS`` with its output going to ``log`` (a pipe nobody reads would fill and block it)."""
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "aq_core", "--root", str(root), "run", *args],
-            env={**os.environ, **(env or {})},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_running(runner: subprocess.Popen, log: Path, condition, timeout: float, what: str) -> None:
-    """``wait_until`` that fails at once, with the runner's output, when the runner exits first."""
-
-    def check():
-        if runner.poll() is not None:
-            pytest.fail(f"the runner exited ({runner.returncode}) before {what}: {log.read_text()[-3000:]}")
-        return condition()
-
-    wait_until(check, timeout, what)
 
 
 def sha(path: Path) -> str:
