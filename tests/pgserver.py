@@ -72,6 +72,7 @@ class PgServer:
             entry = pwd.getpwnam(self.user)
             os.chown(self.dir, entry.pw_uid, entry.pw_gid)
         os.chmod(self.dir, 0o700)
+        atexit.register(self.destroy)  # a crashed test run leaves no server behind
 
     # -- process control ---------------------------------------------------------------------
 
@@ -128,7 +129,6 @@ class PgServer:
             if result.returncode == 0:
                 self.port = port
                 self.running = True
-                atexit.register(self.destroy)
                 return self
             if self.port:  # a restart must keep its port (clients have its URL)
                 time.sleep(0.5)

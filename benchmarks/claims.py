@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Claim throughput: the filesystem store next to PostgreSQL, measured in one run.
+
+    python benchmarks/claims.py [--jobs 400] [--claims 2000] [--procs 4] [--fast]
+
+Two figures per store, each with ``--procs`` processes:
+
+- run: jobs/s claimed and finished by ``aq run --once`` runners (the ``command`` engine running
+  ``true``), from the first claim to the last finish (as recorded in meta), so process start-up
+  is not counted;
+- claims: raw ``store.claim`` calls per second, every process walking the same ``--claims`` ids
+  (from its own offset), exactly one winning each.
+
+It starts its own PostgreSQL (``tests/pgserver.py``: loopback, a temp dir, as the ``postgres``
+user when run as root). The server is durable (fsync on, as the filesystem store fsyncs every
+transition) unless ``--fast`` turns fsync and synchronous commit off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from pgserver import PgServer, available  # noqa: E402
+
+from aq_core.store import FsStore, State, Store  # noqa: E402
+
+
+def job_text(work: Path) -> str:
+    return f'---\nengine: command\ncwd: {work}\ncommand: "true"\n---\nNothing to do.\n'
+
+
+def aq(*args: str, root: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "aq_core", "--root", str(root), *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def open_store(url: str | None, local: Path) -> Store:
+    if url:
+        from aq_core.store_pg import PgStore
+
+        return PgStore(url, local=local)
+    return FsStore(local)
+
+
+def run_throughput(base: Path, url: str | None, jobs: int, procs: int) -> float:
+    """Jobs/s of ``procs`` runner processes draining ``jobs`` trivial jobs."""
+    work = base / "work"
+    work.mkdir()
+    files = base / "jobs"
+    files.mkdir()
+    paths = []
+    for i in range(jobs):
+        path = files / f"r{i:05d}.md"
+        path.write_text(job_text(work))
+        paths.append(str(path))
+    env = {"AQ_STORE": url} if url else {}
+    shared = base / "queue"  # the filesystem queue; for PostgreSQL only the adder's local dir
+    aq("add", *paths, root=shared, env=env)
+    runners = [
+        subprocess.Popen(
+            [sys.executable, "-m", "aq_core", "--root", str(base / f"host{n}" if url else shared), "run", "--once"],
+            env={**os.environ, **env, "AQ_HOST_ID": f"bench-{n}"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for n in range(procs)
+    ]
+    for proc in runners:
+        proc.wait()
+    store = open_store(url, shared)
+    first_claim, last_finish = float("inf"), 0.0
+    done = 0
+    for entry in store.list():
+        meta = store.read_meta(entry.id)
+        first_claim = min(first_claim, meta.number("claimed") or first_claim)
+        last_finish = max(last_finish, meta.number("finished") or 0.0)
+        done += entry.state is State.DONE
+    if done != jobs:
+        raise SystemExit(f"only {done} of {jobs} jobs finished")
+    if url:
+        store.close()  # type: ignore[attr-defined]
+    return jobs / (last_finish - first_claim)
+
+
+def _claimer(url: str | None, local: str, ids: list[str], start: multiprocessing.Event, out: multiprocessing.Queue):
+    store = open_store(url, Path(local))
+    start.wait()
+    won = sum(1 for job_id in ids if store.claim(job_id))
+    out.put((won, time.monotonic()))
+
+
+def claim_throughput(base: Path, url: str | None, count: int, procs: int) -> float:
+    """Successful ``store.claim`` calls per second from ``procs`` processes racing for ``count`` jobs."""
+    local = base / "claims"
+    store = open_store(url, local)
+    ids = [f"c{i:05d}" for i in range(count)]
+    for job_id in ids:
+        store.add(job_id, b"x", {})
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    workers = []
+    for n in range(procs):
+        offset = n * count // procs
+        order = ids[offset:] + ids[:offset]
+        workers.append(
+            ctx.Process(target=_claimer, args=(url, str(local if not url else base / f"c{n}"), order, start, out))
+        )
+    for proc in workers:
+        proc.start()
+    time.sleep(2.0)  # let every process import and connect
+    began = time.monotonic()
+    start.set()
+    results = [out.get(timeout=600) for _ in workers]
+    for proc in workers:
+        proc.join()
+    won = sum(r[0] for r in results)
+    if won != count:
+        raise SystemExit(f"{won} claims won for {count} jobs: not exactly one each")
+    if url:
+        store.close()  # type: ignore[attr-defined]
+    return count / (max(r[1] for r in results) - began)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=400, help="jobs run through aq run (default 400)")
+    p.add_argument("--claims", type=int, default=2000, help="jobs raced for with store.claim (default 2000)")
+    p.add_argument("--procs", type=int, default=4, help="runner / claimer processes (default 4)")
+    p.add_argument("--fast", action="store_true", help="PostgreSQL without fsync and synchronous commit")
+    args = p.parse_args()
+    if not available():
+        raise SystemExit("PostgreSQL server binaries (initdb, pg_ctl, postgres) are not on PATH")
+    server = PgServer(durable=not args.fast).start()
+    base = Path(tempfile.mkdtemp(prefix="aq-bench-"))
+    rows = []
+    try:
+        for name in ("filesystem", "postgresql"):
+            url = None
+            if name == "postgresql":
+                from aq_core.store_pg import init_schema
+
+                url = server.url(server.create_database())
+                init_schema(url)
+            (base / name).mkdir()
+            (base / name / "run").mkdir()
+            (base / name / "claim").mkdir()
+            jobs_s = run_throughput(base / name / "run", url, args.jobs, args.procs)
+            claims_s = claim_throughput(base / name / "claim", url, args.claims, args.procs)
+            rows.append((name, jobs_s, claims_s))
+    finally:
+        server.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+    cores = os.cpu_count()
+    mode = "fsync off" if args.fast else "durable"
+    print(f"claim throughput, {args.procs} processes, {cores} cores (PostgreSQL 15 on loopback, {mode})")
+    print(f"{'store':<12} {'run: jobs/s':>12} {'claims/s':>10}")
+    print(f"{'':<12} {f'({args.jobs} jobs)':>12} {f'({args.claims})':>10}")
+    for name, jobs_s, claims_s in rows:
+        print(f"{name:<12} {jobs_s:>12.1f} {claims_s:>10.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
