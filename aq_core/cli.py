@@ -181,14 +181,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = status_rows(store)
     engines = engine_rows(store, rows)
     if args.json:
-        jobs = ",".join(r.to_json() for r in rows)
-        sys.stdout.write(f'{{"jobs": [{jobs}], "engines": {json.dumps(engines)}}}\n')
+        _write_json_rows(rows, engines)
     else:
         print(render_table(rows))
         text = render_engines(engines)
         if text:
             print("\n" + text)
     return 0
+
+
+def _write_json_rows(rows: list, engines: list) -> None:
+    """Write ``{"jobs": [...], "engines": [...]}`` in pieces: rows carry their JSON text already."""
+    out = sys.stdout
+    out.write('{"jobs": [')
+    for start in range(0, len(rows), 2000):
+        if start:
+            out.write(",")
+        out.write(",".join(r.to_json() for r in rows[start : start + 2000]))
+    out.write(f'], "engines": {json.dumps(engines)}}}\n')
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -323,8 +333,7 @@ def cmd_insights(args: argparse.Namespace) -> int:
     recs = insights.select(insights.records(store), since=since, engine=args.engine)
     engines = insights.rollup(recs)
     if args.json:
-        jobs = ",".join(r.to_json() for r in recs)
-        sys.stdout.write(f'{{"jobs": [{jobs}], "engines": {json.dumps(engines)}}}\n')
+        _write_json_rows(recs, engines)
     else:
         print(insights.render_overview(recs, engines, limit=args.limit))
     return 0

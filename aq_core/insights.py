@@ -152,22 +152,30 @@ def rollup(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return acc[engine]
 
     for rec in recs:
-        engine = rec.get("engine")
+        get = rec.get
+        engine = get("engine")
         if engine:  # a file that never validated ran on no engine
-            row = slot(engine)
+            row = acc.get(engine) or slot(engine)
             row["jobs"] += 1
-            row["ok"] += rec.get("result") == "ok"
-            row["failed"] += rec.get("state") == "failed"
-            if rec.get("duration_s") is not None:
-                row["dur"] += rec["duration_s"]
+            if get("result") == "ok":
+                row["ok"] += 1
+            if get("state") == "failed":
+                row["failed"] += 1
+            duration = get("duration_s")
+            if duration is not None:
+                row["dur"] += duration
                 row["ndur"] += 1
-        for spent_on, spent in (rec.get("by_engine") or {}).items():
-            row = slot(spent_on)
-            for key in token_keys:
-                value = spent.get(key)
-                if value is not None:
-                    row[key] = value if row[key] is None else row[key] + value
-            row["est"] = row["est"] or bool(spent.get("cost_estimated"))
+        by_engine = get("by_engine")
+        if not by_engine:
+            continue
+        for spent_on, spent in by_engine.items():
+            row = acc.get(spent_on) or slot(spent_on)
+            for key, value in spent.items():
+                if key == "cost_estimated":
+                    row["est"] = row["est"] or bool(value)
+                elif value is not None and key in row:
+                    current = row[key]
+                    row[key] = value if current is None else current + value
     rows = []
     for engine, a in sorted(acc.items()):
         rows.append(
