@@ -53,10 +53,20 @@ def run_records(meta: Meta) -> list[dict[str, Any]]:
     """Return one record per attempt, with the top-level key names and typed values."""
     runs = []
     for raw in meta.runs():
-        run = {key: _typed(key, raw.get(key)) for key in RUN_KEYS}
-        estimated = raw.get("estimated")
-        run["estimated"] = [e for e in estimated.split(",") if e] if estimated else []
-        runs.append({k: v for k, v in run.items() if v is not None and v != [] or k == "attempt"})
+        run: dict[str, Any] = {"attempt": _typed("attempt", raw.get("attempt"))}
+        for key in RUN_KEYS:
+            value = raw.get(key)
+            if value is None or key == "attempt":
+                continue
+            if key == "estimated":
+                names = [e for e in value.split(",") if e]
+                if names:
+                    run[key] = names
+                continue
+            typed = _typed(key, value)
+            if typed is not None:
+                run[key] = typed
+        runs.append(run)
     return runs
 
 

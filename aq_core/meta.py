@@ -64,18 +64,20 @@ def encode_lines(items: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
+_LINE = re.compile(r"^([a-z][a-z0-9_]{0,63})=(.*)$", re.MULTILINE)
+
+
 def parse_lines(data: bytes) -> list[tuple[str, str]]:
     """Return the pairs in a meta file; a torn last line and garbage lines are skipped."""
     end = data.rfind(b"\n")
     if end == -1:
         return []
+    # Only "\n" ends a line (the pattern's "." stops there and nowhere else that matters): a value
+    # holding \x1c or \u2028 cannot start a line of its own.
     text = data[:end].decode("utf-8", errors="replace")
-    pairs = []
-    # Only "\n" ends a line: splitlines() would also split on \x1c or \u2028 inside a value.
-    for line in text.split("\n"):
-        key, sep, value = line.partition("=")
-        if sep and KEY.fullmatch(key):
-            pairs.append((key, decode_value(value)))
+    pairs = _LINE.findall(text)
+    if "\\" in text:
+        pairs = [(key, decode_value(value)) for key, value in pairs]
     return pairs
 
 
