@@ -326,7 +326,7 @@ def render_overview(recs: list[dict[str, Any]], engines: list[dict[str, Any]], l
             if r.get("files_changed") is not None
             else "",
         ]
-        for r in recs[:limit]
+        for r in (row.full() if hasattr(row, "full") else row for row in recs[:limit])
     ]
     out = [
         f"recent finished jobs ({min(limit, len(recs))} of {len(recs)})",

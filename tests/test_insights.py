@@ -162,3 +162,14 @@ def test_fallback_spend_is_credited_to_the_engine_that_spent_it(root: Path, tmp_
     engines = {e["engine"]: e for e in json.loads(aq("insights", "--json", root=root).stdout)["engines"]}
     assert engines["claude"]["jobs"] == 0 and engines["claude"]["cost_usd"] == pytest.approx(0.03)
     assert engines["codex"]["jobs"] == 1 and engines["codex"]["tokens_in"] == 2000
+
+
+def test_overview_table_shows_every_column_from_a_warm_cache(root: Path, tmp_path: Path) -> None:
+    work = git_repo(tmp_path / "repo")
+    fakes = Fakes(tmp_path)
+    fakes.engine("claude", [{"lines": claude_ok(cost=0.42), "files": {"new.txt": "a\nb"}}])
+    add(root, tmp_path, "cols", {"engine": "claude", "cwd": str(work)}, fakes.env)
+    assert aq("run", "--once", root=root, env=fakes.env).returncode == 0
+    for _ in range(2):  # the second read comes from the rows cache
+        line = next(x for x in aq("insights", root=root).stdout.splitlines() if x.startswith("cols"))
+        assert "1.1k" in line and "$0.42" in line and "+2/-0" in line, line
