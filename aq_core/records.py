@@ -27,6 +27,68 @@ def cache_path(store: Store) -> Path:
     return store.local / "cache" / f"records-{FORMAT}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
 
 
+def journal_path(store: Store) -> Path:
+    return cache_path(store).with_suffix(".journal")
+
+
+def _entry(entry: Entry, full: dict[str, Any]) -> tuple:
+    from aq_core.status import table_cells
+
+    cells, sub = table_cells(full, 0.0)
+    key = (entry.state.value, entry.version)
+    # Cells joined into one string: a hundred thousand of them load much faster than lists.
+    return (key, json.dumps(full, allow_nan=False), tuple(full.get(f) for f in SUMMARY), SEP.join(cells), sub)
+
+
+def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any]) -> None:
+    """Journal a job the runner just finished, so the next ``aq status`` need not read its meta.
+
+    One ``O_APPEND`` write per job; a reader folds the journal into the cache. Losing it (a torn
+    write, a crash) only means the row is computed from meta again.
+    """
+    entry = store.entry(job_id, state)
+    if entry is None or entry.version is None:
+        return
+    data = marshal.dumps((job_id, _entry(entry, full)))
+    path = journal_path(store)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, len(data).to_bytes(4, "little") + data)
+        finally:
+            os.close(fd)
+
+
+def _read_journal(store: Store) -> tuple[dict[str, tuple], Path | None]:
+    """Take the journal (renamed first: runners append to a new one meanwhile) and return its entries."""
+    path = journal_path(store)
+    taken = path.with_name(f".{path.name}.{os.getpid()}.taking")
+    try:
+        os.rename(path, taken)
+    except OSError:
+        return {}, None
+    entries: dict[str, tuple] = {}
+    try:
+        with open(taken, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return {}, taken
+    pos = 0
+    while pos + 4 <= len(data):
+        size = int.from_bytes(data[pos : pos + 4], "little")
+        chunk = data[pos + 4 : pos + 4 + size]
+        if len(chunk) < size:
+            break  # a torn last write
+        try:
+            job_id, value = marshal.loads(chunk)
+        except (EOFError, ValueError, TypeError):
+            break
+        entries[job_id] = value
+        pos += 4 + size
+    return entries, taken
+
+
 def _load(path: Path) -> dict[str, tuple]:
     try:
         with open(path, "rb") as fh:
@@ -73,12 +135,13 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, want_cells: bool 
     ``compute(entry)`` builds a row from the job's meta. Only finished jobs are cached: a running or
     waiting job's row changes with every meta line (and with the clock).
     """
-    from aq_core.status import table_cells
-
     path = cache_path(store)
-    cache = _load(path) if any(e.state in FINISHED for e in entries) else {}
+    finished = any(e.state in FINISHED for e in entries)
+    cache = _load(path) if finished else {}
+    journal, taken = _read_journal(store) if finished else ({}, None)
+    cache.update(journal)
     fresh: dict[str, tuple] = {}
-    changed = False
+    changed = bool(journal)
     rows = []
     for entry in entries:
         if entry.state not in FINISHED or entry.version is None:
@@ -87,10 +150,7 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, want_cells: bool 
         key = (entry.state.value, entry.version)
         hit = cache.get(entry.id)
         if hit is None or hit[0] != key or len(hit[2]) != len(SUMMARY):
-            full = compute(entry)
-            cells, sub = table_cells(full, 0.0)
-            # Cells joined into one string: a hundred thousand of them load much faster than lists.
-            hit = (key, json.dumps(full, allow_nan=False), tuple(full.get(f) for f in SUMMARY), SEP.join(cells), sub)
+            hit = _entry(entry, compute(entry))
             changed = True
         fresh[entry.id] = hit
         row = Row(zip(SUMMARY, hit[2], strict=True))
@@ -99,4 +159,7 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, want_cells: bool 
         rows.append(row)
     if changed or len(fresh) != len(cache):
         _save(path, fresh)
+    if taken is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(taken)
     return rows

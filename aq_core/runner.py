@@ -350,7 +350,12 @@ class Runner:
             self._spend[engine] = self._spend.get(engine, 0.0) + cost
 
     def job_done(self, job_id: str, state: State) -> None:
-        """A job reached done/ or failed/: send its insights record to the notifiers."""
+        """A job reached done/ or failed/: journal its status row, and tell the notifiers."""
+        from aq_core.records import note_finished
+        from aq_core.status import job_row
+
+        with contextlib.suppress(Exception):  # a cache entry is a convenience, never a reason to fail
+            note_finished(self.store, job_id, state, job_row(job_id, state, self.store.read_meta(job_id)))
         send_job_finished(self.store, self.notifier, job_id, state)
 
     def _reject(self, job_id: str, reason: str, job_lock: Lock) -> None:

@@ -145,7 +145,7 @@ def insights_line(row: dict[str, Any]) -> str:
     if row.get("error"):
         error = row["error"]
         parts.append(error if len(error) <= 100 else error[:99] + "…")
-    elif row.get("last_failure") and row.get("result") != row.get("last_failure"):
+    elif row.get("last_failure") and row.get("result") not in ("ok", row.get("last_failure")):
         parts.append(f"last failure: {row['last_failure']}")
     return " · ".join(parts)
 

@@ -85,6 +85,10 @@ class Store(ABC):
         """Like ``list`` but in no particular order (cheaper, for callers that sort their own way)."""
         return self.list(state)
 
+    def entry(self, job_id: str, state: State) -> Entry | None:
+        """The listing entry of one job in ``state`` (None when it is not there)."""
+        return next((e for e in self.scan(state) if e.id == job_id), None)
+
     @abstractmethod
     def read_job(self, job_id: str, state: State) -> bytes:
         """Return the job file's bytes; raise ``FileNotFoundError`` when it is not in ``state``."""
@@ -361,6 +365,13 @@ class FsStore(Store):
         entries = self.scan(state)
         entries.sort(key=lambda e: (e.queued, e.id))
         return entries
+
+    def entry(self, job_id: str, state: State) -> Entry | None:
+        try:
+            info = os.lstat(self.path(job_id, state))
+        except OSError:
+            return None
+        return Entry(job_id, state, info.st_mtime, (info.st_ctime_ns, info.st_size))
 
     def scan(self, state: State | None = None) -> list[Entry]:
         entries: list[Entry] = []
