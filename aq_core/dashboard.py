@@ -86,19 +86,27 @@ def snapshot(store: Store) -> dict[str, Any]:
     Unlike the CLI, a corrupt figure (nan, inf) shows as unknown, and a record the core cannot
     read becomes a row with ``error`` instead of failing the whole page.
     """
+    from aq_core.records import rows_for
+
     now = time.time()
-    entries = store.list()
+    entries = store.scan()
     entries.sort(key=lambda e: (STATE_ORDER[e.state], e.queued, e.id))  # as status_rows
-    jobs, finished = [], []
-    for entry in entries:
-        meta = store.read_meta(entry.id)
+
+    def compute(entry: Any) -> dict[str, Any]:
         try:
-            # nan/inf in a meta value would break the formatting and JSON: such a figure is unknown.
-            row = _finite(job_row(entry.id, entry.state, meta))
+            return job_row(entry.id, entry.state, store.read_meta(entry.id))
         except Exception as exc:  # one unreadable record must not blank the page for every job
-            jobs.append(_broken_row(entry.id, entry.state, exc))
+            return _broken_row(entry.id, entry.state, exc)
+
+    jobs, finished = [], []
+    # Finished jobs come from the rows cache the CLI keeps, so a refresh reads only live jobs' meta.
+    for cached in rows_for(store, entries, compute):
+        # nan/inf in a meta value would break the formatting and JSON: such a figure is unknown.
+        row = _finite(cached.full())
+        if "display" in row:  # a broken record: already shown as one row with its error
+            jobs.append(row)
             continue
-        if entry.state in (State.DONE, State.FAILED):
+        if row["state"] in (State.DONE.value, State.FAILED.value):
             finished.append(row)  # as insights.records
         nxt = row.get("next_eligible")
         row["display"] = {
