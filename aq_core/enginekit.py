@@ -110,9 +110,12 @@ def reset_at(text: str, now: float, zone: datetime.tzinfo | None = None) -> floa
     day is its next occurrence after ``now`` (SPEC §13). Relative waits count from ``now``: pass when
     the message was printed (``Outcome.finished_at`` when unknown). Never raises.
     """
-    from aq_core.reset_time import parse_reset  # lazily: only a limit needs the parser
+    try:
+        from aq_core.reset_time import parse_reset  # lazily: only a limit needs the parser
 
-    return parse_reset(text, now, zone)
+        return parse_reset(text, now, zone)
+    except Exception:  # the caller is classifying a failure already: a parser bug must not lose the class
+        return None
 
 
 def detail(text: str, limit: int = 200) -> str:
