@@ -116,10 +116,30 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A skip mark, not a skip raised here: the summary then names the test's own file and line.
+    for item in items:
+        tools = _marked_tools(item)
+        if in_ci():
+            continue  # pytest_runtest_setup fails the test instead
+        for tool in tools:
+            reason = missing(tool)
+            if reason is not None:
+                item.add_marker(pytest.mark.skip(reason=f"needs {tool}: {reason}; {HINT}"))
+                break
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # tryfirst: decided before any fixture starts (a PostgreSQL server, a browser).
+    if in_ci():
+        require(*_marked_tools(item))
+
+
+def _marked_tools(item: pytest.Item) -> list[str]:
+    tools = []
     for mark in item.iter_markers("requires"):
         if not mark.args:
             raise pytest.UsageError(f"{item.nodeid}: requires() names no tool")
-        require(*mark.args)
+        tools += mark.args
+    return tools

@@ -52,6 +52,10 @@ def test_needs_nothing():
 """
 
 
+# The lines pytest names the two marked tests by (a decorated test: its decorator's line).
+MARKED_LINES = [n for n, line in enumerate(INNER_TESTS.splitlines(), 1) if line.startswith("@pytest.mark.requires")]
+
+
 def _tool(folder: Path, name: str, body: str = "exit 0") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -95,6 +99,10 @@ def test_missing_tools_are_skipped_with_the_reason_in_the_summary(tmp_path: Path
     assert "needs postgresql: PostgreSQL server binaries are not installed (initdb, pg_ctl, postgres" in text
     assert "needs bwrap: bubblewrap is not installed (AQ_BWRAP_BIN=" in text
     assert all("scripts/test installs it on Debian when run as root" in line for line in lines)
+    # A marked test is named by its own file and line, not by the plugin's.
+    assert [line.split(": needs ")[0] for line in lines if "needs bwrap" not in line] == [
+        f"SKIPPED [1] test_inner.py:{n}" for n in MARKED_LINES
+    ], lines
 
 
 def test_under_ci_a_missing_tool_is_a_failure(tmp_path: Path) -> None:
@@ -138,8 +146,11 @@ def test_postgresql_is_found_in_debians_versioned_folder(tmp_path: Path) -> None
 
     # Only Chromium is missing: the server binaries came from <lib>/15/bin, not PATH.
     assert "2 passed, 2 skipped" in run.stdout, run.stdout
-    (line,) = _summary(run.stdout)
-    assert line.startswith("SKIPPED [2]") and "needs chromium:" in line, line
+    lines = _summary(run.stdout)
+    assert [line.split(": needs ")[0] for line in lines] == [f"SKIPPED [1] test_inner.py:{n}" for n in MARKED_LINES], (
+        lines
+    )
+    assert all(": needs chromium: Chromium is not installed" in line for line in lines)
 
     old = os.environ["PATH"]
     try:
