@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 
 from aq_core.errors import AqError, UsageError
@@ -43,6 +42,7 @@ def _canonical(name: str) -> str:
 def _pip(verb: str, args: list[str]) -> int:
     """Run ``pip VERB ARGS`` in aq's interpreter, its output on aq's terminal; return 0 or raise."""
     import importlib.util
+    import subprocess
 
     if importlib.util.find_spec("pip") is None:
         raise AqError(
