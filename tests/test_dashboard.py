@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from helpers import aq, aq_popen, state_of, stub, wait_until, write_job
+from requires import chromium_path
 
 from aq_core.dashboard import job_insights
 from aq_core.status import insights_line
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -329,9 +329,8 @@ def test_a_corrupt_record_does_not_break_the_state(tmp_path: Path) -> None:
 # -- a real browser ---------------------------------------------------------------------------------
 
 
+@pytest.mark.requires("chromium")
 def test_page_in_headless_chromium_updates_live_and_escapes(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (CI does) to run the dashboard test")
     from playwright.sync_api import sync_playwright
 
     root, jobs, work = tmp_path / "queue", tmp_path / "jobs", tmp_path / "work"
@@ -341,7 +340,7 @@ def test_page_in_headless_chromium_updates_live_and_escapes(tmp_path: Path) -> N
     drop_invalid(root, "evil")
 
     with dashboard(root) as dash, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             requests: list[str] = []
