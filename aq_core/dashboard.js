@@ -203,7 +203,7 @@ function table(head, rows, cls) {
   const body = el("tbody");
   for (const cells of rows) {
     const tr = el("tr");
-    for (const c of cells) tr.append(el("td", c));
+    for (const c of cells) tr.append(c !== null && typeof c === "object" ? el("td", c.text, c.cls) : el("td", c));
     body.append(tr);
   }
   t.append(body);
@@ -227,7 +227,9 @@ function renderDetail(d) {
   if (d.work_note) workBox.push(el("p", d.work_note, "note"));
   const grid = el("div", null, "grid2");
   grid.append(section("figures", "Figures", table(null, d.figures || [], "kv")), section("work", "Work", ...workBox));
-  const runs = (d.runs || []).map((r) => [r.attempt, r.engine, r.model, r.result, r.exit, r.duration, r.tokens, r.cost, r.changes, r.detail]);
+  const runs = (d.runs || []).map((r) => [r.attempt, r.engine, r.model,
+    {text: r.result, cls: r.result === "ok" ? "r-ok" : r.result === "running" ? "r-run" : "r-bad"},
+    r.exit, r.duration, r.tokens, r.cost, r.changes, r.detail]);
   const parts = [back, title, grid,
     section("attempts", "Attempts", table(["#", "Engine", "Model", "Result", "Exit", "Duration", "Tokens", "Cost", "Lines", "Detail"], runs))];
   if (d.failure) {

@@ -56,7 +56,7 @@ def build_page() -> tuple[bytes, str]:
         '<div class="status"><span id="lost" class="lost" hidden></span>'
         '<span id="updated">connecting\u2026</span></div></header>'
         '<div id="summary" class="summary"></div>'
-        f'<main id="list">{sections}{history}{engines}</main>'
+        f'<main id="list">{history}{sections}{engines}</main>'
         '<main id="detail" hidden></main>'
         "<footer>Read-only. Refreshes every second from the records <code>aq status</code>, "
         "<code>aq insights</code> and <code>aq show</code> read; click a job for its detail.</footer>"

@@ -154,8 +154,8 @@ def _money(value: float | None, estimated: bool = False) -> str:
     return "" if value is None else f"${value:.2f}{'*' if estimated else ''}"
 
 
-def _results(report: dict[str, Any]) -> str:
-    return ", ".join(f"{n} {result}" for result, n in report["results"].items()) or "none"
+def _results(report: dict[str, Any], code: Any = str) -> str:
+    return ", ".join(f"{n} {code(result)}" for result, n in report["results"].items()) or "none"
 
 
 def _attention_line(item: dict[str, Any], code: Any = str, text: Any = str) -> str:
@@ -258,7 +258,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     out = [
         f"### aq report: {_when(report['since'])} to {_when(report['until'])}",
         "",
-        f"**{report['jobs']} job{'s' if report['jobs'] != 1 else ''} finished**: {md_text(_results(report))}  ",
+        f"**{report['jobs']} job{'s' if report['jobs'] != 1 else ''} finished**: {_results(report, _code)}  ",
         f"**Changes**: +{lines['lines_added']} / -{lines['lines_deleted']} lines in {lines['files_changed']} files  ",
         f"**Cost**: {md_text(_money(report['cost_usd'], report['cost_estimated']) or 'not reported')}  ",
         f"**Queue now**: {report['queue']['waiting']} waiting, {report['queue']['running']} running",
@@ -285,10 +285,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     out += [f"- {_attention_line(item, _code, md_text)}" for item in report["attention"]] or ["Nothing."]
     if report["slowest"]:
         out += ["", "#### Slowest", ""]
-        out += [f"1. {_code(s['id'])} {format_duration(s['duration_s'])}" for s in report["slowest"]]
+        out += [f"{n}. {_code(s['id'])} {format_duration(s['duration_s'])}" for n, s in enumerate(report["slowest"], 1)]
     if report["costliest"]:
         out += ["", "#### Costliest", ""]
-        out += [f"1. {_code(c['id'])} {md_text(_money(c['cost_usd'], c['estimated']))}" for c in report["costliest"]]
+        out += [
+            f"{n}. {_code(c['id'])} {md_text(_money(c['cost_usd'], c['estimated']))}"
+            for n, c in enumerate(report["costliest"], 1)
+        ]
     if report["pull_requests"]:
         out += ["", "#### Pull requests", ""]
         out += [f"- {_code(p['id'])}: <{p['pr_url']}>" for p in report["pull_requests"] if _is_url(p["pr_url"])]
