@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +52,8 @@ def cmd_pr(args: argparse.Namespace) -> int:
 
 def gh_binary() -> str | None:
     """The GitHub CLI: ``AQ_GH_BIN``, else ``gh`` on ``PATH``."""
+    import shutil
+
     configured = os.environ.get("AQ_GH_BIN")
     return shutil.which(configured) if configured else shutil.which("gh")
 
@@ -73,6 +73,8 @@ def open_pr(
     reach it) and its URL returned. Any failure appends ``pr_error``, logs one line and raises
     ``AqError`` with that line.
     """
+    import subprocess
+
     from aq_core.workdiff import work_of
 
     def fail(message: str) -> AqError:
@@ -134,6 +136,8 @@ def open_pr(
 
 def _push(repo: Any, remote: str, branch: str) -> str | None:
     """Push exactly ``refs/heads/<branch>`` (fast-forward only, no tags, no submodules); None when it worked."""
+    import subprocess
+
     from aq_core.workdiff import first_line, git_env
 
     ref = f"refs/heads/{branch}"
