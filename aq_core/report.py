@@ -76,7 +76,7 @@ def build(store: Any, since: float, until: float | None = None) -> dict[str, Any
             "waiting": sum(1 for r in rows if r["state"] == "inbox"),
             "running": sum(1 for r in rows if r["state"] == "building"),
         },
-        "attention": _attention(store, full) + _engine_attention(store, rows),
+        "attention": _attention(store, full, _engine_attention(store, rows)),
         "slowest": [
             {"id": r["id"], "duration_s": r["duration_s"]}
             for r in sorted(full, key=lambda r: -(r.get("duration_s") or 0))[:TOP]
@@ -95,8 +95,9 @@ def build(store: Any, since: float, until: float | None = None) -> dict[str, Any
     return report
 
 
-def _attention(store: Any, full: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Failed jobs (with their class and detail), failed pull requests, and jobs that needed retries."""
+def _attention(store: Any, full: list[dict[str, Any]], engines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failed jobs (with their class and detail), then ``engines`` (pauses, budgets), then pull requests
+    that were not opened and jobs that needed retries."""
     from aq_core.insights import run_records
     from aq_core.show import failure_of
 
@@ -117,17 +118,17 @@ def _attention(store: Any, full: list[dict[str, Any]]) -> list[dict[str, Any]]:
             classes = [r.get("result") for r in run_records(meta)[:-1] if r.get("result")]
             later.append({**item, "kind": "retried", "failures": classes})
     failed.sort(key=lambda a: FAILED_KINDS.index(a["kind"]))
-    return failed + later
+    return failed + engines + later
 
 
 def _engine_attention(store: Any, rows: list[Any]) -> list[dict[str, Any]]:
     """Engines paused by a limit and budgets reached today, as attention items (``id``: the job that hit it)."""
     from aq_core.status import engine_rows
 
-    items = []
+    paused, budgets = [], []
     for row in engine_rows(store, rows):
         if row["paused_until"]:
-            items.append(
+            paused.append(
                 {
                     "id": row["pause_job"],
                     "result": row["pause_reason"],
@@ -137,10 +138,10 @@ def _engine_attention(store: Any, rows: list[Any]) -> list[dict[str, Any]]:
                 }
             )
         if row["budget_reached"]:
-            items.append(
+            budgets.append(
                 {"id": None, "result": None, "kind": "budget", "engine": row["engine"], "detail": row["budget_reached"]}
             )
-    return items
+    return paused + budgets
 
 
 # -- text and Markdown ------------------------------------------------------------------------------

@@ -357,3 +357,44 @@ def test_run_once_sends_the_report_when_it_drains(tmp_path: Path, on: bool) -> N
     (root / "config.yaml").write_text("report_on_drain: sometimes\n")
     err = one_line_error(aq("run", "--once", root=root), 2)
     assert "report_on_drain: 'sometimes': expected true or false" in err
+
+
+def test_report_lists_paused_engines_budgets_and_failed_dependencies(tmp_path: Path) -> None:
+    import time
+
+    from aq_core import limits
+    from aq_core.store import open_store
+
+    root, jobs, work = tmp_path / "queue", tmp_path / "jobs", tmp_path / "work"
+    work.mkdir()
+    root.mkdir()
+    (root / "config.yaml").write_text("budgets: {claude: 0.1}\n")
+    fakes = Fakes(tmp_path)
+    fakes.engine("claude", [{"lines": claude_ok(cost=0.42)}])
+    add(root, jobs, "spender", {"engine": "claude", "cwd": str(work)}, fakes.env)
+    assert aq("run", "--once", root=root, env=fakes.env).returncode == 0
+    store = open_store(root)
+    pause = limits.pause_engine(store, store.config(), "codex", "usage_limit", time.time() + 3600, "spender")
+    # A job that failed because the job it depended on failed, as the dependency rule records it.
+    (root / "failed" / "child.md").write_text(f"---\nengine: command\ncommand: 'true'\n---\n{CANARY}\n")
+    lines = ["engine=command", "result=dependency_failed", "failed_dependency=spender", f"finished={time.time()}"]
+    (root / "meta" / "child.meta").write_text("".join(line + "\n" for line in lines))
+    report = json.loads(aq("report", "--json", root=root).stdout)
+    kinds = {a["kind"]: a for a in report["attention"]}
+    assert [a["kind"] for a in report["attention"]] == ["dependency_failed", "engine_paused", "budget"]
+    assert kinds["dependency_failed"]["id"] == "child" and kinds["dependency_failed"]["failed_dependency"] == "spender"
+    paused = kinds["engine_paused"]
+    assert (paused["engine"], paused["id"], paused["result"], paused["until"]) == (
+        "codex",
+        "spender",
+        "usage_limit",
+        pause.until,
+    )
+    assert kinds["budget"]["engine"] == "claude" and "$0.10" in kinds["budget"]["detail"]
+    text = aq("report", root=root).stdout
+    assert "child: dependency_failed (its dependency spender failed)" in text
+    assert "engine codex paused until " in text and "usage_limit, hit by spender" in text
+    assert "engine claude: budget reached: claude's daily budget of $0.10 is spent" in text
+    md = aq("report", "--markdown", root=root).stdout
+    assert "- `child`: `dependency_failed` (its dependency `spender` failed)" in md
+    assert CANARY not in text + md
