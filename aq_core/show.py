@@ -121,8 +121,13 @@ def render_show(store: Any, job_id: str, state: Any, log_lines: int) -> str:
         except OSError as exc:
             out.append(f"cannot read the log of attempt {attempt}: {exc.strerror}")
         else:
-            out.append(f"last {len(lines)} line{'s' if len(lines) != 1 else ''} of attempt {attempt}'s log ({path}):")
-            out.extend(lines)
+            if lines:
+                out.append(
+                    f"last {len(lines)} line{'s' if len(lines) != 1 else ''} of attempt {attempt}'s log ({path}):"
+                )
+                out.extend(lines)
+            else:
+                out.append(f"attempt {attempt}'s log is empty ({path})")
     return "\n".join(out)
 
 

@@ -42,7 +42,7 @@ def work_of(job_id: str, last: Mapping[str, str]) -> Work:
     """Return the job's checkpoint from its meta; raise ``NoCheckpoint`` or ``AqError`` (one line)."""
     base, commit = last.get("wip_base") or "", last.get("wip_commit") or ""
     if not commit:
-        raise NoCheckpoint(f"job {job_id!r} has no checkpoint (no wip_commit: it never ran in a git repository)")
+        raise NoCheckpoint(f"job {job_id!r} has no checkpoint (no wip_commit: it has not run in a git repository)")
     if not _SHA.fullmatch(commit) or not _SHA.fullmatch(base):
         raise AqError(f"job {job_id!r}: its meta names no valid commit range ({base!r}..{commit!r})")
     where = last.get("cwd") or last.get("add_dir")

@@ -551,7 +551,9 @@ def test_job_view_chart_and_token_in_headless_chromium(populated: Path, tmp_path
             page.wait_for_selector('#done tr[data-job="good"]', timeout=10_000)
 
             # The last 14 days, drawn in the page: today's bars are this queue's jobs.
-            today = page.evaluate("new Date().toISOString().slice(0, 10)")
+            from datetime import date
+
+            today = date.today().isoformat()  # the server's local day, as the chart's
             bars = page.locator(f'#chart-results rect[data-day="{today}"]')
             assert {bars.nth(i).get_attribute("data-series") for i in range(bars.count())} == {"ok", "crash", "invalid"}
             assert page.locator('#chart-cost rect[data-series="claude*"]').count() == 1
