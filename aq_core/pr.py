@@ -35,6 +35,9 @@ def cmd_pr(args: argparse.Namespace) -> int:
     from aq_core.journal import Journal
     from aq_core.store import State, open_store
 
+    for option, value in (("--remote", args.remote), ("--base", args.base)):
+        if value is not None and (not value or value.startswith("-") or any(c.isspace() for c in value)):
+            raise UsageError(f"{option}: {value!r}: not a {'remote' if option == '--remote' else 'branch'} name")
     store = open_store(args.root, url=args.store)
     state = store.locate(args.job)
     if state is None:
@@ -90,10 +93,6 @@ def open_pr(
     branch = f"aq/wip/{job_id}"
     if work.branch != branch:
         raise fail(f"its work branch is {work.branch!r}, not {branch!r}: aq pushes only its own aq/wip/ branches")
-    if not remote or remote.startswith("-") or any(c.isspace() for c in remote):
-        raise fail(f"--remote: {remote!r}: not a remote name")
-    if base is not None and (not base or base.startswith("-") or any(c.isspace() for c in base)):
-        raise fail(f"--base: {base!r}: not a branch name")
     pushed = _push(work.repo, remote, branch)
     if pushed:
         raise fail(f"git push {remote} {branch} failed: {pushed}")

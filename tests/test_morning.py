@@ -127,6 +127,7 @@ def test_diff_is_the_jobs_work_in_its_repository(night: dict) -> None:
     assert stat.stdout == git(repo, "diff", "--stat", "-M", rec["wip_base"], rec["wip_commit"]) + "\n"
     # The work of a failed job is there too (it was checkpointed when it crashed).
     assert "+half" in aq("diff", "broken", root=root).stdout
+    assert CANARY not in out.stdout + stat.stdout
     err = one_line_error(aq("diff", "plain", root=root), 1)
     assert "no checkpoint" in err
 
@@ -252,6 +253,7 @@ def test_aq_pr_by_hand(finished: dict) -> None:
     out = aq("pr", "one", "--base", "main", root=root, env=gh.env)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "https://github.com/example/project/pull/1\n"
+    assert CANARY not in json.dumps(gh.calls())
     assert gh.calls()[0]["argv"] == [
         "pr", "create", "--head", "aq/wip/one", "--title", "aq: one", "--body-file", "-", "--base", "main",
     ]  # fmt: skip
@@ -297,6 +299,9 @@ def test_a_push_is_never_forced_and_pushes_nothing_else(finished: dict) -> None:
     assert state_of(root, "two") == "done"
     err = one_line_error(aq("pr", "one", "--remote", "nowhere", root=root, env=gh.env), 1)
     assert "nowhere" in err
+    for option in ("--remote", "--base"):
+        err = one_line_error(aq("pr", "one", f"{option}=--force", root=root, env=gh.env), 2)
+        assert f"{option}: '--force'" in err
     assert refs(remote) == before
 
 
