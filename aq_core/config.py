@@ -27,6 +27,7 @@ KEYS = (
     "estimate_cost",
     "plugins",
     "prices",
+    "report_on_drain",
 )
 ENGINE_KEYS = ("bin",)
 PRICE_KEYS = ("input", "cached", "output", "cache_write")
@@ -45,6 +46,7 @@ class QueueConfig:
     limit_hold_max: float = 6 * 3600.0
     limit_margin: float = 60.0
     estimate_cost: bool = True
+    report_on_drain: bool = False  # `run --once` sends `queue_drained` with the report (aq_core.report)
     plugins: dict[str, Any] = field(default_factory=dict)
     budgets: dict[str, float] = field(default_factory=dict)
     prices: dict[str, ModelPrice] = field(default_factory=dict)
@@ -141,6 +143,11 @@ def load_config(root: Path) -> QueueConfig:
             problems.append(f"{path}: estimate_cost: {data['estimate_cost']!r}: expected true or false")
         else:
             values["estimate_cost"] = data["estimate_cost"]
+    if "report_on_drain" in data:
+        if not isinstance(data["report_on_drain"], bool):
+            problems.append(f"{path}: report_on_drain: {data['report_on_drain']!r}: expected true or false")
+        else:
+            values["report_on_drain"] = data["report_on_drain"]
     if "on_limit" in data:
         if data["on_limit"] not in ("wait", "fail"):
             problems.append(f"{path}: on_limit: {data['on_limit']!r}: expected wait or fail")

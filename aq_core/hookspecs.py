@@ -192,6 +192,9 @@ def notify(event: str, record: Mapping[str, object], config: QueueConfig, log: C
     - ``engine_paused``: an engine hit a usage or rate limit; ``record`` has ``event``, ``engine``,
       ``until`` (epoch seconds), ``reason`` (the class) and ``job`` (the id that hit it).
     - ``engine_resumed``: a pause ended or was lifted by ``aq resume``; same keys as above.
+    - ``queue_drained``: ``aq run --once`` emptied the queue and ``config.yaml`` has
+      ``report_on_drain: true``; ``record`` is the ``aq report --json`` object for the jobs finished
+      during that run, plus ``markdown`` (the same report as ``aq report --markdown``).
 
     The record never contains the prompt. :param config: the queue's settings; a plugin's own
     settings live under ``plugins: {<its name>: {...}}`` in ``config.yaml`` (``config.plugins``),

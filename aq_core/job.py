@@ -31,10 +31,12 @@ KEYS = (
     "grace",
     "on_limit",
     "max_cost_usd",
+    "pr",
 )
 RETRY_KEYS = ("max", "backoff", "factor", "max_backoff", "jitter", "on")
 ISOLATIONS = ("inplace", "worktree")
 ON_LIMIT = ("wait", "fail")
+PR_MODES = ("draft", "ready")
 DEFAULT_GRACE = 10.0
 
 
@@ -57,6 +59,7 @@ class Job:
     grace: float = DEFAULT_GRACE
     on_limit: str | None = None
     max_cost_usd: float | None = None
+    pr: str | None = None  # open a pull request when the job ends ok: draft or ready (aq_core.pr)
 
     @property
     def engine(self) -> str:
@@ -198,7 +201,7 @@ def parse_job(
             bad("yolo", f"{_short(front['yolo'])}: expected true or false")
         else:
             values["yolo"] = front["yolo"]
-    for key, choices in (("isolation", ISOLATIONS), ("on_limit", ON_LIMIT)):
+    for key, choices in (("isolation", ISOLATIONS), ("on_limit", ON_LIMIT), ("pr", PR_MODES)):
         if key in front:
             value = front[key]
             if value not in choices:

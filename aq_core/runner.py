@@ -21,6 +21,7 @@ from aq_core.meta import Meta
 from aq_core.notifications import Notifier, send_job_finished
 from aq_core.procs import start_time
 from aq_core.recovery import recover
+from aq_core.report import send_drained
 from aq_core.store import Entry, Lock, State, Store
 
 SPEND_REFRESH = 30.0  # seconds between re-reading today's spend (other runners' attempts)
@@ -86,6 +87,8 @@ class Runner:
             while True:
                 try:
                     self._loop()
+                    if self.once and not self.stopping.is_set():  # drained: the report, if config asks for it
+                        send_drained(self.store, self.notifier, self.pidstart)
                     break
                 except StoreUnavailable as exc:
                     # A shared store is away (restart, partition): holds about to run out stop their
