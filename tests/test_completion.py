@@ -98,7 +98,7 @@ def test_commands_options_engines_and_files(queue: Path, tmp_path: Path) -> None
     commands = _bash_complete(["aq", ""], tmp_path, env)
     assert {"add", "logs", "retry", "cancel", "insights", "install", "uninstall", "completion"} <= set(commands)
     assert not [c for c in commands if c.startswith("_")], "the hidden completion helper is offered"
-    assert _bash_complete(["aq", "re"], tmp_path, env) == ["recover", "resume", "retry"]
+    assert _bash_complete(["aq", "re"], tmp_path, env) == ["recover", "report", "resume", "retry"]
     assert _bash_complete(["aq", "--r"], tmp_path, env) == ["--root"]
     assert _bash_complete(["aq", "logs", "--"], tmp_path, env) == ["--attempt", "--follow", "--help"]
     assert _bash_complete(["aq", "completion", ""], tmp_path, env) == ["bash", "fish", "zsh"]
