@@ -158,11 +158,11 @@ def test_a_new_command_taking_a_job_completes_job_ids(queue: Path, monkeypatch: 
     parser = build_parser()
     sub = completion._subcommands(parser)
     assert sub is not None
-    p = sub.add_parser("show", help="a job in full")
+    p = sub.add_parser("peek", help="a plugin's own command")
     p.add_argument("job", metavar="JOB")
     p.add_argument("--engine", metavar="NAME")
-    assert completion.complete(parser, ["aq", "show", "f"], 2) == ("words", ["fix-api\tinbox", "fix-db\tfailed"])
-    kind, engines = completion.complete(parser, ["aq", "show", "x", "--engine", "dev"], 4)
+    assert completion.complete(parser, ["aq", "peek", "f"], 2) == ("words", ["fix-api\tinbox", "fix-db\tfailed"])
+    kind, engines = completion.complete(parser, ["aq", "peek", "x", "--engine", "dev"], 4)
     assert (kind, engines) == ("words", ["devin"])
 
 
