@@ -23,6 +23,7 @@ KEYS = (
     "budgets",
     "estimate_cost",
     "plugins",
+    "sandbox",
 )
 ENGINE_KEYS = ("bin",)
 
@@ -42,6 +43,7 @@ class QueueConfig:
     estimate_cost: bool = True
     plugins: dict[str, Any] = field(default_factory=dict)
     budgets: dict[str, float] = field(default_factory=dict)
+    sandbox: bool = False  # the default of the job key ``sandbox:``
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -117,11 +119,12 @@ def load_config(root: Path) -> QueueConfig:
             problems.append(f"{path}: plugins: expected a mapping of plugin name to its settings")
         else:
             values["plugins"] = data["plugins"]
-    if "estimate_cost" in data:
-        if not isinstance(data["estimate_cost"], bool):
-            problems.append(f"{path}: estimate_cost: {data['estimate_cost']!r}: expected true or false")
-        else:
-            values["estimate_cost"] = data["estimate_cost"]
+    for key in ("estimate_cost", "sandbox"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                problems.append(f"{path}: {key}: {data[key]!r}: expected true or false")
+            else:
+                values[key] = data[key]
     if "on_limit" in data:
         if data["on_limit"] not in ("wait", "fail"):
             problems.append(f"{path}: on_limit: {data['on_limit']!r}: expected wait or fail")

@@ -56,6 +56,20 @@ def group_members(pgid: int, not_before: float | None) -> list[int]:
     return members
 
 
+def only_zombies(pgid: int) -> bool:
+    """True when no process of group ``pgid`` still runs: those left have exited and wait to be
+    reaped by whoever inherited them (a sandbox's init, reparented to a slow-reaping pid 1)."""
+    import psutil
+
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                return False
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return True
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to a whole process group; False when the group no longer exists."""
     try:

@@ -19,6 +19,7 @@ def register_engines() -> list[Engine]:
             binary="copilot",
             failure_classes=("auth_error", "rate_limited", "usage_limit"),
             resumes_sessions=True,
+            state_dirs=("~/.copilot",),
         )
     ]
 
