@@ -40,6 +40,11 @@ def register_engines() -> list[Engine]:
     Called once per process when the plugins load. Every plugin's list is collected. When two
     plugins provide the same name, the most recently registered one wins and ``aq engines`` and
     ``aq run`` print a warning naming both distributions.
+
+    Declare in ``Engine.state_dirs`` every file or directory the engine writes outside the work
+    tree (its login and session state: ``("~/.myengine",)``): a ``sandbox: true`` job runs the
+    engine with everything else read-only but its work tree and a private ``TMPDIR``. Side files
+    at ``<LaunchContext.log_path>.<suffix>`` named in argv or env are made writable too.
     """
 
 
