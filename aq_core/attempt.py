@@ -112,7 +112,7 @@ class Attempt:
         bwrap = None
         if job.sandbox if job.sandbox is not None else self.runner.config.sandbox:
             # Checked before anything is prepared: a job that cannot be sandboxed never runs.
-            bwrap, why = sandbox.unavailable()
+            bwrap, why = sandbox.ready()
             if bwrap is None:
                 self._finish_without_attempt("sandbox_unavailable", why)
                 return

@@ -44,7 +44,7 @@ def find_bwrap() -> tuple[str | None, str]:
     return path, ""
 
 
-def unavailable(platform: str | None = None) -> tuple[str | None, str]:
+def ready(platform: str | None = None) -> tuple[str | None, str]:
     """Return (bubblewrap, '') when sandboxed agents can run here, else (None, one line saying why).
 
     The first call per bubblewrap executable runs it once (user namespaces may be disabled); the
@@ -91,11 +91,19 @@ def probe(bwrap: str) -> str | None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def command(bwrap: str, argv: list[str], *, workdir: Path, writable: Iterable[Path], tmpdir: Path) -> list[str]:
+def command(
+    bwrap: str,
+    argv: list[str],
+    *,
+    workdir: Path,
+    writable: Iterable[Path],
+    tmpdir: Path,
+    readonly: Iterable[Path] = (),
+) -> list[str]:
     """Return the command line that runs ``argv`` in ``workdir`` inside the sandbox.
 
     ``/`` is bound read-only; ``writable`` paths (existing ones) and ``tmpdir`` are bound
-    read-write at the same place. The network is left as it is. ``--unshare-pid`` gives the
+    read-write at the same place, then ``readonly`` ones inside them read-only again. The network is left as it is. ``--unshare-pid`` gives the
     agent its own process namespace, so when the sandbox ends (the agent exits, or aq kills the
     group) every process it started ends too, even one that left the process group; with
     ``--die-with-parent`` that holds when the runner is killed. No ``--new-session``: aq already
@@ -126,6 +134,10 @@ def command(bwrap: str, argv: list[str], *, workdir: Path, writable: Iterable[Pa
             continue
         seen.add(real)
         args += ["--bind", real, real]
+    for path in readonly:
+        real = os.path.realpath(path)
+        if os.path.exists(real):
+            args += ["--ro-bind", real, real]
     tmp = os.path.realpath(tmpdir)
     for name in ("TMPDIR", "TMP", "TEMP"):
         args += ["--setenv", name, tmp]
@@ -145,10 +157,12 @@ def state_paths(declared: Iterable[str], home: str | None = None) -> list[Path]:
     return paths
 
 
-def work_paths(workdir: Path) -> list[Path]:
-    """Return the paths an agent working in ``workdir`` writes to: its work tree and, in a git
-    repository, the git directories a commit writes to (a worktree's lie outside it)."""
-    paths = [workdir]
+def work_paths(workdir: Path) -> tuple[list[Path], list[Path]]:
+    """Return (writable, read-only) paths for an agent working in ``workdir``: its work tree and, in
+    a git repository, the git directories a commit writes to (a worktree's lie outside it); but
+    not the repository's ``config`` and ``hooks``, which name commands git runs later outside the
+    sandbox (``core.fsmonitor``, a ``post-commit`` hook)."""
+    paths: tuple[list[Path], list[Path]] = ([workdir], [])
     git = shutil.which("git")
     if git is None:
         return paths
@@ -166,8 +180,10 @@ def work_paths(workdir: Path) -> list[Path]:
     lines = out.stdout.splitlines()
     if out.returncode != 0 or len(lines) != 3:
         return paths
-    top, git_dir, common = lines
-    return [Path(top), workdir, Path(git_dir), (workdir / common).resolve()]
+    top, git_dir, common_dir = lines
+    common = (workdir / common_dir).resolve()
+    guarded = [common / "config", common / "hooks", Path(git_dir) / "config.worktree"]
+    return [Path(top), workdir, Path(git_dir), common], guarded
 
 
 def side_files(tokens: Iterable[str], log_path: Path) -> list[Path]:
@@ -205,8 +221,9 @@ def wrap(
     """Return ``argv`` wrapped for one attempt: writable are its work tree (and git directories),
     ``tmpdir``, the engine's existing state paths and the attempt's side files named in ``tokens``
     (created here, empty and private, so that they can be bound)."""
-    writable = [*work_paths(workdir), *state_paths(state_dirs)]
+    writable, readonly = work_paths(workdir)
+    writable += state_paths(state_dirs)
     for side in side_files(tokens, log_path):
         os.close(os.open(side, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         writable.append(side)
-    return command(bwrap, argv, workdir=workdir, writable=writable, tmpdir=tmpdir)
+    return command(bwrap, argv, workdir=workdir, writable=writable, tmpdir=tmpdir, readonly=readonly)

@@ -65,6 +65,8 @@ def test_the_agent_writes_only_its_tree_and_its_private_tmp(root: Path, tmp_path
             "home": 'echo x > "$HOME/home.txt"',
             "hosttmp": f"echo x > /tmp/aq-sandbox-test-{os.getpid()}",
             "inside": "echo made inside > inside.txt",
+            "hook": "echo 'touch /tmp/escaped' > .git/hooks/post-commit",
+            "gitconfig": "git config core.fsmonitor 'touch /tmp/escaped'",
             "tmp": 'echo x > "$TMPDIR/scratch" && cat "$TMPDIR/scratch"',
         }
     )
@@ -75,9 +77,11 @@ def test_the_agent_writes_only_its_tree_and_its_private_tmp(root: Path, tmp_path
     m = meta(root, "boxed")
     assert (state_of(root, "boxed"), m["result"]) == ("done", "ok")
     log = (root / "logs" / "boxed.1.log").read_text()
-    for line in ("outside=refused", "home=refused", "hosttmp=refused", "inside=written", "tmp=written"):
+    refused, written = ("outside", "home", "hosttmp", "hook", "gitconfig"), ("inside", "tmp")
+    for line in [f"{n}=refused" for n in refused] + [f"{n}=written" for n in written]:
         assert line in log.splitlines(), log
     assert not outside.exists() and not (home / "home.txt").exists()
+    assert not (repo / ".git" / "hooks" / "post-commit").exists() and "fsmonitor" not in git(repo, "config", "--list")
     assert not Path(f"/tmp/aq-sandbox-test-{os.getpid()}").exists()
     # The work is checkpointed on the job's branch; main is untouched.
     assert git(repo, "show", "aq/wip/boxed:inside.txt") == "made inside"
@@ -177,7 +181,7 @@ def test_a_bubblewrap_that_cannot_make_a_sandbox_is_unavailable(root: Path, tmp_
 
 
 def test_other_platforms_are_unavailable() -> None:
-    assert sandbox.unavailable("darwin") == (None, "sandbox: not supported on darwin yet (Linux with bubblewrap only)")
+    assert sandbox.ready("darwin") == (None, "sandbox: not supported on darwin yet (Linux with bubblewrap only)")
 
 
 def agent_with_a_child(tmp_path: Path) -> str:
