@@ -58,6 +58,7 @@ def report(lines: dict[str, str]) -> str:
 def test_the_agent_writes_only_its_tree_and_its_private_tmp(root: Path, tmp_path: Path) -> None:
     repo = git_repo(tmp_path / "repo")
     outside = tmp_path / "outside.txt"
+    escaped = tmp_path / "escaped"
     home = Path(os.environ["HOME"])
     agent = report(
         {
@@ -65,8 +66,9 @@ def test_the_agent_writes_only_its_tree_and_its_private_tmp(root: Path, tmp_path
             "home": 'echo x > "$HOME/home.txt"',
             "hosttmp": f"echo x > /tmp/aq-sandbox-test-{os.getpid()}",
             "inside": "echo made inside > inside.txt",
-            "hook": "echo 'touch /tmp/escaped' > .git/hooks/post-commit",
-            "gitconfig": "git config core.fsmonitor 'touch /tmp/escaped'",
+            # Commands git would run later, outside the sandbox (aq's checkpoint runs git status).
+            "hook": f"printf '#!/bin/sh\\ntouch {escaped}\\n' > .git/hooks/post-commit",
+            "gitconfig": f"git config core.fsmonitor 'touch {escaped}'",
             "tmp": 'echo x > "$TMPDIR/scratch" && cat "$TMPDIR/scratch"',
         }
     )
@@ -82,6 +84,7 @@ def test_the_agent_writes_only_its_tree_and_its_private_tmp(root: Path, tmp_path
         assert line in log.splitlines(), log
     assert not outside.exists() and not (home / "home.txt").exists()
     assert not (repo / ".git" / "hooks" / "post-commit").exists() and "fsmonitor" not in git(repo, "config", "--list")
+    assert not escaped.exists()
     assert not Path(f"/tmp/aq-sandbox-test-{os.getpid()}").exists()
     # The work is checkpointed on the job's branch; main is untouched.
     assert git(repo, "show", "aq/wip/boxed:inside.txt") == "made inside"
