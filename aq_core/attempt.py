@@ -66,6 +66,7 @@ class Attempt:
         self.say = runner.journal.for_job(job.id)
         self.proc: subprocess.Popen | None = None
         self.lease_lost = threading.Event()
+        self.bwrap: str | None = None  # the sandbox's bubblewrap, for a ``sandbox: true`` job
 
     def lose_lease(self) -> None:
         """The store no longer holds this job for us: stop the agent; another runner recovers it."""
@@ -113,6 +114,7 @@ class Attempt:
         if job.sandbox if job.sandbox is not None else self.runner.config.sandbox:
             # Checked before anything is prepared: a job that cannot be sandboxed never runs.
             bwrap, why = sandbox.ready()
+            self.bwrap = bwrap
             if bwrap is None:
                 self._finish_without_attempt("sandbox_unavailable", why)
                 return
@@ -403,13 +405,24 @@ class Attempt:
         return "inbox", {"result": cls}, f"{cls}: back in inbox/, waiting for {self.engine} (no retry used)"
 
     def _verify(self, workdir: Path, log_path: Path, started: float) -> str:
+        argv, tmpdir = ["/bin/sh", "-c", self.job.verify or "true"], None
+        if self.bwrap is not None:  # it runs the code the agent wrote: in the same sandbox
+            tmpdir = sandbox.make_tmpdir(self.store.tmp_path(""), self.job.id, "verify")
+            argv = sandbox.wrap(self.bwrap, argv, workdir, tmpdir, (), log_path)
+        try:
+            return self._run_verify(argv, workdir, log_path, started)
+        finally:
+            if tmpdir is not None:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def _run_verify(self, argv: list[str], workdir: Path, log_path: Path, started: float) -> str:
         job = self.job
         remaining = None if not job.timeout else max(1.0, started + job.timeout - time.time())
         fd = self.store.open_log(log_path)
         try:
             os.write(fd, f"\naq: verify: running `{job.verify}`\n".encode())
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", job.verify or "true"],
+                argv,
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=fd,

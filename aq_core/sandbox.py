@@ -199,7 +199,7 @@ def side_files(tokens: Iterable[str], log_path: Path) -> list[Path]:
     return found
 
 
-def make_tmpdir(parent: Path, job_id: str, attempt: int) -> Path:
+def make_tmpdir(parent: Path, job_id: str, attempt: int | str) -> Path:
     """Create the attempt's private temporary directory (0700), removing earlier attempts' leftovers."""
     parent.mkdir(parents=True, exist_ok=True)
     for old in parent.glob(f"{job_id}.*.sandbox-tmp"):

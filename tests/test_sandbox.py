@@ -260,3 +260,23 @@ def test_the_command_line_keeps_the_network_and_the_process_group(tmp_path: Path
         Path("/home/u/.claude"),
         Path("/opt/state"),
     ]
+
+
+def test_verify_runs_in_the_same_sandbox(root: Path, tmp_path: Path) -> None:
+    # verify runs the code the agent wrote (its tests): it gets no more than the agent did.
+    repo = git_repo(tmp_path / "repo")
+    outside = tmp_path / "outside.txt"
+    agent = f"echo 'touch {outside} && touch inside.txt' > check.sh"
+    for job_id, verify in (("checked", "sh check.sh"), ("passes", "true")):
+        add(
+            root,
+            tmp_path,
+            job_id,
+            {"engine": "command", "cwd": str(repo), "sandbox": True, "command": agent, "verify": verify},
+        )
+    assert aq("run", "--once", root=root).returncode == 0
+    assert meta(root, "checked")["result"] == "verify_failed"
+    assert meta(root, "passes")["result"] == "ok"
+    assert not outside.exists()
+    assert "Read-only file system" in (root / "logs" / "checked.1.log").read_text()
+    assert not list((root / "tmp").glob("*sandbox-tmp"))
