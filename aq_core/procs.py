@@ -50,6 +50,8 @@ def group_members(pgid: int, not_before: float | None) -> list[int]:
                 continue
             if not_before is not None and proc.create_time() + 0.05 < not_before:
                 continue
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue  # exited, waiting to be reaped (a sandbox's init, by a slow pid 1)
             members.append(proc.pid)
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
