@@ -33,7 +33,7 @@ def register_engines() -> list[Engine]:
             binary="claude",
             failure_classes=FAILURE_CLASSES,
             resumes_sessions=True,
-            state_dirs=("~/.claude", "~/.claude.json"),
+            state_dirs=("~/.claude", "~/.claude.json", "~/.local/state/claude"),
         )
     ]
 
