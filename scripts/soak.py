@@ -109,7 +109,8 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int, sandbox: bo
         }
         if sandbox:
             front["sandbox"] = True
-            front["command"] = [sys.executable, str(agent), str(repos[j % 2] / ".git" / "soak-record"), str(steps), "sandboxed"]
+            record_in_git = str(repos[j % 2] / ".git" / "soak-record")
+            front["command"] = [sys.executable, str(agent), record_in_git, str(steps), "sandboxed"]
         (job_dir / f"{job_id}.md").write_text("---\n" + json.dumps(front) + "\n---\nWrite the files.\n")
     subprocess.run(aq_cmd(root, "add", *(str(job_dir / f"{i}.md") for i in ids)), check=True, capture_output=True)
 
