@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from fakes import claude_limit
 from helpers import aq, meta, meta_pairs, pid_alive, state_of, wait_until, write_job
 
 from aq_core.errors import JobInvalid
@@ -89,3 +91,24 @@ def test_keys_parse(tmp_path: Path) -> None:
     job = parse_job(tmp_path / "j.md", data.encode())
     assert (job.stall_timeout, job.sandbox, job.retry.on) == (90.0, True, ("stalled",))
     assert parse_job(tmp_path / "k.md", data.replace("sandbox: true\n", "").encode()).sandbox is None
+
+
+def test_an_engine_that_names_why_it_went_quiet_keeps_its_class(root: Path, tmp_path: Path) -> None:
+    # Claude printed that its usage limit was hit, then hung: the stall is that limit, not a failure.
+    reset = int(time.time()) + 3600
+    lines = tmp_path / "limit.jsonl"
+    lines.write_text(
+        "\n".join(x.replace("{session}", "s-1").replace("{reset+3600}", str(reset)) for x in claude_limit(3600))
+    )
+    fake = tmp_path / "claude"
+    fake.write_text(f"#!/bin/sh\ncat >/dev/null\ncat {lines}\necho\nexec sleep 30\n")
+    fake.chmod(0o755)
+    add(
+        root,
+        tmp_path,
+        "limited",
+        {"engine": "claude", "cwd": str(tmp_path), "stall_timeout": 0.5, "grace": 1, "on_limit": "fail"},
+    )
+    assert aq("run", "--once", root=root, env={"AQ_CLAUDE_BIN": str(fake)}, timeout=60).returncode == 0
+    m = meta(root, "limited")
+    assert (state_of(root, "limited"), m["result"]) == ("failed", "usage_limit")
