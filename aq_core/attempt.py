@@ -12,14 +12,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aq_core import limits, plugins, pricing
-from aq_core.engine import LIMIT_CLASSES, Failure, LaunchContext, Outcome
+from aq_core import limits, plugins, pricing, sandbox
+from aq_core.engine import CORE_FAILURE_CLASSES, LIMIT_CLASSES, Failure, LaunchContext, Outcome
 from aq_core.errors import AqError
 from aq_core.job import Job
 from aq_core.meta import Meta, finite
-from aq_core.procs import signal_group, start_time
+from aq_core.procs import only_zombies, signal_group, start_time
 from aq_core.reset_time import format_reset
 from aq_core.retry import decide
+from aq_core.stall import StallWatch
 from aq_core.store import Lock, State, Store
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def group_gone(pgid: int) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return only_zombies(pgid)
 
 
 def end_group(proc: subprocess.Popen, grace: float) -> None:
@@ -65,6 +66,7 @@ class Attempt:
         self.say = runner.journal.for_job(job.id)
         self.proc: subprocess.Popen | None = None
         self.lease_lost = threading.Event()
+        self.bwrap: str | None = None  # the sandbox's bubblewrap, for a ``sandbox: true`` job
 
     def lose_lease(self) -> None:
         """The store no longer holds this job for us: stop the agent; another runner recovers it."""
@@ -107,6 +109,14 @@ class Attempt:
             budget = round(job.max_cost_usd - (spent or 0.0), 6)
             if budget <= 0:
                 self._finish_without_attempt("budget_exceeded", f"max_cost_usd ${job.max_cost_usd:.2f} already spent")
+                return
+        bwrap = None
+        if job.sandbox if job.sandbox is not None else self.runner.config.sandbox:
+            # Checked before anything is prepared: a job that cannot be sandboxed never runs.
+            bwrap, why = sandbox.ready()
+            self.bwrap = bwrap
+            if bwrap is None:
+                self._finish_without_attempt("sandbox_unavailable", why)
                 return
         checkpoint = plugins.checkpoint(
             "prepare", job.id, job.cwd, None, meta.last, job.isolation, self.runner.config.protected_branches, self.say
@@ -154,6 +164,12 @@ class Attempt:
             self._commit(workdir, "invalid")
             self._finish_without_attempt("invalid", f"engine {self.engine}: cannot start {spec.argv[:1]!r}: not found")
             return
+        argv, tmpdir = [program, *spec.argv[1:]], None
+        if bwrap is not None:
+            tmpdir = sandbox.make_tmpdir(store.tmp_path(""), job.id, number)
+            argv = sandbox.wrap(
+                bwrap, argv, workdir, tmpdir, engine.state_dirs, log_path, [*spec.argv, *spec.env.values()]
+            )
         log_fd = store.open_log(log_path)
         # The started marker is written by the child itself, just before it becomes the engine: if
         # the runner dies at any instant after the fork, recovery still knows the attempt began.
@@ -162,7 +178,7 @@ class Attempt:
         started = time.time()
         try:
             self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", 'echo $$ >>"$0" && exec "$@"', str(marker), program, *spec.argv[1:]],
+                ["/bin/sh", "-c", 'echo $$ >>"$0" && exec "$@"', str(marker), *argv],
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.PIPE if spec.prompt == "stdin" else subprocess.DEVNULL,
@@ -173,6 +189,8 @@ class Attempt:
             )
         except OSError as exc:
             os.close(log_fd)
+            if tmpdir is not None:
+                shutil.rmtree(tmpdir, ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
                 prompt_file.unlink()
             self._commit(workdir, "invalid")
@@ -198,14 +216,24 @@ class Attempt:
         if spec.prompt == "stdin":
             threading.Thread(target=_feed, args=(proc, prompt.encode("utf-8")), daemon=True).start()
 
-        ended_by = self._supervise(proc, started)
+        stall = StallWatch(log_path, job.stall_timeout, time.monotonic()) if job.stall_timeout else None
+        try:
+            ended_by = self._supervise(proc, started, stall)
+        finally:
+            if stall is not None:
+                stall.close()
+            if tmpdir is not None:
+                shutil.rmtree(tmpdir, ignore_errors=True)
         finished = time.time()
         if ended_by == "exit" and store.read_meta(job.id).get("cancel_requested") == "1":
             ended_by = "cancel"  # `aq cancel` asks in meta first, then ends the group
         with contextlib.suppress(FileNotFoundError):
             prompt_file.unlink()
         outcome = Outcome(
-            exit_code=proc.returncode, timed_out=ended_by == "timeout", log_path=log_path, finished_at=finished
+            exit_code=proc.returncode,
+            timed_out=ended_by in ("timeout", "stalled"),
+            log_path=log_path,
+            finished_at=finished,
         )
         self._finish(number, workdir, outcome, ended_by, started, finished)
 
@@ -227,8 +255,8 @@ class Attempt:
         except Exception as again:  # the store itself failed: recovery finishes it once we are gone
             self.say(f"could not record the internal error ({type(again).__name__}: {again}); recovery will")
 
-    def _supervise(self, proc: subprocess.Popen, started: float) -> str:
-        """Wait for the engine; return ``exit``, ``timeout``, ``stop`` or ``cancel``."""
+    def _supervise(self, proc: subprocess.Popen, started: float, stall: StallWatch | None) -> str:
+        """Wait for the engine; return ``exit``, ``timeout``, ``stalled``, ``stop`` or ``cancel``."""
         job = self.job
         deadline = started + job.timeout if job.timeout else None
         meta_version = self.store.meta_version(job.id)
@@ -254,6 +282,10 @@ class Attempt:
                 self.say(f"timeout after {job.timeout:g}s: TERM to the process group, KILL after {job.grace:g}s")
                 end_group(proc, job.grace)
                 return "timeout"
+            if stall is not None and stall.stalled(time.monotonic()):
+                self.say(f"stalled: no output for {job.stall_timeout:g}s: TERM to the group, KILL after {job.grace:g}s")
+                end_group(proc, job.grace)
+                return "stalled"
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + CANCEL_CHECK
                 version = self.store.meta_version(job.id)
@@ -282,6 +314,8 @@ class Attempt:
         else:
             failure = plugins.classify_failure(self.engine, outcome, plugins.settings(self.engine, self.runner.config))
             cls = failure.cls
+            if ended_by == "stalled" and cls in (*CORE_FAILURE_CLASSES, "ok"):
+                cls = "stalled"  # the engine's log names no cause of its own (such as a usage limit)
             if failure.reset_at:
                 figures["reset_at"] = round(failure.reset_at, 3)
             if failure.detail and cls != "ok":
@@ -375,13 +409,24 @@ class Attempt:
         return "inbox", {"result": cls}, f"{cls}: back in inbox/, waiting for {self.engine} (no retry used)"
 
     def _verify(self, workdir: Path, log_path: Path, started: float) -> str:
+        argv, tmpdir = ["/bin/sh", "-c", self.job.verify or "true"], None
+        if self.bwrap is not None:  # it runs the code the agent wrote: in the same sandbox
+            tmpdir = sandbox.make_tmpdir(self.store.tmp_path(""), self.job.id, "verify")
+            argv = sandbox.wrap(self.bwrap, argv, workdir, tmpdir, (), log_path)
+        try:
+            return self._run_verify(argv, workdir, log_path, started)
+        finally:
+            if tmpdir is not None:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+
+    def _run_verify(self, argv: list[str], workdir: Path, log_path: Path, started: float) -> str:
         job = self.job
         remaining = None if not job.timeout else max(1.0, started + job.timeout - time.time())
         fd = self.store.open_log(log_path)
         try:
             os.write(fd, f"\naq: verify: running `{job.verify}`\n".encode())
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", job.verify or "true"],
+                argv,
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=fd,
@@ -470,7 +515,7 @@ def _feed(proc: subprocess.Popen, data: bytes) -> None:
         stdin.close()
 
 
-RESUMABLE = ("usage_limit", "rate_limited", "timeout", "crash", "stopped", "orphaned")
+RESUMABLE = ("usage_limit", "rate_limited", "timeout", "stalled", "crash", "stopped", "orphaned")
 
 
 def _resumable_session(meta: Meta, engine: str) -> str | None:

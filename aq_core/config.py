@@ -28,6 +28,7 @@ KEYS = (
     "plugins",
     "prices",
     "report_on_drain",
+    "sandbox",
 )
 ENGINE_KEYS = ("bin",)
 PRICE_KEYS = ("input", "cached", "output", "cache_write")
@@ -50,6 +51,7 @@ class QueueConfig:
     plugins: dict[str, Any] = field(default_factory=dict)
     budgets: dict[str, float] = field(default_factory=dict)
     prices: dict[str, ModelPrice] = field(default_factory=dict)
+    sandbox: bool = False  # the default of the job key ``sandbox:``
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def plugin_settings(self, *names: str) -> dict[str, Any]:
@@ -148,6 +150,11 @@ def load_config(root: Path) -> QueueConfig:
             problems.append(f"{path}: report_on_drain: {data['report_on_drain']!r}: expected true or false")
         else:
             values["report_on_drain"] = data["report_on_drain"]
+    if "sandbox" in data:
+        if not isinstance(data["sandbox"], bool):
+            problems.append(f"{path}: sandbox: {data['sandbox']!r}: expected true or false")
+        else:
+            values["sandbox"] = data["sandbox"]
     if "on_limit" in data:
         if data["on_limit"] not in ("wait", "fail"):
             problems.append(f"{path}: on_limit: {data['on_limit']!r}: expected wait or fail")

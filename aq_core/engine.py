@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from aq_core.job import Job
 
 #: Failure classes the core itself produces; engines may add their own (see ``Engine.failure_classes``).
-CORE_FAILURE_CLASSES = ("timeout", "verify_failed", "crash")
+CORE_FAILURE_CLASSES = ("timeout", "verify_failed", "crash", "stalled")
 #: Classes an engine commonly reports; they drive retry and (for limits) engine pauses.
 ENGINE_FAILURE_CLASSES = ("auth_error", "rate_limited", "usage_limit")
 #: Classes that mean "the engine is out of quota", not "the job failed".
@@ -52,6 +52,11 @@ class Engine:
         matching prefix wins; ``"acme-2"`` matches ``acme-2`` and ``acme-2-20260101``, not ``acme-2.5``).
         They estimate ``cost_usd`` when the engine prints tokens but no cost; ``config.yaml``
         ``prices:`` overrides them. Empty: no estimates for this engine.
+    :param state_dirs: the files and directories the engine itself writes outside the work tree
+        (its login and session state), as ``~/...`` or absolute paths, never ``/`` or ``~``
+        alone: in a ``sandbox: true`` job they are the only places outside the work tree and the
+        private temporary directory the engine may write. Ones that do not exist when an attempt
+        starts stay read-only in it (the user logs in outside the sandbox first).
     """
 
     name: str
@@ -59,6 +64,7 @@ class Engine:
     failure_classes: tuple[str, ...] = ()
     resumes_sessions: bool = False
     prices: Mapping[str, ModelPrice] = field(default_factory=dict, hash=False)
+    state_dirs: tuple[str, ...] = ()
 
     @property
     def env_var(self) -> str:
@@ -136,7 +142,9 @@ class Outcome:
     """How an engine process ended, given to ``classify_failure``.
 
     :param exit_code: the process's exit status (negative: killed by that signal); ``None`` if unknown.
-    :param timed_out: the job's ``timeout`` ended the process.
+    :param timed_out: aq ended the process: the job's ``timeout``, or its ``stall_timeout`` (the
+        log stopped growing; the core then names the class ``stalled`` unless the engine names a
+        cause of its own, such as a usage limit).
     :param log_path: the attempt's log (stdout and stderr of the engine, interleaved).
     :param finished_at: epoch seconds when the process ended (reset times count from it).
     """

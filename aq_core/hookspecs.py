@@ -53,6 +53,12 @@ def register_engines() -> list[Engine]:
     ``aq run`` print a warning naming both distributions. Declare your models' list prices in
     ``Engine.prices`` (``{model-id prefix: ModelPrice(...)}``) so that aq can estimate a cost your
     engine does not print. A plugin that raises here provides no engines.
+    ``aq run`` print a warning naming both distributions.
+
+    Declare in ``Engine.state_dirs`` every file or directory the engine writes outside the work
+    tree (its login and session state: ``("~/.myengine",)``): a ``sandbox: true`` job runs the
+    engine with everything else read-only but its work tree and a private ``TMPDIR``. Side files
+    at ``<LaunchContext.log_path>.<suffix>`` named in argv or env are made writable too.
     """
 
 

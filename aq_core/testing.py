@@ -199,6 +199,17 @@ class EngineContract:
         assert "canary-model-1" not in " ".join(without.argv)
         assert "canary-model-1" in " ".join(with_model.argv) or "canary-model-1" in with_model.env.values()
 
+    def test_state_dirs_are_safe_to_make_writable(self) -> None:
+        # A sandboxed job makes these writable: each must be one precise place, never home or /.
+        for entry in self._engine().state_dirs:
+            assert isinstance(entry, str), f"state_dirs: {entry!r} is not a path string"
+            assert entry.startswith("~/") or os.path.isabs(entry), (
+                f"state_dirs: {entry!r}: use ~/... or an absolute path"
+            )
+            parts = entry.split("/")
+            assert ".." not in parts, f"state_dirs: {entry!r}: no '..'"
+            assert entry.rstrip("/") not in ("", "~"), f"state_dirs: {entry!r} would make all of / or home writable"
+
     def test_other_engines_are_not_answered(self, tmp_path: Path) -> None:
         pm = plugins.plugin_manager()
         ctx = self._ctx(tmp_path)

@@ -22,6 +22,7 @@ def register_engines() -> list[Engine]:
             failure_classes=("auth_error", "rate_limited", "usage_limit"),
             resumes_sessions=True,
             prices=PRICES,
+            state_dirs=("~/.codex",),
         )
     ]
 

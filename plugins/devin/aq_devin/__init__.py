@@ -26,6 +26,7 @@ def register_engines() -> list[Engine]:
             failure_classes=("auth_error", "usage_limit"),
             resumes_sessions=False,
             prices=PRICES,
+            state_dirs=("~/.config/devin", "~/.local/share/devin"),
         )
     ]
 
