@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -12,14 +11,17 @@ import psutil
 import pytest
 from fakes import claude_ok
 from helpers import aq, aq_popen, git, git_repo, meta, state_of, wait_until, write_job
+from requires import require
 
 from aq_core import sandbox
 
 
 @pytest.fixture(autouse=True)
-def _bubblewrap() -> None:
-    # Not a skip: this machine's set-up installs bubblewrap, and a sandbox nobody tests is no sandbox.
-    assert shutil.which("bwrap"), "bubblewrap (bwrap) is required for these tests (Debian: apt-get install bubblewrap)"
+def _bubblewrap(request: pytest.FixtureRequest) -> None:
+    # scripts/test installs bubblewrap; where it cannot, these are skipped with the reason (a failure under CI=true).
+    # The tests of a missing or broken bubblewrap need none.
+    if "unavailable" not in request.node.name:
+        require("bwrap")
 
 
 @pytest.fixture
@@ -225,7 +227,7 @@ def test_stop_cancel_and_a_killed_runner_leave_no_sandboxed_process(root: Path, 
     runner = aq_popen("run", root=root)
     try:
         wait_until((work / "started").exists, 30, "the agent to start")
-        wait_until(lambda: len(job_processes(root, "held")) >= 4, 10, "the agent's processes")
+        wait_until(lambda: len(job_processes(root, "held")) >= 4, 30, "the agent's processes")
         if how == "stop":
             assert aq("stop", root=root).returncode == 0
             runner.communicate(timeout=30)
@@ -238,7 +240,7 @@ def test_stop_cancel_and_a_killed_runner_leave_no_sandboxed_process(root: Path, 
             runner.wait(timeout=10)
             assert aq("recover", root=root).returncode == 0
             assert (state_of(root, "held"), meta(root, "held")["attempts"]) == ("inbox", "1")
-        wait_until(lambda: not job_processes(root, "held"), 10, "every process of the job to be gone")
+        wait_until(lambda: not job_processes(root, "held"), 30, "every process of the job to be gone")
     finally:
         if runner.poll() is None:
             runner.terminate()
