@@ -29,6 +29,7 @@ KEYS = (
     "prices",
     "report_on_drain",
     "sandbox",
+    "profiles",
 )
 ENGINE_KEYS = ("bin",)
 PRICE_KEYS = ("input", "cached", "output", "cache_write")
@@ -52,6 +53,7 @@ class QueueConfig:
     budgets: dict[str, float] = field(default_factory=dict)
     prices: dict[str, ModelPrice] = field(default_factory=dict)
     sandbox: bool = False  # the default of the job key ``sandbox:``
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> job keys (``profile:``)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def plugin_settings(self, *names: str) -> dict[str, Any]:
@@ -172,9 +174,50 @@ def load_config(root: Path) -> QueueConfig:
                 else:
                     parsed[str(name)] = float(amount)
             values["budgets"] = parsed
+    if "profiles" in data:
+        values["profiles"] = _profiles(path, data["profiles"], problems)
     if problems:
         raise UsageError("; ".join(problems))
     return QueueConfig(**values)
+
+
+def _profiles(path: Path, profiles: Any, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """Read ``profiles: {NAME: {job keys}}``, each checked like a job's keys (engines and failure
+    classes are checked against the plugins when a job uses the profile)."""
+    from aq_core.job_keys import PROFILE_KEYS, check_keys
+
+    if profiles is None:
+        return {}
+    if not isinstance(profiles, dict):
+        problems.append(
+            f"{path}: profiles: expected a mapping of profile name to job keys, such as {{fast: {{engine: codex}}}}"
+        )
+        return {}
+    parsed: dict[str, dict[str, Any]] = {}
+    for name, keys in profiles.items():
+        where = f"{path}: profiles.{name}"
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{path}: profiles: {name!r}: expected a profile name")
+            continue
+        if not isinstance(keys, dict):
+            problems.append(f"{where}: {keys!r}: expected a mapping of job keys")
+            continue
+
+        def bad(key: str | None, message: str, where: str = where) -> None:
+            problems.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+        check_keys(
+            keys,
+            bad,
+            engines=None,
+            failure_classes=None,
+            path=path,
+            default_cwd=None,
+            check_cwd=False,
+            allowed=PROFILE_KEYS,
+        )
+        parsed[name.strip()] = keys
+    return parsed
 
 
 def _prices(path: Path, prices: Any, problems: list[str]) -> dict[str, ModelPrice]:

@@ -2,43 +2,40 @@
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aq_core.durations import parse_duration
 from aq_core.errors import JobInvalid, shown
+from aq_core.job_keys import (
+    ISOLATIONS,
+    KEYS,
+    ON_LIMIT,
+    PR_MODES,
+    PROFILE_KEYS,
+    RETRY_KEYS,
+    check_keys,
+    parse_retry,
+    short,
+)
 from aq_core.retry import NO_RETRY, RetryPolicy
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_JOB_BYTES = 10 << 20
 
-KEYS = (
-    "engine",
-    "cwd",
-    "timeout",
-    "lock",
-    "yolo",
-    "model",
-    "verify",
-    "retry",
-    "command",
-    "isolation",
-    "grace",
-    "on_limit",
-    "max_cost_usd",
-    "pr",
-    "sandbox",
-    "stall_timeout",
-)
-RETRY_KEYS = ("max", "backoff", "factor", "max_backoff", "jitter", "on")
-ISOLATIONS = ("inplace", "worktree")
-ON_LIMIT = ("wait", "fail")
-PR_MODES = ("draft", "ready")
+__all__ = [
+    "ISOLATIONS",
+    "KEYS",
+    "ON_LIMIT",
+    "PR_MODES",
+    "PROFILE_KEYS",
+    "RETRY_KEYS",
+    "Job",
+    "parse_job",
+    "parse_retry",
+]
 DEFAULT_GRACE = 10.0
 
 
@@ -64,6 +61,10 @@ class Job:
     pr: str | None = None  # open a pull request when the job ends ok: draft or ready (aq_core.pr)
     sandbox: bool | None = None  # None: the queue config's ``sandbox``
     stall_timeout: float | None = None
+    after: tuple[str, ...] = ()  # runs only once every job named here is done
+    priority: int = 0  # higher runs first; equal priorities oldest first
+    not_before: float | None = None  # epoch seconds: not eligible before
+    profile: str | None = None  # the config's profile its keys started from
 
     @property
     def engine(self) -> str:
@@ -98,16 +99,6 @@ def split_frontmatter(text: str) -> tuple[str, str] | None:
     return front, body.lstrip("\r\n")
 
 
-def _near(key: str, choices: Collection[str]) -> str:
-    match = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def decode_job_bytes(data: bytes) -> str:
     """Return the text of a job file, or raise ``ValueError`` naming why it is not one."""
     if not data.strip():
@@ -131,6 +122,7 @@ def parse_job(
     default_cwd: Path | None = None,
     job_id: str | None = None,
     check_cwd: bool = True,
+    profiles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Job:
     """Validate a job file into a ``Job``; raise ``JobInvalid`` listing every problem found.
 
@@ -138,6 +130,7 @@ def parse_job(
     :param failure_classes: classes ``retry.on`` may name beyond the core's.
     :param default_cwd: the cwd when the file sets none (where ``aq add`` ran).
     :param job_id: the id when it is not the file's stem (the queue knows it).
+    :param profiles: the queue config's ``profiles:`` (``None``: a ``profile:`` key is not looked up).
     """
     where = shown(path)
     problems: list[str] = []
@@ -167,64 +160,19 @@ def parse_job(
     if not prompt.strip():
         bad(None, "the prompt (the text after the frontmatter) is empty")
 
-    for key in front:
-        if key not in KEYS:
-            bad(None, f"unknown key {_short(key)}{_near(str(key), KEYS)}")
-
+    common = {"path": path, "default_cwd": default_cwd, "check_cwd": check_cwd}
     values: dict[str, Any] = {}
-    engine_names = _engines(front.get("engine"), engines, bad)
-    values["engines"] = engine_names
-
-    if "command" in front:
-        values["command"] = _command(front["command"], bad)
-    if engine_names and "command" in engine_names and "command" not in front:
+    if "profile" in front and profiles is not None:
+        values = _profile_values(front["profile"], profiles, engines, failure_classes, common, problems)
+    own = check_keys(front, bad, engines=engines, failure_classes=failure_classes, **common)
+    values.update(own)  # a job's key wins whole over its profile's (a retry mapping replaces the profile's)
+    if "engines" not in values:
+        bad("engine", "missing (required: the name of an installed engine)")
+    engine_names = values.get("engines", ())
+    if engine_names and "command" in engine_names and "command" not in values:
         bad("command", "required when engine is 'command' (a string or a list: the program to run)")
-
-    values["cwd"] = _cwd(front.get("cwd"), path, default_cwd, check_cwd, bad)
-    for key in ("timeout", "grace", "stall_timeout"):
-        if key in front and front[key] is not None:
-            try:
-                seconds = parse_duration(front[key])
-            except ValueError as exc:
-                bad(key, f"{_short(front[key])}: {exc}")
-            else:
-                if seconds <= 0:
-                    bad(key, f"{_short(front[key])}: must be more than zero")
-                values[key] = seconds
-    for key in ("lock", "model", "verify"):
-        if key in front and front[key] is not None:
-            value = front[key]
-            if not isinstance(value, str) or not value.strip():
-                bad(key, f"{_short(value)}: expected a non-empty string")
-            elif "\n" in value and key != "verify":
-                bad(key, f"{_short(value)}: must be one line")
-            else:
-                values[key] = value.strip()
-    for key in ("yolo", "sandbox"):
-        if key in front:
-            if not isinstance(front[key], bool):
-                bad(key, f"{_short(front[key])}: expected true or false")
-            else:
-                values[key] = front[key]
-    for key, choices in (("isolation", ISOLATIONS), ("on_limit", ON_LIMIT), ("pr", PR_MODES)):
-        if key in front:
-            value = front[key]
-            if value not in choices:
-                bad(key, f"{_short(value)}: expected one of {', '.join(choices)}{_near(str(value), choices)}")
-            else:
-                values[key] = value
-    if "max_cost_usd" in front:
-        value = front["max_cost_usd"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not 0 < value <= 1_000_000  # also keeps a 400-digit int away from float()
-        ):
-            bad("max_cost_usd", f"{_short(value)}: expected a positive number of US dollars (at most 1000000)")
-        else:
-            values["max_cost_usd"] = float(value)
-    if "retry" in front and front["retry"] is not None:
-        values["retry"] = parse_retry(front["retry"], failure_classes, bad)
+    if "cwd" not in values:
+        values["cwd"] = _default_cwd(default_cwd, bad)
 
     if problems:
         raise JobInvalid(problems)
@@ -288,104 +236,38 @@ def _load_yaml(front_text: str, bad: Any) -> dict[str, Any] | None:
     return front
 
 
-def _engines(value: Any, installed: Collection[str] | None, bad: Any) -> tuple[str, ...]:
-    if value is None:
-        bad("engine", "missing (required: the name of an installed engine)")
-        return ()
-    names = value if isinstance(value, list) else [value]
-    if not names or not all(isinstance(n, str) and n.strip() for n in names):
-        bad("engine", f"{_short(value)}: expected an engine name or a list of names")
-        return ()
-    names = [n.strip() for n in names]
-    if installed is not None:
-        known = [n for n in names if n in installed]
-        listing = ", ".join(sorted(installed)) or "none"
-        if not known:
-            for name in names:
-                bad("engine", f"{name!r} is not installed (installed: {listing}){_near(name, installed)}")
-            return ()
-        if len(names) == 1 and not known:
-            return ()
-    if len(set(names)) != len(names):
-        bad("engine", f"{_short(value)}: an engine is listed twice")
-    return tuple(names)
-
-
-def _command(value: Any, bad: Any) -> tuple[str, ...] | str | None:
-    if isinstance(value, str) and value.strip():
-        return value
-    if (
-        isinstance(value, list)
-        and value
-        and all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value)
-    ):
-        return tuple(str(v) for v in value)
-    bad("command", f"{_short(value)}: expected a command string or a non-empty list of arguments")
-    return None
-
-
-def _cwd(value: Any, path: Path, default: Path | None, check: bool, bad: Any) -> Path:
-    if value is None:
-        if default is None:
-            bad("cwd", "missing (set cwd: to the directory the agent works in)")
-            return Path(".")
-        return default
-    if not isinstance(value, str) or not value.strip():
-        bad("cwd", f"{_short(value)}: expected a directory path")
+def _default_cwd(default: Path | None, bad: Any) -> Path:
+    if default is None:
+        bad("cwd", "missing (set cwd: to the directory the agent works in)")
         return Path(".")
-    try:
-        cwd = Path(os.path.expanduser(value.strip()))
-        if not cwd.is_absolute():
-            base = default if default is not None else path.parent
-            cwd = (base / cwd).resolve() if base is not None else cwd
-        if check and not cwd.is_dir():
-            bad("cwd", f"{_short(value)}: no such directory")
-    except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the filesystem
-        bad("cwd", f"{_short(value)}: not a usable path ({getattr(exc, 'strerror', None) or exc})")
-        return Path(".")
-    return cwd
+    return default
 
 
-def parse_retry(value: Any, failure_classes: Collection[str], bad: Any) -> RetryPolicy:
-    """Validate ``retry:``; report problems through ``bad(key, message)``."""
-    from aq_core.engine import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES
+def _profile_values(
+    name: Any,
+    profiles: Mapping[str, Mapping[str, Any]],
+    engines: Collection[str] | None,
+    failure_classes: Collection[str],
+    common: dict[str, Any],
+    problems: list[str],
+) -> dict[str, Any]:
+    """The values of the profile a job names, checked like the job's own keys (problems name the profile)."""
+    if not isinstance(name, str) or name.strip() not in profiles:
+        if isinstance(name, str) and name.strip():
+            listing = ", ".join(sorted(profiles)) or "none (add profiles: to the queue's config.yaml)"
+            where = shown(common["path"])
+            problems.append(f"{where}: profile: {short(name)}: no such profile (profiles: {listing})")
+        return {}
+    label = f"config.yaml: profiles.{name.strip()}"
 
-    if not isinstance(value, Mapping):
-        bad("retry", f"{_short(value)}: expected a mapping with max, backoff and on")
-        return NO_RETRY
-    args: dict[str, Any] = {}
-    for key in value:
-        if key not in RETRY_KEYS:
-            bad("retry", f"unknown key {_short(key)}{_near(str(key), RETRY_KEYS)}")
-    if "max" in value:
-        m = value["max"]
-        if isinstance(m, bool) or not isinstance(m, int) or m < 0 or m > 1000:
-            bad("retry.max", f"{_short(m)}: expected a whole number from 0 to 1000")
-        else:
-            args["max"] = m
-    for key in ("backoff", "max_backoff"):
-        if key in value and value[key] is not None:
-            try:
-                args[key] = parse_duration(value[key])
-            except ValueError as exc:
-                bad(f"retry.{key}", f"{_short(value[key])}: {exc}")
-    for key, low, high in (("factor", 1.0, 100.0), ("jitter", 0.0, 1.0)):
-        if key in value:
-            v = value[key]
-            if isinstance(v, bool) or not isinstance(v, int | float) or not low <= v <= high:
-                bad(f"retry.{key}", f"{_short(v)}: expected a number from {low:g} to {high:g}")
-            else:
-                args[key] = float(v)
-    if "on" in value:
-        on = value["on"]
-        if isinstance(on, str):
-            on = [on]
-        known = set(CORE_FAILURE_CLASSES) | set(ENGINE_FAILURE_CLASSES) | set(failure_classes)
-        if not isinstance(on, list) or not all(isinstance(c, str) for c in on):
-            bad("retry.on", f"{_short(on)}: expected a list of failure classes")
-        else:
-            for c in on:
-                if c not in known:
-                    bad("retry.on", f"unknown failure class {c!r}{_near(c, known)} (known: {', '.join(sorted(known))})")
-            args["on"] = tuple(on)
-    return RetryPolicy(**args)
+    def bad(key: str | None, message: str) -> None:
+        problems.append(f"{label}: {key}: {message}" if key else f"{label}: {message}")
+
+    return check_keys(
+        profiles[name.strip()],
+        bad,
+        engines=engines,
+        failure_classes=failure_classes,
+        allowed=PROFILE_KEYS,
+        **common,
+    )
