@@ -9,10 +9,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from aq_core import __version__, dashboard_cli, pr, report, show
-from aq_core.errors import AqError, JobInvalid, UsageError
+from aq_core.errors import AqError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,95 +27,6 @@ def _store(args: argparse.Namespace):
 
 def _err(message: str) -> None:
     print(f"aq: {message}", file=sys.stderr, flush=True)
-
-
-# -- add / validate ------------------------------------------------------------------------------
-
-
-def _validate_file(path: Path, default_cwd: Path) -> tuple[Any, list[str], bytes]:
-    """Return (job, problems, data) for one file; problems are one line each."""
-    from aq_core import plugins
-    from aq_core.errors import shown
-    from aq_core.job import parse_job
-    from aq_core.store import read_regular_file
-
-    try:
-        if path.is_dir():
-            return None, [f"{shown(path)}: is a directory, not a job file"], b""
-        data = read_regular_file(path, follow=True)
-    except FileNotFoundError:
-        return None, [f"{shown(path)}: no such file"], b""
-    except OSError as exc:
-        return None, [f"{shown(path)}: cannot read ({exc.strerror})"], b""
-    except ValueError:
-        return None, [f"{shown(path)}: not a regular file (a FIFO, device or socket is not a job)"], b""
-    try:
-        job = parse_job(
-            path,
-            data,
-            engines=plugins.engine_names(),
-            failure_classes=plugins.failure_classes(),
-            default_cwd=default_cwd,
-        )
-    except JobInvalid as exc:
-        return None, exc.problems, data
-    return job, [], data
-
-
-def _engine_warnings(job: Any) -> list[str]:
-    from aq_core import plugins
-
-    installed = plugins.installed_engines()
-    return [
-        f"{job.id}: engine {name!r} is not installed; it will be skipped"
-        for name in job.engines
-        if name not in installed
-    ]
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    status = 0
-    for name in args.files:
-        job, problems, _ = _validate_file(Path(name), Path.cwd())
-        if problems:
-            for problem in problems:
-                _err(problem)
-            status = 2
-            continue
-        for warning in _engine_warnings(job):
-            _err(f"warning: {warning}")
-        print(f"{name}: ok (job {job.id}, engine {', '.join(job.engines)})")
-    return status
-
-
-def cmd_add(args: argparse.Namespace) -> int:
-    from aq_core.errors import shown
-
-    store = _store(args)
-    status = 0
-    here = Path.cwd()
-    for name in args.files:
-        job, problems, data = _validate_file(Path(name), here)
-        if problems:
-            for problem in problems:
-                _err(problem)
-            status = 2
-            continue
-        for warning in _engine_warnings(job):
-            _err(f"warning: {warning}")
-        meta = {"added": round(time.time(), 3), "add_dir": str(here), "engine": job.engine, "lock": job.lock}
-        try:
-            store.add(job.id, data, meta)
-        except UsageError as exc:
-            _err(f"{shown(name)}: {exc}")
-            status = 2
-            continue
-        except OSError as exc:  # e.g. a planted symlink in meta/: refused, and the next file goes on
-            _err(f"{shown(name)}: cannot queue it: {exc.strerror or exc}")
-            status = 1 if status == 0 else status
-            continue
-        print(job.id)
-    return status
 
 
 # -- run / stop / recover ------------------------------------------------------------------------
@@ -399,12 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("add", help="validate job files and queue them")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.set_defaults(func=cmd_add)
-    p = sub.add_parser("validate", help="check job files without queueing them")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.set_defaults(func=cmd_validate)
+    from aq_core import cli_add
+
+    cli_add.register(sub)
     p = sub.add_parser("run", help="run queued jobs")
     p.add_argument("--once", action="store_true", help="drain the queue (waiting out backoffs), then exit")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="jobs run at once (default 1)")
