@@ -331,6 +331,17 @@ def _engines() -> set[str]:
     return set(plugins.engine_names()) | DOC_ENGINES
 
 
+def _doc_profiles() -> dict:
+    """The profiles the pages' config.yaml examples define: a job example may name them."""
+    import yaml
+
+    profiles: dict = {}
+    for block in ALL_BLOCKS:
+        if block.lang in ("yaml", "yml") and block.text.startswith("profiles:"):
+            profiles.update(yaml.load(block.text, Loader=yaml_loader())["profiles"])
+    return profiles
+
+
 def _parse_example_job(text: str, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
@@ -343,6 +354,7 @@ def _parse_example_job(text: str, tmp_path: Path) -> None:
         engines=_engines(),
         failure_classes=plugins.failure_classes(),
         default_cwd=work,
+        profiles=_doc_profiles(),
     )
 
 
