@@ -25,6 +25,7 @@ FIGURES = [
     "pickup.p95",
     "pickup.add_part",
     "pickup.runner_part",
+    "pickup.plan_10k",
     "throughput.nogit",
     "throughput.nogit.per_job",
     "throughput.git",
