@@ -349,6 +349,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    import io
+
+    from aq_core import transitions
+    from aq_core.journal import Journal
     from aq_core.store import State
 
     store = _store(args)
@@ -361,18 +365,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if lock is None:
         raise AqError(f"job {args.job!r} is busy (another aq command holds it)")
     try:
-        store.append_meta(
-            args.job,
-            {
-                "requeued": round(time.time(), 3),
-                "retries": 0,
-                "orphans": 0,
-                "next_eligible": 0,
-                "cancel_requested": 0,
-                "result": "queued",
-            },
-        )
-        if not store.move(args.job, State.FAILED, State.INBOX):
+        # The line goes to the job's own log; the command's output is the one line below.
+        if not transitions.retry(store, Journal(store, out=io.StringIO()), args.job):
             raise AqError(f"job {args.job!r} was moved by someone else")
     finally:
         lock.release()

@@ -12,7 +12,7 @@ from typing import Any
 
 from aq_core.durations import parse_duration
 from aq_core.errors import JobInvalid, shown
-from aq_core.retry import NO_RETRY, RetryPolicy
+from aq_core.retry import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES, NO_RETRY, RetryPolicy
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_JOB_BYTES = 10 << 20
@@ -340,8 +340,6 @@ def _cwd(value: Any, path: Path, default: Path | None, check: bool, bad: Any) ->
 
 def parse_retry(value: Any, failure_classes: Collection[str], bad: Any) -> RetryPolicy:
     """Validate ``retry:``; report problems through ``bad(key, message)``."""
-    from aq_core.engine import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES
-
     if not isinstance(value, Mapping):
         bad("retry", f"{_short(value)}: expected a mapping with max, backoff and on")
         return NO_RETRY
