@@ -37,7 +37,9 @@ class AttemptEnd:
     def checkpoint_ctx(self, workdir: Path, result: str | None, meta: Meta | None = None) -> CheckpointContext:
         raise NotImplementedError
 
-    def finish(self, number: int, workdir: Path, outcome: Outcome, ended_by: str, started: float, finished: float) -> None:
+    def finish(
+        self, number: int, workdir: Path, outcome: Outcome, ended_by: str, started: float, finished: float
+    ) -> None:
         job, store = self.job, self.store
         if ended_by == "lost":
             # Not ours any more: keep the work on the wip branch, leave the bookkeeping to recovery.
@@ -175,7 +177,9 @@ class AttemptEnd:
 
     def commit(self, workdir: Path, result: str) -> dict[str, str]:
         try:
-            return plugins.checkpoint("commit", self.checkpoint_ctx(workdir, result), settings=self.runner.config.plugins)
+            return plugins.checkpoint(
+                "commit", self.checkpoint_ctx(workdir, result), settings=self.runner.config.plugins
+            )
         except Exception as exc:  # a checkpoint problem is reported, never fatal to the job's bookkeeping
             self.say(f"wip: checkpoint failed: {type(exc).__name__}: {exc}")
             return {}

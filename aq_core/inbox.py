@@ -165,6 +165,7 @@ class Inbox:
         finally:
             job_lock.release()
 
+
 class _Replayable:
     """A lazily produced sequence that can be iterated again (from what it produced so far), minus
     the ids in ``skip``: ``decisions.choose`` is asked once per free worker over the same queue."""
@@ -189,5 +190,3 @@ def view_wake(view: decisions.View) -> float | None:
 def _not_installed(job: Job) -> str:
     names = ", ".join(job.engines)
     return f"engine: {names}: not installed here (no plugin, or no executable: see aq engines)"
-
-
