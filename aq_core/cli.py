@@ -265,7 +265,9 @@ def cmd_insights(args: argparse.Namespace) -> int:
         since = insights.parse_since(args.since) if args.since else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    recs = insights.select(insights.records(store), since=since, engine=args.engine)
+    from aq_core.status import finished_rows
+
+    recs = insights.select(finished_rows(store), since=since, engine=args.engine)
     engines = insights.rollup(recs)
     if args.json:
         _write_json_rows(recs, engines)

@@ -1,4 +1,5 @@
-"""Durations as job files write them: ``90``, ``90s``, ``5m``, ``4h``, ``1h30m``, ``2d``."""
+"""Durations as job files write them (``90``, ``90s``, ``5m``, ``4h``, ``1h30m``, ``2d``), and how
+durations and token counts are shown."""
 
 from __future__ import annotations
 
@@ -49,3 +50,13 @@ def format_duration(seconds: float | None) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def format_tokens(n: float | None) -> str:
+    if n is None:
+        return ""
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 1000:
+        return f"{n / 1000:.1f}k"
+    return str(int(n))

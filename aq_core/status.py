@@ -1,11 +1,14 @@
-"""``aq status``: one row per job (folder + meta), as a table or as JSON."""
+"""``aq status``: one row per job (folder + meta), as a table or as JSON; the rows of finished jobs.
+
+``format_tokens`` is re-exported for the dashboard.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from aq_core.durations import format_duration
+from aq_core.durations import format_duration, format_tokens  # noqa: F401 (format_tokens: re-exported)
 from aq_core.errors import shown
 from aq_core.meta import Meta
 from aq_core.store import State, Store
@@ -40,6 +43,14 @@ def status_rows(store: Store, states: tuple[State, ...] | None = None) -> list[d
 
     entries = store.scan() if states is None else [e for s in states for e in store.scan(s)]
     entries.sort(key=lambda e: (STATE_ORDER[e.state], e.queued, e.id))
+    return rows_for(store, entries, lambda e: job_row(e.id, e.state, store.read_meta(e.id)))
+
+
+def finished_rows(store: Store) -> list[dict[str, Any]]:
+    """The records of every finished job (``done/`` and ``failed/``), from the rows cache, for ``aq insights``."""
+    from aq_core.records import rows_for
+
+    entries = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]  # insights.select sorts
     return rows_for(store, entries, lambda e: job_row(e.id, e.state, store.read_meta(e.id)))
 
 
@@ -116,16 +127,6 @@ def render_engines(rows: list[dict[str, Any]]) -> str:
     return ("engines:\n" + "\n".join(lines)) if lines else ""
 
 
-def format_tokens(n: float | None) -> str:
-    if n is None:
-        return ""
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f}M"
-    if n >= 1000:
-        return f"{n / 1000:.1f}k"
-    return str(int(n))
-
-
 def insights_line(row: dict[str, Any]) -> str:
     """The compact sub-line under a running or finished job: time, attempts, tokens, cost, lines."""
     parts = []
@@ -175,8 +176,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     table = []
     subs = []
     for row in rows:
-        # A finished job's cells never change: the rows cache keeps them ready (``records``).
-        cells, sub = getattr(row, "cells", None) or table_cells(row, now)
+        cells, sub = table_cells(row, now)
         table.append(cells)
         subs.append(sub)
     text = simple_table(table, ["ID", "STATE", "ENGINE", "ATTEMPTS", "RESULT", "LOCK", "NEXT"])
