@@ -1,4 +1,5 @@
-"""The runner: picks the oldest eligible job, runs its attempts on worker threads, finishes them."""
+"""``aq run``: the main loop. Asks ``decisions.choose`` which job is next, takes its locks, claims it
+and runs its attempt on a worker thread; recovers orphans, renews leases, ends engine pauses."""
 
 from __future__ import annotations
 

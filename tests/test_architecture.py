@@ -111,3 +111,10 @@ def test_no_import_circles_in_aq_core() -> None:
 def test_no_module_over_450_lines() -> None:
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_the_module_map_names_every_module_and_each_says_what_it_owns() -> None:
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    for name, path in modules().items():
+        assert f"| `{path.name}` |" in page, f"docs/architecture.md: {path.name} is missing from the module map"
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{name} has no docstring saying what it owns"
