@@ -177,10 +177,13 @@ def replay(
 
 
 def pending(meta: Meta) -> State | None:
-    """The state the job's last decision names, since its last claim or attempt (None: no decision)."""
+    """The state the job's last decision names, since its last claim, attempt or ``aq retry`` (None: none).
+
+    ``requeued`` counts too: ``aq retry`` of earlier versions wrote no decision of its own.
+    """
     decision = None
     for key, value in meta.pairs:
-        if key in ("claimed", "attempt"):
+        if key in ("claimed", "attempt", "requeued"):
             decision = None
         elif key == "decision":
             decision = value

@@ -20,7 +20,7 @@ from aq_core.recovery import recover_one
 from aq_core.store import FsStore, State
 
 AQ_CORE = Path(transitions.__file__).parent
-JOB = b"---\nengine: command\ncommand: [true]\n---\nDo the task.\n"
+JOB = b'---\nengine: command\ncommand: ["true"]\n---\nDo the task.\n'
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ class Told:
 
 
 def queued(store: FsStore, job_id: str = "j1", claimed: bool = False) -> str:
-    store.add(job_id, JOB, {"added": 1.0})
+    store.add(job_id, JOB, {"added": 1.0, "add_dir": str(store.root)})
     if claimed:
         assert transitions.claim(store, job_id)
         store.append_meta(job_id, {"claimed": 2.0, "attempt": 1, "attempts": 1})
@@ -168,6 +168,17 @@ def test_retry_requeues_a_failed_job_and_says_so(store: FsStore, journal: Journa
     assert (meta.get("result"), meta.get("retries"), meta.get("decision")) == ("queued", "0", "inbox")
     assert "retried: back in inbox/" in aq_log(store, job)
     assert transitions.pending(meta) is State.INBOX
+
+
+def test_a_job_retried_by_an_older_aq_is_not_failed_again(store: FsStore, journal: Journal) -> None:
+    job = queued(store, claimed=True)
+    assert transitions.finish(store, journal, job, State.FAILED, {"result": "crash"}, "crash")
+    # What `aq retry` wrote before it had a decision line of its own: requeued, then the rename.
+    store.append_meta(job, {"requeued": 5.0, "retries": 0, "result": "queued"})
+    assert store.move(job, State.FAILED, State.INBOX)
+    assert transitions.pending(store.read_meta(job)) is None
+    assert [c.id for c in Inbox(store, store.config(), journal, Told()).round(set())] == [job]
+    assert store.locate(job) is State.INBOX
 
 
 def test_orphan_recovery_moves_where_the_decision_says(store: FsStore, journal: Journal) -> None:
