@@ -61,9 +61,6 @@ class Inbox:
             if entry.id in self.skip:
                 continue
             meta = self.store.read_meta(entry.id)
-            if transitions.pending(meta) in (State.DONE, State.FAILED):
-                self.replay(entry.id)
-                continue
             parsed = self._parsed_job(entry, meta)
             if parsed is None:
                 continue
@@ -71,6 +68,9 @@ class Inbox:
                 if entry.id not in self.refused:
                     self.refused.add(entry.id)
                     self.journal.say(None, parsed.reason)
+                continue
+            if transitions.pending(meta, State.INBOX) in (State.DONE, State.FAILED):
+                self.replay(entry.id)
                 continue
             usable = self._usable(parsed) if isinstance(parsed, Job) else ()
             if isinstance(parsed, str) or not usable:
@@ -158,7 +158,7 @@ class Inbox:
             return
         try:
             meta = self.store.read_meta(job_id)
-            dst = transitions.pending(meta)
+            dst = transitions.pending(meta, State.INBOX)
             if dst is not None and dst is not State.INBOX and self.store.locate(job_id) is State.INBOX:
                 said = f"recovered: a move to {dst.value}/ was decided but not done; moved to {dst.value}/"
                 transitions.replay(self.store, self.journal, job_id, State.INBOX, dst, said, self.notify)

@@ -59,7 +59,8 @@ def _move(
 ) -> bool:
     """Decide (meta first, so recovery can finish the move), move, journal, notify."""
     if meta is not None:
-        store.append_meta(job_id, {**meta, "decision": dst.value})
+        origin = {"decided_in": src.value} if src is not State.BUILDING else {}
+        store.append_meta(job_id, {**meta, **origin, "decision": dst.value})
     if not store.move(job_id, src, dst):
         if scoped:
             journal.say(job_id, f"was no longer in {src.value}/ (moved by someone else); leaving it where it is")
@@ -176,19 +177,25 @@ def replay(
     return _move(store, journal, job_id, src, dst, None, said, notify)
 
 
-def pending(meta: Meta) -> State | None:
-    """The state the job's last decision names, since its last claim, attempt or ``aq retry`` (None: none).
-
-    ``requeued`` counts too: ``aq retry`` of earlier versions wrote no decision of its own.
-    """
-    decision = None
+def pending(meta: Meta, src: State = State.BUILDING) -> State | None:
+    """The state the job's last decision names, if it was decided in ``src`` and since the job's last
+    claim, attempt or ``aq retry`` (None: none). ``requeued`` counts too: ``aq retry`` of earlier
+    versions wrote no decision of its own. A move out of ``inbox/`` marks its decision
+    ``decided_in=inbox``: a job file dropped again after its job finished is not mistaken for one."""
+    decision: str | None = None
+    origin: str | None = None
+    where = None
     for key, value in meta.pairs:
         if key in ("claimed", "attempt", "requeued"):
-            decision = None
+            decision = where = origin = None
+        elif key == "decided_in":
+            where = value
         elif key == "decision":
-            decision = value
+            decision, origin, where = value, where, None
+    if decision is None or (origin or State.BUILDING.value) != src.value:
+        return None
     try:
-        return State(decision) if decision else None
+        return State(decision)
     except ValueError:
         return None
 

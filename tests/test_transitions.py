@@ -167,7 +167,7 @@ def test_retry_requeues_a_failed_job_and_says_so(store: FsStore, journal: Journa
     assert store.locate(job) is State.INBOX
     assert (meta.get("result"), meta.get("retries"), meta.get("decision")) == ("queued", "0", "inbox")
     assert "retried: back in inbox/" in aq_log(store, job)
-    assert transitions.pending(meta) is State.INBOX
+    assert transitions.pending(meta, State.FAILED) is State.INBOX
 
 
 def test_a_job_retried_by_an_older_aq_is_not_failed_again(store: FsStore, journal: Journal) -> None:
@@ -179,6 +179,17 @@ def test_a_job_retried_by_an_older_aq_is_not_failed_again(store: FsStore, journa
     assert transitions.pending(store.read_meta(job)) is None
     assert [c.id for c in Inbox(store, store.config(), journal, Told()).round(set())] == [job]
     assert store.locate(job) is State.INBOX
+
+
+def test_a_job_file_dropped_again_after_its_job_failed_is_not_failed_by_replay(
+    store: FsStore, journal: Journal
+) -> None:
+    job = queued(store, claimed=True)
+    assert transitions.finish(store, journal, job, State.FAILED, {"result": "crash"}, "crash")
+    (store.root / "failed" / f"{job}.md").unlink()  # the user deleted it, then saved the file again
+    (store.root / "inbox" / f"{job}.md").write_bytes(JOB)
+    assert transitions.pending(store.read_meta(job), State.INBOX) is None
+    assert [c.id for c in Inbox(store, store.config(), journal, Told()).round(set())] == [job]
 
 
 def test_orphan_recovery_moves_where_the_decision_says(store: FsStore, journal: Journal) -> None:
