@@ -42,7 +42,7 @@ def format_duration(seconds: float | None) -> str:
     """Return a compact human form: ``42s``, ``3m05s``, ``1h02m``."""
     if seconds is None:
         return ""
-    s = int(round(seconds))
+    s = round(seconds)  # an int for an int or a float
     if s < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
     if s < 3600:
@@ -53,6 +53,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 def format_tokens(n: float | None) -> str:
+    """Return a token count as ``950``, ``12.3k`` or ``4.1M`` (empty for unknown)."""
     if n is None:
         return ""
     if n >= 1_000_000:

@@ -119,7 +119,6 @@ SUMMARY = (
     "duration_s",
     "by_engine",
     "lock",
-    "next_eligible",
     "tokens_in",
     "tokens_out",
     "cost_usd",
@@ -134,7 +133,11 @@ SUMMARY = (
 class Row(dict):
     """A status row. A cached one holds only the ``SUMMARY`` fields and its whole JSON text."""
 
-    json_text: str | None = None
+    __slots__ = ("json_text",)  # no per-row __dict__: a hundred thousand of them are made at once
+
+    def __init__(self, *args: Any, json_text: str | None = None) -> None:
+        super().__init__(*args)
+        self.json_text = json_text
 
     def to_json(self) -> str:
         return self.json_text if self.json_text is not None else json.dumps(self, allow_nan=False)
@@ -168,9 +171,7 @@ def rows_for(store: Store, entries: list[Entry], compute: Any) -> list[Row]:
             hit = _entry(entry, compute(entry))
             changed = True
         fresh[entry.id] = hit
-        row = Row(zip(SUMMARY, hit[2], strict=True))
-        row.json_text = hit[1]
-        rows.append(row)
+        rows.append(Row(zip(SUMMARY, hit[2], strict=False), json_text=hit[1]))  # lengths checked above
     if changed or len(fresh) != len(cache):
         _save(path, fresh)
     if taken is not None:
