@@ -13,7 +13,7 @@ from pathlib import Path
 from threading import Event
 from typing import Protocol
 
-from aq_core import plugins, transitions
+from aq_core import plugins, sandbox, transitions
 from aq_core.attempt_end import AttemptEnd, spent_on
 from aq_core.checkpoint import CheckpointContext
 from aq_core.config import QueueConfig
@@ -24,6 +24,7 @@ from aq_core.journal import Journal
 from aq_core.meta import Meta
 from aq_core.notifications import Notifier
 from aq_core.procs import start_time
+from aq_core.stall import StallWatch
 from aq_core.store import Lock, Store
 from aq_core.supervise import STOP_GRACE, end_group, feed, group_gone, started_marker
 
@@ -60,6 +61,7 @@ class Attempt(AttemptEnd):
         self.say: Callable[[str], None] = runner.journal.for_job(job.id)
         self.proc: subprocess.Popen | None = None
         self.lease_lost = threading.Event()
+        self.bwrap: str | None = None  # the sandbox's bubblewrap, for a ``sandbox: true`` job
 
     def lose_lease(self) -> None:
         """The store no longer holds this job for us: stop the agent; another runner recovers it."""
@@ -115,6 +117,14 @@ class Attempt(AttemptEnd):
             if budget <= 0:
                 self.fail_unstarted("budget_exceeded", f"max_cost_usd ${job.max_cost_usd:.2f} already spent")
                 return
+        bwrap = None
+        if job.sandbox if job.sandbox is not None else self.runner.config.sandbox:
+            # Checked before anything is prepared: a job that cannot be sandboxed never runs.
+            bwrap, why = sandbox.ready()
+            self.bwrap = bwrap
+            if bwrap is None:
+                self.fail_unstarted("sandbox_unavailable", why)
+                return
         checkpoint = plugins.checkpoint(
             "prepare", self.checkpoint_ctx(job.cwd, None, meta), settings=self.runner.config.plugins
         )
@@ -138,6 +148,7 @@ class Attempt(AttemptEnd):
             session_id=resumable_session(meta, self.engine) if engine.resumes_sessions else None,
             max_cost_usd=budget,
             log_path=store.log_path(job.id, number),
+            settings=plugins.settings(self.engine, self.runner.config),
         )
         try:
             spec = plugins.launch(self.engine, ctx)
@@ -160,6 +171,12 @@ class Attempt(AttemptEnd):
             self.commit(workdir, "invalid")
             self.fail_unstarted("invalid", f"engine {self.engine}: cannot start {spec.argv[:1]!r}: not found")
             return
+        argv, tmpdir = [program, *spec.argv[1:]], None
+        if bwrap is not None:
+            tmpdir = sandbox.make_tmpdir(store.tmp_path(""), job.id, number)
+            argv = sandbox.wrap(
+                bwrap, argv, workdir, tmpdir, engine.state_dirs, log_path, [*spec.argv, *spec.env.values()]
+            )
         log_fd = store.open_log(log_path)
         # The started marker is written by the child itself, just before it becomes the engine: if
         # the runner dies at any instant after the fork, recovery still knows the attempt began.
@@ -168,7 +185,7 @@ class Attempt(AttemptEnd):
         started = time.time()
         try:
             self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", 'echo $$ >>"$0" && exec "$@"', str(marker), program, *spec.argv[1:]],
+                ["/bin/sh", "-c", 'echo $$ >>"$0" && exec "$@"', str(marker), *argv],
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.PIPE if spec.prompt == "stdin" else subprocess.DEVNULL,
@@ -179,6 +196,8 @@ class Attempt(AttemptEnd):
             )
         except OSError as exc:
             os.close(log_fd)
+            if tmpdir is not None:
+                shutil.rmtree(tmpdir, ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
                 prompt_file.unlink()
             self.commit(workdir, "invalid")
@@ -202,19 +221,29 @@ class Attempt(AttemptEnd):
         if spec.prompt == "stdin":
             threading.Thread(target=feed, args=(proc, prompt.encode("utf-8")), daemon=True).start()
 
-        ended_by = self._supervise(proc, started)
+        stall = StallWatch(log_path, job.stall_timeout, time.monotonic()) if job.stall_timeout else None
+        try:
+            ended_by = self._supervise(proc, started, stall)
+        finally:
+            if stall is not None:
+                stall.close()
+            if tmpdir is not None:
+                shutil.rmtree(tmpdir, ignore_errors=True)
         finished = time.time()
         if ended_by == "exit" and store.read_meta(job.id).get("cancel_requested") == "1":
             ended_by = "cancel"  # `aq cancel` asks in meta first, then ends the group
         with contextlib.suppress(FileNotFoundError):
             prompt_file.unlink()
         outcome = Outcome(
-            exit_code=proc.returncode, timed_out=ended_by == "timeout", log_path=log_path, finished_at=finished
+            exit_code=proc.returncode,
+            timed_out=ended_by in ("timeout", "stalled"),
+            log_path=log_path,
+            finished_at=finished,
         )
         self.finish(number, workdir, outcome, ended_by, started, finished)
 
-    def _supervise(self, proc: subprocess.Popen, started: float) -> str:
-        """Wait for the engine; return ``exit``, ``timeout``, ``stop``, ``lost`` or ``cancel``."""
+    def _supervise(self, proc: subprocess.Popen, started: float, stall: StallWatch | None) -> str:
+        """Wait for the engine; return ``exit``, ``timeout``, ``stalled``, ``stop``, ``lost`` or ``cancel``."""
         job = self.job
         deadline = started + job.timeout if job.timeout else None
         meta_version = self.store.meta_version(job.id)
@@ -240,6 +269,10 @@ class Attempt(AttemptEnd):
                 self.say(f"timeout after {job.timeout:g}s: TERM to the process group, KILL after {job.grace:g}s")
                 end_group(proc, job.grace)
                 return "timeout"
+            if stall is not None and stall.stalled(time.monotonic()):
+                self.say(f"stalled: no output for {job.stall_timeout:g}s: TERM to the group, KILL after {job.grace:g}s")
+                end_group(proc, job.grace)
+                return "stalled"
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + CANCEL_CHECK
                 version = self.store.meta_version(job.id)
@@ -256,7 +289,7 @@ class Attempt(AttemptEnd):
         )
 
 
-RESUMABLE = ("usage_limit", "rate_limited", "timeout", "crash", "stopped", "orphaned")
+RESUMABLE = ("usage_limit", "rate_limited", "timeout", "stalled", "crash", "stopped", "orphaned")
 
 
 def resumable_session(meta: Meta, engine: str) -> str | None:

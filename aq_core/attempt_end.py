@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aq_core import decisions, limits, plugins, pricing, transitions
-from aq_core.engine import Failure, Outcome
+from aq_core.engine import CORE_FAILURE_CLASSES, Failure, Outcome
 from aq_core.meta import finite
 from aq_core.reset_time import format_reset
 from aq_core.store import State
@@ -32,6 +32,7 @@ class AttemptEnd:
     engine: str
     runner: Any
     proc: Any
+    bwrap: str | None
     say: Callable[[str], None]
 
     def checkpoint_ctx(self, workdir: Path, result: str | None, meta: Meta | None = None) -> CheckpointContext:
@@ -52,15 +53,27 @@ class AttemptEnd:
         elif ended_by == "cancel":
             cls = "cancelled"
         else:
-            failure = plugins.classify_failure(self.engine, outcome)
+            failure = plugins.classify_failure(self.engine, outcome, plugins.settings(self.engine, self.runner.config))
             cls = failure.cls
+            if ended_by == "stalled" and cls in (*CORE_FAILURE_CLASSES, "ok"):
+                cls = "stalled"  # the engine's log names no cause of its own (such as a usage limit)
             if failure.reset_at:
                 figures["reset_at"] = round(failure.reset_at, 3)
             if failure.detail and cls != "ok":
                 figures["detail"] = failure.detail
             if cls == "ok" and job.verify:
                 remaining = None if not job.timeout else max(1.0, started + job.timeout - time.time())
-                cls = run_verify(store, job.verify, workdir, outcome.log_path, remaining, job.grace, self.say)
+                cls = run_verify(
+                    store,
+                    job.verify,
+                    workdir,
+                    outcome.log_path,
+                    remaining,
+                    job.grace,
+                    self.say,
+                    bwrap=self.bwrap,
+                    job_id=job.id,
+                )
         figures.update(self.usage(outcome.log_path, failure))
         figures.update(self.commit(workdir, cls))
         figures["finished"] = round(finished, 3)
@@ -127,7 +140,7 @@ class AttemptEnd:
     def usage(self, log_path: Path, failure: Failure | None) -> dict[str, object]:
         """Return the attempt's usage figures for meta (own spend only, when totals are cumulative)."""
         job, meta = self.job, self.store.read_meta(self.job.id)
-        usage = plugins.parse_usage(self.engine, log_path)
+        usage = plugins.parse_usage(self.engine, log_path, plugins.settings(self.engine, self.runner.config))
         figures: dict[str, object] = dict(usage.figures())
         if "model" not in figures and job.model:
             figures["model"] = job.model  # known, not guessed: it is what aq passed
@@ -148,11 +161,14 @@ class AttemptEnd:
             figures["session_id"] = ""  # the engine lost it: the next attempt starts a new session
         elif session:
             figures["session_id"] = session
-        estimate = pricing.estimate(figures) if self.runner.config.estimate_cost else None
+        config = self.runner.config
+        estimate = (
+            pricing.for_engine(self.engine, figures, config.prices, usage.extra) if config.estimate_cost else None
+        )
         if estimate is not None:
-            figures["cost_usd"] = estimate
+            figures["cost_usd"] = estimate.cost_usd
             figures["estimated"] = "cost_usd"
-            figures["pricing"] = pricing.VERSION
+            figures["pricing"] = estimate.source
         return figures
 
     def pause_engine(self, cls: str, failure: Failure | None) -> None:

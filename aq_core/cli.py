@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aq_core import __version__
+from aq_core import __version__, dashboard_cli, pr, report, show
 from aq_core.cli_control import cmd_cancel, cmd_recover, cmd_resume, cmd_retry, cmd_stop
 from aq_core.errors import AqError, JobInvalid, UsageError
 
@@ -276,12 +276,6 @@ def cmd_insights(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    from aq_core.dashboard import serve
-
-    return serve(_store(args), host=args.host, port=args.port)
-
-
 # -- the parser ----------------------------------------------------------------------------------
 
 
@@ -316,10 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", metavar="NAME", help="only jobs run on this engine")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="rows in the recent-jobs table")
     p.set_defaults(func=cmd_insights)
-    p = sub.add_parser("dashboard", help="a read-only live web page of the queue")
-    p.add_argument("--port", type=int, default=8765, metavar="P", help="default 8765; 0 picks a free port")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.set_defaults(func=cmd_dashboard)
+    dashboard_cli.register(sub)
     p = sub.add_parser("logs", help="show a job's engine output")
     p.add_argument("job", metavar="JOB")
     p.add_argument("-f", "--follow", action="store_true", help="follow while the job runs")
@@ -342,9 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     from aq_core.store_cli import register as register_store_commands
 
     register_store_commands(sub)
+    from aq_core.cli_plugins import register as register_plugin_commands
+
+    register_plugin_commands(sub)
+    from aq_core import completion, install_cli
+
+    install_cli.register(sub)
+    completion.register(sub)
     p = sub.add_parser("engines", help="installed engines and their executables")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_engines)
+    show.register(sub)
+    report.register(sub)
+    pr.register(sub)
     return parser
 
 

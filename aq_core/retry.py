@@ -9,12 +9,12 @@ import random
 from dataclasses import dataclass
 
 #: Failure classes the core itself produces; engines may add their own (see ``Engine.failure_classes``).
-CORE_FAILURE_CLASSES = ("timeout", "verify_failed", "crash")
+CORE_FAILURE_CLASSES = ("timeout", "verify_failed", "crash", "stalled")
 #: Classes an engine commonly reports; they drive retry and (for limits) engine pauses.
 ENGINE_FAILURE_CLASSES = ("auth_error", "rate_limited", "usage_limit")
 #: Classes that mean "the engine is out of quota", not "the job failed".
 LIMIT_CLASSES = ("rate_limited", "usage_limit")
-DEFAULT_ON = CORE_FAILURE_CLASSES
+DEFAULT_ON = ("timeout", "verify_failed", "crash")
 
 
 @dataclass(frozen=True)

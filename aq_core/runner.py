@@ -19,6 +19,7 @@ from aq_core.journal import Journal
 from aq_core.notifications import Notifier, send_job_finished
 from aq_core.procs import start_time
 from aq_core.recovery import recover
+from aq_core.report import send_drained
 from aq_core.store import Lock, State, Store
 
 SPEND_REFRESH = 30.0  # seconds between re-reading today's spend (other runners' attempts)
@@ -42,6 +43,7 @@ class Runner:
         self.pidstart = start_time(self.pid)
         self.claim_meta = self.store.claim_meta()
         self.stopping = threading.Event()
+        self.signalled = False  # set by the signal handler; the main loop turns it into ``stopping``
         self.wake = threading.Event()
         self.running: dict[str, tuple[threading.Thread, Attempt]] = {}
         self._lock = threading.Lock()
@@ -68,6 +70,8 @@ class Runner:
             while True:
                 try:
                     self._loop()
+                    if self.once and not self.stopping.is_set():  # drained: the report, if config asks for it
+                        send_drained(self.store, self.notifier, self.pidstart)
                     break
                 except StoreUnavailable as exc:
                     # A shared store is away (restart, partition): holds about to run out stop their
@@ -90,6 +94,9 @@ class Runner:
         next_wake: float | None = None
         waiting = True
         while not self.stopping.is_set():
+            if self.signalled:
+                self.stopping.set()
+                break
             if time.monotonic() - last_recover >= RECOVER_EVERY:
                 recover(self.store, self.journal, on_finished=self.notify_finished)
                 last_recover = time.monotonic()
@@ -270,9 +277,10 @@ class Runner:
             return previous
 
         def handler(signum: int, frame: object) -> None:
-            if not self.stopping.is_set():
-                self.stopping.set()
-                self.wake.set()
+            # No lock may be taken here: the handler runs on the main thread between two bytecodes,
+            # maybe while it holds that very lock (``wake.wait`` holds its condition's lock around
+            # each poll), and would wait for itself forever. The loop sees the flag within ``POLL``.
+            self.signalled = True
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, handler)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aq_core.procs import signal_group
+from aq_core import sandbox
+from aq_core.procs import only_zombies, signal_group
 from aq_core.store import Store
 
 STOP_GRACE = 3.0  # a stopping runner must exit within seconds, whatever the job's grace
@@ -24,7 +26,7 @@ def group_gone(pgid: int) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return only_zombies(pgid)
 
 
 def end_group(proc: subprocess.Popen, grace: float) -> None:
@@ -65,14 +67,40 @@ def run_verify(
     timeout: float | None,
     grace: float,
     say: Callable[[str], None],
+    bwrap: str | None = None,
+    job_id: str = "",
 ) -> str:
     """Run the job's ``verify`` in its own process group, output to the attempt's log; return the
-    class: ``ok``, ``verify_failed`` or ``timeout`` (``timeout``: seconds left, None for none)."""
+    class: ``ok``, ``verify_failed`` or ``timeout`` (``timeout``: seconds left, None for none).
+
+    With ``bwrap`` (a sandboxed job) it runs in the same sandbox as the agent: it runs the code the
+    agent wrote."""
+    argv, tmpdir = ["/bin/sh", "-c", command or "true"], None
+    if bwrap is not None:
+        tmpdir = sandbox.make_tmpdir(store.tmp_path(""), job_id, "verify")
+        argv = sandbox.wrap(bwrap, argv, workdir, tmpdir, (), log_path)
+    try:
+        return _run_verify(store, command, argv, workdir, log_path, timeout, grace, say)
+    finally:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _run_verify(
+    store: Store,
+    command: str,
+    argv: list[str],
+    workdir: Path,
+    log_path: Path,
+    timeout: float | None,
+    grace: float,
+    say: Callable[[str], None],
+) -> str:
     fd = store.open_log(log_path)
     try:
         os.write(fd, f"\naq: verify: running `{command}`\n".encode())
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command or "true"],
+            argv,
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=fd,

@@ -144,7 +144,8 @@ def fail_unstarted(
     store: Store, journal: Journal, job_id: str, result: str, reason: str, notify: Notify | None = None
 ) -> bool:
     """A claimed job whose engine never started fails (no attempt counted): cancelled before it
-    started, a missing cwd, a spent budget, an engine that cannot start, a work tree not prepared."""
+    started, a missing cwd, a spent budget, no sandbox for a ``sandbox: true`` job, an engine that
+    cannot start, a work tree not prepared."""
     meta = {"result": result, "error": reason, "finished": _now()}
     return finish(store, journal, job_id, State.FAILED, meta, f"{result}: {reason}", notify)
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 from helpers import aq, aq_popen, pid_alive, wait_until, write_job
-from pgserver import PgServer, available, pg_server  # noqa: F401  (pg_server is a fixture)
+from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
 from test_store import StoreContract
 
 from aq_core.errors import AqError
 from aq_core.procs import start_time
 from aq_core.store import FsStore, State
 
-pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL server binaries are not installed")
+pytestmark = pytest.mark.requires("postgresql")
 
 NewDb = Callable[..., str]
 
