@@ -79,7 +79,7 @@ def _broken_row(job_id: str, state: State, exc: Exception) -> dict[str, Any]:
 def snapshot(store: Store) -> dict[str, Any]:
     """Return ``{"jobs": [status rows], "engines": [rollup], "history": {...}, "generated": epoch}``.
 
-    The rows are ``status_rows(store)`` and the rollup is ``rollup(insights.records(store))``,
+    The rows are ``status_rows(store)`` and the rollup is ``rollup(status.finished_rows(store))``,
     computed in one pass so each job's meta is read once; the dashboard adds ``estimated``,
     ``finished`` and a ``display`` object of preformatted text (insights column, next eligible).
     Unlike the CLI, a corrupt figure (nan, inf) shows as unknown, and a record the core cannot
@@ -106,7 +106,7 @@ def snapshot(store: Store) -> dict[str, Any]:
             jobs.append(row)
             continue
         if row["state"] in (State.DONE.value, State.FAILED.value):
-            finished.append(row)  # as insights.records
+            finished.append(row)  # as status.finished_rows
         nxt = row.get("next_eligible")
         row["display"] = {
             "insights": job_insights(row),

@@ -9,15 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from aq_core.retry import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES, LIMIT_CLASSES  # noqa: F401 (the contract's)
+
 if TYPE_CHECKING:
     from aq_core.job import Job
 
-#: Failure classes the core itself produces; engines may add their own (see ``Engine.failure_classes``).
-CORE_FAILURE_CLASSES = ("timeout", "verify_failed", "crash", "stalled")
-#: Classes an engine commonly reports; they drive retry and (for limits) engine pauses.
-ENGINE_FAILURE_CLASSES = ("auth_error", "rate_limited", "usage_limit")
-#: Classes that mean "the engine is out of quota", not "the job failed".
-LIMIT_CLASSES = ("rate_limited", "usage_limit")
 
 PromptDelivery = Literal["stdin", "file", "argv"]
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from aq_core.checkpoint import CheckpointContext
     from aq_core.config import QueueConfig
     from aq_core.engine import Engine, Failure, LaunchContext, LaunchSpec, Outcome
     from aq_core.usage import Usage
@@ -139,17 +140,8 @@ def classify_failure(engine: str, outcome: Outcome, settings: Mapping[str, Any])
 
 
 @hookspec(firstresult=True)
-def checkpoint(
-    stage: str,
-    job_id: str,
-    workdir: Path,
-    result: str | None,
-    meta: Mapping[str, str],
-    isolation: str,
-    protected: tuple[str, ...],
-    log: Callable[[str], None],
-) -> dict[str, str] | None:
-    """Preserve the work in ``workdir``; return the meta keys to record, or ``None`` if not yours.
+def checkpoint(stage: str, ctx: CheckpointContext) -> dict[str, str] | None:
+    """Preserve the work in ``ctx.workdir``; return the meta keys to record, or ``None`` if not yours.
 
     Stops at first non-None result. The built-in git plugin answers for work trees inside a git
     repository; a plugin for another VCS answers for its own and returns ``None`` otherwise.
@@ -160,16 +152,17 @@ def checkpoint(
         cancel, a stop of the runner, orphan recovery): save everything the engine changed.
         ``finish``: the job reached ``done/`` (after its last ``commit``): clean up what ``prepare``
         made that is no longer needed (the git plugin removes its own worktree; the branch stays).
-    :param job_id: the job's id (names the work branch, e.g. ``aq/wip/<id>``).
-    :param workdir: the job's ``cwd`` (at ``prepare``) or where the engine ran (at ``commit``).
-    :param result: the attempt's class at ``commit`` (``ok``, ``timeout``, ``stopped``,
-        ``orphaned``, ...); ``None`` at ``prepare``.
-    :param meta: the job's meta so far (last value of each key): earlier attempts' ``wip_branch``,
-        ``wip_base``, ``workdir``, so a retried job resumes from its checkpoint.
-    :param isolation: ``inplace`` or ``worktree`` (the job's ``isolation:``).
-    :param protected: branch names that must never be committed to, reset or moved.
-    :param log: call with one line to report something to the user (it goes to the runner's output
-        and the job's log).
+    :param ctx: a ``aq_core.checkpoint.CheckpointContext``: ``job_id`` (names the work branch, e.g.
+        ``aq/wip/<id>``); ``workdir`` (the job's ``cwd`` at ``prepare``, where the engine ran at
+        ``commit``); ``result`` (the attempt's class at ``commit``: ``ok``, ``timeout``,
+        ``stopped``, ``orphaned``, ...; ``None`` at ``prepare``); ``meta`` (the job's meta so far,
+        last value of each key: earlier attempts' ``wip_branch``, ``wip_base``, ``workdir``, so a
+        retried job resumes from its checkpoint); ``isolation`` (``inplace`` or ``worktree``);
+        ``protected`` (branch names that must never be committed to, reset or moved); ``log`` (call
+        with one line to report something: it goes to the runner's output and the job's log);
+        ``settings`` (your own settings, ``plugins: {<your entry point name>: {...}}`` in
+        ``config.yaml``; an empty mapping when there are none). New fields may be added to the
+        context; existing ones keep their meaning.
     :return: meta to append, e.g. ``wip_branch``, ``wip_base``, ``workdir`` at prepare;
         ``wip_commit``, ``files_changed``, ``lines_added``, ``lines_deleted`` at commit. Never
         raise for a work tree in an unusual state: log what was skipped and return what you have.

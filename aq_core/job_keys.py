@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aq_core.durations import parse_duration
-from aq_core.retry import NO_RETRY, RetryPolicy
+from aq_core.retry import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES, NO_RETRY, RetryPolicy
 
 KEYS = (
     "engine",
@@ -225,8 +225,6 @@ def _cwd(value: Any, path: Path, default: Path | None, check: bool, bad: Bad) ->
 
 def parse_retry(value: Any, failure_classes: Collection[str] | None, bad: Bad) -> RetryPolicy:
     """Validate ``retry:``; report problems through ``bad(key, message)`` (``failure_classes`` None: any class)."""
-    from aq_core.engine import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES
-
     if not isinstance(value, Mapping):
         bad("retry", f"{short(value)}: expected a mapping with max, backoff and on")
         return NO_RETRY

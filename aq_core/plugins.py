@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,6 +23,7 @@ from aq_core.plugin_trace import PluginError, describe, install, instrument, say
 if TYPE_CHECKING:
     import pluggy
 
+    from aq_core.checkpoint import CheckpointContext
     from aq_core.config import QueueConfig
     from aq_core.engine import Engine, Failure, LaunchContext, LaunchSpec, Outcome
     from aq_core.usage import Usage
@@ -230,27 +231,26 @@ def _report(hook: str, exc: Exception) -> None:
         say(f"{hook}: {describe(exc)}")
 
 
-def checkpoint(
-    stage: str,
-    job_id: str,
-    workdir: Path,
-    result: str | None,
-    meta: Mapping[str, str],
-    isolation: str,
-    protected: tuple[str, ...],
-    log: Callable[[str], None],
-) -> dict[str, str]:
-    """Run the ``checkpoint`` hook; return the meta it wants recorded (empty when none answered)."""
-    answer = plugin_manager().hook.checkpoint(
-        stage=stage,
-        job_id=job_id,
-        workdir=workdir,
-        result=result,
-        meta=meta,
-        isolation=isolation,
-        protected=protected,
-        log=log,
-    )
+def checkpoint(stage: str, ctx: CheckpointContext, settings: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Run the ``checkpoint`` hook; return the meta it wants recorded (empty when none answered).
+
+    ``settings`` is ``config.yaml``'s ``plugins:`` mapping: each implementation is called with a
+    context whose ``settings`` are its own (by its plugin name), so the calls are made here, in
+    pluggy's order (most recently registered first), stopping at the first answer.
+    """
+    from dataclasses import replace
+
+    pm = plugin_manager()
+    impls = list(reversed(pm.hook.checkpoint.get_hookimpls()))
+    instrument(pm, "checkpoint", impls)  # called here, not through pluggy: traced and reported all the same
+    answer = None
+    for impl in impls:
+        own = (settings or {}).get(impl.plugin_name)
+        mine = replace(ctx, settings=own if isinstance(own, Mapping) else {})
+        args = {"stage": stage, "ctx": mine}
+        answer = impl.function(*[args[name] for name in impl.argnames])
+        if answer is not None:
+            break
     return dict(answer or {})
 
 

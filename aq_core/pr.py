@@ -184,8 +184,7 @@ def pr_body(store: Any, job_id: str, work: Any) -> str:
 
 def figure_rows(rec: dict[str, Any]) -> list[tuple[str, str]]:
     """The §8 figures of a job record as (name, text) pairs (empty text: unknown)."""
-    from aq_core.durations import format_duration
-    from aq_core.status import format_tokens
+    from aq_core.durations import format_duration, format_tokens
 
     est = "cost_usd" in (rec.get("estimated") or [])
     changes = ""

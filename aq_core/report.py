@@ -219,8 +219,7 @@ def render_text(report: dict[str, Any]) -> str:
 def _engine_table(engines: list[dict[str, Any]]) -> str:
     from tabulate import tabulate
 
-    from aq_core.durations import format_duration
-    from aq_core.status import format_tokens
+    from aq_core.durations import format_duration, format_tokens
 
     rows = [
         [
@@ -252,8 +251,7 @@ def _code(value: Any) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """``aq report --markdown``: headings, a table and lists that paste cleanly into a PR or a chat."""
-    from aq_core.durations import format_duration
-    from aq_core.status import format_tokens
+    from aq_core.durations import format_duration, format_tokens
 
     lines = report["lines"]
     out = [
