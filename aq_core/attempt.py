@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from threading import Event
 from typing import Protocol
@@ -29,6 +31,7 @@ from aq_core.store import Lock, Store
 from aq_core.supervise import STOP_GRACE, end_group, feed, group_gone, started_marker
 
 CANCEL_CHECK = 0.5
+_COMMIT = re.compile(r"[0-9a-f]{7,64}")
 
 __all__ = ["STOP_GRACE", "Attempt", "Host", "end_group", "group_gone", "started_marker"]
 
@@ -79,6 +82,14 @@ class Attempt(AttemptEnd):
             log=self.say,
         )
 
+    def parent_commit(self) -> str | None:
+        """The checkpoint of the one job this job waits for (``after:``), to build on; None when it
+        waits for none or several, or that job left no checkpoint."""
+        if len(self.job.after) != 1:
+            return None
+        commit = self.store.read_meta(self.job.after[0]).get("wip_commit")
+        return commit if commit and _COMMIT.fullmatch(commit) else None
+
     # -- the attempt ---------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -126,7 +137,9 @@ class Attempt(AttemptEnd):
                 self.fail_unstarted("sandbox_unavailable", why)
                 return
         checkpoint = plugins.checkpoint(
-            "prepare", self.checkpoint_ctx(job.cwd, None, meta), settings=self.runner.config.plugins
+            "prepare",
+            replace(self.checkpoint_ctx(job.cwd, None, meta), base_commit=self.parent_commit()),
+            settings=self.runner.config.plugins,
         )
         if checkpoint:
             store.append_meta(job.id, checkpoint)

@@ -23,6 +23,9 @@ class CheckpointContext:
     :param log: call with one line to report something (the runner's output and the job's log).
     :param settings: this plugin's own settings, ``plugins: {<its name>: {...}}`` in ``config.yaml``
         (its entry point name); an empty mapping when there are none. aq does not check them.
+    :param base_commit: at ``prepare``, a checkpoint this job should build on when it starts fresh:
+        the ``wip_commit`` of the one job it waits for (``after:``); a plugin starts the work there
+        when that commit is in the job's repository, and ignores it otherwise. None: start as usual.
     """
 
     job_id: str
@@ -33,3 +36,4 @@ class CheckpointContext:
     protected: tuple[str, ...]
     log: Callable[[str], None]
     settings: Mapping[str, Any] = field(default_factory=dict)
+    base_commit: str | None = None

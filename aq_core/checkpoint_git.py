@@ -58,7 +58,7 @@ def checkpoint(stage: str, ctx: CheckpointContext) -> dict[str, str] | None:
     out: dict[str, str] = {}
     try:
         if stage == "prepare":
-            _prepare(repo, branch, job_id, Path(workdir), meta, isolation, log, out)
+            _prepare(repo, branch, job_id, Path(workdir), meta, isolation, log, out, ctx.base_commit)
         elif stage == "commit":
             _commit(repo, branch, job_id, result, meta, log, out)
         elif stage == "finish":
@@ -83,6 +83,7 @@ def _prepare(
     isolation: str,
     log: Callable[[str], None],
     out: dict[str, str],
+    base_commit: str | None = None,
 ) -> None:
     ref = "refs/heads/" + branch
     prefix = Path(os.path.realpath(cwd)).relative_to(repo.top)
@@ -126,6 +127,11 @@ def _prepare(
                     log(f"wip: checking out {branch} would overwrite files; this attempt runs in worktree {worktree}")
         return
 
+    # Building on a parent's work: its checkpoint, when that commit is in this repository.
+    parent = repo.resolve(base_commit + "^{commit}")[0] if base_commit else None
+    if parent is not None and parent != head:
+        _start_from(repo, branch, ref, worktree, prefix, parent, isolation, log, out)
+        return
     # Fresh start: the branch begins at HEAD (an empty root commit when the repo has none yet).
     if head is None:
         empty = repo.git("mktree", stdin="").strip()
@@ -157,6 +163,41 @@ def _prepare(
         return
     # Same commit, so pointing HEAD at the new branch leaves the index and the files exactly as they are.
     repo.git("symbolic-ref", "-m", f"aq: start {branch}", "HEAD", ref)
+
+
+def _start_from(
+    repo: Repo,
+    branch: str,
+    ref: str,
+    worktree: Path,
+    prefix: Path,
+    start: str,
+    isolation: str,
+    log: Callable[[str], None],
+    out: dict[str, str],
+) -> None:
+    """Start ``branch`` at ``start`` (the job it builds on left its work there), in a worktree or checked out."""
+    (start_tree,) = repo.resolve(start + "^{tree}")
+    assert start_tree is not None
+    out["wip_base"] = start
+    out["wip_pre"] = start_tree
+    short = start[:10]
+    if isolation == "worktree":
+        if _use_worktree(repo, branch, worktree, prefix, out, log, base=start):
+            log(f"wip: this job runs in worktree {worktree} on {branch}, from {short} (the work of the job it follows)")
+        return
+    _set_ref(repo, ref, start, None, f"aq: start {branch} from {short}")
+    if repo.in_progress() is None and not _dirty(repo):
+        try:  # refuses rather than overwrite anything, ignored files included
+            with _worktrees_locked(repo):
+                repo.git("switch", "-q", "--no-guess", "--no-overwrite-ignore", branch)
+            log(f"wip: {branch} starts from {short} (the work of the job it follows), checked out")
+            return
+        except GitFailed:
+            pass
+    # The user's checkout is busy or has changes aq did not make: never switch it under them.
+    if _use_worktree(repo, branch, worktree, prefix, out, log, fresh=False):
+        log(f"wip: {branch} starts from {short} (the work of the job it follows) in worktree {worktree}")
 
 
 def _use_worktree(
@@ -249,6 +290,7 @@ def _commit(
     meta: Mapping[str, str],
     log: Callable[[str], None],
     out: dict[str, str],
+    base_commit: str | None = None,
 ) -> None:
     ref = "refs/heads/" + branch
     base = meta.get("wip_base") or "HEAD"

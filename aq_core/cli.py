@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aq_core import cli_add
 
     cli_add.register(sub)
+    from aq_core import explain
+
+    explain.register(sub)
     p = sub.add_parser("run", help="run queued jobs")
     p.add_argument("--once", action="store_true", help="drain the queue (waiting out backoffs), then exit")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="jobs run at once (default 1)")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from typing import Any
 
 from aq_core.errors import AqError, UsageError
 
@@ -87,7 +89,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     import io
 
-    from aq_core import transitions
     from aq_core.journal import Journal
     from aq_core.store import State
 
@@ -97,17 +98,44 @@ def cmd_retry(args: argparse.Namespace) -> int:
         raise UsageError(f"no job {args.job!r} in {store.describe()}")
     if state is not State.FAILED:
         raise AqError(f"job {args.job!r} is in {state.value}/: only a failed job can be retried")
-    lock = store.try_lock("job:" + args.job)
+    journal = Journal(store, out=io.StringIO())  # lines go to the jobs' own logs
+    _retry_one(store, journal, args.job)
+    print(f"{args.job}: back in inbox/")
+    # The jobs that failed only because this one did come back with it, transitively.
+    for job_id in failed_dependants(store, args.job):
+        try:
+            _retry_one(store, journal, job_id)
+        except AqError as exc:
+            print(f"aq: {exc}", file=sys.stderr)
+            continue
+        print(f"{job_id}: back in inbox/ (it failed because {args.job} did)")
+    return 0
+
+
+def _retry_one(store: Any, journal: Any, job_id: str) -> None:
+    from aq_core import transitions
+
+    lock = store.try_lock("job:" + job_id)
     if lock is None:
-        raise AqError(f"job {args.job!r} is busy (another aq command holds it)")
+        raise AqError(f"job {job_id!r} is busy (another aq command holds it)")
     try:
-        # The line goes to the job's own log; the command's output is the one line below.
-        if not transitions.retry(store, Journal(store, out=io.StringIO()), args.job):
-            raise AqError(f"job {args.job!r} was moved by someone else")
+        if not transitions.retry(store, journal, job_id):
+            raise AqError(f"job {job_id!r} was moved by someone else")
     finally:
         lock.release()
-    print(f"{args.job}: back in inbox/")
-    return 0
+
+
+def failed_dependants(store: Any, job_id: str) -> list[str]:
+    """The jobs in failed/ as ``dependency_failed`` because of ``job_id``, directly or through others."""
+    from aq_core.plan import dependants
+    from aq_core.store import State
+
+    because: dict[str, list[str]] = {}
+    for entry in store.list(State.FAILED):
+        last = store.read_meta(entry.id).last
+        if last.get("result") == "dependency_failed" and last.get("failed_dependency"):
+            because[entry.id] = [last["failed_dependency"]]
+    return dependants(job_id, because)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 from aq_core.durations import format_duration
 from aq_core.errors import AqError
 from aq_core.insights import job_record, rollup
-from aq_core.status import STATE_ORDER, format_tokens, insights_line, job_row
+from aq_core.status import STATE_ORDER, format_tokens, insights_line, job_row, waits_for
 from aq_core.store import State, Store
 
 HISTORY_DAYS = 14
@@ -97,6 +97,7 @@ def snapshot(store: Store) -> dict[str, Any]:
         except Exception as exc:  # one unreadable record must not blank the page for every job
             return _broken_row(entry.id, entry.state, exc)
 
+    states = {e.id: e.state.value for e in entries}
     jobs, finished = [], []
     # Finished jobs come from the rows cache the CLI keeps, so a refresh reads only live jobs' meta.
     for cached in rows_for(store, entries, compute):
@@ -107,10 +108,10 @@ def snapshot(store: Store) -> dict[str, Any]:
             continue
         if row["state"] in (State.DONE.value, State.FAILED.value):
             finished.append(row)  # as status.finished_rows
-        nxt = row.get("next_eligible")
         row["display"] = {
             "insights": job_insights(row),
-            "next": f"in {format_duration(max(0.0, nxt - now))}" if nxt else "",
+            # What a waiting job waits for: the jobs it follows, its start time or backoff.
+            "next": waits_for(row, states, now) if row["state"] == State.INBOX.value else "",
         }
         jobs.append(row)
     engines = rollup(finished)

@@ -13,7 +13,7 @@ from pathlib import Path
 REFRESH_S = 1.0
 _HERE = Path(__file__).parent
 
-_JOB_HEAD = ("ID", "Engine", "Attempts", "Result", "Lock", "Next eligible", "Insights")
+_JOB_HEAD = ("ID", "Engine", "Attempts", "Result", "Lock", "Waits for", "Insights")
 _ENGINE_HEAD = ("Engine", "Jobs", "Outcomes", "Success", "Tokens", "Cost", "Avg duration")
 
 

@@ -108,7 +108,9 @@ class Candidate:
     :param engines: the job's engines that can run here (installed, executable found), in its order.
     :param locks: the lock names it must hold while it runs (its ``lock:``, its work tree's).
     :param next_eligible: not before this time (a retry's backoff).
-    The next rules plug in here, with no effect at their defaults.
+    :param not_before: not before this time (the job's ``not_before:``).
+    :param after: the jobs that must be done first (its ``after:``).
+    :param priority: higher first (its ``priority:``); equal priorities oldest first.
     """
 
     id: str
@@ -116,6 +118,9 @@ class Candidate:
     engines: tuple[str, ...]
     locks: tuple[str, ...] = ()
     next_eligible: float | None = None
+    not_before: float | None = None
+    after: tuple[str, ...] = ()
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,8 @@ class View:
     :param paused: paused engines and until when. :param probing: engines running one job at a time
         after a pause (the job takes ``probe:<engine>``). :param budget_spent: engines whose daily
         budget is spent (no new job until tomorrow).
+    :param states: where the jobs named in candidates' ``after:`` are (``done``, ``failed``,
+        ``inbox``, ``building``; None: not in the queue).
     """
 
     now: float
@@ -133,6 +140,7 @@ class View:
     paused: Mapping[str, float] = field(default_factory=dict)
     probing: frozenset[str] = frozenset()
     budget_spent: frozenset[str] = frozenset()
+    states: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,24 +155,52 @@ class Choice:
 @dataclass(frozen=True)
 class Pick:
     """The answer: a choice (or none); when to look again; whether jobs wait (for anything but budget);
-    the engines whose spent budget held a job back."""
+    the engines whose spent budget held a job back; the jobs that can never run because a job they
+    wait for failed for good (or is gone), each with that job: fail them (``dependency_failed``)."""
 
     choice: Choice | None
     wake: float | None
     waiting: bool
     budget_blocked: tuple[str, ...] = ()
+    doomed: tuple[tuple[str, str], ...] = ()
 
 
 def queue_key(c: Candidate) -> tuple:
-    """The queue's order: oldest first."""
-    return (c.added, c.id)
+    """The queue's order: highest priority first, then oldest first (by ``aq add``), then id."""
+    return (-c.priority, c.added, c.id)
+
+
+def unmet(c: Candidate, view: View) -> list[tuple[str, str | None]]:
+    """The jobs ``c`` waits for that are not done, with where each is."""
+    return [(dep, view.states.get(dep)) for dep in c.after if view.states.get(dep) != "done"]
+
+
+def failed_dependency(c: Candidate, view: View) -> str | None:
+    """The first job ``c`` waits for that failed for good or is no longer in the queue: ``c`` can never run."""
+    for dep in c.after:
+        if dep in view.states and view.states[dep] in (None, "failed"):
+            return dep
+    return None
+
+
+def times(c: Candidate, view: View) -> list[tuple[str, float]]:
+    """The times ``c`` waits for, as (kind, until): its ``not_before``, a retry's backoff."""
+    found = []
+    if c.not_before and c.not_before > view.now:
+        found.append(("not_before", c.not_before))
+    if c.next_eligible and c.next_eligible > view.now:
+        found.append(("backoff", c.next_eligible))
+    return found
 
 
 def blocked(c: Candidate, view: View) -> float | bool:
     """Why ``c`` cannot start for a while: the time it may (a float), True (wait, no time known), or
     False (nothing in the job itself holds it back)."""
-    if c.next_eligible and c.next_eligible > view.now:
-        return c.next_eligible
+    if c.after and unmet(c, view):
+        return True
+    wait = times(c, view)
+    if wait:
+        return max(until for _, until in wait)
     return False
 
 
@@ -186,15 +222,28 @@ def engine_for(c: Candidate, view: View) -> tuple[str | None, list[str], bool]:
 def choose(candidates: Iterable[Candidate], view: View) -> Pick:
     """Return the first candidate, in the order given (``queue_key``), that may start now.
 
-    ``candidates`` may be produced lazily: the scan stops at the first runnable job.
+    ``candidates`` may be produced lazily: the scan stops at the first runnable job. A job waiting
+    for other jobs only counts as waiting while one of them may still run (is running, or waits
+    itself), so ``aq run --once`` never waits for a job that can no longer run.
     """
     wake: float | None = min(view.paused.values(), default=None)
     waiting = False
     budget: list[str] = []
+    doomed: list[tuple[str, str]] = []
+    live: dict[str, bool] = {}  # candidate -> whether it may still run by itself (not only on dependencies)
+    on_deps: dict[str, tuple[str, ...]] = {}
     for c in candidates:
+        if c.after:
+            dep = failed_dependency(c, view)
+            if dep is not None:
+                doomed.append((c.id, dep))
+                continue
+            if unmet(c, view):
+                on_deps[c.id] = c.after
+                continue
         hold = blocked(c, view)
         if hold is not False:
-            waiting = True
+            waiting = live[c.id] = True
             if hold is not True:
                 wake = hold if wake is None else min(wake, hold)
             continue
@@ -203,10 +252,66 @@ def choose(candidates: Iterable[Candidate], view: View) -> Pick:
         if engine is None:
             # A paused engine comes back by itself: wait for it. A spent budget is only tomorrow's.
             waiting = waiting or paused
+            live[c.id] = paused
             continue
         locks = c.locks + (("probe:" + engine,) if engine in view.probing else ())
         if any(name in view.held for name in locks):
-            waiting = True
+            waiting = live[c.id] = True
             continue
-        return Pick(Choice(c.id, engine, locks), wake, True, tuple(budget))
-    return Pick(None, wake, waiting, tuple(budget))
+        return Pick(Choice(c.id, engine, locks), wake, True, tuple(budget), tuple(doomed))
+    waiting = waiting or _deps_live(on_deps, live, view)
+    return Pick(None, wake, waiting, tuple(budget), tuple(doomed))
+
+
+def _deps_live(on_deps: Mapping[str, tuple[str, ...]], live: dict[str, bool], view: View) -> bool:
+    """Whether a job waiting on dependencies may still run: one it waits for is running, or is a
+    waiting job that may run (directly, or through its own dependencies)."""
+
+    def may_run(job: str, seen: set[str]) -> bool:
+        if job in live:
+            return live[job]
+        if job in seen:
+            return False
+        seen.add(job)
+        if job in on_deps:
+            result = any(may_run(dep, seen) for dep in on_deps[job] if view.states.get(dep) != "done")
+        else:
+            # Not a candidate of this round: running (building/), or in inbox/ but skipped (taken a
+            # moment ago, being failed): it moves on by itself.
+            result = view.states.get(job) in ("building", "inbox")
+        live[job] = result
+        return result
+
+    return any(may_run(job, set()) for job in on_deps)
+
+
+def reasons(c: Candidate, view: View, others: Iterable[Candidate] = (), held_by: Mapping[str, str] = {}) -> list[dict]:
+    """Why ``c`` does not start now, each as ``{"kind": ..., ...}`` (``aq explain``), by the same rules
+    as ``choose``: its dependencies, its times, its engines, its locks; with nothing else, the jobs of
+    ``others`` that may start too and go first (``queued_behind``). ``held_by`` names the job holding a lock."""
+    found: list[dict] = [{"kind": "dependency", "job": dep, "state": state} for dep, state in unmet(c, view)]
+    found += [{"kind": kind, "until": until} for kind, until in times(c, view)]
+    engine, spent, _ = engine_for(c, view)
+    if engine is None:
+        found += [
+            {"kind": "engine_paused", "engine": n, "until": view.paused[n]} for n in c.engines if n in view.paused
+        ]
+        found += [{"kind": "budget", "name": n} for n in spent]
+    locks = c.locks + (("probe:" + engine,) if engine in view.probing else ())
+    for name in locks:
+        if name in view.held:
+            found.append({"kind": "lock", "lock": name.removeprefix("lock:"), "held_by": held_by.get(name)})
+    if not found:
+        key = queue_key(c)
+        ahead = [
+            o.id
+            for o in others
+            if o.id != c.id
+            and queue_key(o) < key
+            and blocked(o, view) is False
+            and engine_for(o, view)[0] is not None
+            and not any(n in view.held for n in o.locks)
+        ]
+        if ahead:
+            found.append({"kind": "queued_behind", "ahead": ahead})
+    return found

@@ -1,8 +1,11 @@
-"""Reading ``inbox/`` for the runner: each waiting job as a ``decisions.Candidate``, oldest first.
+"""Reading ``inbox/`` for the runner: each waiting job as a ``decisions.Candidate``, in the queue's
+order (``decisions.queue_key``), and where the jobs they wait for (``after:``) are.
 
-Parsed job files are kept while their file is unchanged. On the way, a file that can never run is
-failed (``transitions.invalid``), and a move out of inbox/ whose decision was written but whose
-rename was not (``aq cancel`` killed) is finished (``transitions.replay``).
+A job's candidate is kept while neither its file nor its meta changed, so a pick over 10,000 waiting
+jobs reads no job file and no meta. On the way, a file that can never run is failed
+(``transitions.invalid``), and a move out of inbox/ whose decision was written but whose rename was
+not (``aq cancel`` killed) is finished (``transitions.replay``). ``read_only`` (``aq explain``) only
+looks: it leaves such files for a runner.
 """
 
 from __future__ import annotations
@@ -32,62 +35,122 @@ class Refused:
 class Inbox:
     """The runner's view of ``inbox/``; ``skip`` holds ids not to offer again in this round."""
 
-    def __init__(self, store: Store, config: QueueConfig, journal: Journal, notify: Notify) -> None:
+    def __init__(
+        self, store: Store, config: QueueConfig, journal: Journal, notify: Notify, read_only: bool = False
+    ) -> None:
         self.store, self.config, self.journal, self.notify = store, config, journal, notify
+        self.read_only = read_only
         self.parsed: dict[str, tuple[object, Job | str | Refused]] = {}
+        self.cands: dict[str, tuple[object, decisions.Candidate]] = {}
+        self.done: set[str] = set()  # jobs known to be in done/ (a done job stays done)
+        self.states: dict[str, str | None] = {}  # where the jobs named in after: are, this round
         self.refused: set[str] = set()
         self.skip: set[str] = set()
         self.busy = False  # a job's lock was held elsewhere this round: look again soon
         self.work_locks: dict[tuple[Path, str], str | None] = {}
 
     def round(self, running: set[str]) -> _Replayable:
-        """Start a round of picks: the candidates, produced lazily, minus ``running`` and ``skip``."""
+        """Start a round of picks: the candidates in the queue's order, minus ``running`` and ``skip``;
+        ``states`` then says where the jobs they wait for are."""
         self.skip = set(running)
         self.busy = False
         self.work_locks = {}
-        return _Replayable(self.candidates(), self.skip)
+        entries = self.store.list(State.INBOX)
+        found = sorted(self.candidates(entries), key=decisions.queue_key)
+        waiting = {e.id for e in entries}
+        self.states = {}
+        for c in found:
+            for dep in c.after:
+                if dep not in self.states:
+                    self.states[dep] = self._state_of(dep, waiting, running)
+        return _Replayable(iter(found), self.skip)
+
+    def _state_of(self, job_id: str, waiting: set[str], running: set[str]) -> str | None:
+        if job_id in self.done:
+            return State.DONE.value
+        if job_id in running:
+            return State.BUILDING.value
+        if job_id in waiting:
+            return State.INBOX.value
+        state = self.store.locate(job_id)
+        if state is State.DONE:
+            self.done.add(job_id)
+        return state.value if state is not None else None
 
     def job(self, job_id: str) -> Job | None:
         parsed = self.parsed.get(job_id)
         return parsed[1] if parsed is not None and isinstance(parsed[1], Job) else None
 
-    def candidates(self) -> Iterator[decisions.Candidate]:
-        """The waiting jobs as ``decisions.Candidate`` values, oldest first, read as they are asked for.
+    def candidates(self, entries: list[Entry]) -> Iterator[decisions.Candidate]:
+        """The waiting jobs of ``entries`` as ``decisions.Candidate`` values.
 
         Files that can never run are failed on the way (``transitions.invalid``); a move whose
         decision was written but not done (``aq cancel`` killed) is finished.
         """
-        for entry in self.store.list(State.INBOX):
+        present = set()
+        for entry in entries:
+            present.add(entry.id)
             if entry.id in self.skip:
                 continue
-            meta = self.store.read_meta(entry.id)
-            parsed = self._parsed_job(entry, meta)
-            if parsed is None:
+            key = (entry.version, self.store.meta_version(entry.id))
+            cached = self.cands.get(entry.id)
+            if cached is not None and cached[0] == key:
+                yield cached[1]
                 continue
-            if isinstance(parsed, Refused):
-                if entry.id not in self.refused:
-                    self.refused.add(entry.id)
-                    self.journal.say(None, parsed.reason)
-                continue
-            if transitions.pending(meta, State.INBOX) in (State.DONE, State.FAILED):
+            for c in self._candidate(entry):
+                self.cands[entry.id] = (key, c)
+                yield c
+        for gone in [job_id for job_id in self.cands if job_id not in present]:
+            del self.cands[gone]
+
+    def _candidate(self, entry: Entry) -> Iterator[decisions.Candidate]:
+        """The candidate of one inbox entry (none for a file that cannot run, failed on the way)."""
+        meta = self.store.read_meta(entry.id)
+        parsed = self._parsed_job(entry, meta)
+        if parsed is None:
+            return
+        if isinstance(parsed, Refused):
+            if entry.id not in self.refused and not self.read_only:
+                self.refused.add(entry.id)
+                self.journal.say(None, parsed.reason)
+            return
+        if transitions.pending(meta, State.INBOX) in (State.DONE, State.FAILED):
+            if not self.read_only:
                 self.replay(entry.id)
-                continue
-            usable = self._usable(parsed) if isinstance(parsed, Job) else ()
-            if isinstance(parsed, str) or not usable:
-                reason = parsed if isinstance(parsed, str) else _not_installed(parsed)
+            return
+        usable = self._usable(parsed) if isinstance(parsed, Job) else ()
+        if isinstance(parsed, str) or not usable:
+            reason = parsed if isinstance(parsed, str) else _not_installed(parsed)
+            if not self.read_only:
                 self.reject(entry.id, reason)
-                continue
-            key = (parsed.cwd, parsed.isolation)
-            if key not in self.work_locks:
-                self.work_locks[key] = plugins.work_lock(parsed.cwd, parsed.isolation)
-            names = (parsed.lock and "lock:" + parsed.lock, self.work_locks[key])
-            yield decisions.Candidate(
-                id=entry.id,
-                added=entry.queued,
-                engines=usable,
-                locks=tuple(n for n in names if n),
-                next_eligible=meta.number("next_eligible"),
-            )
+            return
+        key = (parsed.cwd, parsed.isolation)
+        if key not in self.work_locks:
+            self.work_locks[key] = plugins.work_lock(parsed.cwd, parsed.isolation)
+        names = (parsed.lock and "lock:" + parsed.lock, self.work_locks[key])
+        yield decisions.Candidate(
+            id=entry.id,
+            added=entry.queued,
+            engines=usable,
+            locks=tuple(n for n in names if n),
+            next_eligible=meta.number("next_eligible"),
+            not_before=parsed.not_before,
+            after=parsed.after,
+            priority=parsed.priority,
+        )
+
+    def problem(self, job_id: str) -> str | None:
+        """Why a job read this round is not a candidate (its file is invalid, refused, or its engines
+        cannot run here); None when nothing is known against it."""
+        parsed = self.parsed.get(job_id)
+        value = parsed[1] if parsed is not None else None
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Refused):
+            return value.reason
+        if isinstance(value, Job) and not self._usable(value):
+            return _not_installed(value)
+        return None
 
     def _usable(self, job: Job) -> tuple[str, ...]:
         """The job's engines that can run here: installed, with their executable found."""
@@ -129,6 +192,7 @@ class Inbox:
                 failure_classes=plugins.failure_classes(),
                 default_cwd=Path(cwd) if cwd else None,
                 job_id=entry.id,
+                profiles=self.config.profiles,
             )
         except JobInvalid as exc:
             return "; ".join(exc.problems)
@@ -149,6 +213,20 @@ class Inbox:
         finally:
             job_lock.release()
             self.parsed.pop(job_id, None)
+
+    def fail_dependants(self, doomed: tuple[tuple[str, str], ...]) -> None:
+        """Fail each job whose dependency failed for good (or is gone), without running it."""
+        for job_id, dependency in doomed:
+            job_lock = self.store.try_lock("job:" + job_id)
+            if job_lock is None:
+                self.busy = True
+                continue
+            try:
+                with contextlib.suppress(Exception):  # a notifier's trouble must not stop the queue
+                    transitions.dependency_failed(self.store, self.journal, job_id, dependency, notify=self.notify)
+            finally:
+                job_lock.release()
+                self.cands.pop(job_id, None)
 
     def replay(self, job_id: str) -> None:
         """Finish a move out of inbox/ whose decision was written but whose rename was not."""

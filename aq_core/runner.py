@@ -173,6 +173,7 @@ class Runner:
         with self._lock:
             running = set(self.running)
         seen = self.inbox.round(running)
+        view = replace(view, states=self.inbox.states)
         pick = None
         started = False
         while free > 0:
@@ -189,8 +190,11 @@ class Runner:
             if outcome == "started":
                 free -= 1
                 started = True
+        if pick is not None and pick.doomed:
+            # Their dependency failed for good: they fail too, and their own dependants next round.
+            self.inbox.fail_dependants(pick.doomed)
         # A job held back only by today's budget is not waited for: it runs tomorrow.
-        waiting = started or self.inbox.busy or (pick is not None and pick.waiting)
+        waiting = started or self.inbox.busy or (pick is not None and (pick.waiting or bool(pick.doomed)))
         next_wake = pick.wake if pick is not None else min(view.paused.values(), default=None)
         # A lock held by another runner frees without touching inbox/: look again soon.
         if waiting and next_wake is None:

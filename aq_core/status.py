@@ -26,6 +26,10 @@ def job_row(job_id: str, state: State, meta: Meta) -> dict[str, Any]:
         next_eligible = None
     row["lock"] = meta.get("lock")
     row["next_eligible"] = next_eligible
+    after = meta.get("after")
+    row["after"] = after.split(",") if after else None
+    row["priority"] = meta.integer("priority") if meta.get("priority") is not None else None
+    row["not_before"] = meta.number("not_before")
     if state is State.BUILDING:
         started = meta.number("started")
         if started:
@@ -162,10 +166,25 @@ def insights_line(row: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def table_cells(row: dict[str, Any], now: float) -> tuple[list[str], str]:
+def waits_for(row: dict[str, Any], states: dict[str, str], now: float) -> str:
+    """What a waiting job waits for, in a few words: the jobs of its ``after:`` not done yet, and
+    its ``not_before`` or backoff time ("" for none)."""
+    get = row.get
+    parts = []
+    after = get("after")
+    if after:
+        pending = [dep for dep in after if states.get(dep) != "done"]
+        if pending:
+            parts.append("after " + ", ".join(pending))
+    until = max(get("next_eligible") or 0.0, get("not_before") or 0.0)
+    if until > now:
+        parts.append(f"in {format_duration(until - now)}")
+    return " · ".join(parts)
+
+
+def table_cells(row: dict[str, Any], now: float, states: dict[str, str] | None = None) -> tuple[list[str], str]:
     """The status table's cells for one row, and its insights sub-line ("" for none)."""
     get = row.get
-    nxt = get("next_eligible")
     job_id, state, attempts = row["id"], row["state"], get("attempts")
     cells = [
         job_id if job_id.isprintable() else shown(job_id),
@@ -174,7 +193,7 @@ def table_cells(row: dict[str, Any], now: float) -> tuple[list[str], str]:
         str(attempts or 0),
         get("result") or "",
         get("lock") or "",
-        f"in {format_duration(max(0.0, nxt - now))}" if nxt else "",
+        waits_for(row, states or {}, now) if state == "inbox" else "",
     ]
     sub = insights_line(row) if state != "inbox" or attempts else ""
     return cells, sub
@@ -186,7 +205,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     from aq_core.table import table_lines
 
     now = time.time()
-    pairs = [table_cells(row, now) for row in rows]
+    states = {row["id"]: row["state"] for row in rows}
+    pairs = [table_cells(row, now, states) for row in rows]
     lines = table_lines([cells for cells, _ in pairs], ["ID", "STATE", "ENGINE", "ATTEMPTS", "RESULT", "LOCK", "NEXT"])
     out = lines[:2]
     append = out.append
