@@ -393,6 +393,38 @@ def test_job_file_examples_validate(block: Block, tmp_path: Path) -> None:
     _parse_example_job(block.text + "\n", tmp_path)
 
 
+def test_the_plan_of_three_jobs_runs_in_its_order(tmp_path: Path) -> None:
+    """docs/jobs.md's worked plan, queued in one `aq add` and run: schema, then queries, then tests.
+
+    Only the engine (a stub agent) and the directory change; ``not_before`` is moved to the past.
+    """
+    import sys
+
+    from helpers import aq, git_repo, meta, state_of
+
+    page = DOCS / "jobs.md"
+    start = page.read_text().index("## A plan of dependent jobs")
+    plan = [b for b in JOB_BLOCKS if b.page == page and b.line > page.read_text()[:start].count("\n")][:3]
+    repo = git_repo(tmp_path / "shop")
+    record = tmp_path / "record"
+    agent = [sys.executable, str(REPO / "tests" / "agents" / "stub_agent.py"), "--record", str(record)]
+    names = []
+    for name, block in zip(("schema", "queries", "tests"), plan, strict=True):
+        text = re.sub(r"^cwd:.*$", f"cwd: {repo}", block.text, flags=re.MULTILINE)
+        text = re.sub(r"^engine:.*$", f"engine: command\ncommand: {json.dumps(agent)}", text, flags=re.MULTILINE)
+        text = re.sub(r"^not_before:.*$", "not_before: 2020-01-01T00:00", text, flags=re.MULTILINE)
+        (tmp_path / f"{name}.md").write_text(text + "\n")
+        names.append(str(tmp_path / f"{name}.md"))
+    root = tmp_path / "queue"
+    added = aq("add", *reversed(names), root=root)
+    assert added.returncode == 0, added.stderr
+    assert aq("run", "--once", root=root, timeout=120).returncode == 0
+    order = [line.split()[1] for line in record.read_text().splitlines() if line.startswith("start ")]
+    assert order == ["schema", "queries", "tests"]
+    assert [state_of(root, j) for j in ("schema", "queries", "tests")] == ["done"] * 3
+    assert meta(root, "queries")["wip_base"] == meta(root, "schema")["wip_commit"], "queries built on schema"
+
+
 # -- Python and JSON examples -------------------------------------------------------------------
 
 DOCTEST_BLOCKS = [b for b in ALL_BLOCKS if b.lang in ("python", "pycon") and ">>>" in b.text]
