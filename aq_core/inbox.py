@@ -92,7 +92,11 @@ class Inbox:
             present.add(entry.id)
             if entry.id in self.skip:
                 continue
-            key = (entry.version, self.store.meta_version(entry.id))
+            # The file's version changes with every move into inbox/ (a rename sets its ctime), and
+            # what the claim needs of meta (next_eligible) is written before that move: a kept
+            # candidate is current. A decision written since (``aq cancel`` killed before its
+            # rename) is caught before the claim (``still_waiting``).
+            key = entry.version
             cached = self.cands.get(entry.id)
             if cached is not None and cached[0] == key:
                 yield cached[1]
@@ -213,6 +217,17 @@ class Inbox:
         finally:
             job_lock.release()
             self.parsed.pop(job_id, None)
+
+    def still_waiting(self, job_id: str) -> bool:
+        """Just before a claim: False (and the move finished) when a move out of inbox/ was decided
+        but not done; the caller holds the job's lock."""
+        dst = transitions.pending(self.store.read_meta(job_id), State.INBOX)
+        if dst in (State.DONE, State.FAILED):
+            said = f"recovered: a move to {dst.value}/ was decided but not done; moved to {dst.value}/"
+            transitions.replay(self.store, self.journal, job_id, State.INBOX, dst, said, self.notify)
+            self.cands.pop(job_id, None)
+            return False
+        return True
 
     def fail_dependants(self, doomed: tuple[tuple[str, str], ...]) -> None:
         """Fail each job whose dependency failed for good (or is gone), without running it."""

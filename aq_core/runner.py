@@ -209,7 +209,7 @@ class Runner:
         job_id = choice.job
         job = self.inbox.job(job_id)
         job_lock = self.store.try_lock("job:" + job_id)
-        if job_lock is None or job is None:
+        if job_lock is None or job is None or not self.inbox.still_waiting(job_id):
             if job_lock is not None:
                 job_lock.release()
             self.inbox.busy = True
