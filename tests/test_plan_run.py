@@ -139,3 +139,57 @@ def test_a_child_of_two_parents_starts_from_head(tmp_path: Path) -> None:
     assert aq("add", str(a), str(b), str(c), root=root).returncode == 0
     assert aq("run", "--once", root=root, timeout=120).returncode == 0
     assert meta(root, "c")["wip_base"] == head
+
+
+def test_explain_names_the_lock_holder_and_the_jobs_that_go_first(tmp_path: Path) -> None:
+    import signal
+
+    from helpers import start_runner, wait_running
+
+    root, work = tmp_path / "q", tmp_path / "w"
+    work.mkdir()
+    gate = tmp_path / "gate"
+    holder = job(tmp_path, "holder", work, "--write", f"{gate}=started", "--sleep", "60", lock="repo")
+    assert aq("add", str(holder), root=root).returncode == 0
+    first = job(tmp_path, "first", work)
+    second = job(tmp_path, "second", work, lock="repo")
+    assert aq("add", str(first), root=root).returncode == 0
+    before = json.loads(aq("explain", "first", "--json", root=root).stdout)
+    assert before["runnable"] is True
+    assert before["reasons"] == [{"kind": "queued_behind", "ahead": ["holder"]}, {"kind": "no_runner"}]
+    log = tmp_path / "runner.log"
+    runner = start_runner(root, log, "--workers", "1")
+    try:
+        wait_running(runner, log, lambda: state_of(root, "holder") == "building" and gate.exists(), 60, "holder")
+        assert aq("add", str(second), root=root).returncode == 0
+        explained = json.loads(aq("explain", "second", "--json", root=root).stdout)
+        assert {"kind": "lock", "lock": "repo", "held_by": "holder"} in explained["reasons"]
+        assert explained["runnable"] is False
+        assert "Its lock repo is held by job holder." in aq("explain", "second", root=root).stdout
+        assert json.loads(aq("explain", "holder", "--json", root=root).stdout)["running"] is True
+    finally:
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(60)
+
+
+def test_explain_of_an_unknown_job_is_exit_2(tmp_path: Path) -> None:
+    result = aq("explain", "nobody", root=tmp_path / "q")
+    assert result.returncode == 2 and result.stderr.startswith("aq: no job 'nobody'")
+
+
+def test_the_dashboard_shows_what_a_job_waits_for(tmp_path: Path) -> None:
+    from test_dashboard import dashboard
+
+    root, work = tmp_path / "q", tmp_path / "w"
+    work.mkdir()
+    at = time.time() + 7200
+    files = [job(tmp_path, "schema", work, not_before=at), job(tmp_path, "queries", work, after="schema")]
+    assert aq("add", *map(str, files), root=root).returncode == 0
+    with dashboard(root) as dash:
+        jobs = {j["id"]: j for j in json.loads(dash.request("/api/state")[2])["jobs"]}
+    assert jobs["queries"]["display"]["next"] == "after schema"
+    assert jobs["queries"]["after"] == ["schema"]
+    assert jobs["schema"]["display"]["next"].startswith("in 1h") or jobs["schema"]["display"]["next"].startswith(
+        "in 2h"
+    )
+    assert jobs["schema"]["not_before"] == pytest.approx(at, abs=0.01)
