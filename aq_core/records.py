@@ -18,7 +18,7 @@ from typing import Any
 
 from aq_core.store import Entry, State, Store
 
-FORMAT = 5
+FORMAT = 6  # 6: rows carry after, priority and not_before
 FINISHED = (State.DONE, State.FAILED)
 
 
