@@ -134,7 +134,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         if job is not None:
             checked.append(("--prompt", job, data))
     refused = _plan_problems(store, checked)
-    for name, job, data in checked:
+    for name, job, data in _parents_first(checked):
         if job.id in refused:
             status = _report([f"{shown(name)}: {line}" for line in refused[job.id]]) or status
             continue
@@ -183,6 +183,32 @@ def _plan_problems(store: Any, checked: list[tuple[str, Any, bytes]]) -> dict[st
             return refused
         for job_id in gone:
             del new[job_id]
+
+
+def _parents_first(checked: list[tuple[str, Any, bytes]]) -> list[tuple[str, Any, bytes]]:
+    """The jobs in an order where each comes after the jobs of this call it waits for: a runner never
+    sees a job whose dependency is not queued yet (it would fail it as gone)."""
+    by_id = {item[1].id: item for item in checked}
+    done: set[str] = set()
+    ordered: list[tuple[str, Any, bytes]] = []
+
+    def visit(item: tuple[str, Any, bytes], path: set[str]) -> None:
+        job = item[1]
+        if job.id in done or job.id in path:
+            return
+        path.add(job.id)
+        for dep in job.after:
+            if dep in by_id:
+                visit(by_id[dep], path)
+        done.add(job.id)
+        ordered.append(item)
+
+    for item in checked:
+        if item[1].id not in done:
+            visit(item, set())
+    # Two files of one id: the second is refused by the store, as before.
+    ordered += [item for item in checked if not any(item is o for o in ordered)]
+    return ordered
 
 
 def _prompt_job(args: argparse.Namespace, here: Path, profiles: dict) -> tuple[Any, list[str], bytes]:

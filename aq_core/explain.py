@@ -59,9 +59,6 @@ def _waiting(store: Store, job_id: str, out: dict[str, Any], now: float) -> dict
     view = replace(view, held=frozenset(held))
     holders = _holders(store, config, held) if held else {}
     reasons = decisions.reasons(me, view, candidates, holders)
-    dependency = decisions.failed_dependency(me, view)
-    if dependency is not None:
-        reasons.insert(0, {"kind": "dependency", "job": dependency, "state": view.states.get(dependency)})
     if not _runner_live(store):
         reasons.append({"kind": "no_runner"})
     out["runnable"] = all(r["kind"] in ("queued_behind", "no_runner") for r in reasons)

@@ -116,3 +116,13 @@ def test_add_prompt_from_stdin_and_without_engine(tmp_path: Path) -> None:
     assert none.stderr.strip() == "aq: aq add --prompt: no engine: give --engine NAME or a --profile that sets engine:"
     unknown = aq("add", "--prompt", "do it", "--profile", "slow", "--engine", "claude", root=root)
     assert unknown.returncode == 2 and "profile: 'slow': no such profile (profiles: quick)" in unknown.stderr
+
+
+def test_parents_are_queued_before_their_children(tmp_path: Path) -> None:
+    root = tmp_path / "q"
+    files = [job(tmp_path, "c", after="b"), job(tmp_path, "b", after="a"), job(tmp_path, "a"), job(tmp_path, "z")]
+    result = aq("add", *map(str, files), root=root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["a", "b", "c", "z"]
+    added = [float(meta(root, j)["added"]) for j in ("a", "b", "c")]
+    assert added == sorted(added)
