@@ -59,7 +59,8 @@ def _waiting(store: Store, job_id: str, out: dict[str, Any], now: float) -> dict
     view = replace(view, held=frozenset(held))
     holders = _holders(store, config, held) if held else {}
     reasons = decisions.reasons(me, view, candidates, holders)
-    if not _runner_live(store):
+    if not _runner_live(store) and not _shared(store):
+        # A shared store's runners may be on other hosts: only this host's are known here.
         reasons.append({"kind": "no_runner"})
     out["runnable"] = all(r["kind"] in ("queued_behind", "no_runner") for r in reasons)
     out["reasons"] = reasons
@@ -125,6 +126,12 @@ def _holders(store: Store, config: Any, held: set[str]) -> dict[str, str]:
             if name in held:
                 found.setdefault(name, entry.id)
     return found
+
+
+def _shared(store: Store) -> bool:
+    """Whether runners on other hosts may serve this queue (a store with leases)."""
+    coord = getattr(store, "coord", store)
+    return bool(getattr(coord, "lease_interval", None) or getattr(store, "lease_interval", None))
 
 
 def _runner_live(store: Store) -> bool:
