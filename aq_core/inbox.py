@@ -55,7 +55,7 @@ class Inbox:
         self.skip = set(running)
         self.busy = False
         self.work_locks = {}
-        entries = self.store.list(State.INBOX)
+        entries = self.store.scan(State.INBOX)  # unsorted: the queue's order is decisions'
         found = sorted(self.candidates(entries), key=decisions.queue_key)
         waiting = {e.id for e in entries}
         self.states = {}
