@@ -11,6 +11,7 @@ looks: it leaves such files for a runner.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ from aq_core.journal import Journal
 from aq_core.meta import Meta
 from aq_core.store import Entry, State, Store
 from aq_core.transitions import Notify
+
+#: Seconds between full listings of inbox/ (a ``stat`` per file); names only in between.
+FULL_LISTING = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,18 +48,20 @@ class Inbox:
         self.cands: dict[str, tuple[object, decisions.Candidate]] = {}
         self.done: set[str] = set()  # jobs known to be in done/ (a done job stays done)
         self.states: dict[str, str | None] = {}  # where the jobs named in after: are, this round
+        self.entries: dict[str, Entry] = {}  # the last listing of inbox/
+        self.listed_at = float("-inf")
         self.refused: set[str] = set()
         self.skip: set[str] = set()
         self.busy = False  # a job's lock was held elsewhere this round: look again soon
         self.work_locks: dict[tuple[Path, str], str | None] = {}
 
-    def round(self, running: set[str]) -> _Replayable:
+    def round(self, running: set[str]) -> _Round:
         """Start a round of picks: the candidates in the queue's order, minus ``running`` and ``skip``;
         ``states`` then says where the jobs they wait for are."""
         self.skip = set(running)
         self.busy = False
         self.work_locks = {}
-        entries = self.store.scan(State.INBOX)  # unsorted: the queue's order is decisions'
+        entries = self._entries()
         found = sorted(self.candidates(entries), key=decisions.queue_key)
         waiting = {e.id for e in entries}
         self.states = {}
@@ -63,7 +69,25 @@ class Inbox:
             for dep in c.after:
                 if dep not in self.states:
                     self.states[dep] = self._state_of(dep, waiting, running)
-        return _Replayable(iter(found), self.skip)
+        return _Round(found, self.skip)
+
+    def _entries(self) -> list[Entry]:
+        """The inbox's entries (unsorted: the queue's order is decisions'). A full listing (one
+        ``stat`` per file) at most every ``FULL_LISTING`` seconds; in between only the names, with
+        a ``stat`` of the new ones: a job that left and came back in between is caught by
+        ``still_waiting`` before its claim, or at the next full listing."""
+        now = time.monotonic()
+        if now - self.listed_at >= FULL_LISTING:
+            self.entries = {e.id: e for e in self.store.scan(State.INBOX)}
+            self.listed_at = now
+            return list(self.entries.values())
+        fresh: dict[str, Entry] = {}
+        for name in self.store.names(State.INBOX):
+            entry = self.entries.get(name) or self.store.entry(name, State.INBOX)
+            if entry is not None:
+                fresh[name] = entry
+        self.entries = fresh
+        return list(fresh.values())
 
     def _state_of(self, job_id: str, waiting: set[str], running: set[str]) -> str | None:
         if job_id in self.done:
@@ -87,25 +111,24 @@ class Inbox:
         Files that can never run are failed on the way (``transitions.invalid``); a move whose
         decision was written but not done (``aq cancel`` killed) is finished.
         """
-        present = set()
+        # The file's version changes with every move into inbox/ (a rename sets its ctime), and what
+        # the claim needs of meta (next_eligible) is written before that move: a kept candidate is
+        # current. A decision written since (``aq cancel`` killed before its rename) is caught
+        # before the claim (``still_waiting``).
+        cands, skip = self.cands, self.skip
+        kept = {}
         for entry in entries:
-            present.add(entry.id)
-            if entry.id in self.skip:
+            job_id = entry.id
+            if job_id in skip:
                 continue
-            # The file's version changes with every move into inbox/ (a rename sets its ctime), and
-            # what the claim needs of meta (next_eligible) is written before that move: a kept
-            # candidate is current. A decision written since (``aq cancel`` killed before its
-            # rename) is caught before the claim (``still_waiting``).
-            key = entry.version
-            cached = self.cands.get(entry.id)
-            if cached is not None and cached[0] == key:
-                yield cached[1]
-                continue
-            for c in self._candidate(entry):
-                self.cands[entry.id] = (key, c)
-                yield c
-        for gone in [job_id for job_id in self.cands if job_id not in present]:
-            del self.cands[gone]
+            cached = cands.get(job_id)
+            if cached is None or cached[0] != entry.version:
+                cached = next(((entry.version, c) for c in self._candidate(entry)), None)
+                if cached is None:
+                    continue
+            kept[job_id] = cached
+            yield cached[1]
+        self.cands = kept
 
     def _candidate(self, entry: Entry) -> Iterator[decisions.Candidate]:
         """The candidate of one inbox entry (none for a file that cannot run, failed on the way)."""
@@ -221,6 +244,12 @@ class Inbox:
     def still_waiting(self, job_id: str) -> bool:
         """Just before a claim: False (and the move finished) when a move out of inbox/ was decided
         but not done; the caller holds the job's lock."""
+        current = self.store.entry(job_id, State.INBOX)
+        cached = self.cands.get(job_id)
+        self.entries.pop(job_id, None)  # claimed next, or changed: listed afresh either way
+        if current is None or cached is None or cached[0] != current.version:
+            self.cands.pop(job_id, None)
+            return False
         dst = transitions.pending(self.store.read_meta(job_id), State.INBOX)
         if dst in (State.DONE, State.FAILED):
             said = f"recovered: a move to {dst.value}/ was decided but not done; moved to {dst.value}/"
@@ -259,21 +288,16 @@ class Inbox:
             job_lock.release()
 
 
-class _Replayable:
-    """A lazily produced sequence that can be iterated again (from what it produced so far), minus
-    the ids in ``skip``: ``decisions.choose`` is asked once per free worker over the same queue."""
+class _Round:
+    """The round's candidates in the queue's order, minus the ids in ``skip`` (which grows as jobs
+    start): ``decisions.choose`` is asked once per free worker over the same queue."""
 
-    def __init__(self, source: Iterator[decisions.Candidate], skip: set[str]) -> None:
-        self._source, self._skip, self._seen = source, skip, []
+    def __init__(self, found: list[decisions.Candidate], skip: set[str]) -> None:
+        self._found, self._skip = found, skip
 
     def __iter__(self) -> Iterator[decisions.Candidate]:
-        for c in self._seen:
-            if c.id not in self._skip:
-                yield c
-        for c in self._source:
-            self._seen.append(c)
-            if c.id not in self._skip:
-                yield c
+        skip = self._skip
+        return iter([c for c in self._found if c.id not in skip] if skip else self._found)
 
 
 def view_wake(view: decisions.View) -> float | None:

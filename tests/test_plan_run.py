@@ -193,3 +193,36 @@ def test_the_dashboard_shows_what_a_job_waits_for(tmp_path: Path) -> None:
         "in 2h"
     )
     assert jobs["schema"]["not_before"] == pytest.approx(at, abs=0.01)
+
+
+def test_a_job_that_left_and_came_back_between_listings_is_read_afresh_before_its_claim(tmp_path: Path) -> None:
+    import io
+
+    from aq_core import decisions
+    from aq_core.config import QueueConfig
+    from aq_core.inbox import Inbox
+    from aq_core.journal import Journal
+    from aq_core.store import FsStore, State
+
+    root, work = tmp_path / "q", tmp_path / "w"
+    work.mkdir()
+    assert aq("add", str(job(tmp_path, "x", work)), root=root).returncode == 0
+    store = FsStore(root)
+    inbox = Inbox(store, QueueConfig(), Journal(store, out=io.StringIO()), None)  # type: ignore[arg-type]
+    assert [c.id for c in inbox.round(set())] == ["x"]
+    # Another runner claims it and puts it back with a backoff, between two of this runner's looks.
+    time.sleep(0.01)  # a distinct ctime
+    assert store.move("x", State.INBOX, State.BUILDING)
+    store.append_meta("x", {"next_eligible": time.time() + 3600, "decision": "inbox"})
+    assert store.move("x", State.BUILDING, State.INBOX)
+    stale = list(inbox.round(set()))  # within FULL_LISTING: names only, the kept candidate
+    lock = store.try_lock("job:x")
+    assert lock is not None
+    try:
+        assert inbox.still_waiting("x") is False, "the claim would use what it knew before"
+    finally:
+        lock.release()
+    fresh = list(inbox.round(set()))
+    view = decisions.View(now=time.time())
+    assert [decisions.blocked(c, view) is not False for c in fresh] == [True]
+    assert stale[0].next_eligible is None and fresh[0].next_eligible is not None
