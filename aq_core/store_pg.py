@@ -3,7 +3,9 @@
 Tables (created and migrated by ``aq store init``, versioned in ``aq_schema_version``):
 
 - ``aq_jobs``: one row per job: its state, the job file's bytes, when it was queued, and the lease of
-  the runner that claimed it (``lease_token``, ``lease_host``, ``lease_pid``, ``lease_expires``).
+  the runner that claimed it (``lease_token``, ``lease_host``, ``lease_pid``, ``lease_expires``);
+  since version 2 its plan (``after``, ``priority``, ``not_before``, from its meta at add): the claim
+  takes a job only when every job it waits for is done and its time has come.
 - ``aq_meta`` / ``aq_engine_meta``: insert-only ``key``/``value`` rows in ``seq`` order (a trigger
   refuses UPDATE and DELETE); the last value of a key wins, as on disk.
 - ``aq_locks``: named locks as lease rows (holder token, host, pid, ``expires_at``).
@@ -39,13 +41,28 @@ try:
 except ImportError:  # pragma: no cover - the optional dependency is missing
     psycopg = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_LEASE = 30.0
 MIN_LEASE = 1.0
 MAX_JOB_BYTES = 64 << 20
 _SCHEMA_LOCK = 0x6171_5F73_6368  # pg_advisory_xact_lock key for `aq store init` (a transaction lock only)
 
 T = TypeVar("T")
+
+#: A job's plan columns from the last ``after``, ``priority`` and ``not_before`` of its meta (written
+#: by ``aq add``), for the jobs ``%s`` names (a text[] of ids). Values meta cannot parse are left out.
+PLAN_FROM_META = r"""
+UPDATE aq_jobs j SET
+    after = coalesce((SELECT string_to_array(value, ',') FROM aq_meta m
+                      WHERE m.job_id = j.id AND m.key = 'after' ORDER BY m.seq DESC LIMIT 1), '{}'),
+    priority = coalesce((SELECT value::integer FROM aq_meta m
+                         WHERE m.job_id = j.id AND m.key = 'priority' AND m.value ~ '^-?[0-9]{1,9}$'
+                         ORDER BY m.seq DESC LIMIT 1), 0),
+    not_before = (SELECT value::double precision FROM aq_meta m
+                  WHERE m.job_id = j.id AND m.key = 'not_before' AND m.value ~ '^[0-9]{1,12}(\.[0-9]+)?$'
+                  ORDER BY m.seq DESC LIMIT 1)
+WHERE j.id = ANY(%s::text[])
+"""
 
 # Each migration is a list of statements, applied in one transaction with its version row.
 MIGRATIONS: dict[int, list[str]] = {
@@ -101,6 +118,14 @@ MIGRATIONS: dict[int, list[str]] = {
         """CREATE TRIGGER aq_engine_meta_insert_only BEFORE UPDATE OR DELETE ON aq_engine_meta
             FOR EACH ROW EXECUTE FUNCTION aq_insert_only()""",
     ],
+    # Queue control (after:, priority:, not_before:): the claim checks them; jobs already queued
+    # have no plan, so the defaults are theirs.
+    2: [
+        "ALTER TABLE aq_jobs ADD COLUMN after text[] NOT NULL DEFAULT '{}'",
+        "ALTER TABLE aq_jobs ADD COLUMN priority integer NOT NULL DEFAULT 0",
+        "ALTER TABLE aq_jobs ADD COLUMN not_before double precision",
+        "CREATE INDEX aq_jobs_by_priority ON aq_jobs (state, priority DESC, queued, id)",
+    ],
 }
 
 _INSERT_META = """
@@ -117,7 +142,15 @@ _CLAIM = f"""
 UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
     lease_token = %(token)s, lease_host = %(host)s, lease_pid = %(pid)s, lease_pidstart = %(pidstart)s,
     lease_expires = {_LEASE}
-WHERE id = (SELECT id FROM aq_jobs WHERE id = %(id)s AND state = %(src)s FOR UPDATE SKIP LOCKED)
+WHERE id = (
+    SELECT j.id FROM aq_jobs j WHERE j.id = %(id)s AND j.state = %(src)s
+    AND (j.not_before IS NULL OR j.not_before <= extract(epoch FROM clock_timestamp()))
+    AND NOT EXISTS (
+        SELECT 1 FROM unnest(j.after) AS d(dep) LEFT JOIN aq_jobs p ON p.id = d.dep
+        WHERE p.state IS DISTINCT FROM 'done'
+    )
+    FOR UPDATE OF j SKIP LOCKED
+)
 RETURNING id
 """
 _TAKE_LOCK = f"""
@@ -452,6 +485,7 @@ class PgStore(Store):
                     raise UsageError(f"job {job_id!r} already exists (in inbox/)")
                 if pairs:
                     conn.execute(_INSERT_META, (job_id, nonce, [k for k, _ in pairs], [v for _, v in pairs]))
+                    conn.execute(PLAN_FROM_META, ([job_id],))
                 conn.execute(_BUMP_INBOX)
 
         self._do(op)
@@ -564,7 +598,8 @@ class PgStore(Store):
         if state is None:
             sql, params = sql + " ORDER BY queued, id", ()
         else:
-            sql, params = sql + " WHERE state = %s ORDER BY queued, id", (state.value,)
+            # The queue's order: highest priority first, then oldest.
+            sql, params = sql + " WHERE state = %s ORDER BY priority DESC, queued, id", (state.value,)
         rows = self._do(lambda conn, _: conn.execute(sql, params).fetchall())
         return [Entry(job_id, State(st), float(queued), token) for job_id, st, queued, token in rows]
 
@@ -943,6 +978,7 @@ def migrate_fs(source: FsStore, url: str) -> dict[str, int]:
                         for key, value in source.read_engine_meta(engine).pairs:
                             copy.write_row((engine, key, value.replace("\x00", "\ufffd")))
                             engine_lines += 1
+                conn.execute(PLAN_FROM_META, (job_ids,))
                 conn.execute(_BUMP_INBOX)
                 # Check what arrived before committing it, and that no runner started meanwhile.
                 got_jobs = conn.execute(

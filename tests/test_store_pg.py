@@ -280,15 +280,15 @@ def test_store_init_is_idempotent_and_a_newer_schema_is_a_clear_error(
     before = aqpg(url, "status", host="h", root=tmp_path / "r")
     assert before.returncode == 1 and "no aq schema yet" in before.stderr and "aq store init" in before.stderr
     first = aq("store", "init", "--store", url, root=tmp_path / "r")
-    assert first.returncode == 0 and "schema created (version 1)" in first.stdout, first.stderr
+    assert first.returncode == 0 and "schema created (version 2)" in first.stdout, first.stderr
     again = aqpg(url, "store", "init", host="h", root=tmp_path / "r")
     assert again.returncode == 0 and "up to date" in again.stdout, again.stderr
-    assert pg_server.sql("SELECT count(*) FROM aq_schema_version", dbname=dbname(url)) == [(1,)]
+    assert pg_server.sql("SELECT count(*) FROM aq_schema_version", dbname=dbname(url)) == [(2,)]
     pg_server.sql("INSERT INTO aq_schema_version (version) VALUES (99)", dbname=dbname(url))
     for args in (("status",), ("store", "init")):
         result = aqpg(url, *args, host="h", root=tmp_path / "r")
         assert result.returncode == 1, result
-        assert "schema version 99, newer than this aq knows (1)" in result.stderr
+        assert "schema version 99, newer than this aq knows (2)" in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
 
 
