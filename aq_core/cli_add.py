@@ -112,13 +112,13 @@ def add_meta(job: Any, here: Path) -> dict[str, Any]:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from aq_core.cli import _store
+    from aq_core.store import open_store
 
     if not args.files and args.prompt is None:
         raise UsageError("aq add: give job files, or --prompt TEXT (--prompt - reads it from stdin)")
     if args.prompt is None and (args.engine or args.profile or args.id or args.cwd):
         raise UsageError("aq add: --engine, --profile, --id and --cwd go with --prompt")
-    store = _store(args)
+    store = open_store(args.root, url=args.store)
     profiles = store.config().profiles
     here = Path.cwd()
     status = 0

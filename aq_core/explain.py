@@ -193,9 +193,9 @@ def sentences(record: dict[str, Any], now: float | None = None) -> list[str]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from aq_core.cli import _store
+    from aq_core.store import open_store
 
-    record = explain(_store(args), args.job)
+    record = explain(open_store(args.root, url=args.store), args.job)
     if args.json:
         print(json.dumps(record))
     else:
