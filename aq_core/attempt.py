@@ -348,11 +348,14 @@ class Attempt:
             figures["session_id"] = ""  # the engine lost it: the next attempt starts a new session
         elif session:
             figures["session_id"] = session
-        estimate = pricing.estimate(figures) if self.runner.config.estimate_cost else None
+        config = self.runner.config
+        estimate = (
+            pricing.for_engine(self.engine, figures, config.prices, usage.extra) if config.estimate_cost else None
+        )
         if estimate is not None:
-            figures["cost_usd"] = estimate
+            figures["cost_usd"] = estimate.cost_usd
             figures["estimated"] = "cost_usd"
-            figures["pricing"] = pricing.VERSION
+            figures["pricing"] = estimate.source
         return figures
 
     def _limit(self, cls: str, failure: Failure | None) -> tuple[str, dict[str, object], str]:
