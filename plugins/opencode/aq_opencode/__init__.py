@@ -7,18 +7,20 @@ from pathlib import Path
 from aq_core.engine import Engine, Failure, LaunchContext, LaunchSpec, Outcome
 from aq_core.hookspecs import hookimpl
 from aq_core.usage import Usage
-
 NAME = "opencode"
 
 
 @hookimpl
 def register_engines() -> list[Engine]:
+    from aq_opencode.prices import PRICES
+
     return [
         Engine(
             name=NAME,
             binary="opencode",
             failure_classes=("auth_error", "rate_limited", "usage_limit"),
             resumes_sessions=True,
+            prices=PRICES,
         )
     ]
 

@@ -10,14 +10,13 @@ host does not have. The decisive record is the last ``error`` event, else the la
 from __future__ import annotations
 
 import email.utils
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aq_core.engine import Failure, Outcome
-from aq_core.usage import as_float, iter_lines
+from aq_core.enginekit import as_float, detail, iter_lines, loads, reset_at
 
 ERROR_EVENT = b'{"type":"error"'
 ANSI = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]")
@@ -34,7 +33,6 @@ AUTH = re.compile(
 )
 RATE_LIMIT = re.compile(r"rate[ _-]?limit|too many requests|overloaded_error", re.IGNORECASE)
 SESSION_LOST = re.compile(r"^Session not found\b")
-DETAIL_CHARS = 200
 
 
 @dataclass
@@ -61,17 +59,17 @@ def classify(outcome: Outcome) -> Failure | None:
         return None
     if outcome.exit_code == 0 and record.status is None and not record.name:
         return None  # an "Error:" line in a run that then succeeded
-    detail = "opencode: " + " ".join(record.message.split())[:DETAIL_CHARS]
+    why = "opencode: " + detail(record.message)
     if SESSION_LOST.match(record.message):
-        return Failure("crash", detail=detail, session_lost=True)
+        return Failure("crash", detail=why, session_lost=True)
     text = " ".join((record.name, record.message, record.body))
     now = record.at if record.at is not None else outcome.finished_at
     if record.status == 402 or USAGE_LIMIT.search(text):
-        return Failure("usage_limit", reset_at=_reset_at(record, now), detail=detail)
+        return Failure("usage_limit", reset_at=_reset_at(record, now), detail=why)
     if record.status in (401, 403) or AUTH.search(text):
-        return Failure("auth_error", detail=detail)
+        return Failure("auth_error", detail=why)
     if record.status == 429 or RATE_LIMIT.search(text):
-        return Failure("rate_limited", reset_at=_reset_at(record, now), detail=detail)
+        return Failure("rate_limited", reset_at=_reset_at(record, now), detail=why)
     return None
 
 
@@ -90,11 +88,8 @@ def decisive_record(log_path: Path) -> Record | None:
 
 
 def _event(line: bytes) -> Record | None:
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    error = obj.get("error") if isinstance(obj, dict) else None
+    obj = loads(line)
+    error = obj.get("error") if obj is not None else None
     if not isinstance(error, dict):
         return None
     data = error.get("data") if isinstance(error.get("data"), dict) else {}
@@ -119,18 +114,13 @@ def _reset_at(record: Record, now: float) -> float | None:
     then a phrase in the message ("try again in 20s"). A time already past is dropped."""
     found = _from_body(record.body, now) or _from_headers(record.headers or {}, now)
     if found is None:
-        from aq_core.reset_time import parse_reset
-
-        found = parse_reset(record.message, now)
+        found = reset_at(record.message, now)
     return found if found is not None and found > now else None
 
 
 def _from_body(body: str, now: float) -> float | None:
-    try:
-        obj = json.loads(body) if body else None
-    except (ValueError, RecursionError):
-        return None
-    error = obj.get("error") if isinstance(obj, dict) else None
+    obj = loads(body) if body else None
+    error = obj.get("error") if obj is not None else None
     if not isinstance(error, dict):
         return None
     at = as_float(error.get("resets_at"))

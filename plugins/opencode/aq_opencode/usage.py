@@ -14,12 +14,12 @@ tool's whole output, are not decoded: their ``callID`` is read from the line's h
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from aq_core.usage import Usage, as_float, as_int, iter_lines
+from aq_core.enginekit import as_float, as_int, iter_lines, loads
+from aq_core.usage import Usage
 
 STEP_FINISH = b'{"type":"step_finish"'
 TOOL_USE = b'{"type":"tool_use"'
@@ -94,11 +94,8 @@ def parse(log_path: Path) -> Usage:
 
 
 def _part(line: bytes) -> dict[str, Any] | None:
-    try:
-        event = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(event, dict) or event.get("type") != "step_finish":
+    event = loads(line)
+    if event is None or event.get("type") != "step_finish":
         return None
     part = event.get("part")
     if not isinstance(part, dict):
