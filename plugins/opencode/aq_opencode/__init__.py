@@ -7,6 +7,7 @@ from pathlib import Path
 from aq_core.engine import Engine, Failure, LaunchContext, LaunchSpec, Outcome
 from aq_core.hookspecs import hookimpl
 from aq_core.usage import Usage
+
 NAME = "opencode"
 
 
