@@ -14,5 +14,7 @@ PRICES: dict[str, ModelPrice] = {
     "anthropic/claude-haiku-4": ModelPrice(input=1.0, cached=0.10, output=5.0, cache_write=1.25),
     "openai/gpt-5": ModelPrice(input=1.25, cached=0.125, output=10.0),
     "openai/gpt-5-mini": ModelPrice(input=0.25, cached=0.025, output=2.0),
+    "openai/gpt-5-nano": ModelPrice(input=0.05, cached=0.005, output=0.4),
+    "openai/gpt-4.1-mini": ModelPrice(input=0.4, cached=0.1, output=1.6),
     "openai/gpt-4.1": ModelPrice(input=2.0, cached=0.5, output=8.0),
 }
