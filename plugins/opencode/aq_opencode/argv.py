@@ -17,6 +17,12 @@ CONTINUE_PROMPT = (
 )
 
 
+#: opencode's own log on stderr, one ``timestamp=... level=... message=...`` line per step: it names the model of
+#: each call (no event does) and the "stream error" of a model call opencode then sleeps on (it honours a
+#: ``retry-after`` of hours without printing an event).
+LOG_FLAGS = ("--print-logs", "--log-level=INFO")
+
+
 def build(ctx: LaunchContext) -> LaunchSpec:
     """Return the launch spec: ``opencode run --format json ...`` with the prompt on stdin."""
     if ctx.executable is None:
@@ -26,7 +32,7 @@ def build(ctx: LaunchContext) -> LaunchSpec:
     job = ctx.job
     # json: one raw event per line (step_start, text, tool_use, step_finish, error). A title given here spares
     # the extra model call opencode otherwise makes to name the session (its tokens are in no event).
-    argv = [ctx.executable, "run", "--format=json", f"--title=aq {job.id}"]
+    argv = [ctx.executable, "run", "--format=json", f"--title=aq {job.id}", *LOG_FLAGS]
     if job.yolo:
         # Without --auto, `run` rejects every permission request that asks (paths outside the project, the
         # doom-loop guard); edits and commands that opencode's own config allows still run.

@@ -4,7 +4,10 @@
 retries: ``error{name, data{message, statusCode, isRetryable, responseHeaders, responseBody}}`` (an
 ``APIError``; ``ProviderAuthError`` for a missing login). Errors before the session starts are one
 ``Error: <message>`` line on stderr (ANSI-coloured), e.g. ``Error: Session not found`` for a session id this
-host does not have. The decisive record is the last ``error`` event, else the last ``Error:`` line.
+host does not have. The decisive record is the last ``error`` event, else the last ``Error:`` line, else the
+last ``stream error`` of opencode's own log (``--print-logs``) after the last finished step: opencode honours a
+``retry-after`` of hours by sleeping without printing an event, so a usage limit it sleeps on is seen only there,
+and the job's timeout ends the attempt (classed by that line, not as a timeout).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ AUTH = re.compile(
     re.IGNORECASE,
 )
 RATE_LIMIT = re.compile(r"rate[ _-]?limit|too many requests|overloaded_error", re.IGNORECASE)
+STREAM_ERROR = re.compile(
+    rb'^timestamp=(\S+) level=ERROR .*?message="stream error" .*?error\.error="((?:[^"\\]|\\.)*)"'
+)
+STEP_FINISH = b'{"type":"step_finish"'
 SESSION_LOST = re.compile(r"^Session not found\b")
 
 
@@ -49,14 +56,14 @@ class Record:
 
 def classify(outcome: Outcome) -> Failure | None:
     """Return the failure class of an opencode attempt, or ``None`` to let the core decide."""
-    if outcome.timed_out:
-        return None  # offline, opencode retries for about a minute: the job's timeout is the core's class
     try:
         record = decisive_record(outcome.log_path)
     except OSError:
         return None
     if record is None:
         return None
+    if outcome.timed_out and record.name != "stream error":
+        return None  # offline, opencode retries for about a minute: the job's timeout is the core's class
     if outcome.exit_code == 0 and record.status is None and not record.name:
         return None  # an "Error:" line in a run that then succeeded
     why = "opencode: " + detail(record.message)
@@ -74,17 +81,34 @@ def classify(outcome: Outcome) -> Failure | None:
 
 
 def decisive_record(log_path: Path) -> Record | None:
-    """Return the last ``error`` event, else the last ``Error:`` line opencode printed."""
+    """Return the last ``error`` event, else the last ``Error:`` line, else the last unfinished stream error."""
     event: Record | None = None
     line_error: Record | None = None
+    stream: Record | None = None
     for line in iter_lines(log_path):
         if line.startswith(ERROR_EVENT):
             event = _event(line) or event
+        elif line.startswith(STEP_FINISH):
+            stream = None  # a later step finished: that error was retried away
+        elif line.startswith(b"timestamp=") and b"stream error" in line:
+            found = STREAM_ERROR.match(line)
+            if found:
+                message = found[2].decode("utf-8", "replace").replace('\\"', '"')[:2048]
+                stream = Record(message, at=_iso(found[1].decode("ascii", "replace")), name="stream error")
         elif b"Error:" in line[:64]:
             plain = ANSI.sub(b"", line).strip()
             if plain.startswith(b"Error: "):
                 line_error = Record(plain[7:].decode("utf-8", "replace").strip()[:2048])
-    return event or line_error
+    return event or line_error or stream
+
+
+def _iso(stamp: str) -> float | None:
+    import datetime
+
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _event(line: bytes) -> Record | None:

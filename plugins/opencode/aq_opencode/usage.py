@@ -5,7 +5,8 @@ Figures come from the ``step_finish`` events, one per model call of the session'
 from the model's configured price). opencode's ``input`` excludes cached tokens and its ``output`` excludes
 reasoning, so by SPEC §3: ``tokens_in`` = Σ(input + cache.read + cache.write), ``tokens_cached`` = Σ cache.read,
 ``tokens_out`` = Σ(output + reasoning), ``turns`` = the number of ``step_finish`` events, ``tool_calls`` = the
-distinct ``callID`` of ``tool_use`` events. No event names the model, so ``model`` is absent.
+distinct ``callID`` of ``tool_use`` events. No event names the model: it is read from opencode's own log lines
+(``--print-logs``): ``message=stream providerID=P modelID=M ... small=false`` is a call of the main model.
 
 Only lines that start with an event's own head are read (``{"type":"step_finish"``, ...): text the agent or a
 tool wrote is escaped inside an event's JSON string and never starts a line. ``tool_use`` lines, which carry a
@@ -24,6 +25,8 @@ from aq_core.usage import Usage
 STEP_FINISH = b'{"type":"step_finish"'
 TOOL_USE = b'{"type":"tool_use"'
 SESSION_HEAD = re.compile(rb'^\{"type":"[a-z_]+","timestamp":\d+,"sessionID":"(ses_[0-9A-Za-z]{1,64})"')
+LOG_LINE = b"timestamp="
+STREAM = re.compile(rb" message=stream providerID=(\S+) modelID=(\S+) .*?\bsmall=false\b")
 CALL_ID = re.compile(rb'"part":\{"type":"tool","tool":"(?:[^"\\]|\\.){0,200}","callID":"((?:[^"\\]|\\.){1,200})"')
 
 
@@ -36,6 +39,12 @@ def parse(log_path: Path) -> Usage:
     calls: set[bytes] = set()
     session: str | None = None
     for line in iter_lines(log_path):
+        if line.startswith(LOG_LINE):
+            if b" message=stream " in line:
+                stream = STREAM.search(line)
+                if stream:
+                    usage.model = f"{stream[1].decode('utf-8', 'replace')}/{stream[2].decode('utf-8', 'replace')}"
+            continue
         if line.startswith(TOOL_USE):
             call = CALL_ID.search(line, 0, 4096)
             if call:

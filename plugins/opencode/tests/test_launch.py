@@ -16,7 +16,7 @@ from aq_core.testing import CANARY, make_job
 EXE = "/opt/opencode/bin/opencode"
 SID = "ses_dbaf14d85ffenrVhoJzFWtTLg1"
 HELP = Path(__file__).parent / "cli_help" / "opencode-1.18.33-run.txt"
-HEAD = [EXE, "run", "--format=json", "--title=aq contract-job"]
+HEAD = [EXE, "run", "--format=json", "--title=aq contract-job", "--print-logs", "--log-level=INFO"]
 
 
 def ctx(tmp_path: Path, session_id: str | None = None, executable: str | None = EXE, **job) -> LaunchContext:
