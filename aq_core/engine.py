@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from aq_core.job import Job
@@ -22,6 +23,23 @@ PromptDelivery = Literal["stdin", "file", "argv"]
 
 
 @dataclass(frozen=True)
+class ModelPrice:
+    """A model's list prices in US dollars per million tokens, for estimating a cost the engine did not print.
+
+    :param input: uncached input tokens.
+    :param cached: input tokens read from the prompt cache.
+    :param output: output tokens (reasoning included).
+    :param cache_write: input tokens written to the cache, when the engine reports them apart
+        (``Usage.extra["tokens_cache_write"]``); ``None`` charges them as ``input``.
+    """
+
+    input: float
+    cached: float
+    output: float
+    cache_write: float | None = None
+
+
+@dataclass(frozen=True)
 class Engine:
     """An engine a plugin provides.
 
@@ -30,12 +48,17 @@ class Engine:
         config names one; ``None`` when the job itself names the program (the ``command`` engine).
     :param failure_classes: extra failure classes ``classify_failure`` may return for this engine.
     :param resumes_sessions: True when ``launch`` honours ``LaunchContext.session_id``.
+    :param prices: the list prices of the models this engine runs, by model-id prefix (the longest
+        matching prefix wins; ``"acme-2"`` matches ``acme-2`` and ``acme-2-20260101``, not ``acme-2.5``).
+        They estimate ``cost_usd`` when the engine prints tokens but no cost; ``config.yaml``
+        ``prices:`` overrides them. Empty: no estimates for this engine.
     """
 
     name: str
     binary: str | None = None
     failure_classes: tuple[str, ...] = ()
     resumes_sessions: bool = False
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict, hash=False)
 
     @property
     def env_var(self) -> str:
@@ -72,6 +95,8 @@ class LaunchContext:
     :param max_cost_usd: the job's budget for this attempt, for engines with a budget flag.
     :param log_path: the attempt's log (what ``parse_usage`` will read); an engine that can write a
         usage side file may put it at ``<log_path>.<suffix>`` and read it back in ``parse_usage``.
+    :param settings: this plugin's own settings, ``plugins: {<name>: {...}}`` in ``config.yaml`` (the
+        plugin's engine or distribution name; empty when none); aq does not check them.
     """
 
     job: Job
@@ -82,6 +107,7 @@ class LaunchContext:
     session_id: str | None = None
     max_cost_usd: float | None = None
     log_path: Path | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aq_core.usage import Usage, as_float, as_int, iter_lines
+from aq_core.enginekit import as_float, as_int, iter_lines
+from aq_core.usage import Usage
 
 #: From this CLI version a resumed process restores the session's saved totals (engine-formats §1.5).
 CUMULATIVE_SINCE = (2, 1, 277)

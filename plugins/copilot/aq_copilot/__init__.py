@@ -13,12 +13,15 @@ NAME = "copilot"
 
 @hookimpl
 def register_engines() -> list[Engine]:
+    from aq_copilot.prices import PRICES
+
     return [
         Engine(
             name=NAME,
             binary="copilot",
             failure_classes=("auth_error", "rate_limited", "usage_limit"),
             resumes_sessions=True,
+            prices=PRICES,
         )
     ]
 
