@@ -131,6 +131,7 @@ class Attempt:
             session_id=_resumable_session(meta, self.engine) if engine.resumes_sessions else None,
             max_cost_usd=budget,
             log_path=store.log_path(job.id, number),
+            settings=plugins.settings(self.engine, self.runner.config),
         )
         try:
             spec = plugins.launch(self.engine, ctx)
@@ -279,7 +280,7 @@ class Attempt:
         elif ended_by == "cancel":
             cls = "cancelled"
         else:
-            failure = plugins.classify_failure(self.engine, outcome)
+            failure = plugins.classify_failure(self.engine, outcome, plugins.settings(self.engine, self.runner.config))
             cls = failure.cls
             if failure.reset_at:
                 figures["reset_at"] = round(failure.reset_at, 3)
@@ -327,7 +328,7 @@ class Attempt:
     def _usage(self, log_path: Path, failure: Failure | None) -> dict[str, object]:
         """Return the attempt's usage figures for meta (own spend only, when totals are cumulative)."""
         job, meta = self.job, self.store.read_meta(self.job.id)
-        usage = plugins.parse_usage(self.engine, log_path)
+        usage = plugins.parse_usage(self.engine, log_path, plugins.settings(self.engine, self.runner.config))
         figures: dict[str, object] = dict(usage.figures())
         if "model" not in figures and job.model:
             figures["model"] = job.model  # known, not guessed: it is what aq passed

@@ -451,6 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aq_core.store_cli import register as register_store_commands
 
     register_store_commands(sub)
+    from aq_core.cli_plugins import register as register_plugin_commands
+
+    register_plugin_commands(sub)
     p = sub.add_parser("engines", help="installed engines and their executables")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_engines)

@@ -42,8 +42,9 @@ class Notifier:
 
         try:
             plugins.plugin_manager().hook.notify(event=event, record=record, config=self.config, log=self.log)
-        except Exception as exc:  # a broken notifier plugin is reported, never fatal
-            self.log(f"notify: {event}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a broken notifier plugin is reported (once), never fatal
+            if not isinstance(exc, plugins.PluginError):
+                self.log(f"notify: {event}: {type(exc).__name__}: {exc}")
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait for pending notifications (up to ``timeout``, default the notifier timeout)."""

@@ -29,7 +29,8 @@ Anthropic ``rate_limit_error`` with ``retry-after``, ``anthropic-ratelimit-unifi
 headers (so claude reports it at once instead of retrying for minutes); OpenAI
 ``rate_limit_exceeded`` / ``usage_limit_reached`` with ``resets_at`` and ``resets_in_seconds``; Gemini
 ``RESOURCE_EXHAUSTED`` with a ``google.rpc.RetryInfo`` ``retryDelay`` (per-minute quota for ``rate``,
-per-day for ``usage``). The attribute may be changed while the server runs.
+per-day for ``usage``). ``limit="auth"`` answers each API's invalid-key error instead. The attribute may be
+changed while the server runs.
 
 Every request is logged in :attr:`ModelServer.requests` (method, path, API, what was answered, headers with
 credentials removed, whether the body contains ``canary``). Example::

@@ -450,6 +450,8 @@ def _gemini_stream(reply: Reply, _: bool) -> Iterator[str]:
 def limit_error(api: str, kind: str, retry_after: int, resets_in: int) -> tuple[int, Any, dict[str, str]]:
     """(status, body, headers) of the real service's limit answer: ``kind`` is ``rate`` (a short throttle) or
     ``usage`` (a plan or quota window that resets in ``resets_in`` seconds)."""
+    if kind == "auth":
+        return _auth_error(api)
     now = int(time.time())
     wait = retry_after if kind == "rate" else resets_in
     if api == "anthropic":
@@ -531,3 +533,37 @@ def limit_error(api: str, kind: str, retry_after: int, resets_in: int) -> tuple[
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{wait}s"},
     ]
     return 429, {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED", "details": details}}, {}
+
+
+def _auth_error(api: str) -> tuple[int, Any, dict[str, str]]:
+    """The real service's answer to an invalid API key."""
+    if api == "anthropic":
+        error = {"type": "authentication_error", "message": "invalid x-api-key"}
+        return 401, {"type": "error", "error": error, "request_id": "req_scripted_auth"}, {"x-should-retry": "false"}
+    if api in ("responses", "chat"):
+        message = "Incorrect API key provided: sk-test. You can find your API key at https://platform.openai.com/account/api-keys."
+        return (
+            401,
+            {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}},
+            {},
+        )
+    details = [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"},
+        },
+        {
+            "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+            "locale": "en-US",
+            "message": "API key not valid. Please pass a valid API key.",
+        },
+    ]
+    error = {
+        "code": 400,
+        "message": "API key not valid. Please pass a valid API key.",
+        "status": "INVALID_ARGUMENT",
+        "details": details,
+    }
+    return 400, {"error": error}, {}
