@@ -5,8 +5,8 @@ file it writes at exit has them, exact and per model: ``modelMetrics.<model>{req
 usage{inputTokens, outputTokens, cacheReadTokens, cacheWriteTokens}}`` plus ``totalPremiumRequestCost`` and
 ``totalNanoAiu``; it is written even when the login fails. Its figures count the whole session (a resumed
 session's earlier runs too), so they are marked ``session_cumulative`` and the core keeps only this attempt's
-share. ``inputTokens`` includes cache reads (checked: a call of 1234 prompt tokens, 1000 cached, is written as
-1234 / 1000), ``outputTokens`` includes reasoning.
+share. Checked against the scripted model server (Anthropic and OpenAI wire APIs): ``inputTokens`` includes cache
+reads and cache writes, ``outputTokens`` includes reasoning (also given apart as ``reasoningTokens``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def merge(usage: Usage, log_path: Path) -> Usage:
     metrics = doc.get("modelMetrics") if doc is not None else None
     if not isinstance(metrics, dict):
         return usage
-    sums = {"in": 0, "out": 0, "cached": 0, "write": 0, "requests": 0}
+    sums = {"in": 0, "out": 0, "cached": 0, "write": 0, "requests": 0, "reasoning": 0}
     models: dict[str, dict[str, int]] = {}
     seen = False
     for model, entry in metrics.items():
@@ -49,6 +49,7 @@ def merge(usage: Usage, log_path: Path) -> Usage:
         }
         requests = entry.get("requests") if isinstance(entry.get("requests"), dict) else {}
         row["requests"] = as_int(requests.get("count"))
+        row["reasoning"] = as_int(figures.get("reasoningTokens"))
         if row["in"] is None and row["out"] is None:
             continue
         seen = True
@@ -63,6 +64,7 @@ def merge(usage: Usage, log_path: Path) -> Usage:
     extra = usage.extra
     extra["tokens_cache_write"] = sums["write"]
     extra["model_calls"] = sums["requests"]
+    extra["tokens_reasoning"] = sums["reasoning"]
     extra["models"] = models
     extra["tokens_source"] = "usage-output-file"
     extra["session_cumulative"] = True
