@@ -50,12 +50,21 @@ def run_once(root: Path, env: dict[str, str], timeout: float = 300) -> str:
     return done.stdout
 
 
-def run_until_paused(root: Path, job_id: str, env: dict[str, str], timeout: float = 240) -> dict[str, str]:
-    """Run the queue until ``job_id`` is back in inbox/ with its engine paused; stop the runner; return its meta."""
+def run_until_paused(
+    root: Path, job_id: str, env: dict[str, str], timeout: float = 240, done: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """Run the queue until ``job_id`` is back in inbox/ with its engine paused and the ``done`` jobs are done (the
+    runner goes on with other engines meanwhile); stop the runner; return the job's meta."""
     runner = aq_popen("run", root=root, env=env)
     try:
         wait_until(
-            lambda: state_of(root, job_id) == "inbox" and "pause_until" in meta(root, job_id), timeout, "the limit"
+            lambda: (
+                state_of(root, job_id) == "inbox"
+                and "pause_until" in meta(root, job_id)
+                and all(state_of(root, other) == "done" for other in done)
+            ),
+            timeout,
+            "the limit",
         )
     finally:
         runner.send_signal(signal.SIGTERM)

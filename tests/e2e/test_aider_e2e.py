@@ -99,7 +99,7 @@ def test_a_quota_error_through_aider_is_a_usage_limit_although_aider_exits_0(tmp
     other.mkdir()
     add(root, tmp_path, "ai2", {"engine": "aider", "model": MODEL, "cwd": str(work), "retry": {"max": 2}}, env)
     add(root, tmp_path, "cmd", {"engine": "command", "command": stub(), "cwd": str(other)}, env)
-    m = run_until_paused(root, "ai2", env, timeout=300)
+    m = run_until_paused(root, "ai2", env, timeout=300, done=("cmd",))
 
     assert m["pause_reason"] == "usage_limit" and m["pause_engine"] == "aider"
     assert m.get("retries", "0") == "0" and m.get("exit") == "0", "aider exited 0; no retry spent"
@@ -107,5 +107,4 @@ def test_a_quota_error_through_aider_is_a_usage_limit_although_aider_exits_0(tmp
     status = engines(root)
     assert status["aider"]["pause_reason"] == "usage_limit"
     assert not status.get("command", {}).get("paused_until"), "only the engine that hit the limit pauses"
-    run_once(root, env)
     assert state_of(root, "cmd") == "done" and state_of(root, "ai2") == "inbox"
