@@ -8,10 +8,12 @@ reaches meta, argv or aq's own log lines."""
 from __future__ import annotations
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
-from helpers import aq, git, git_repo, meta, state_of, write_job
+from helpers import aq, aq_popen, git, git_repo, meta, state_of, wait_until, write_job
 
 from e2e.engines import SETUPS, environment
 from e2e.model_server import ModelServer, Tokens
@@ -125,3 +127,86 @@ def test_the_real_cli_writes_a_file_and_aq_reports_the_servers_usage(
         assert "cost_usd" in record["estimated"]
     assert_no_canary(root, run.stdout, run.stderr)
     assert meta(root, "hello")["result"] == "ok"
+
+
+# What each real CLI prints for each API's limit answer, and how aq classifies it (see the plugins' fixtures).
+LIMITS = [
+    ("claude", "rate", "rate_limited", None),  # `API Error: Request rejected (429)`: no reset printed
+    ("codex", "rate", "rate_limited", None),  # `exceeded retry limit, last status: 429 Too Many Requests`
+    ("codex", "usage", "usage_limit", "resets_at"),  # `You've hit your usage limit ... try again at 11:07 AM.`
+    ("gemini", "rate", "rate_limited", "retry_after"),  # `... Please retry in 1s. Suggested retry after 1s.`
+    ("gemini", "usage", "usage_limit", "resets_in"),  # `You have exhausted your daily quota` (+ the wait)
+    ("qwen", "rate", "rate_limited", "retry_after"),  # `[API Error: 429 Rate limit reached ... try again in 1s.`
+]
+
+
+@pytest.mark.parametrize(("engine", "kind", "cls", "reset"), LIMITS, ids=[f"{e}-{k}" for e, k, _, _ in LIMITS])
+def test_a_limit_through_the_real_cli_pauses_only_that_engine_without_spending_a_retry(
+    engine: str, kind: str, cls: str, reset: str | None, tmp_path: Path, real_cli
+) -> None:
+    exe = real_cli(engine)
+    setup = SETUPS[engine]
+    repo = git_repo(tmp_path / "repo")
+    other = tmp_path / "other"
+    other.mkdir()
+    # A margin that outlasts the run: the paused engine is not tried again while the other job runs.
+    root = queue(tmp_path, "limit_margin: 10m\n")
+    home = tmp_path / "engine-home"
+    home.mkdir()
+    with ModelServer(limit=kind, retry_after=1, resets_in=3 * 3600, canary=CANARY) as server:
+        env = environment(engine, server, home, give_up_at_once=True)
+        env[f"AQ_{engine.upper()}_BIN"] = exe
+        front = {
+            "engine": engine,
+            "cwd": str(repo),
+            "yolo": True,
+            "model": setup.model,
+            "retry": {"max": 2, "backoff": "1s", "on": ["crash"]},
+        }
+        add(root, tmp_path, "a-limited", front, env, f"Write hello.txt. {CANARY}\n")
+        add(root, tmp_path, "b-same-engine", front, env, f"Write hello.txt. {CANARY}\n")
+        command = {"engine": "command", "cwd": str(other), "command": ["git", "--version"]}
+        add(root, tmp_path, "c-other-engine", command, env, "Print the version.\n")
+        began = time.time()
+        # `run --once` would wait out the pause: a long-running runner is stopped once both jobs are settled.
+        runner = aq_popen("run", root=root, env=env)
+        try:
+            wait_until(
+                lambda: state_of(root, "c-other-engine") == "done" and "result" in meta(root, "a-limited"),
+                240,
+                "the limited attempt and the other engine's job",
+            )
+        finally:
+            runner.send_signal(signal.SIGTERM)
+            output, _ = runner.communicate(timeout=60)
+        ended = time.time()
+        assert runner.returncode == 0, output
+        limited = len(server.model_requests())
+    assert limited >= 1 and all(r.answer.kind == "limit" for r in server.model_requests())
+
+    # The limited job is back in inbox/ with no retry spent; the engine's other job never started; the other
+    # engine's job ran.
+    first = meta(root, "a-limited")
+    assert state_of(root, "a-limited") == "inbox", output
+    assert first["attempts"] == "1" and first.get("retries", "0") == "0"
+    assert first["result"] == cls, (root / "logs" / "a-limited.1.log").read_text(errors="replace")[-2000:]
+    assert state_of(root, "b-same-engine") == "inbox"
+    assert not (root / "logs" / "b-same-engine.1.log").exists()
+    assert state_of(root, "c-other-engine") == "done"
+    assert f"engine {engine} paused until" in output
+
+    finished = float(first["finished"])
+    reset_at = float(first["reset_at"]) if first.get("reset_at") else None
+    if reset is None:
+        assert reset_at is None  # the CLI printed no reset: aq holds the engine (limit_hold)
+    else:
+        assert reset_at is not None, first
+        if reset == "resets_at":  # an absolute time, printed to the minute in the host's zone (TZ=UTC here)
+            assert began + 3 * 3600 - 60 < reset_at <= ended + 3 * 3600
+        else:
+            wait = 1 if reset == "retry_after" else 3 * 3600
+            assert reset_at == pytest.approx(finished + wait, abs=5)
+        assert float(first["pause_until"]) == pytest.approx(reset_at + 600, abs=1)
+    runs = insights(root, "a-limited")["runs"]
+    assert [r["result"] for r in runs] == [cls]
+    assert_no_canary(root, output)
