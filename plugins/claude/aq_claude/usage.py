@@ -339,7 +339,7 @@ class _Scan:
                 # A resumed process restores the session's totals: only what it added counts.
                 before = self.previous.get(session, {})
                 self.previous[session] = dict(figures)
-                delta = {k: max(0, v - before.get(k, 0)) for k, v in figures.items()}
+                delta = {k: max(v * 0, v - before.get(k, 0)) for k, v in figures.items()}  # a cost stays a float
             else:
                 delta = figures
             if session:
