@@ -84,7 +84,8 @@ def _install_into(cli: Cli, target: Path) -> None:
             raise Unavailable("npm not found on PATH")
         target.mkdir(parents=True, exist_ok=True)
         argv = [npm, "install", "--prefix", str(target), "--no-audit", "--no-fund", "--loglevel=error"]
-        argv += ["--fetch-retries=1", "--fetch-timeout=30000", cli.spec]
+        argv += ["--fetch-retries=1", "--fetch-retry-mintimeout=1000", "--fetch-retry-maxtimeout=5000"]
+        argv += ["--fetch-timeout=30000", cli.spec]
         steps = [argv]
     else:
         python = getattr(sys, "_base_executable", None) or sys.executable

@@ -170,30 +170,37 @@ class ModelServer:
         return f"http://127.0.0.1:{self.port}"
 
     # -- what a test reads ------------------------------------------------------------------------------------
-    def answers(self, kinds: Iterable[str] = ("tool", "final", "side")) -> list[Answer]:
+    def answers(self, kinds: Iterable[str] = ("tool", "final", "side"), exclude: str | None = None) -> list[Answer]:
+        """The answers of the given kinds, in order; ``exclude`` leaves out requests whose body contains that text
+        (e.g. a CLI's background agent, recognised by its system prompt)."""
         wanted = set(kinds)
         with self._lock:
-            return [r.answer for r in self.requests if r.answer is not None and r.answer.kind in wanted]
+            picked = [r for r in self.requests if r.answer is not None and r.answer.kind in wanted]
+        if exclude:
+            picked = [r for r in picked if exclude not in json.dumps(r.body)]
+        return [r.answer for r in picked if r.answer is not None]
 
     def model_requests(self) -> list[Request]:
         """The requests that reached a model endpoint (limits included)."""
         with self._lock:
             return [r for r in self.requests if r.answer is not None and r.answer.kind != "other"]
 
-    def expected_usage(self, kinds: Iterable[str] = ("tool", "final", "side")) -> dict[str, int]:
+    def expected_usage(
+        self, kinds: Iterable[str] = ("tool", "final", "side"), exclude: str | None = None
+    ) -> dict[str, int]:
         """The sums of the answered token numbers by aq's conventions (tokens_in with cache reads and writes,
         tokens_cached = cache reads, tokens_out with reasoning), plus the raw parts for engines that show them."""
         total = {"tokens_in": 0, "tokens_cached": 0, "tokens_out": 0}
-        for a in self.answers(kinds):
+        for a in self.answers(kinds, exclude):
             if a.tokens is not None:
                 total["tokens_in"] += a.tokens.tokens_in
                 total["tokens_cached"] += a.tokens.cached
                 total["tokens_out"] += a.tokens.tokens_out
         return total
 
-    def sum_tokens(self, kinds: Iterable[str] = ("tool", "final", "side")) -> Tokens:
+    def sum_tokens(self, kinds: Iterable[str] = ("tool", "final", "side"), exclude: str | None = None) -> Tokens:
         """The field-by-field sum of the answered token numbers."""
-        parts = [a.tokens for a in self.answers(kinds) if a.tokens is not None]
+        parts = [a.tokens for a in self.answers(kinds, exclude) if a.tokens is not None]
         return Tokens(
             *(sum(getattr(t, f) for t in parts) for f in ("input", "cached", "cache_write", "output", "reasoning"))
         )
