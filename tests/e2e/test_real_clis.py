@@ -103,6 +103,8 @@ def test_the_real_cli_writes_a_file_and_aq_reports_the_servers_usage(
     # The file the CLI's own tool wrote is committed on the job's work branch, not on main.
     assert git(repo, "show", "aq/wip/hello:hello.txt") == CONTENT.rstrip("\n")
     assert "hello.txt" not in git(repo, "ls-tree", "-r", "--name-only", "main").split()
+    # Nothing else the CLI keeps (its session files, caches) ended up on the branch.
+    assert git(repo, "diff", "--name-only", "main", "aq/wip/hello").split() == ["hello.txt"]
 
     record = insights(root, "hello")
     assert record["result"] == "ok"
