@@ -8,6 +8,7 @@ reaches meta, argv or aq's own log lines."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -103,6 +104,8 @@ def test_the_real_cli_writes_a_file_and_aq_reports_the_servers_usage(
     # The file the CLI's own tool wrote is committed on the job's work branch, not on main.
     assert git(repo, "show", "aq/wip/hello:hello.txt") == CONTENT.rstrip("\n")
     assert "hello.txt" not in git(repo, "ls-tree", "-r", "--name-only", "main").split()
+    # Nothing else the CLI keeps (its session files, caches) ended up on the branch.
+    assert git(repo, "diff", "--name-only", "main", "aq/wip/hello").split() == ["hello.txt"]
 
     record = insights(root, "hello")
     assert record["result"] == "ok"
@@ -210,3 +213,36 @@ def test_a_limit_through_the_real_cli_pauses_only_that_engine_without_spending_a
     runs = insights(root, "a-limited")["runs"]
     assert [r["result"] for r in runs] == [cls]
     assert_no_canary(root, output)
+
+
+def test_gemini_without_a_model_routes_first_and_every_call_counts(tmp_path: Path, real_cli) -> None:
+    """Without ``-m`` Gemini CLI asks a small model which model to use (a JSON answer), then runs the session
+    on the chosen one; its stats, and so aq's figures, hold both models' calls."""
+    exe = real_cli("gemini")
+    repo = git_repo(tmp_path / "repo")
+    root = queue(tmp_path)
+    home = tmp_path / "engine-home"
+    home.mkdir()
+    with ModelServer(usage=SCRIPT, canary=CANARY, content=CONTENT) as server:
+        env = environment("gemini", server, home)
+        env["AQ_GEMINI_BIN"] = exe
+        add(
+            root,
+            tmp_path,
+            "routed",
+            {"engine": "gemini", "cwd": str(repo), "yolo": True},
+            env,
+            f"Write hello.txt. {CANARY}\n",
+        )
+        run = aq("run", "--once", root=root, env=env, timeout=240)
+        assert run.returncode == 0 and state_of(root, "routed") == "done", run.stdout + run.stderr
+        calls = server.model_requests()
+        expected = server.expected_usage()
+    router = [r for r in calls if r.path.endswith(":generateContent")]
+    session = [r for r in calls if ":streamGenerateContent" in r.path]
+    assert router and all(r.answer.kind == "side" for r in router)
+    assert [r.answer.kind for r in session] == ["tool", "final"]
+    record = insights(root, "routed")
+    assert {k: record[k] for k in ("tokens_in", "tokens_cached", "tokens_out")} == expected
+    assert record["model"] == re.search(r"/models/([^:]+):", session[0].path).group(1)
+    assert git(repo, "show", "aq/wip/routed:hello.txt") == CONTENT.rstrip("\n")

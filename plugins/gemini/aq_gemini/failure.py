@@ -4,14 +4,14 @@ refusals, ``Error when talking to Gemini API``, the quota error's cause with its
 
 | class | what the CLI printed (0.61.0) |
 |---|---|
-| ``usage_limit`` | ``You have exhausted your daily quota on this model.`` (``TerminalQuotaError``: a per-day quota, or a wait over 5 minutes) |
+| ``usage_limit`` | ``You have exhausted your daily quota on this model.`` (``TerminalQuotaError``: a per-day quota, or a wait over 5 minutes); a Google-login plan's ``... Your quota will reset after 2h52m39s.`` |
 | ``rate_limited`` | ``You exceeded your current quota ... Please retry in 1s. Suggested retry after 1s.`` (``RetryableQuotaError``, after its retries), ``RESOURCE_EXHAUSTED``, HTTP 429 |
 | ``auth_error`` | ``Please set an Auth method ...`` (exit 41), ``API key not valid``, 401/403 |
 | ``config_error`` | ``not running in a trusted directory`` (exit 55), an unknown option, an unknown model |
 | ``crash`` with a detail | ``fetch failed`` / ``ENOTFOUND`` (no network, after ~10 retries), ``No input provided via stdin`` |
 
-The reset time is the printed wait (``Please retry in 10800s``, ``Suggested retry after 39s``), counted from the
-end of the run.
+The reset time is the printed wait (``Please retry in 10800s``, ``Suggested retry after 39s``, ``reset after
+2h52m39s``), counted from the end of the run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from aq_core.enginekit import detail, iter_lines, loads, reset_at
 
 USAGE_LIMIT = re.compile(
     r"exhausted your daily quota|TerminalQuotaError|PerDay|daily quota|QUOTA_EXHAUSTED"
-    r"|INSUFFICIENT_G1_CREDITS_BALANCE|exceeded your monthly",
+    r"|INSUFFICIENT_G1_CREDITS_BALANCE|exceeded your monthly|quota will reset",
     re.IGNORECASE,
 )
 RATE_LIMIT = re.compile(
@@ -47,7 +47,9 @@ NETWORK = re.compile(
     r"fetch failed|ENOTFOUND|ECONNREFUSED|EAI_AGAIN|getaddrinfo|ETIMEDOUT|socket hang up", re.IGNORECASE
 )
 NO_INPUT = re.compile(r"No input provided via stdin", re.IGNORECASE)
-WAIT = re.compile(r"(?:Please retry in|Suggested retry after)\s+[0-9.]+\s*m?s\b", re.IGNORECASE)
+WAIT = re.compile(
+    r"(?:Please retry in|Suggested retry after)\s+[0-9.]+\s*m?s\b|reset after\s+(?:\d+[hms]\s*)+", re.IGNORECASE
+)
 # Noise the CLI prints on every run; never a reason.
 NOISE = re.compile(r"^(?:Warning: 256-color|YOLO mode is enabled|Ripgrep is not available|\[STARTUP\]|\s+at )")
 TAIL = 400

@@ -61,3 +61,13 @@ def test_the_daily_quota_wait_comes_from_the_printed_cause() -> None:
     )
     assert failure.cls == "usage_limit" and failure.reset_at == 100.0 + 10800
     assert failure.detail == "gemini: You have exhausted your daily quota on this model."
+
+
+def test_a_plan_quota_with_its_reset_is_a_usage_limit(tmp_path: Path) -> None:
+    # The form Gemini CLI prints for a Google-login plan (Code Assist) whose quota window is spent.
+    error = "[API Error: You have exhausted your capacity on this model. Your quota will reset after 1h30m5s.]"
+    log = tmp_path / "a.log"
+    record = {"type": "result", "status": "error", "error": {"type": "unknown", "message": error}}
+    log.write_text('{"type":"init","session_id":"s","model":"gemini-2.5-pro"}\n' + json.dumps(record) + "\n")
+    failure = classify(Outcome(exit_code=1, timed_out=False, log_path=log, finished_at=1000.0))
+    assert failure.cls == "usage_limit" and failure.reset_at == 1000.0 + 5405

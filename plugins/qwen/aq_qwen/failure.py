@@ -25,10 +25,13 @@ USAGE_LIMIT = re.compile(
     re.IGNORECASE,
 )
 RATE_LIMIT = re.compile(
-    r"\b429\b|rate[ _-]?limit|too many requests|Throttling|requests? limit exceeded|overloaded", re.IGNORECASE
+    r"API Error: 429\b|\b(?:status|code)\W{0,3}429\b|rate[ _-]?limit|too many requests|Throttling"
+    r"|requests? limit exceeded|overloaded",
+    re.IGNORECASE,
 )
 AUTH = re.compile(
-    r"No auth type is selected|Incorrect API key|invalid[ _]api[ _]key|\b401\b|\b403\b|Unauthorized"
+    r"No auth type is selected|Incorrect API key|invalid[ _]api[ _]key|API Error: 40[13]\b"
+    r"|\b(?:status|code)\W{0,3}40[13]\b|Unauthorized"
     r"|authentication|API key (?:is )?(?:missing|not valid|invalid)|OPENAI_API_KEY",
     re.IGNORECASE,
 )
