@@ -103,7 +103,7 @@ def test_a_usage_limit_opencode_sleeps_on_is_classed_when_the_timeout_ends_it(
     model_server.limit = "usage"
     env = opencode_env(model_server)
     root, work = queue(tmp_path), repo(tmp_path)
-    add(root, tmp_path, "oc3", {"engine": "opencode", "model": MODEL, "cwd": str(work), "timeout": "12s"}, env)
+    add(root, tmp_path, "oc3", {"engine": "opencode", "model": MODEL, "cwd": str(work), "timeout": "25s"}, env)
     m = run_until_paused(root, "oc3", env)
 
     assert m["pause_reason"] == "usage_limit" and m.get("retries", "0") == "0"
