@@ -27,6 +27,12 @@ _QUOTA = (
     "exceeded your copilot token usage",
     "no remaining quota for premium requests",
     "exhausted your premium model quota",
+    # A BYOK provider's plan window, as Copilot relays it ("429 The usage limit has been reached"; OpenAI's
+    # usage_limit_reached body, seen through the scripted model server).
+    "usage limit has been reached",
+    "usage_limit_reached",
+    "exceeded your current quota",
+    "insufficient_quota",
 )
 _WINDOW = (
     "weekly rate limit",
