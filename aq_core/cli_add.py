@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aq_core.errors import JobInvalid, UsageError, shown
+from aq_core.errors import ConfigInvalid, JobInvalid, UsageError, shown
 
 _SLUG_WORDS = 6
 _SLUG_CHARS = 40
@@ -119,7 +119,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     if args.prompt is None and (args.engine or args.profile or args.id or args.cwd):
         raise UsageError("aq add: --engine, --profile, --id and --cwd go with --prompt")
     store = open_store(args.root, url=args.store)
-    profiles = store.config().profiles
+    try:
+        profiles = store.config().profiles
+    except ConfigInvalid as exc:  # one line per problem, as for a job file; nothing queued
+        return _report(exc.problems)
     here = Path.cwd()
     status = 0
     checked: list[tuple[str, Any, bytes]] = []  # (the name to report, job, data)

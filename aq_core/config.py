@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aq_core.durations import parse_duration
-from aq_core.errors import UsageError
+from aq_core.errors import ConfigInvalid, UsageError
 
 if TYPE_CHECKING:
     from aq_core.engine import ModelPrice
@@ -177,7 +177,7 @@ def load_config(root: Path) -> QueueConfig:
     if "profiles" in data:
         values["profiles"] = _profiles(path, data["profiles"], problems)
     if problems:
-        raise UsageError("; ".join(problems))
+        raise ConfigInvalid(problems)
     return QueueConfig(**values)
 
 

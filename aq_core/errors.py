@@ -23,6 +23,14 @@ class JobInvalid(UsageError):
         self.problems = problems
 
 
+class ConfigInvalid(UsageError):
+    """The queue's ``config.yaml`` failed validation; ``problems`` lists every problem, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class UnknownEngine(UsageError):
     """No installed plugin provides the engine a job asked for."""
 

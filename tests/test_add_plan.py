@@ -126,3 +126,20 @@ def test_parents_are_queued_before_their_children(tmp_path: Path) -> None:
     assert result.stdout.split() == ["a", "b", "c", "z"]
     added = [float(meta(root, j)["added"]) for j in ("a", "b", "c")]
     assert added == sorted(added)
+
+
+def test_a_profile_with_bad_keys_is_reported_one_line_per_problem_and_nothing_is_queued(tmp_path: Path) -> None:
+    root = tmp_path / "q"
+    root.mkdir()
+    (root / "config.yaml").write_text(
+        "profiles:\n  night:\n    engine: command\n    priority: urgent\n    timout: 5m\n"
+    )
+    path = job(tmp_path, "a", profile="night")
+    result = aq("add", str(path), root=root)
+    assert result.returncode == 2
+    config = root / "config.yaml"
+    assert result.stderr.strip().splitlines() == [
+        f"aq: {config}: profiles.night: unknown key 'timout' (did you mean 'timeout'?)",
+        f"aq: {config}: profiles.night: priority: 'urgent': expected a whole number (higher runs first; default 0)",
+    ]
+    assert state_of(root, "a") is None
