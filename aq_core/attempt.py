@@ -121,7 +121,7 @@ class Attempt:
         workdir = Path(checkpoint.get("workdir") or job.cwd)
 
         engine = plugins.get_engine(self.engine)
-        prompt_file = store.tmp_path(f"{job.id}.{number}.prompt")
+        prompt_file = store.files.tmp_path(f"{job.id}.{number}.prompt")
         ctx = LaunchContext(
             job=job,
             attempt=number,
@@ -130,7 +130,7 @@ class Attempt:
             prompt_file=prompt_file,
             session_id=_resumable_session(meta, self.engine) if engine.resumes_sessions else None,
             max_cost_usd=budget,
-            log_path=store.log_path(job.id, number),
+            log_path=store.files.log_path(job.id, number),
         )
         try:
             spec = plugins.launch(self.engine, ctx)
@@ -139,13 +139,13 @@ class Attempt:
             self._finish_without_attempt("invalid", str(exc))
             return
 
-        log_path = store.log_path(job.id, number)
+        log_path = store.files.log_path(job.id, number)
         env = dict(os.environ)
         env.update(spec.env)
-        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.local)})
+        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.files.root)})
         prompt = spec.prompt_text if spec.prompt_text is not None else job.prompt
         if spec.prompt == "file":
-            store.write_private(prompt_file, prompt.encode("utf-8"))
+            store.files.write_private(prompt_file, prompt.encode("utf-8"))
         program = shutil.which(spec.argv[0], path=env.get("PATH")) if spec.argv else None
         if program is None:
             with contextlib.suppress(FileNotFoundError):
@@ -153,11 +153,11 @@ class Attempt:
             self._commit(workdir, "invalid")
             self._finish_without_attempt("invalid", f"engine {self.engine}: cannot start {spec.argv[:1]!r}: not found")
             return
-        log_fd = store.open_log(log_path)
+        log_fd = store.files.open_log(log_path)
         # The started marker is written by the child itself, just before it becomes the engine: if
         # the runner dies at any instant after the fork, recovery still knows the attempt began.
         marker = started_marker(store, job.id, number)
-        os.close(store.open_log(marker))  # created 0600 by us; the child only appends its pid
+        os.close(store.files.open_log(marker))  # created 0600 by us; the child only appends its pid
         started = time.time()
         try:
             self.proc = subprocess.Popen(
@@ -230,7 +230,7 @@ class Attempt:
         """Wait for the engine; return ``exit``, ``timeout``, ``stop`` or ``cancel``."""
         job = self.job
         deadline = started + job.timeout if job.timeout else None
-        meta_version = self.store.meta_version(job.id)
+        meta_version = self.store.coord.meta_version(job.id)
         next_check = time.monotonic() + CANCEL_CHECK
         while True:
             try:
@@ -255,7 +255,7 @@ class Attempt:
                 return "timeout"
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + CANCEL_CHECK
-                version = self.store.meta_version(job.id)
+                version = self.store.coord.meta_version(job.id)
                 if version != meta_version:
                     meta_version = version
                     if self.store.read_meta(job.id).get("cancel_requested") == "1":
@@ -373,7 +373,7 @@ class Attempt:
     def _verify(self, workdir: Path, log_path: Path, started: float) -> str:
         job = self.job
         remaining = None if not job.timeout else max(1.0, started + job.timeout - time.time())
-        fd = self.store.open_log(log_path)
+        fd = self.store.files.open_log(log_path)
         try:
             os.write(fd, f"\naq: verify: running `{job.verify}`\n".encode())
             proc = subprocess.Popen(
@@ -452,7 +452,7 @@ class Attempt:
 
 def started_marker(store: Store, job_id: str, attempt: int) -> Path:
     """The file an attempt's process writes its pid to as it starts (see ``Attempt._run``)."""
-    return store.log_path(job_id, attempt).with_suffix(".started")
+    return store.files.log_path(job_id, attempt).with_suffix(".started")
 
 
 def _feed(proc: subprocess.Popen, data: bytes) -> None:

@@ -21,7 +21,7 @@ from aq_core.meta import Meta
 from aq_core.notifications import Notifier, send_job_finished
 from aq_core.procs import start_time
 from aq_core.recovery import recover
-from aq_core.store import Entry, Lock, State, Store
+from aq_core.store import Entry, Lock, State, Store, host_lock
 
 SPEND_REFRESH = 30.0  # seconds between re-reading today's spend (other runners' attempts)
 POLL = 0.05  # how often an idle runner looks at inbox/ (a stat of one directory)
@@ -53,11 +53,11 @@ class Runner:
     journal: Journal = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.config: QueueConfig = self.store.config()
+        self.config: QueueConfig = self.store.files.config()
         self.journal = self.journal or Journal(self.store)
         self.pid = os.getpid()
         self.pidstart = start_time(self.pid)
-        self.claim_meta = self.store.claim_meta()
+        self.claim_meta = self.store.coord.claim_meta()
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.running: dict[str, tuple[threading.Thread, Attempt]] = {}
@@ -76,7 +76,7 @@ class Runner:
     # -- main loop -----------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.store.register_runner(self.pid, self.pidstart or 0.0)
+        self.store.coord.register_runner(self.pid, self.pidstart or 0.0)
         previous = self._install_signals()
         try:
             self.journal.say(
@@ -92,13 +92,13 @@ class Runner:
                     # agents through _renew; everything else waits until it is back.
                     self.journal.say(None, f"{exc}; trying again")
                     self._renew()
-                    self.stopping.wait(min(1.0, self.store.lease_interval or 1.0))
+                    self.stopping.wait(min(1.0, self.store.coord.lease_interval or 1.0))
         finally:
             self._stop_all()
             self.notifier.drain()
             self.notifier.close()
             self._restore_signals(previous)
-            self.store.unregister_runner(self.pid)
+            self.store.coord.unregister_runner(self.pid)
             self.journal.say(None, "runner stopped")
         return 0
 
@@ -111,11 +111,11 @@ class Runner:
             if time.monotonic() - last_recover >= RECOVER_EVERY:
                 recover(self.store, self.journal, on_finished=self.job_done)
                 last_recover = time.monotonic()
-            if self.store.lease_interval and time.monotonic() - last_renew >= self.store.lease_interval:
+            if self.store.coord.lease_interval and time.monotonic() - last_renew >= self.store.coord.lease_interval:
                 self._renew()
                 last_renew = time.monotonic()
             self._reap()
-            mtime = self.store.inbox_token()
+            mtime = self.store.coord.inbox_token()
             free = self.workers - len(self.running)
             due = next_wake is not None and time.time() >= next_wake
             if free > 0 and (mtime != seen_mtime or due or self.wake.is_set()):
@@ -131,7 +131,7 @@ class Runner:
         with self._lock:
             running = dict(self.running)
         try:
-            lost = self.store.renew(list(running))
+            lost = self.store.coord.renew(list(running))
         except Exception as exc:  # the store is unreachable: every hold is at risk
             self.journal.say(None, f"store: cannot renew leases ({type(exc).__name__}: {exc})")
             lost = set(running)
@@ -150,7 +150,7 @@ class Runner:
                 )
         for name, dists in plugins.duplicate_engines().items():
             self.journal.say(None, f"engine {name!r} is provided by {' and '.join(dists)}; {dists[0]} wins")
-        if not self.store.engine_names_with_meta():
+        if not self.store.engines.names():
             # Engine records lost (or never written): pauses are also in the waiting jobs' meta.
             inbox = ((e.id, self.store.read_meta(e.id)) for e in self.store.list(State.INBOX))
             if limits.rebuild_engine_meta(self.store, inbox):
@@ -198,7 +198,7 @@ class Runner:
 
     def _candidate(self, entry: Entry) -> Candidate | None:
         meta = self.store.read_meta(entry.id)
-        key = self.store.job_version(entry.id, State.INBOX)
+        key = self.store.coord.job_version(entry.id, State.INBOX)
         if key is None:
             return None
         cached = self._parsed.get(entry.id)
@@ -213,7 +213,9 @@ class Runner:
 
     def _parse(self, entry: Entry, meta: Meta) -> Job | str | Refused:
         name = f"inbox/{shown(entry.id)}.md"
-        others = [s.value for s in (State.BUILDING, State.DONE, State.FAILED) if self.store.job_version(entry.id, s)]
+        others = [
+            s.value for s in (State.BUILDING, State.DONE, State.FAILED) if self.store.coord.job_version(entry.id, s)
+        ]
         if others:
             # Running it would put one id in two folders: leave the file where the user dropped it.
             return Refused(
@@ -241,7 +243,7 @@ class Runner:
     def _start(self, cand: Candidate) -> str:
         """Try to start ``cand``: ``started``, ``busy`` (wait for it), ``budget`` or ``rejected``."""
         job_id = cand.entry.id
-        job_lock = self.store.try_lock("job:" + job_id)
+        job_lock = self.store.coord.try_lock("job:" + job_id)
         if job_lock is None:
             return "busy"
         if isinstance(cand.error, Refused):
@@ -263,11 +265,13 @@ class Runner:
             self._reject(job_id, why or "no engine", job_lock)
             return "rejected"
         locks: list[Lock] = [job_lock]
-        names = [n for n in (job.lock and "lock:" + job.lock, plugins.work_lock(job.cwd, job.isolation)) if n]
+        names = [
+            n for n in (job.lock and "lock:" + job.lock, host_lock(plugins.work_lock(job.cwd, job.isolation))) if n
+        ]
         if engine in self.probing:
             names.append("probe:" + engine)  # one job at a time, across runners, until the limit is over
         for name in names:
-            held = self.store.try_lock(name)
+            held = self.store.coord.try_lock(name)
             if held is None:
                 for lock in locks:
                     lock.release()

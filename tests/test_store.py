@@ -11,7 +11,8 @@ import pytest
 
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta, encode_lines
-from aq_core.store import FsStore, State
+from aq_core.store import State
+from aq_core.store_fs import FsStore
 
 
 class StoreContract:
@@ -52,11 +53,11 @@ class StoreContract:
         assert [r["result"] for r in meta.runs()] == ["crash", "ok"]
 
     def test_try_lock_is_exclusive(self, store) -> None:
-        held = store.try_lock("repo")
+        held = store.coord.try_lock("repo")
         assert held is not None
-        assert store.try_lock("repo") is None
+        assert store.coord.try_lock("repo") is None
         held.release()
-        again = store.try_lock("repo")
+        again = store.coord.try_lock("repo")
         assert again is not None
         again.release()
 
@@ -104,7 +105,7 @@ class TestFsStore(StoreContract):
         assert outside.read_text() == "precious\n"
         os.symlink(outside, store.root / "logs" / "evil.1.log")
         with pytest.raises(OSError):
-            store.open_log(store.log_path("evil", 1))
+            store.files.open_log(store.files.log_path("evil", 1))
         assert outside.read_text() == "precious\n"
 
     def test_a_symlinked_state_folder_is_refused(self, tmp_path: Path) -> None:
