@@ -127,20 +127,6 @@ class TestPgStore(StoreContract):
             pg_server.sql("DELETE FROM aq_meta", dbname=db)
         assert pg_store.read_meta("a").pairs == [("x", "1"), ("x", "2")]
 
-    def test_engine_records_and_change_tokens(self, pg_store) -> None:
-        token = pg_store.coord.inbox_token()
-        pg_store.add("a", b"A", {})
-        assert pg_store.coord.inbox_token() != token
-        version = pg_store.coord.meta_version("a")
-        pg_store.append_meta("a", {"k": "v"})
-        assert pg_store.coord.meta_version("a") != version
-        assert pg_store.coord.job_version("a", State.INBOX) is not None
-        assert pg_store.coord.job_version("a", State.DONE) is None
-        pg_store.engines.append("claude", {"paused": 1, "pause_until": 2})
-        pg_store.engines.append("claude", {"resumed": 3})
-        assert pg_store.engines.names() == ["claude"]
-        assert pg_store.engines.read("claude").pairs == [("paused", "1"), ("pause_until", "2"), ("resumed", "3")]
-
     def test_read_job_of_the_wrong_state_is_not_found(self, pg_store) -> None:
         pg_store.add("a", b"\x00binary\xff", {})
         assert pg_store.read_job("a", State.INBOX) == b"\x00binary\xff"
