@@ -25,12 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from aq_core.errors import AqError, UsageError
-from aq_core.job import MAX_JOB_BYTES
 from aq_core.meta import Meta
-
-#: How much of a job file a store reads: one byte more than a job may have, so a file over the
-#: limit is seen to be (and refused as) too large, and never read whole into memory.
-READ_LIMIT = MAX_JOB_BYTES + 1
 
 #: The prefix of a host-scoped lock name (``host_lock``).
 HOST_LOCK = "host:"
@@ -107,7 +102,7 @@ class Store(ABC):
 
     @abstractmethod
     def read_job(self, job_id: str, state: State) -> bytes:
-        """Return the job file's bytes (at most ``READ_LIMIT``); ``FileNotFoundError`` when it is not in ``state``."""
+        """Return the job file's bytes (at most ``read_limit()``); ``FileNotFoundError`` when not in ``state``."""
 
     @abstractmethod
     def locate(self, job_id: str) -> State | None:
@@ -292,8 +287,17 @@ def host_lock(name: str | None) -> str | None:
     return None if name is None else f"{HOST_LOCK}{host_id()}:{name}"
 
 
-def read_regular_file(path: Path | str, limit: int = READ_LIMIT, follow: bool = False) -> bytes:
-    """Read a regular file, never blocking on a FIFO or device; raise ``ValueError`` for anything else.
+def read_limit() -> int:
+    """How much of a job file a store reads: one byte more than a job may have (``job.MAX_JOB_BYTES``),
+    so a file over the limit is seen to be (and refused as) too large, and never read whole."""
+    from aq_core.job import MAX_JOB_BYTES  # here, not at the top: `aq status` parses no job
+
+    return MAX_JOB_BYTES + 1
+
+
+def read_regular_file(path: Path | str, limit: int | None = None, follow: bool = False) -> bytes:
+    """Read a regular file (at most ``limit`` bytes, else ``read_limit()``), never blocking on a FIFO
+    or device; raise ``ValueError`` for anything else.
 
     A final symlink is followed only with ``follow`` (a file the user named, not one in the queue).
     """
@@ -303,7 +307,7 @@ def read_regular_file(path: Path | str, limit: int = READ_LIMIT, follow: bool = 
             raise ValueError("not a regular file")
         os.set_blocking(fd, True)
         with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read(limit)
+            return fh.read(read_limit() if limit is None else limit)
     finally:
         os.close(fd)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta, encode_lines, parse_lines
-from aq_core.store import READ_LIMIT, EngineRecords, Entry, LocalFiles, State, Store, default_root
+from aq_core.store import EngineRecords, Entry, LocalFiles, State, Store, default_root, read_limit
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
 from aq_core.store_pg.schema import check_schema
@@ -222,7 +222,7 @@ class PgStore(Store):
         )
         if row is None:
             raise FileNotFoundError(f"job {job_id!r} is not in {State(state).value}/")
-        return bytes(row[0])[:READ_LIMIT]
+        return bytes(row[0])[: read_limit()]
 
     def locate(self, job_id: str) -> State | None:
         row = self.conn.do(
