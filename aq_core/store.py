@@ -15,6 +15,7 @@ The filesystem store is ``store_fs``, the PostgreSQL store the ``store_pg`` pack
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import stat
 import time
@@ -287,6 +288,7 @@ def host_lock(name: str | None) -> str | None:
     return None if name is None else f"{HOST_LOCK}{host_id()}:{name}"
 
 
+@functools.cache
 def read_limit() -> int:
     """How much of a job file a store reads: one byte more than a job may have (``job.MAX_JOB_BYTES``),
     so a file over the limit is seen to be (and refused as) too large, and never read whole."""
