@@ -15,7 +15,7 @@ from aq_core.errors import JobInvalid, shown
 from aq_core.retry import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES, NO_RETRY, RetryPolicy
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-MAX_JOB_BYTES = 10 << 20
+MAX_JOB_BYTES = 10 << 20  # the one job size limit: stores read no more than this (and a byte)
 
 KEYS = (
     "engine",
@@ -113,7 +113,7 @@ def decode_job_bytes(data: bytes) -> str:
     if not data.strip():
         raise ValueError("empty file")
     if len(data) > MAX_JOB_BYTES:
-        raise ValueError(f"file too large ({len(data)} bytes; the limit is {MAX_JOB_BYTES})")
+        raise ValueError(f"file too large (over {MAX_JOB_BYTES} bytes, the limit)")
     if b"\x00" in data:
         raise ValueError("binary file (contains NUL bytes), not a Markdown job")
     try:

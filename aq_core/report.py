@@ -34,7 +34,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     import json
 
     from aq_core.insights import parse_since
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     try:
         since = parse_since(args.since)

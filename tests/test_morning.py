@@ -368,7 +368,7 @@ def test_report_lists_paused_engines_budgets_and_failed_dependencies(tmp_path: P
     import time
 
     from aq_core import limits
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     root, jobs, work = tmp_path / "queue", tmp_path / "jobs", tmp_path / "work"
     work.mkdir()
@@ -379,7 +379,7 @@ def test_report_lists_paused_engines_budgets_and_failed_dependencies(tmp_path: P
     add(root, jobs, "spender", {"engine": "claude", "cwd": str(work)}, fakes.env)
     assert aq("run", "--once", root=root, env=fakes.env).returncode == 0
     store = open_store(root)
-    pause = limits.pause_engine(store, store.config(), "codex", "usage_limit", time.time() + 3600, "spender")
+    pause = limits.pause_engine(store, store.files.config(), "codex", "usage_limit", time.time() + 3600, "spender")
     # A job that failed because the job it depended on failed, as the dependency rule records it.
     (root / "failed" / "child.md").write_text(f"---\nengine: command\ncommand: 'true'\n---\n{CANARY}\n")
     lines = ["engine=command", "result=dependency_failed", "failed_dependency=spender", f"finished={time.time()}"]
