@@ -151,7 +151,7 @@ class Attempt(AttemptEnd):
         workdir = Path(checkpoint.get("workdir") or job.cwd)
 
         engine = plugins.get_engine(self.engine)
-        prompt_file = store.tmp_path(f"{job.id}.{number}.prompt")
+        prompt_file = store.files.tmp_path(f"{job.id}.{number}.prompt")
         ctx = LaunchContext(
             job=job,
             attempt=number,
@@ -160,7 +160,7 @@ class Attempt(AttemptEnd):
             prompt_file=prompt_file,
             session_id=resumable_session(meta, self.engine) if engine.resumes_sessions else None,
             max_cost_usd=budget,
-            log_path=store.log_path(job.id, number),
+            log_path=store.files.log_path(job.id, number),
             settings=plugins.settings(self.engine, self.runner.config),
         )
         try:
@@ -170,13 +170,13 @@ class Attempt(AttemptEnd):
             self.fail_unstarted("invalid", str(exc))
             return
 
-        log_path = store.log_path(job.id, number)
+        log_path = store.files.log_path(job.id, number)
         env = dict(os.environ)
         env.update(spec.env)
-        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.local)})
+        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.files.root)})
         prompt = spec.prompt_text if spec.prompt_text is not None else job.prompt
         if spec.prompt == "file":
-            store.write_private(prompt_file, prompt.encode("utf-8"))
+            store.files.write_private(prompt_file, prompt.encode("utf-8"))
         program = shutil.which(spec.argv[0], path=env.get("PATH")) if spec.argv else None
         if program is None:
             with contextlib.suppress(FileNotFoundError):
@@ -186,15 +186,15 @@ class Attempt(AttemptEnd):
             return
         argv, tmpdir = [program, *spec.argv[1:]], None
         if bwrap is not None:
-            tmpdir = sandbox.make_tmpdir(store.tmp_path(""), job.id, number)
+            tmpdir = sandbox.make_tmpdir(store.files.tmp_path(""), job.id, number)
             argv = sandbox.wrap(
                 bwrap, argv, workdir, tmpdir, engine.state_dirs, log_path, [*spec.argv, *spec.env.values()]
             )
-        log_fd = store.open_log(log_path)
+        log_fd = store.files.open_log(log_path)
         # The started marker is written by the child itself, just before it becomes the engine: if
         # the runner dies at any instant after the fork, recovery still knows the attempt began.
         marker = started_marker(store, job.id, number)
-        os.close(store.open_log(marker))  # created 0600 by us; the child only appends its pid
+        os.close(store.files.open_log(marker))  # created 0600 by us; the child only appends its pid
         started = time.time()
         try:
             self.proc = subprocess.Popen(
@@ -259,7 +259,7 @@ class Attempt(AttemptEnd):
         """Wait for the engine; return ``exit``, ``timeout``, ``stalled``, ``stop``, ``lost`` or ``cancel``."""
         job = self.job
         deadline = started + job.timeout if job.timeout else None
-        meta_version = self.store.meta_version(job.id)
+        meta_version = self.store.coord.meta_version(job.id)
         next_check = time.monotonic() + CANCEL_CHECK
         while True:
             try:
@@ -288,7 +288,7 @@ class Attempt(AttemptEnd):
                 return "stalled"
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + CANCEL_CHECK
-                version = self.store.meta_version(job.id)
+                version = self.store.coord.meta_version(job.id)
                 if version != meta_version:
                     meta_version = version
                     if self.store.read_meta(job.id).get("cancel_requested") == "1":

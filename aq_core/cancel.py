@@ -20,7 +20,7 @@ def cancel(store: Store, job_id: str, wait: float = 30.0, on_finished: transitio
     if state in (State.DONE, State.FAILED):
         raise AqError(f"job {job_id!r} already finished (in {state.value}/): nothing to cancel")
     journal = Journal(store)
-    lock = store.try_lock("job:" + job_id)
+    lock = store.coord.try_lock("job:" + job_id)
     if lock is not None:
         # Nobody runs it: waiting in inbox/, or orphaned in building/.
         try:

@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _store(args: argparse.Namespace):
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     return open_store(args.root, url=args.store)
 
@@ -82,12 +82,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     meta = store.read_meta(args.job)
     attempt = args.attempt or meta.integer("attempts")
     if attempt < 1:
-        aq_log = store.aq_log_path(args.job)
+        aq_log = store.files.aq_log_path(args.job)
         if aq_log.exists():
             sys.stdout.write(aq_log.read_text(errors="replace"))
             return 0
         raise AqError(f"job {args.job!r} has not started yet (in {state.value}/)")
-    path = store.log_path(args.job, attempt)
+    path = store.files.log_path(args.job, attempt)
     if not path.exists():
         from aq_core.store import host_id
 

@@ -112,7 +112,7 @@ def add_meta(job: Any, here: Path) -> dict[str, Any]:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     if not args.files and args.prompt is None:
         raise UsageError("aq add: give job files, or --prompt TEXT (--prompt - reads it from stdin)")
@@ -120,7 +120,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise UsageError("aq add: --engine, --profile, --id and --cwd go with --prompt")
     store = open_store(args.root, url=args.store)
     try:
-        profiles = store.config().profiles
+        profiles = store.files.config().profiles
     except ConfigInvalid as exc:  # one line per problem, as for a job file; nothing queued
         return _report(exc.problems)
     here = Path.cwd()

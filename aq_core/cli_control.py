@@ -12,7 +12,7 @@ from aq_core.errors import AqError, UsageError
 
 
 def _store(args: argparse.Namespace):
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     return open_store(args.root, url=args.store)
 
@@ -37,13 +37,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
     store = _store(args)
     targets = []
-    for info in store.runners():
+    for info in store.coord.runners():
         pid, pidstart = info.integer("pid"), info.number("pidstart")
         if alive(pid, pidstart):
             os.kill(pid, signal.SIGTERM)
             targets.append((pid, pidstart))
         else:
-            store.unregister_runner(pid)
+            store.coord.unregister_runner(pid)
     if not targets:
         print("no runner is running")
         return 0
@@ -65,12 +65,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = _store(args)
     pause = limits.end_pause(store, args.engine, "aq resume")
     if pause is None:
-        known = ", ".join(store.engine_names_with_meta()) or "none"
+        known = ", ".join(store.engines.names()) or "none"
         raise AqError(f"engine {args.engine!r} is not paused (engines with a record: {known})")
-    store.poke()  # a runner waiting for the pause to end looks again now
+    store.coord.poke()  # a runner waiting for the pause to end looks again now
     journal = Journal(store)
     journal.say(None, f"engine {args.engine}: pause lifted by aq resume")
-    notifier = Notifier(store.config(), lambda line: journal.say(None, line))
+    notifier = Notifier(store.files.config(), lambda line: journal.say(None, line))
     notifier.send(
         "engine_resumed",
         {"engine": args.engine, "until": pause.until, "reason": pause.reason, "job": pause.job, "by": "aq resume"},
@@ -115,7 +115,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def _retry_one(store: Any, journal: Any, job_id: str) -> None:
     from aq_core import transitions
 
-    lock = store.try_lock("job:" + job_id)
+    lock = store.coord.try_lock("job:" + job_id)
     if lock is None:
         raise AqError(f"job {job_id!r} is busy (another aq command holds it)")
     try:

@@ -219,7 +219,8 @@ def _values(
 
 def _job_ids(state: dict[str, str | None], states: tuple[str, ...] | None) -> list[tuple[str, str]]:
     """Return (id, state) of the queue's jobs, in the states given (every state when None)."""
-    from aq_core.store import State, open_store
+    from aq_core.store import State
+    from aq_core.store_open import open_store
 
     store = open_store(state["root"], create=False, url=state["store"])
     wanted = [State(s) for s in states] if states else [None]

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from aq_core.dashboard import TOKEN_ENV, serve
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
     return serve(open_store(args.root, url=args.store), host=args.bind, port=args.port, token=token)

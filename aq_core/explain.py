@@ -44,7 +44,7 @@ def _waiting(store: Store, job_id: str, out: dict[str, Any], now: float) -> dict
     from aq_core.inbox import Inbox
     from aq_core.journal import Journal
 
-    config = store.config()
+    config = store.files.config()
     inbox = Inbox(store, config, Journal(store, out=io.StringIO()), None, read_only=True)  # type: ignore[arg-type]
     running = {e.id for e in store.list(State.BUILDING)}
     candidates = list(inbox.round(running))
@@ -75,7 +75,7 @@ def _locks(c: Any, view: Any) -> tuple[str, ...]:
 
 
 def _is_held(store: Store, name: str) -> bool:
-    lock = store.try_lock(name)
+    lock = store.coord.try_lock(name)
     if lock is None:
         return True
     lock.release()
@@ -130,14 +130,13 @@ def _holders(store: Store, config: Any, held: set[str]) -> dict[str, str]:
 
 def _shared(store: Store) -> bool:
     """Whether runners on other hosts may serve this queue (a store with leases)."""
-    coord = getattr(store, "coord", store)
-    return bool(getattr(coord, "lease_interval", None) or getattr(store, "lease_interval", None))
+    return store.coord.lease_interval is not None
 
 
 def _runner_live(store: Store) -> bool:
     from aq_core.procs import alive
 
-    return any(alive(meta.integer("pid"), meta.number("pidstart")) for meta in store.runners())
+    return any(alive(meta.integer("pid"), meta.number("pidstart")) for meta in store.coord.runners())
 
 
 # -- the words --------------------------------------------------------------------------------------
@@ -193,7 +192,7 @@ def sentences(record: dict[str, Any], now: float | None = None) -> list[str]:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     record = explain(open_store(args.root, url=args.store), args.job)
     if args.json:

@@ -177,6 +177,10 @@ def work_lock(workdir: Path, isolation: str) -> str | None:
     the same time (each leaves HEAD on its own work branch), so the git plugin returns a name
     derived from the repository's top level for ``isolation == "inplace"``. Stops at first
     non-None result.
+
+    The lock holds among the runners of this host only: a work tree is a path, and the same path
+    on another host (runners sharing a PostgreSQL store) is another tree. aq scopes the name itself
+    (``aq_core.store.host_lock``); return the plain name.
     """
 
 

@@ -22,7 +22,7 @@ from aq_core.errors import JobInvalid, shown
 from aq_core.job import Job, job_id_for, parse_job
 from aq_core.journal import Journal
 from aq_core.meta import Meta
-from aq_core.store import Entry, State, Store
+from aq_core.store import Entry, State, Store, host_lock
 from aq_core.transitions import Notify
 
 #: Seconds between full listings of inbox/ (a ``stat`` per file); names only in between.
@@ -153,7 +153,7 @@ class Inbox:
             return
         key = (parsed.cwd, parsed.isolation)
         if key not in self.work_locks:
-            self.work_locks[key] = plugins.work_lock(parsed.cwd, parsed.isolation)
+            self.work_locks[key] = host_lock(plugins.work_lock(parsed.cwd, parsed.isolation))
         names = (parsed.lock and "lock:" + parsed.lock, self.work_locks[key])
         yield decisions.Candidate(
             id=entry.id,
@@ -190,7 +190,7 @@ class Inbox:
         return tuple(usable)
 
     def _parsed_job(self, entry: Entry, meta: Meta) -> Job | str | Refused | None:
-        key = self.store.job_version(entry.id, State.INBOX)
+        key = self.store.coord.job_version(entry.id, State.INBOX)
         if key is None:
             return None
         cached = self.parsed.get(entry.id)
@@ -202,7 +202,9 @@ class Inbox:
 
     def _parse(self, entry: Entry, meta: Meta) -> Job | str | Refused:
         name = f"inbox/{shown(entry.id)}.md"
-        others = [s.value for s in (State.BUILDING, State.DONE, State.FAILED) if self.store.job_version(entry.id, s)]
+        others = [
+            s.value for s in (State.BUILDING, State.DONE, State.FAILED) if self.store.coord.job_version(entry.id, s)
+        ]
         if others:
             # Running it would put one id in two folders: leave the file where the user dropped it.
             return Refused(
@@ -230,7 +232,7 @@ class Inbox:
 
     def reject(self, job_id: str, reason: str) -> None:
         """Fail an invalid job file for good, keeping the file (in ``failed/``) and the reason."""
-        job_lock = self.store.try_lock("job:" + job_id)
+        job_lock = self.store.coord.try_lock("job:" + job_id)
         if job_lock is None:
             self.busy = True
             return
@@ -261,7 +263,7 @@ class Inbox:
     def fail_dependants(self, doomed: tuple[tuple[str, str], ...]) -> None:
         """Fail each job whose dependency failed for good (or is gone), without running it."""
         for job_id, dependency in doomed:
-            job_lock = self.store.try_lock("job:" + job_id)
+            job_lock = self.store.coord.try_lock("job:" + job_id)
             if job_lock is None:
                 self.busy = True
                 continue
@@ -274,7 +276,7 @@ class Inbox:
 
     def replay(self, job_id: str) -> None:
         """Finish a move out of inbox/ whose decision was written but whose rename was not."""
-        job_lock = self.store.try_lock("job:" + job_id)
+        job_lock = self.store.coord.try_lock("job:" + job_id)
         if job_lock is None:
             self.busy = True
             return

@@ -23,7 +23,7 @@ from aq_core.job_keys import (
 from aq_core.retry import NO_RETRY, RetryPolicy
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-MAX_JOB_BYTES = 10 << 20
+MAX_JOB_BYTES = 10 << 20  # the one job size limit: stores read no more than this (and a byte)
 
 __all__ = [
     "ISOLATIONS",
@@ -104,7 +104,7 @@ def decode_job_bytes(data: bytes) -> str:
     if not data.strip():
         raise ValueError("empty file")
     if len(data) > MAX_JOB_BYTES:
-        raise ValueError(f"file too large ({len(data)} bytes; the limit is {MAX_JOB_BYTES})")
+        raise ValueError(f"file too large (over {MAX_JOB_BYTES} bytes, the limit)")
     if b"\x00" in data:
         raise ValueError("binary file (contains NUL bytes), not a Markdown job")
     try:

@@ -30,7 +30,7 @@ class Journal:
             print(line, file=self.out, flush=True)
         if job_id:
             try:
-                fd = self.store.open_log(self.store.aq_log_path(job_id))
+                fd = self.store.files.open_log(self.store.files.aq_log_path(job_id))
                 try:
                     os.write(fd, (line + "\n").encode("utf-8", errors="replace"))
                 finally:

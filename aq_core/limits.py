@@ -60,8 +60,8 @@ def active_pauses(store: Store, now: float | None = None) -> dict[str, Pause]:
     """Return the engines paused at ``now``, by name."""
     now = time.time() if now is None else now
     found = {}
-    for name in store.engine_names_with_meta():
-        pause, _ = engine_state(store.read_engine_meta(name))
+    for name in store.engines.names():
+        pause, _ = engine_state(store.engines.read(name))
         if pause is not None and pause.until > now:
             found[name] = pause
     return found
@@ -76,8 +76,8 @@ def probing_engines(store: Store, now: float | None = None) -> set[str]:
     """
     now = time.time() if now is None else now
     found = set()
-    for name in store.engine_names_with_meta():
-        pause, streak = engine_state(store.read_engine_meta(name))
+    for name in store.engines.names():
+        pause, streak = engine_state(store.engines.read(name))
         if streak and (pause is None or pause.until <= now):
             found.add(name)
     return found
@@ -87,8 +87,8 @@ def expired_pauses(store: Store, now: float | None = None) -> list[Pause]:
     """Return the pauses whose time has come but that were not marked as ended yet."""
     now = time.time() if now is None else now
     out = []
-    for name in store.engine_names_with_meta():
-        pause, _ = engine_state(store.read_engine_meta(name))
+    for name in store.engines.names():
+        pause, _ = engine_state(store.engines.read(name))
         if pause is not None and pause.until <= now:
             out.append(pause)
     return out
@@ -107,12 +107,12 @@ def pause_engine(
 ) -> Pause:
     """Record that ``engine`` hit a limit; return the pause (the job's meta records it too)."""
     now = time.time()
-    lock = store.try_lock_wait("engine:" + engine)
+    lock = store.coord.try_lock_wait("engine:" + engine)
     try:
-        _, streak = engine_state(store.read_engine_meta(engine))
+        _, streak = engine_state(store.engines.read(engine))
         streak += 1
         until = round(hold_until(config, reset_at, streak, now), 3)
-        store.append_engine_meta(
+        store.engines.append(
             engine,
             {
                 "paused": round(now, 3),
@@ -131,12 +131,12 @@ def pause_engine(
 
 def end_pause(store: Store, engine: str, by: str) -> Pause | None:
     """Mark the engine's pause as over (``by``: ``expired`` or ``aq resume``); None if it had none."""
-    lock = store.try_lock_wait("engine:" + engine)
+    lock = store.coord.try_lock_wait("engine:" + engine)
     try:
-        pause, _ = engine_state(store.read_engine_meta(engine))
+        pause, _ = engine_state(store.engines.read(engine))
         if pause is None:
             return None
-        store.append_engine_meta(engine, {"resumed": round(time.time(), 3), "resumed_by": by})
+        store.engines.append(engine, {"resumed": round(time.time(), 3), "resumed_by": by})
     finally:
         lock.release()
     if pause.job and store.locate(pause.job) is not None:
@@ -146,9 +146,9 @@ def end_pause(store: Store, engine: str, by: str) -> Pause | None:
 
 def engine_succeeded(store: Store, engine: str) -> None:
     """An attempt on ``engine`` ended without a limit: its next limit starts the hold from the minimum."""
-    _, streak = engine_state(store.read_engine_meta(engine))
+    _, streak = engine_state(store.engines.read(engine))
     if streak:
-        store.append_engine_meta(engine, {"limit_streak": 0})
+        store.engines.append(engine, {"limit_streak": 0})
 
 
 def rebuild_engine_meta(store: Store, metas: Iterable[tuple[str, Meta]]) -> int:
@@ -159,7 +159,7 @@ def rebuild_engine_meta(store: Store, metas: Iterable[tuple[str, Meta]]) -> int:
         if engine and until and not meta.get("pause_lifted") and (engine not in latest or until > latest[engine][0]):
             latest[engine] = (until, meta.get("pause_reason") or "usage_limit", job_id)
     for engine, (until, reason, job_id) in latest.items():
-        store.append_engine_meta(
+        store.engines.append(
             engine,
             {
                 "paused": round(time.time(), 3),

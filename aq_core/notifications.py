@@ -81,7 +81,7 @@ def send_job_finished(store: Store, notifier: Notifier, job_id: str, state: Stat
 @contextlib.contextmanager
 def command_notifier(store: Store, journal: Journal) -> Iterator[Callable[[str, State], None]]:
     """For one-shot commands (``aq cancel``, ``aq recover``): a ``job_finished`` sender, drained on exit."""
-    notifier = Notifier(store.config(), lambda line: journal.say(None, line))
+    notifier = Notifier(store.files.config(), lambda line: journal.say(None, line))
     try:
         yield lambda job_id, state: send_job_finished(store, notifier, job_id, state)
         notifier.drain()

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_pr(args: argparse.Namespace) -> int:
     from aq_core.journal import Journal
-    from aq_core.store import State, open_store
+    from aq_core.store import State
+    from aq_core.store_open import open_store
 
     for option, value in (("--remote", args.remote), ("--base", args.base)):
         if value is not None and (not value or value.startswith("-") or any(c.isspace() for c in value)):

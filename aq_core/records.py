@@ -23,7 +23,7 @@ FINISHED = (State.DONE, State.FAILED)
 
 
 def cache_path(store: Store) -> Path:
-    return store.local / "cache" / f"records-{FORMAT}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
+    return store.files.root / "cache" / f"records-{FORMAT}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
 
 
 def journal_path(store: Store) -> Path:

@@ -54,14 +54,14 @@ def recover(store: Store, journal: Journal, on_finished: OnFinished | None = Non
 def recover_one(store: Store, journal: Journal, job_id: str, on_finished: OnFinished | None = None) -> bool:
     # The runner holds the job's lock for the whole attempt: if we can take it, no live runner has
     # the job. It also makes two recoveries of the same job impossible at once.
-    lock = store.try_lock("job:" + job_id)
+    lock = store.coord.try_lock("job:" + job_id)
     if lock is None:
         return False
     try:
         if store.locate(job_id) is not State.BUILDING:
             return False
         meta = store.read_meta(job_id)
-        if store.owner_alive(job_id, meta):
+        if store.coord.owner_alive(job_id, meta):
             # Its runner lives (or may: on another host, before its lease ran out): never take it.
             return False
         final = _recover(store, journal, job_id, meta, meta.integer("pid"), on_finished)
@@ -94,7 +94,7 @@ def _recover(
         number = meta.integer("attempts") + 1
         marker = started_marker(store, job_id, number)
         began = marker.exists() and marker.stat().st_size > 0
-        strays = find_by_env({"AQ_JOB_ID": job_id, "AQ_ROOT": str(store.local)})
+        strays = find_by_env({"AQ_JOB_ID": job_id, "AQ_ROOT": str(store.files.root)})
         if began or strays:
             agent = strays[0] if strays else _marker_pid(marker)
             store.append_meta(
@@ -156,13 +156,13 @@ def _exists(pid: int) -> bool:
 
 def _plugin_settings(store: Store) -> dict:
     try:
-        return store.config().plugins
+        return store.files.config().plugins
     except Exception:
         return {}
 
 
 def _protected(store: Store) -> tuple[str, ...]:
     try:
-        return store.config().protected_branches
+        return store.files.config().protected_branches
     except Exception:
         return ("main", "master")

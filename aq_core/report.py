@@ -34,7 +34,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     import json
 
     from aq_core.insights import parse_since
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     try:
         since = parse_since(args.since)
@@ -79,12 +79,12 @@ def build(store: Any, since: float, until: float | None = None) -> dict[str, Any
         "attention": _attention(store, full, _engine_attention(store, rows)),
         "slowest": [
             {"id": r["id"], "duration_s": r["duration_s"]}
-            for r in sorted(full, key=lambda r: -(r.get("duration_s") or 0))[:TOP]
+            for r in sorted(full, key=lambda r: (-(r.get("duration_s") or 0), r["id"]))[:TOP]
             if r.get("duration_s") is not None
         ],
         "costliest": [
             {"id": r["id"], "cost_usd": r["cost_usd"], "estimated": "cost_usd" in (r.get("estimated") or [])}
-            for r in sorted(costs, key=lambda r: -r["cost_usd"])[:TOP]
+            for r in sorted(costs, key=lambda r: (-r["cost_usd"], r["id"]))[:TOP]
         ],
         "pull_requests": [],
     }

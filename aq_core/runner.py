@@ -37,11 +37,11 @@ class Runner:
     journal: Journal = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.config: QueueConfig = self.store.config()
+        self.config: QueueConfig = self.store.files.config()
         self.journal = self.journal or Journal(self.store)
         self.pid = os.getpid()
         self.pidstart = start_time(self.pid)
-        self.claim_meta = self.store.claim_meta()
+        self.claim_meta = self.store.coord.claim_meta()
         self.stopping = threading.Event()
         self.signalled = False  # set by the signal handler; the main loop turns it into ``stopping``
         self.wake = threading.Event()
@@ -60,7 +60,7 @@ class Runner:
     # -- main loop -----------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.store.register_runner(self.pid, self.pidstart or 0.0)
+        self.store.coord.register_runner(self.pid, self.pidstart or 0.0)
         previous = self._install_signals()
         try:
             self.journal.say(
@@ -78,13 +78,13 @@ class Runner:
                     # agents through _renew; everything else waits until it is back.
                     self.journal.say(None, f"{exc}; trying again")
                     self._renew()
-                    self.stopping.wait(min(1.0, self.store.lease_interval or 1.0))
+                    self.stopping.wait(min(1.0, self.store.coord.lease_interval or 1.0))
         finally:
             self._stop_all()
             self.notifier.drain()
             self.notifier.close()
             self._restore_signals(previous)
-            self.store.unregister_runner(self.pid)
+            self.store.coord.unregister_runner(self.pid)
             self.journal.say(None, "runner stopped")
         return 0
 
@@ -100,11 +100,11 @@ class Runner:
             if time.monotonic() - last_recover >= RECOVER_EVERY:
                 recover(self.store, self.journal, on_finished=self.notify_finished)
                 last_recover = time.monotonic()
-            if self.store.lease_interval and time.monotonic() - last_renew >= self.store.lease_interval:
+            if self.store.coord.lease_interval and time.monotonic() - last_renew >= self.store.coord.lease_interval:
                 self._renew()
                 last_renew = time.monotonic()
             self._reap()
-            mtime = self.store.inbox_token()
+            mtime = self.store.coord.inbox_token()
             free = self.workers - len(self.running)
             due = next_wake is not None and time.time() >= next_wake
             if free > 0 and (mtime != seen_mtime or due or self.wake.is_set()):
@@ -120,7 +120,7 @@ class Runner:
         with self._lock:
             running = dict(self.running)
         try:
-            lost = self.store.renew(list(running))
+            lost = self.store.coord.renew(list(running))
         except Exception as exc:  # the store is unreachable: every hold is at risk
             self.journal.say(None, f"store: cannot renew leases ({type(exc).__name__}: {exc})")
             lost = set(running)
@@ -139,7 +139,7 @@ class Runner:
                 )
         for name, dists in plugins.duplicate_engines().items():
             self.journal.say(None, f"engine {name!r} is provided by {' and '.join(dists)}; {dists[0]} wins")
-        if not self.store.engine_names_with_meta():
+        if not self.store.engines.names():
             # Engine records lost (or never written): pauses are also in the waiting jobs' meta.
             inbox = ((e.id, self.store.read_meta(e.id)) for e in self.store.list(State.INBOX))
             if limits.rebuild_engine_meta(self.store, inbox):
@@ -208,7 +208,7 @@ class Runner:
         """Take the chosen job's locks and claim it: ``started``, ``busy``, or ``lock:<name>`` (held elsewhere)."""
         job_id = choice.job
         job = self.inbox.job(job_id)
-        job_lock = self.store.try_lock("job:" + job_id)
+        job_lock = self.store.coord.try_lock("job:" + job_id)
         if job_lock is None or job is None or not self.inbox.still_waiting(job_id):
             if job_lock is not None:
                 job_lock.release()
@@ -216,7 +216,7 @@ class Runner:
             return "busy"
         locks: list[Lock] = [job_lock]
         for name in choice.locks:
-            held = self.store.try_lock(name)
+            held = self.store.coord.try_lock(name)
             if held is None:
                 for lock in locks:
                     lock.release()

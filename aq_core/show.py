@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _located(args: argparse.Namespace) -> tuple[Any, Any]:
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     store = open_store(args.root, url=args.store)
     state = store.locate(args.job)
@@ -112,7 +112,7 @@ def render_show(store: Any, job_id: str, state: Any, log_lines: int) -> str:
         out.append(f"pull request: not opened: {last['pr_error']}")
     attempt = meta.integer("attempts")
     if log_lines > 0 and attempt > 0:
-        path = store.log_path(job_id, attempt)
+        path = store.files.log_path(job_id, attempt)
         out.append("")
         try:
             lines = tail_lines(path, min(log_lines, MAX_TAIL))

@@ -60,11 +60,11 @@ def finished_rows(store: Store) -> list[dict[str, Any]]:
 
 def engine_rows(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Return the engines that are paused or have a daily budget, with why and until when."""
-    if not store.engine_names_with_meta() and not (store.local / "config.yaml").exists():
+    if not store.engines.names() and not (store.files.root / "config.yaml").exists():
         return []  # nothing paused, no budgets: skip loading the limits machinery
     from aq_core import limits
 
-    config = store.config()
+    config = store.files.config()
     now = time.time()
     pauses = limits.active_pauses(store, now)
     spend: dict[str, float] = {}

@@ -52,7 +52,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from aq_core import __version__
-    from aq_core.store import FsStore, _write_file, host_id
+    from aq_core.store import host_id, write_file
+    from aq_core.store_fs import FsStore
     from aq_core.store_pg import migrate_fs, public_url
 
     url = _url(args.target, "aq store migrate --to")
@@ -72,7 +73,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         "logs, tmp and config.yaml stay in each host's queue root (--root).\n"
     )
     try:
-        _write_file(root / "MIGRATED", marker.encode(), replace=True)
+        write_file(root / "MIGRATED", marker.encode(), replace=True)
     except OSError as exc:
         raise AqError(f"copied, but could not mark {root} as migrated: {exc.strerror}") from None
     print(

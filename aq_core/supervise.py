@@ -45,7 +45,7 @@ def end_group(proc: subprocess.Popen, grace: float) -> None:
 
 def started_marker(store: Store, job_id: str, attempt: int) -> Path:
     """The file an attempt's process writes its pid to as it starts (see ``Attempt._run``)."""
-    return store.log_path(job_id, attempt).with_suffix(".started")
+    return store.files.log_path(job_id, attempt).with_suffix(".started")
 
 
 def feed(proc: subprocess.Popen, data: bytes) -> None:
@@ -77,7 +77,7 @@ def run_verify(
     agent wrote."""
     argv, tmpdir = ["/bin/sh", "-c", command or "true"], None
     if bwrap is not None:
-        tmpdir = sandbox.make_tmpdir(store.tmp_path(""), job_id, "verify")
+        tmpdir = sandbox.make_tmpdir(store.files.tmp_path(""), job_id, "verify")
         argv = sandbox.wrap(bwrap, argv, workdir, tmpdir, (), log_path)
     try:
         return _run_verify(store, command, argv, workdir, log_path, timeout, grace, say)
@@ -96,7 +96,7 @@ def _run_verify(
     grace: float,
     say: Callable[[str], None],
 ) -> str:
-    fd = store.open_log(log_path)
+    fd = store.files.open_log(log_path)
     try:
         os.write(fd, f"\naq: verify: running `{command}`\n".encode())
         proc = subprocess.Popen(

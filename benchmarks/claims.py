@@ -33,7 +33,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from pgserver import PgServer, available  # noqa: E402
 
-from aq_core.store import FsStore, State, Store  # noqa: E402
+from aq_core.store import State, Store  # noqa: E402
+from aq_core.store_fs import FsStore  # noqa: E402
 
 
 def job_text(work: Path) -> str:

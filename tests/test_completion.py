@@ -15,7 +15,8 @@ from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
 
 from aq_core import completion
 from aq_core.cli import build_parser
-from aq_core.store import FsStore, State
+from aq_core.store import State
+from aq_core.store_fs import FsStore
 
 BIN = Path(sys.executable).parent  # where this environment's `aq` script is
 

@@ -36,7 +36,7 @@ from aq_core.engine import Failure, Outcome
 from aq_core.errors import AqError, JobInvalid
 from aq_core.job import KEYS, RETRY_KEYS, Job, parse_job
 from aq_core.meta import KEY, MAX_VALUE, Meta, encode_lines, encode_value
-from aq_core.store import FsStore
+from aq_core.store_fs import FsStore
 from aq_core.usage import Usage, as_int, iter_json_objects
 
 REPO = Path(__file__).resolve().parent.parent

@@ -155,9 +155,9 @@ def test_report_json_has_the_nights_figures(night: dict) -> None:
     assert "exit 3" in attention["broken", "failed"]["detail"]
     assert attention["flaky", "retried"]["failures"] == ["crash"]
     assert report["costliest"] == [{"id": "feature", "cost_usd": 0.42, "estimated": False}]
-    durations = sorted(((j["duration_s"], i) for i, j in by_id.items()), reverse=True)
+    durations = sorted((-j["duration_s"], i) for i, j in by_id.items())  # equal times: by id
     assert [s["id"] for s in report["slowest"]] == [i for _, i in durations][:5]
-    assert report["slowest"][0]["duration_s"] == durations[0][0]
+    assert report["slowest"][0]["duration_s"] == -durations[0][0]
     assert report["pull_requests"] == [{"id": "feature", "pr_url": "https://github.com/example/project/pull/1"}]
     assert report["queue"] == {"waiting": 0, "running": 0}
     assert CANARY not in out.stdout
@@ -368,7 +368,7 @@ def test_report_lists_paused_engines_budgets_and_failed_dependencies(tmp_path: P
     import time
 
     from aq_core import limits
-    from aq_core.store import open_store
+    from aq_core.store_open import open_store
 
     root, jobs, work = tmp_path / "queue", tmp_path / "jobs", tmp_path / "work"
     work.mkdir()
@@ -379,7 +379,7 @@ def test_report_lists_paused_engines_budgets_and_failed_dependencies(tmp_path: P
     add(root, jobs, "spender", {"engine": "claude", "cwd": str(work)}, fakes.env)
     assert aq("run", "--once", root=root, env=fakes.env).returncode == 0
     store = open_store(root)
-    pause = limits.pause_engine(store, store.config(), "codex", "usage_limit", time.time() + 3600, "spender")
+    pause = limits.pause_engine(store, store.files.config(), "codex", "usage_limit", time.time() + 3600, "spender")
     # A job that failed because the job it depended on failed, as the dependency rule records it.
     (root / "failed" / "child.md").write_text(f"---\nengine: command\ncommand: 'true'\n---\n{CANARY}\n")
     lines = ["engine=command", "result=dependency_failed", "failed_dependency=spender", f"finished={time.time()}"]

@@ -95,7 +95,7 @@ def test_store_init_migrates_a_version_1_schema_keeping_its_jobs(
     tmp_path: Path,
     pg_server: PgServer,  # noqa: F811
 ) -> None:
-    from aq_core.store_pg import MIGRATIONS, SCHEMA_VERSION
+    from aq_core.store_pg.schema import MIGRATIONS, SCHEMA_VERSION
 
     url = new_db(init=False)
     db = dbname(url)

@@ -8,7 +8,7 @@ from pathlib import Path
 from helpers import aq, stub, write_job
 
 from aq_core.records import cache_path, journal_path
-from aq_core.store import FsStore
+from aq_core.store_fs import FsStore
 
 
 def run_jobs(root: Path, tmp_path: Path, n: int, **front) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import aq, aq_popen, git, git_repo, meta, meta_pairs, pid_alive, state_of, stub, wait_until, write_job
 
-from aq_core.store import FsStore
+from aq_core.store_fs import FsStore
 
 
 @pytest.fixture

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from aq_core.errors import AqError, UsageError
+from aq_core.job import MAX_JOB_BYTES, decode_job_bytes
 from aq_core.meta import Meta, encode_lines
-from aq_core.store import FsStore, State
+from aq_core.store import Coordination, EngineRecords, LocalFiles, State, Store, host_id, host_lock
+from aq_core.store_fs import FsStore
 
 
 class StoreContract:
@@ -51,12 +53,54 @@ class StoreContract:
         assert meta.get("note") == "two\nlines \\ here"
         assert [r["result"] for r in meta.runs()] == ["crash", "ok"]
 
-    def test_try_lock_is_exclusive(self, store) -> None:
-        held = store.try_lock("repo")
-        assert held is not None
-        assert store.try_lock("repo") is None
+    def test_engine_records_and_change_tokens(self, store) -> None:
+        token = store.coord.inbox_token()
+        store.add("a", b"A", {})
+        assert store.coord.inbox_token() != token
+        version = store.coord.meta_version("a")
+        store.append_meta("a", {"k": "v"})
+        assert store.coord.meta_version("a") != version
+        assert store.coord.job_version("a", State.INBOX) is not None
+        assert store.coord.job_version("a", State.DONE) is None
+        assert store.engines.names() == []
+        store.engines.append("claude", {"paused": 1, "pause_until": 2})
+        store.engines.append("claude", {"resumed": 3})
+        assert store.engines.names() == ["claude"]
+        assert store.engines.read("claude").pairs == [("paused", "1"), ("pause_until", "2"), ("resumed", "3")]
+        assert store.engines.read("codex").pairs == []
+
+    def test_a_job_over_the_size_limit_is_read_only_up_to_it(self, store) -> None:
+        store.add("big", b"x" * (MAX_JOB_BYTES + 4096), {})
+        data = store.read_job("big", State.INBOX)
+        assert len(data) == MAX_JOB_BYTES + 1, "enough to see it is too large, no more"
+        with pytest.raises(ValueError, match="too large"):
+            decode_job_bytes(data)
+
+    def test_runners_are_registered_in_this_hosts_files(self, store) -> None:
+        store.coord.register_runner(4242, 12.5)
+        assert (store.files.root / "runners" / "4242").exists()
+        [info] = list(store.coord.runners())
+        assert (info.integer("pid"), info.get("host")) == (4242, host_id())
+        store.coord.unregister_runner(4242)
+        assert list(store.coord.runners()) == []
+
+    def test_a_host_lock_holds_on_its_host_only(self, store, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("AQ_HOST_ID", "host-a")
+        here = host_lock("git:/home/me/repo")
+        held = store.coord.try_lock(here)
+        assert held is not None and store.coord.try_lock(host_lock("git:/home/me/repo")) is None
+        monkeypatch.setenv("AQ_HOST_ID", "host-b")
+        there = store.coord.try_lock(host_lock("git:/home/me/repo"))
+        assert there is not None, "the same path on another host is another tree"
         held.release()
-        again = store.try_lock("repo")
+        there.release()
+
+    def test_try_lock_is_exclusive(self, store) -> None:
+        held = store.coord.try_lock("repo")
+        assert held is not None
+        assert store.coord.try_lock("repo") is None
+        held.release()
+        again = store.coord.try_lock("repo")
         assert again is not None
         again.release()
 
@@ -104,7 +148,7 @@ class TestFsStore(StoreContract):
         assert outside.read_text() == "precious\n"
         os.symlink(outside, store.root / "logs" / "evil.1.log")
         with pytest.raises(OSError):
-            store.open_log(store.log_path("evil", 1))
+            store.files.open_log(store.files.log_path("evil", 1))
         assert outside.read_text() == "precious\n"
 
     def test_a_symlinked_state_folder_is_refused(self, tmp_path: Path) -> None:
@@ -147,6 +191,15 @@ def test_racing_claims_have_exactly_one_winner(tmp_path: Path) -> None:
         p.join(timeout=60)
     claimed = [job_id for batch in won for job_id in batch]
     assert sorted(claimed) == ids, "each job claimed by exactly one process"
+
+
+def test_each_part_of_the_store_interface_is_small() -> None:
+    """The store is four composed parts (SPEC §12's verbs, coordination, engine records, local files)."""
+    for part in (Store, Coordination, EngineRecords, LocalFiles):
+        methods = [n for n, v in vars(part).items() if callable(v) and not n.startswith("_")]
+        assert len(methods) <= 12, f"{part.__name__}: {methods}"
+    shared = set(vars(Store)) & (set(vars(Coordination)) | set(vars(EngineRecords)) | set(vars(LocalFiles)))
+    assert not {n for n in shared if not n.startswith("_")}, "no method lives in two parts"
 
 
 def test_meta_encoding_round_trips() -> None:

@@ -25,7 +25,8 @@ from test_store import StoreContract
 
 from aq_core.errors import AqError
 from aq_core.procs import start_time
-from aq_core.store import FsStore, State
+from aq_core.store import State, host_lock
+from aq_core.store_fs import FsStore
 
 pytestmark = pytest.mark.requires("postgresql")
 
@@ -126,20 +127,6 @@ class TestPgStore(StoreContract):
             pg_server.sql("DELETE FROM aq_meta", dbname=db)
         assert pg_store.read_meta("a").pairs == [("x", "1"), ("x", "2")]
 
-    def test_engine_records_and_change_tokens(self, pg_store) -> None:
-        token = pg_store.inbox_token()
-        pg_store.add("a", b"A", {})
-        assert pg_store.inbox_token() != token
-        version = pg_store.meta_version("a")
-        pg_store.append_meta("a", {"k": "v"})
-        assert pg_store.meta_version("a") != version
-        assert pg_store.job_version("a", State.INBOX) is not None
-        assert pg_store.job_version("a", State.DONE) is None
-        pg_store.append_engine_meta("claude", {"paused": 1, "pause_until": 2})
-        pg_store.append_engine_meta("claude", {"resumed": 3})
-        assert pg_store.engine_names_with_meta() == ["claude"]
-        assert pg_store.read_engine_meta("claude").pairs == [("paused", "1"), ("pause_until", "2"), ("resumed", "3")]
-
     def test_read_job_of_the_wrong_state_is_not_found(self, pg_store) -> None:
         pg_store.add("a", b"\x00binary\xff", {})
         assert pg_store.read_job("a", State.INBOX) == b"\x00binary\xff"
@@ -161,7 +148,7 @@ def _locker(url: str, local: str, host: str, ready: multiprocessing.Event) -> No
 
     os.environ["AQ_HOST_ID"] = host
     store = PgStore(url, local=local)
-    assert store.try_lock("lock:shared") is not None
+    assert store.coord.try_lock("lock:shared") is not None
     ready.set()
     time.sleep(600)
 
@@ -185,15 +172,15 @@ def test_a_lock_of_a_dead_process_frees_at_once_on_its_host_and_after_the_lease_
     monkeypatch.setenv("AQ_HOST_ID", "here")
     _dead_lock_holder(url, tmp_path, "here")
     with PgStore(url, local=tmp_path / "a") as store:
-        lock = store.try_lock("lock:shared")
+        lock = store.coord.try_lock("lock:shared")
         assert lock is not None, "same host: the holder's pid is dead, the lock is free at once"
         lock.release()
 
     _dead_lock_holder(url, tmp_path, "elsewhere")
     with PgStore(url, local=tmp_path / "b") as store:
         died = time.monotonic()
-        assert store.try_lock("lock:shared") is None, "another host's holder: wait for its lease"
-        lock = wait_until(lambda: store.try_lock("lock:shared"), 10, "the lease to run out")
+        assert store.coord.try_lock("lock:shared") is None, "another host's holder: wait for its lease"
+        lock = wait_until(lambda: store.coord.try_lock("lock:shared"), 10, "the lease to run out")
         assert 0.5 < time.monotonic() - died < 4.5
         lock.release()
 
@@ -208,14 +195,14 @@ def test_a_lease_taken_over_is_reported_lost_and_the_old_holder_cannot_move_the_
     url = new_db(lease=3)
     with PgStore(url, local=tmp_path / "a") as store:
         store.add("j", b"J", {})
-        lock = store.try_lock("job:j")
+        lock = store.coord.try_lock("job:j")
         assert store.claim("j")
-        assert store.renew(["j"]) == set()
+        assert store.coord.renew(["j"]) == set()
         time.sleep(1.2)  # a heartbeat renewed it
-        assert store.renew(["j"]) == set()
+        assert store.coord.renew(["j"]) == set()
         # Another runner recovered and claimed it after the lease (forced here).
         pg_server.sql("UPDATE aq_jobs SET lease_token = 'someone-else' WHERE id = 'j'", dbname=dbname(url))
-        wait_until(lambda: store.renew(["j"]) == {"j"}, 5, "the lost lease to be reported")
+        wait_until(lambda: store.coord.renew(["j"]) == {"j"}, 5, "the lost lease to be reported")
         assert store.move("j", State.BUILDING, State.DONE) is False
         assert store.locate("j") is State.BUILDING
         lock.release()
@@ -229,15 +216,15 @@ def test_an_unrenewed_lease_makes_an_orphan_after_it_runs_out(new_db: NewDb, tmp
     holder = PgStore(url, local=tmp_path / "a")
     holder.add("j", b"J", {})
     assert holder.claim("j")
-    holder.append_meta("j", holder.claim_meta())
+    holder.append_meta("j", holder.coord.claim_meta())
     monkeypatch.setenv("AQ_HOST_ID", "host-b")
     with PgStore(url, local=tmp_path / "b") as other:
         meta = other.read_meta("j")
         assert meta.get("host") == "host-a"
-        assert other.owner_alive("j", meta) is True
+        assert other.coord.owner_alive("j", meta) is True
         holder.close()  # stops renewing (a partition, a frozen host)
         stopped = time.monotonic()
-        wait_until(lambda: not other.owner_alive("j", meta), 6, "the lease to run out")
+        wait_until(lambda: not other.coord.owner_alive("j", meta), 6, "the lease to run out")
         assert time.monotonic() - stopped < 2 * 2 + 1
 
 
@@ -448,16 +435,19 @@ def test_work_tree_locks_are_per_host(new_db: NewDb, tmp_path: Path, monkeypatch
     from aq_core.store_pg import PgStore
 
     url = new_db()
-    monkeypatch.setenv("AQ_HOST_ID", "host-a")
-    a = PgStore(url, local=tmp_path / "a")
-    monkeypatch.setenv("AQ_HOST_ID", "host-b")
-    b = PgStore(url, local=tmp_path / "b")
+    stores, names = {}, {}
+    for host in ("host-a", "host-b"):
+        monkeypatch.setenv("AQ_HOST_ID", host)
+        stores[host] = PgStore(url, local=tmp_path / host)
+        # What a runner on that host asks for: the work_lock hook's answer, scoped to its host.
+        names[host] = host_lock("git:/home/me/repo")
+    a, b = stores["host-a"], stores["host-b"]
     try:
-        held = a.try_lock("git:/home/me/repo")
-        assert held is not None and a.try_lock("git:/home/me/repo") is None
-        assert b.try_lock("git:/home/me/repo") is not None, "the same path on another host is another repo"
-        named = a.try_lock("lock:deploy")
-        assert named is not None and b.try_lock("lock:deploy") is None, "a job's lock: holds across hosts"
+        held = a.coord.try_lock(names["host-a"])
+        assert held is not None and a.coord.try_lock(names["host-a"]) is None
+        assert b.coord.try_lock(names["host-b"]) is not None, "the same path on another host is another repo"
+        named = a.coord.try_lock("lock:deploy")
+        assert named is not None and b.coord.try_lock("lock:deploy") is None, "a job's lock: holds across hosts"
     finally:
         a.close()
         b.close()
@@ -633,13 +623,13 @@ def test_migrate_copies_a_filesystem_queue_and_refuses_while_a_runner_is_live(ne
     fs = FsStore(root)
     assert fs.claim("four")  # an orphan in building/ (its runner is gone)
     fs.append_meta("four", {"claimed": 1.5, "pid": 999999, "host": "old-host", "note": "a\nb \\ c = d"})
-    fs.append_engine_meta("claude", {"paused": 1, "pause_until": 2, "pause_engine": "claude"})
+    fs.engines.append("claude", {"paused": 1, "pause_until": 2, "pause_engine": "claude"})
     before = _tree_digest(root)
     url = new_db().replace("aq@", "aq:s3cret@")
 
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
-        fs.register_runner(sleeper.pid, start_time(sleeper.pid) or 0.0)
+        fs.coord.register_runner(sleeper.pid, start_time(sleeper.pid) or 0.0)
         refused = aq("store", "migrate", "--from", str(root), "--to", url, root=tmp_path / "x")
         assert refused.returncode == 1 and "a runner is running" in refused.stderr, refused
         with PgStore(url, local=tmp_path / "l") as store:
@@ -647,7 +637,7 @@ def test_migrate_copies_a_filesystem_queue_and_refuses_while_a_runner_is_live(ne
     finally:
         sleeper.kill()
         sleeper.wait()
-        fs.unregister_runner(sleeper.pid)
+        fs.coord.unregister_runner(sleeper.pid)
 
     done = aq("store", "migrate", "--from", str(root), "--to", url, root=tmp_path / "x")
     assert done.returncode == 0, done.stderr
@@ -661,7 +651,7 @@ def test_migrate_copies_a_filesystem_queue_and_refuses_while_a_runner_is_live(ne
             assert store.read_job(entry.id, entry.state) == fs.read_job(entry.id, entry.state)
             assert store.read_meta(entry.id).pairs == fs.read_meta(entry.id).pairs
             assert store.read_meta(entry.id).pairs, entry.id
-        assert store.read_engine_meta("claude").pairs == fs.read_engine_meta("claude").pairs
+        assert store.engines.read("claude").pairs == fs.engines.read("claude").pairs
         assert {e.state for e in store.list()} == {State.DONE, State.FAILED, State.INBOX, State.BUILDING}
     again = aq("store", "migrate", "--from", str(root), "--to", url, root=tmp_path / "x")
     assert again.returncode == 1 and "nothing was copied" in again.stderr

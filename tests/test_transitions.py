@@ -17,7 +17,8 @@ from aq_core.inbox import Inbox
 from aq_core.journal import Journal
 from aq_core.records import journal_path
 from aq_core.recovery import recover_one
-from aq_core.store import FsStore, State
+from aq_core.store import State
+from aq_core.store_fs import FsStore
 
 AQ_CORE = Path(transitions.__file__).parent
 JOB = b'---\nengine: command\ncommand: ["true"]\n---\nDo the task.\n'
@@ -64,7 +65,7 @@ def journalled_rows(store: FsStore) -> bytes:
 
 
 def aq_log(store: FsStore, job_id: str) -> str:
-    return store.aq_log_path(job_id).read_text()
+    return store.files.aq_log_path(job_id).read_text()
 
 
 def test_only_transitions_moves_a_job() -> None:
@@ -177,7 +178,7 @@ def test_a_job_retried_by_an_older_aq_is_not_failed_again(store: FsStore, journa
     store.append_meta(job, {"requeued": 5.0, "retries": 0, "result": "queued"})
     assert store.move(job, State.FAILED, State.INBOX)
     assert transitions.pending(store.read_meta(job)) is None
-    assert [c.id for c in Inbox(store, store.config(), journal, Told()).round(set())] == [job]
+    assert [c.id for c in Inbox(store, store.files.config(), journal, Told()).round(set())] == [job]
     assert store.locate(job) is State.INBOX
 
 
@@ -189,7 +190,7 @@ def test_a_job_file_dropped_again_after_its_job_failed_is_not_failed_by_replay(
     (store.root / "failed" / f"{job}.md").unlink()  # the user deleted it, then saved the file again
     (store.root / "inbox" / f"{job}.md").write_bytes(JOB)
     assert transitions.pending(store.read_meta(job), State.INBOX) is None
-    assert [c.id for c in Inbox(store, store.config(), journal, Told()).round(set())] == [job]
+    assert [c.id for c in Inbox(store, store.files.config(), journal, Told()).round(set())] == [job]
 
 
 def test_orphan_recovery_moves_where_the_decision_says(store: FsStore, journal: Journal) -> None:
@@ -208,14 +209,15 @@ import os, signal, sys
 from pathlib import Path
 from aq_core import transitions
 from aq_core.journal import Journal
-from aq_core.store import FsStore, State
+from aq_core.store import State
+from aq_core.store_fs import FsStore
 
 store = FsStore(Path(sys.argv[1]))
 job, how = sys.argv[2], sys.argv[3]
 journal = Journal(store)
 if how == "finish":
     transitions.claim(store, job)
-    store.append_meta(job, {**store.claim_meta(), "claimed": 1.0, "attempt": 1, "attempts": 1})
+    store.append_meta(job, {**store.coord.claim_meta(), "claimed": 1.0, "attempt": 1, "attempts": 1})
 store.move = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # kill -9 between decision and rename
 if how == "finish":
     transitions.finish(store, journal, job, State.DONE, {"result": "ok"}, "ok")
@@ -245,7 +247,7 @@ def test_the_runner_finishes_a_move_out_of_inbox_cut_short(store: FsStore, journ
     kill_mid_move(store, job, "dependency_failed")
     assert store.locate(job) is State.INBOX and decided(store, job) == "failed"
     told = Told()
-    inbox = Inbox(store, store.config(), journal, told)
+    inbox = Inbox(store, store.files.config(), journal, told)
     assert list(inbox.round(set())) == []  # not offered to run: its move is finished instead
     assert store.locate(job) is State.FAILED
     assert store.read_meta(job).get("result") == "dependency_failed"

@@ -1,0 +1,293 @@
+"""The filesystem store, the embedded default: a queue root on this host's disk.
+
+State is a folder and a transition is one atomic ``rename``: of several runners that try to claim
+the same job, exactly one rename succeeds. Meta is append-only. Everything is private to the user
+(root 0700, files 0600) and nothing is written through a symlink. Locks are ``flock``s, so a lock
+is free the moment its holder dies; a runner's liveness is its pid and start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aq_core.errors import AqError, UsageError
+from aq_core.meta import Meta, encode_lines
+from aq_core.store import (
+    STATES,
+    Coordination,
+    EngineRecords,
+    Entry,
+    LocalFiles,
+    Lock,
+    State,
+    Store,
+    host_id,
+    read_regular_file,
+    write_file,
+)
+
+JOB_SUFFIX = ".md"
+
+
+class FsStore(Store):
+    """A queue root on the local filesystem: it is also the local directory (``files.root``)."""
+
+    FOLDERS = (*STATES, "meta", "logs", "tmp", "locks", "runners", "engines")
+
+    def __init__(self, root: Path | str, create: bool = True) -> None:
+        self.files = LocalFiles(root, self.FOLDERS)
+        self.coord = FsCoordination(self)
+        self.engines = FsEngineRecords(self.files)
+        if create:
+            self.files.ensure()
+
+    @property
+    def root(self) -> Path:
+        return self.files.root
+
+    def __repr__(self) -> str:
+        return f"FsStore({str(self.root)!r})"
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def path(self, job_id: str, state: State) -> Path:
+        return self.root / state.value / (job_id + JOB_SUFFIX)
+
+    def meta_path(self, job_id: str) -> Path:
+        return self.root / "meta" / f"{job_id}.meta"
+
+    # -- transitions --------------------------------------------------------------------------
+
+    def add(self, job_id: str, data: bytes, meta: Mapping[str, Any]) -> None:
+        existing = self.locate(job_id)
+        if existing is not None:
+            raise UsageError(f"job {job_id!r} already exists (in {existing.value}/): rename the file to queue it again")
+        if os.path.lexists(self.meta_path(job_id)):
+            raise UsageError(f"job {job_id!r} already has a record in meta/: rename the file to queue it again")
+        tmp = self.files.tmp_path(f"{job_id}.{os.getpid()}.{os.urandom(4).hex()}")
+        write_file(tmp, data)
+        try:
+            self.append_meta(job_id, meta)
+            # link, not rename: never replaces a job file another `aq add` just created.
+            os.link(tmp, self.path(job_id, State.INBOX))
+        except FileExistsError:
+            raise UsageError(f"job {job_id!r} already exists (in inbox/)") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        sync_dir(self.root / State.INBOX.value)
+
+    def claim(self, job_id: str) -> bool:
+        return self.move(job_id, State.INBOX, State.BUILDING)
+
+    def move(self, job_id: str, src: State, dst: State) -> bool:
+        target = self.path(job_id, dst)
+        if os.path.lexists(target):
+            if not os.path.lexists(self.path(job_id, src)):
+                return False  # another runner moved it there first
+            # rename() would silently replace it; a job is never in two folders.
+            raise AqError(f"job {job_id!r}: cannot move to {dst.value}/, a file of that name is already there")
+        try:
+            os.rename(self.path(job_id, src), target)
+        except FileNotFoundError:
+            return False
+        sync_dir(self.root / dst.value)
+        return True
+
+    def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
+        append_lines(self.meta_path(job_id), encode_lines(items))
+
+    def read_meta(self, job_id: str) -> Meta:
+        return read_meta_file(self.meta_path(job_id))
+
+    def list(self, state: State | None = None) -> list[Entry]:
+        entries = self.scan(state)
+        entries.sort(key=lambda e: (e.queued, e.id))
+        return entries
+
+    def entry(self, job_id: str, state: State) -> Entry | None:
+        try:
+            info = os.lstat(self.path(job_id, state))
+        except OSError:
+            return None
+        return Entry(job_id, state, info.st_mtime, (info.st_ctime_ns, info.st_size))
+
+    def names(self, state: State) -> list[str]:
+        try:
+            found = os.listdir(self.root / state.value)
+        except FileNotFoundError:
+            return []
+        return [n[: -len(JOB_SUFFIX)] for n in found if n.endswith(JOB_SUFFIX) and not n.startswith(".")]
+
+    def scan(self, state: State | None = None) -> list[Entry]:
+        entries: list[Entry] = []
+        for st in [state] if state else STATES:
+            folder = self.root / st.value
+            try:
+                scan = os.scandir(folder)
+            except FileNotFoundError:
+                continue
+            with scan:
+                for item in scan:
+                    name = item.name
+                    if not name.endswith(JOB_SUFFIX) or name.startswith("."):
+                        continue
+                    try:
+                        info = item.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    # A rename changes ctime, not mtime: mtime keeps the queue order, ctime the version.
+                    entries.append(Entry(name[: -len(JOB_SUFFIX)], st, info.st_mtime, (info.st_ctime_ns, info.st_size)))
+        return entries
+
+    def read_job(self, job_id: str, state: State) -> bytes:
+        path = self.path(job_id, state)
+        if os.path.islink(path):
+            raise ValueError("the job file is a symlink (aq reads only regular files in its queue)")
+        return read_regular_file(path)
+
+    def locate(self, job_id: str) -> State | None:
+        for st in STATES:
+            if os.path.lexists(self.path(job_id, st)):
+                return st
+        return None
+
+
+class _FileLock(Lock):
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+class FsCoordination(Coordination):
+    """``flock`` locks in ``locks/``; ownership is a pid and its start time on this host."""
+
+    def __init__(self, store: FsStore) -> None:
+        super().__init__(store.files)
+        self.store = store
+
+    def try_lock(self, name: str) -> Lock | None:
+        import fcntl
+        import hashlib
+
+        digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+        path = self.files.root / "locks" / f"{digest}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            os.unlink(path)  # a planted symlink in aq's own scratch folder: never write through it
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return None
+            raise
+        return _FileLock(fd)
+
+    def claim_meta(self) -> dict[str, Any]:
+        from aq_core.procs import start_time
+
+        return {"pid": os.getpid(), "pidstart": start_time(os.getpid()), "host": host_id()}
+
+    def owner_alive(self, job_id: str, meta: Meta) -> bool:
+        from aq_core.procs import alive
+
+        if meta.get("host", host_id()) != host_id():
+            return True  # a pid on another machine means nothing here: never take its job
+        return alive(meta.integer("pid"), meta.number("pidstart"))
+
+    def meta_version(self, job_id: str) -> object:
+        try:
+            return os.stat(self.store.meta_path(job_id)).st_size
+        except OSError:
+            return -1
+
+    def job_version(self, job_id: str, state: State) -> object | None:
+        try:
+            st = os.lstat(self.store.path(job_id, state))
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def inbox_token(self) -> object:
+        try:
+            return os.stat(self.files.root / State.INBOX.value).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def poke(self) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(self.files.root / State.INBOX.value)
+
+
+class FsEngineRecords(EngineRecords):
+    """One append-only file per engine in ``engines/``."""
+
+    def __init__(self, files: LocalFiles) -> None:
+        self.files = files
+
+    def _path(self, engine: str) -> Path:
+        if not engine or "/" in engine or engine.startswith("."):
+            raise AqError(f"bad engine name {engine!r}")
+        return self.files.root / "engines" / f"{engine}.meta"
+
+    def append(self, engine: str, items: Mapping[str, Any]) -> None:
+        append_lines(self._path(engine), encode_lines(items))
+
+    def read(self, engine: str) -> Meta:
+        return read_meta_file(self._path(engine))
+
+    def names(self) -> list[str]:
+        folder = self.files.root / "engines"
+        try:
+            return sorted(n[: -len(".meta")] for n in os.listdir(folder) if n.endswith(".meta"))
+        except FileNotFoundError:
+            return []
+
+
+def append_lines(path: Path, data: bytes) -> None:
+    """Append whole ``key=value`` lines to a meta file, durably, in one write."""
+    if not data:
+        return
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # after a torn last line (power loss): start on a line of our own
+        view = memoryview(data)
+        while view:  # one write for whole lines; loop only on a short write
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_meta_file(path: Path) -> Meta:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return Meta()
+    with os.fdopen(fd, "rb") as fh:
+        return Meta.from_bytes(fh.read())
+
+
+def sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,32 @@
+"""The PostgreSQL store: one queue shared by runners on many hosts (SPEC §12), through psycopg 3.
+
+The package's modules, each with one job:
+
+- ``connection``: the URL (aq's ``lease=``), connecting, reconnecting and retrying a statement;
+- ``schema``: the tables, versioned migrations (``aq store init``) and the version check;
+- ``leases``: ``store.coord``: locks and claims as lease rows renewed by a heartbeat, liveness,
+  change tokens;
+- ``store``: ``PgStore``: job state and meta, and the engine records (``store.engines``);
+- ``migrate``: ``aq store migrate``, a filesystem queue copied in one transaction.
+
+This host's own files (logs, tmp, runners, ``config.yaml``) stay in its local directory
+(``store.files``), as with the filesystem store.
+"""
+
+from aq_core.store_pg.connection import DEFAULT_LEASE, MIN_LEASE, parse_url, public_url
+from aq_core.store_pg.migrate import live_runners, migrate_fs
+from aq_core.store_pg.schema import SCHEMA_VERSION, init_schema, schema_version
+from aq_core.store_pg.store import PgStore
+
+__all__ = [
+    "DEFAULT_LEASE",
+    "MIN_LEASE",
+    "SCHEMA_VERSION",
+    "PgStore",
+    "init_schema",
+    "live_runners",
+    "migrate_fs",
+    "parse_url",
+    "public_url",
+    "schema_version",
+]

@@ -1,0 +1,373 @@
+"""Ownership across hosts in PostgreSQL: leases on claimed jobs and locks, liveness, change tokens.
+
+Ownership is a lease, never a session: a claim or a lock is a row with an expiry on the database's
+clock. The runner that holds it renews it from a heartbeat thread every third of the lease; a row
+whose lease ran out belongs to nobody (a partitioned runner's connection may stay open on the
+server for a long time, so session-level locks would not expire). On the holder's own host a dead
+holder is detected at once by its pid and start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aq_core.errors import StoreUnavailable
+from aq_core.meta import Meta
+from aq_core.store import Coordination, LocalFiles, Lock, State
+from aq_core.store_pg.connection import Connection, psycopg
+
+LEASE_SQL = "clock_timestamp() + make_interval(secs => %(lease)s)"
+_TAKE_LOCK = f"""
+INSERT INTO aq_locks (name, token, host, pid, pidstart, expires_at)
+VALUES (%(name)s, %(token)s, %(host)s, %(pid)s, %(pidstart)s, {LEASE_SQL})
+ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, host = EXCLUDED.host, pid = EXCLUDED.pid,
+    pidstart = EXCLUDED.pidstart, acquired = clock_timestamp(), expires_at = EXCLUDED.expires_at
+WHERE aq_locks.expires_at <= clock_timestamp()
+RETURNING token
+"""
+_STEAL_LOCK = f"""
+UPDATE aq_locks SET token = %(token)s, host = %(host)s, pid = %(pid)s, pidstart = %(pidstart)s,
+    acquired = clock_timestamp(), expires_at = {LEASE_SQL}
+WHERE name = %(name)s AND token = %(old)s
+RETURNING token
+"""
+_RENEW = f"""
+WITH j AS (
+    UPDATE aq_jobs SET lease_expires = {LEASE_SQL}
+    WHERE id = ANY(%(jobs)s::text[]) AND state = 'building' AND lease_token = %(token)s
+      AND lease_expires > clock_timestamp()
+    RETURNING id
+), l AS (
+    UPDATE aq_locks SET expires_at = {LEASE_SQL}
+    WHERE token = ANY(%(locks)s::text[]) AND expires_at > clock_timestamp()
+    RETURNING token
+)
+SELECT 'job', id FROM j UNION ALL SELECT 'lock', token FROM l
+"""
+
+# Lock tokens held by live Lock objects of this process (any store): a row of ours whose token is
+# not here was left by a release that could not reach the database, and may be taken at once.
+_LIVE_TOKENS: set[str] = set()
+_LIVE_GUARD = threading.Lock()
+
+
+def holder_alive(pid: int | None, pidstart: float | None) -> bool:
+    """Whether the process ``pid`` (started at ``pidstart``, when known) still runs on this host."""
+    from aq_core.procs import alive
+
+    if not pid or pid <= 0:
+        return False
+    if pidstart is None:  # no start time was known: only the pid can say
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return alive(pid, pidstart)
+
+
+class PgLock(Lock):
+    def __init__(self, coord: PgCoordination, name: str, token: str) -> None:
+        self.coord = coord
+        self.name = name
+        self.token = token
+        # The runner's lock on a job (``job:<id>``): released, the job's attempt is over.
+        self.job: str | None = name[4:] if name.startswith("job:") else None
+        self.released = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        self.coord.release(self)
+
+    def __repr__(self) -> str:
+        return f"<lock {self.name!r}{' released' if self.released else ''}>"
+
+
+class PgCoordination(Coordination):
+    """Locks and claims as lease rows, renewed by a heartbeat thread; liveness; change tokens."""
+
+    def __init__(self, conn: Connection, files: LocalFiles) -> None:
+        from aq_core.procs import start_time
+
+        super().__init__(files)
+        self.conn = conn
+        self.lease = conn.lease
+        self.host = conn.host
+        self.pid = conn.pid
+        self.pidstart = start_time(self.pid)
+        self.token = secrets.token_hex(8)  # this store object's claims (one runner process)
+        # The heartbeat renews every third of the lease; the runner asks for lost leases every second
+        # (a local look-up); a lease is given up when half of it is left without a renewal.
+        self.beat = self.lease / 3
+        self.lease_interval = min(1.0, self.lease / 10)
+        self.lost_margin = self.lease / 2
+        self._state = threading.Lock()  # guards the lease book-keeping below
+        self._mine: set[str] = set()  # jobs this store claimed whose attempt is not over
+        self._held: dict[str, float] = {}  # of those, the leases held: monotonic time good until
+        self._lost: set[str] = set()
+        self._locks: dict[str, PgLock] = {}  # token -> lock
+        self._lock_job: dict[str, str] = {}  # token -> the job it was taken for
+        self._pending = threading.local()  # locks a thread took since its last claim
+        self._last: dict[str, object] = {}  # last cheap versions (served while the store is away)
+        self._heartbeat: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    # -- the store's book-keeping of its own claims ---------------------------------------------------
+
+    def holding(self, job_id: str) -> bool | None:
+        """None: not an attempt of this store's; True: its lease is held; False: it was lost."""
+        with self._state:
+            if job_id not in self._mine:
+                return None
+            return job_id in self._held
+
+    def claimed(self, job_id: str, started: float) -> None:
+        """Book a claim made at ``started`` (monotonic): the locks this thread took go with it."""
+        with self._state:
+            self._mine.add(job_id)
+            self._held[job_id] = started + self.lease
+            self._lost.discard(job_id)
+            for lock in getattr(self._pending, "locks", []):
+                if not lock.released:
+                    self._lock_job[lock.token] = job_id
+            self._pending.locks = []
+        self._start_heartbeat()
+
+    def let_go(self, job_id: str) -> None:
+        """The job left ``building`` through this store: its lease holds nothing any more."""
+        with self._state:
+            self._mine.discard(job_id)
+            self._held.pop(job_id, None)
+
+    # -- locks ------------------------------------------------------------------------------------
+
+    def try_lock(self, name: str) -> Lock | None:
+        token = secrets.token_hex(12)
+        params = {
+            "name": name,
+            "token": token,
+            "host": self.host,
+            "pid": self.pid,
+            "pidstart": self.pidstart,
+            "lease": self.lease,
+        }
+
+        def op(conn: Any, retrying: bool) -> bool:
+            if retrying:
+                row = conn.execute("SELECT token FROM aq_locks WHERE name = %s", (name,)).fetchone()
+                if row is not None and row[0] == token:
+                    return True
+            for _ in range(3):
+                if conn.execute(_TAKE_LOCK, params).fetchone() is not None:
+                    return True
+                holder = conn.execute(
+                    "SELECT token, host, pid, pidstart FROM aq_locks WHERE name = %s", (name,)
+                ).fetchone()
+                if holder is None:
+                    continue  # released meanwhile: try again
+                if not self._stale(*holder):
+                    return False
+                stolen = conn.execute(_STEAL_LOCK, {**params, "old": holder[0]}).fetchone()
+                return stolen is not None
+            return False
+
+        if not self.conn.do(op):
+            return None
+        lock = PgLock(self, name, token)
+        with _LIVE_GUARD:
+            _LIVE_TOKENS.add(token)
+        with self._state:
+            self._locks[token] = lock
+            pending = getattr(self._pending, "locks", None)
+            if pending is None:
+                pending = self._pending.locks = []
+            pending[:] = [held for held in pending if not held.released]
+            pending.append(lock)
+        return lock
+
+    def _stale(self, token: str, host: str, pid: int, pidstart: float | None) -> bool:
+        """True when a lock row's holder is known dead: only decidable on the holder's own host."""
+        if host != self.host:
+            return False
+        if pid == self.pid and (pidstart is None or self.pidstart is None or abs(pidstart - self.pidstart) < 0.05):
+            with _LIVE_GUARD:
+                return token not in _LIVE_TOKENS
+        return not holder_alive(pid, pidstart)
+
+    def release(self, lock: PgLock) -> None:
+        with _LIVE_GUARD:
+            _LIVE_TOKENS.discard(lock.token)
+        with self._state:
+            self._locks.pop(lock.token, None)
+            self._lock_job.pop(lock.token, None)
+            if lock.job is not None:
+                # The attempt that held the job is over: its lease, if still ours, holds nothing.
+                self._mine.discard(lock.job)
+                self._held.pop(lock.job, None)
+                self._last.pop("meta:" + lock.job, None)
+        with contextlib.suppress(StoreUnavailable, Exception):
+            # Best effort: a row we cannot delete runs out with its lease (and is ours to take again).
+            self.conn.do(
+                lambda conn, _: conn.execute(
+                    "DELETE FROM aq_locks WHERE name = %s AND token = %s", (lock.name, lock.token)
+                ),
+                retry_for=1.0,
+            )
+
+    # -- leases -----------------------------------------------------------------------------------
+
+    def _start_heartbeat(self) -> None:
+        with self._state:
+            if self._heartbeat is not None and self._heartbeat.is_alive():
+                return
+            self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="aq-store-heartbeat", daemon=True)
+            self._heartbeat.start()
+
+    def stop(self) -> None:
+        """Stop the heartbeat (the connection's ``closed`` is set): leases then run out by themselves."""
+        self._wake.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=5)
+
+    def _heartbeat_loop(self) -> None:
+        conn = None
+        closed = self.conn.closed
+        while not closed.is_set():
+            with self._state:
+                jobs = list(self._held)
+                locks = list(self._locks)
+            if not jobs and not locks:
+                self._wake.wait(self.beat)
+                self._wake.clear()
+                continue
+            sent = time.monotonic()
+            renewed: set[tuple[str, str]] | None
+            try:
+                if conn is None or conn.closed:
+                    conn = self.conn.connect("heartbeat")
+                rows = conn.execute(
+                    _RENEW, {"jobs": jobs, "locks": locks, "token": self.token, "lease": self.lease}
+                ).fetchall()
+                renewed = {(kind, value) for kind, value in rows}
+            except psycopg.Error:
+                renewed = None
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    conn = None
+            self._account(jobs, locks, renewed, sent)
+            wait = self.beat - (time.monotonic() - sent) if renewed is not None else min(1.0, self.beat / 3)
+            closed.wait(max(0.05, wait))
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _account(self, jobs: list[str], locks: list[str], renewed: set[tuple[str, str]] | None, sent: float) -> None:
+        """Book a renewal (``renewed``: what the database extended; None: it could not be reached)."""
+        now = time.monotonic()
+        with self._state:
+            if renewed is None:
+                # Unreachable: a hold is given up while enough of its lease is left to stop the agent.
+                for job_id, until in list(self._held.items()):
+                    if until - now < self.lost_margin:
+                        self._lose(job_id)
+                return
+            for job_id in jobs:
+                if job_id not in self._held:
+                    continue  # moved or released meanwhile
+                if ("job", job_id) in renewed:
+                    self._held[job_id] = sent + self.lease
+                else:
+                    self._lose(job_id)  # its lease ran out and may be another runner's now
+            for token in locks:
+                if token in self._locks and ("lock", token) not in renewed:
+                    lock = self._locks[token]
+                    job_id = self._lock_job.get(token) or lock.job
+                    if job_id is not None and job_id in self._held:
+                        self._lose(job_id)
+
+    def _lose(self, job_id: str) -> None:
+        self._held.pop(job_id, None)
+        self._lost.add(job_id)
+
+    def renew(self, job_ids: list[str]) -> set[str]:
+        """Return the jobs of ``job_ids`` whose hold is lost (the heartbeat thread renews the rest)."""
+        if not job_ids:
+            return set()
+        self._start_heartbeat()
+        with self._state:
+            lost = {job_id for job_id in job_ids if job_id in self._lost or job_id not in self._held}
+            self._lost -= lost
+        return lost
+
+    # -- ownership --------------------------------------------------------------------------------
+
+    def claim_meta(self) -> dict[str, Any]:
+        return {"pid": self.pid, "pidstart": self.pidstart, "host": self.host, "lease": self.lease}
+
+    def owner_alive(self, job_id: str, meta: Meta) -> bool:
+        row = self.conn.do(
+            lambda conn, _: conn.execute(
+                "SELECT lease_token, lease_host, lease_pid, lease_pidstart, lease_expires > clock_timestamp()"
+                " FROM aq_jobs WHERE id = %s",
+                (job_id,),
+            ).fetchone()
+        )
+        if row is None:
+            return False
+        token, host, pid, pidstart, live = row
+        if token is None:
+            # Never claimed through this store (copied by `aq store migrate`): only its meta can say.
+            if meta.get("host") == self.host:
+                return holder_alive(meta.integer("pid"), meta.number("pidstart"))
+            return False
+        if not live:
+            return False  # the lease ran out: the runner is dead or cut off, and has stopped its agent
+        if token == self.token:
+            with self._state:
+                return job_id in self._held
+        if host == self.host:
+            return holder_alive(pid, pidstart)  # on its own host a dead runner is known at once
+        return True
+
+    # -- change tokens ----------------------------------------------------------------------------
+
+    def _cheap(self, key: str, fn: Callable[[Any, bool], object]) -> object:
+        """A polled value; while the database is away, the last one seen (the poller keeps going)."""
+        try:
+            value = self.conn.do(fn, retry_for=0.5)
+        except StoreUnavailable:
+            return self._last.get(key, -1)
+        self._last[key] = value
+        return value
+
+    def meta_version(self, job_id: str) -> object:
+        return self._cheap(
+            "meta:" + job_id,
+            lambda conn, _: conn.execute("SELECT count(*) FROM aq_meta WHERE job_id = %s", (job_id,)).fetchone()[0],
+        )
+
+    def job_version(self, job_id: str, state: State) -> object | None:
+        row = self.conn.do(
+            lambda conn, _: conn.execute(
+                "SELECT rev, octet_length(data) FROM aq_jobs WHERE id = %s AND state = %s",
+                (job_id, State(state).value),
+            ).fetchone()
+        )
+        return None if row is None else tuple(row)
+
+    def inbox_token(self) -> object:
+        return self._cheap(
+            "inbox",
+            lambda conn, _: conn.execute("SELECT value FROM aq_counters WHERE name = 'inbox'").fetchone()[0],
+        )

@@ -1,0 +1,267 @@
+"""The PostgreSQL store's job state and records: one queue shared by runners on many hosts.
+
+A claim is one ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)`` that also writes the
+claimer's lease and takes only a job whose ``not_before`` has passed and whose ``after:`` jobs are
+all done (whichever host decided to claim it); every write carries a one-time token, so a retry after an unknown outcome never
+applies twice. The leases themselves are ``leases.PgCoordination``'s (``store.coord``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aq_core.errors import AqError, UsageError
+from aq_core.meta import Meta, encode_lines, parse_lines
+from aq_core.store import EngineRecords, Entry, LocalFiles, State, Store, default_root, read_limit
+from aq_core.store_pg.connection import Connection
+from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
+from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
+
+_INSERT_META = """
+INSERT INTO aq_meta (job_id, key, value, batch)
+SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
+"""
+_INSERT_ENGINE_META = """
+INSERT INTO aq_engine_meta (engine, key, value, batch)
+SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
+"""
+BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
+_CLAIM = f"""
+UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
+    lease_token = %(token)s, lease_host = %(host)s, lease_pid = %(pid)s, lease_pidstart = %(pidstart)s,
+    lease_expires = {LEASE_SQL}
+WHERE id = (
+    SELECT j.id FROM aq_jobs j WHERE j.id = %(id)s AND j.state = %(src)s
+    AND (j.not_before IS NULL OR j.not_before <= extract(epoch FROM clock_timestamp()))
+    AND NOT EXISTS (
+        SELECT 1 FROM unnest(j.after) AS d(dep) LEFT JOIN aq_jobs p ON p.id = d.dep
+        WHERE p.state IS DISTINCT FROM 'done'
+    )
+    FOR UPDATE OF j SKIP LOCKED
+)
+RETURNING id
+"""
+
+
+def pairs(items: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (key, value) pairs ``items`` makes, exactly as a meta file would read them back."""
+    # A NUL cannot be stored in a text column; a meta value never needs one.
+    return [(k, v.replace("\x00", "\ufffd")) for k, v in parse_lines(encode_lines(items))]
+
+
+def append_rows(
+    conn: Connection, statement: str, table: str, column: str, owner: str, items: Mapping[str, Any]
+) -> None:
+    """Insert ``items`` as meta rows of ``owner``, once even when the statement is retried."""
+    rows = pairs(items)
+    if not rows:
+        return
+    batch = secrets.token_hex(8)
+    keys, values = [k for k, _ in rows], [v for _, v in rows]
+
+    def op(db: Any, retrying: bool) -> None:
+        if (
+            retrying
+            and db.execute(
+                f"SELECT 1 FROM {table} WHERE {column} = %s AND batch = %s LIMIT 1", (owner, batch)
+            ).fetchone()
+        ):
+            return
+        db.execute(statement, (owner, batch, keys, values))
+
+    conn.do(op)
+
+
+class PgStore(Store):
+    """Jobs, states and meta in PostgreSQL; this host's logs, tmp, runners and config in ``files``."""
+
+    def __init__(self, url: str, local: Path | str | None = None, check: bool = True) -> None:
+        self.conn = Connection(url)
+        self.url = url
+        self.lease = self.conn.lease
+        if local is not None:
+            self.files = LocalFiles(local)
+            self.files.ensure()
+        else:
+            self.files = LocalFiles(default_root())
+        self.coord = PgCoordination(self.conn, self.files)
+        self.engines = PgEngineRecords(self.conn)
+        self.conn.open()
+        if check:
+            check_schema(self.conn)
+
+    def __repr__(self) -> str:
+        return f"PgStore({self.conn.public!r})"
+
+    def describe(self) -> str:
+        return self.conn.public
+
+    def close(self) -> None:
+        """Stop the heartbeat and close the connections (leases then run out by themselves)."""
+        self.conn.closed.set()
+        self.coord.stop()
+        self.conn.close()
+
+    def __enter__(self) -> PgStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transitions --------------------------------------------------------------------------
+
+    def add(self, job_id: str, data: bytes, meta: Mapping[str, Any]) -> None:
+        rows = pairs(meta)
+        nonce = secrets.token_hex(8)
+
+        def op(conn: Any, retrying: bool) -> None:
+            with conn.transaction():
+                row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
+                if row is not None:
+                    if retrying and row[1] == nonce:
+                        return  # the first try was committed
+                    raise UsageError(f"job {job_id!r} already exists (in {row[0]}/): rename the file to queue it again")
+                if conn.execute("SELECT 1 FROM aq_meta WHERE job_id = %s LIMIT 1", (job_id,)).fetchone():
+                    raise UsageError(f"job {job_id!r} already has a record in meta: rename the file to queue it again")
+                inserted = conn.execute(
+                    "INSERT INTO aq_jobs (id, state, data, queued, op_token)"
+                    " VALUES (%s, 'inbox', %s, extract(epoch FROM clock_timestamp()), %s)"
+                    " ON CONFLICT (id) DO NOTHING RETURNING id",
+                    (job_id, bytes(data), nonce),
+                ).fetchone()
+                if inserted is None:
+                    raise UsageError(f"job {job_id!r} already exists (in inbox/)")
+                if rows:
+                    conn.execute(_INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
+                    conn.execute(PLAN_FROM_META, ([job_id],))
+                conn.execute(BUMP_INBOX)
+
+        self.conn.do(op)
+
+    def claim(self, job_id: str) -> bool:
+        return self._transition(job_id, State.INBOX, State.BUILDING)
+
+    def move(self, job_id: str, src: State, dst: State) -> bool:
+        return self._transition(job_id, State(src), State(dst))
+
+    def _transition(self, job_id: str, src: State, dst: State) -> bool:
+        nonce = secrets.token_hex(8)
+        coord = self.coord
+        holding = coord.holding(job_id) if src is State.BUILDING else None
+        if holding is False:
+            return False  # its lease was lost: the job is recovery's now, not this attempt's
+        params = {
+            "id": job_id,
+            "src": src.value,
+            "dst": dst.value,
+            "nonce": nonce,
+            "token": coord.token,
+            "host": coord.host,
+            "pid": coord.pid,
+            "pidstart": coord.pidstart,
+            "lease": coord.lease,
+        }
+        if dst is State.BUILDING:
+            statement = _CLAIM
+        else:
+            # A runner finishing its own attempt moves the job only while its lease holds: once it ran
+            # out, the job may be another runner's already (recovered, claimed again).
+            guard = " AND lease_token = %(token)s AND lease_expires > clock_timestamp()" if holding else ""
+            statement = (
+                "UPDATE aq_jobs SET state = %(dst)s, op_token = %(nonce)s, changed = clock_timestamp(),"
+                " lease_token = NULL, lease_host = NULL, lease_pid = NULL, lease_pidstart = NULL,"
+                " lease_expires = NULL"
+                f" WHERE id = %(id)s AND state = %(src)s{guard} RETURNING id"
+            )
+        if dst is State.INBOX:
+            # One statement: the move and the inbox counter (idle runners poll it) change together.
+            statement = (
+                f"WITH moved AS ({statement}), bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))"
+                " SELECT id FROM moved"
+            )
+        started = time.monotonic()
+
+        def op(conn: Any, retrying: bool) -> bool:
+            if retrying:
+                row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
+                if row is not None and row[0] == dst.value and row[1] == nonce:
+                    return True
+            return conn.execute(statement, params).fetchone() is not None
+
+        moved = self.conn.do(op)
+        if moved:
+            if dst is State.BUILDING:
+                coord.claimed(job_id, started)
+            elif src is State.BUILDING:
+                coord.let_go(job_id)
+        return moved
+
+    def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
+        if self.coord.holding(job_id) is False:
+            # An attempt that lost its lease records nothing more: recovery accounts for it.
+            raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
+        append_rows(self.conn, _INSERT_META, "aq_meta", "job_id", job_id, items)
+
+    def read_meta(self, job_id: str) -> Meta:
+        rows = self.conn.do(
+            lambda conn, _: conn.execute(
+                "SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,)
+            ).fetchall()
+        )
+        return Meta([(k, v) for k, v in rows])
+
+    def list(self, state: State | None = None) -> list[Entry]:
+        # The version is the token of the job's last transition: it changes whenever the state does.
+        sql = "SELECT id, state, queued, op_token FROM aq_jobs"
+        if state is None:
+            sql, params = sql + " ORDER BY queued, id", ()
+        else:  # the queue's order: highest priority first, then oldest
+            sql, params = sql + " WHERE state = %s ORDER BY priority DESC, queued, id", (state.value,)
+        rows = self.conn.do(lambda conn, _: conn.execute(sql, params).fetchall())
+        return [Entry(job_id, State(st), float(queued), token) for job_id, st, queued, token in rows]
+
+    def read_job(self, job_id: str, state: State) -> bytes:
+        row = self.conn.do(
+            lambda conn, _: conn.execute(
+                "SELECT data FROM aq_jobs WHERE id = %s AND state = %s", (job_id, State(state).value)
+            ).fetchone()
+        )
+        if row is None:
+            raise FileNotFoundError(f"job {job_id!r} is not in {State(state).value}/")
+        return bytes(row[0])[: read_limit()]
+
+    def locate(self, job_id: str) -> State | None:
+        row = self.conn.do(
+            lambda conn, _: conn.execute("SELECT state FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
+        )
+        return State(row[0]) if row else None
+
+
+class PgEngineRecords(EngineRecords):
+    """Engine records as insert-only rows of ``aq_engine_meta``."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def append(self, engine: str, items: Mapping[str, Any]) -> None:
+        if not engine:
+            raise AqError(f"bad engine name {engine!r}")
+        append_rows(self.conn, _INSERT_ENGINE_META, "aq_engine_meta", "engine", engine, items)
+
+    def read(self, engine: str) -> Meta:
+        rows = self.conn.do(
+            lambda conn, _: conn.execute(
+                "SELECT key, value FROM aq_engine_meta WHERE engine = %s ORDER BY seq", (engine,)
+            ).fetchall()
+        )
+        return Meta([(k, v) for k, v in rows])
+
+    def names(self) -> list[str]:
+        rows = self.conn.do(
+            lambda conn, _: conn.execute("SELECT DISTINCT engine FROM aq_engine_meta ORDER BY engine").fetchall()
+        )
+        return [name for (name,) in rows]
