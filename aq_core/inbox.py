@@ -77,12 +77,13 @@ class Inbox:
         a ``stat`` of the new ones: a job that left and came back in between is caught by
         ``still_waiting`` before its claim, or at the next full listing."""
         now = time.monotonic()
-        if now - self.listed_at >= FULL_LISTING:
+        names = getattr(self.store, "names", None)  # a store that can list names cheaply (the filesystem)
+        if names is None or now - self.listed_at >= FULL_LISTING:
             self.entries = {e.id: e for e in self.store.scan(State.INBOX)}
             self.listed_at = now
             return list(self.entries.values())
         fresh: dict[str, Entry] = {}
-        for name in self.store.names(State.INBOX):
+        for name in names(State.INBOX):
             entry = self.entries.get(name) or self.store.entry(name, State.INBOX)
             if entry is not None:
                 fresh[name] = entry

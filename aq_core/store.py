@@ -97,10 +97,6 @@ class Store(ABC):
         """Like ``list`` but in no particular order (cheaper, for callers that sort their own way)."""
         return self.list(state)
 
-    def names(self, state: State) -> list[str]:
-        """The ids of the jobs in ``state``, in no order, without their details (cheaper where a store can)."""
-        return [e.id for e in self.scan(state)]
-
     def entry(self, job_id: str, state: State) -> Entry | None:
         """The listing entry of one job in ``state`` (None when it is not there)."""
         return next((e for e in self.scan(state) if e.id == job_id), None)
