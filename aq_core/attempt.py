@@ -64,6 +64,7 @@ class Attempt:
         self.locks = locks
         self.say = runner.journal.for_job(job.id)
         self.proc: subprocess.Popen | None = None
+        self.unrecorded: dict[str, object] = {}
         self.lease_lost = threading.Event()
 
     def lose_lease(self) -> None:
@@ -181,6 +182,8 @@ class Attempt:
             return
         os.close(log_fd)
         proc = self.proc
+        # Until it is in meta, an internal error (the store away) still counts the started attempt.
+        self.unrecorded = {"attempt": number, "attempts": number, "agent_pid": proc.pid}
         store.append_meta(
             job.id,
             {
@@ -193,6 +196,7 @@ class Attempt:
                 "workdir": str(workdir) if workdir != job.cwd else None,
             },
         )
+        self.unrecorded = {}
         self.say(f"attempt {number} started on {self.engine} (agent pid {proc.pid})")
         if spec.prompt == "stdin":
             threading.Thread(target=_feed, args=(proc, prompt.encode("utf-8")), daemon=True).start()
@@ -219,7 +223,9 @@ class Attempt:
                 return
             meta = self.store.read_meta(self.job.id)
             decision = decide(self.job.retry, "crash", meta.integer("retries"), time.time())
-            self.store.append_meta(self.job.id, {**decision.meta, "error": reason, "decision": decision.state})
+            self.store.append_meta(
+                self.job.id, {**self.unrecorded, **decision.meta, "error": reason, "decision": decision.state}
+            )
             state = State(decision.state)
             if self._move(state, f"{decision.meta['result']} after an internal error") and state is not State.INBOX:
                 self.runner.job_done(self.job.id, state)

@@ -147,6 +147,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from aq_core.procs import alive
 
     store = _store(args)
+    asked = store.coord.request_stop(args.wait)  # a shared store: every host's runners
+    if asked is not None:
+        names, left = asked
+        if left:
+            raise AqError(f"runner(s) still running after {args.wait:g}s: {'; '.join(left)}")
+        print(f"stopped {len(names)} runner(s): {'; '.join(names)}" if names else "no runner is running")
+        return 0
     targets = []
     for info in store.coord.runners():
         pid, pidstart = info.integer("pid"), info.number("pidstart")

@@ -114,6 +114,10 @@ class Runner:
             if self.store.coord.lease_interval and time.monotonic() - last_renew >= self.store.coord.lease_interval:
                 self._renew()
                 last_renew = time.monotonic()
+                if self.store.coord.stop_requested():  # `aq stop` on any host: as on SIGTERM
+                    self.journal.say(None, "stop requested by aq stop")
+                    self.stopping.set()
+                    break
             self._reap()
             mtime = self.store.coord.inbox_token()
             free = self.workers - len(self.running)

@@ -164,7 +164,7 @@ class Coordination(ABC):
         as an orphan. Never answer False for a runner that may be alive.
         """
 
-    # -- this host's runners (kept in the local directory: ``aq stop`` stops this host's) -----------
+    # -- runners: this host's in the local directory; a shared store also keeps every host's ----------
 
     def register_runner(self, pid: int, pidstart: float) -> Path:
         path = self.files.root / "runners" / f"{pid}"
@@ -184,6 +184,18 @@ class Coordination(ABC):
     def unregister_runner(self, pid: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.files.root / "runners" / f"{pid}")
+
+    def request_stop(self, wait: float) -> tuple[list[str], list[str]] | None:
+        """Ask every live runner of the queue, on every host, to stop; wait up to ``wait`` seconds.
+
+        Return (the runners asked, those still running), or None when the store keeps no runners of
+        its own: ``aq stop`` then signals this host's runners (``runners()``).
+        """
+        return None
+
+    def stop_requested(self) -> bool:
+        """True when ``request_stop`` asked this runner to stop (looked at about once a second)."""
+        return False
 
     # -- change tokens: cheap values that pollers compare ------------------------------------------
 

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-AGENT = r'''
+AGENT = r"""
 import os, sys, time
 sys.stdin.read()
 job, attempt = os.environ["AQ_JOB_ID"], os.environ["AQ_ATTEMPT"]
@@ -49,7 +49,7 @@ for i in range(steps):
         os.fsync(fh.fileno())
     note(f"wrote {job} {name}")
     time.sleep(0.03 + 0.05 * (hash(name) % 3))
-'''
+"""
 
 
 def sh(*args: str, cwd: Path | None = None) -> str:
@@ -104,7 +104,9 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int) -> dict[str
     subprocess.run(aq_cmd(root, "add", *(str(job_dir / f"{i}.md") for i in ids)), check=True, capture_output=True)
 
     def start_runner() -> subprocess.Popen:
-        return subprocess.Popen(aq_cmd(root, "run", "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(
+            aq_cmd(root, "run", "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
 
     tally = {"runner_kills": 0, "agent_kills": 0}
     # An agent killed before it could record its own start was started all the same: the soak
@@ -165,7 +167,9 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int) -> dict[str
             if name not in on_branch and not (repo / name).exists():
                 lost += 1
                 print(f"  lost: {job_id} {name}")
-    tally.update(jobs=len(ids), stranded=stranded, miscounted=miscounted, lost_files=lost, files=sum(map(len, wrote.values())))
+    tally.update(
+        jobs=len(ids), stranded=stranded, miscounted=miscounted, lost_files=lost, files=sum(map(len, wrote.values()))
+    )
     tally["attempts"] = sum(starts.values())
     return tally
 

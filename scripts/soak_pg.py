@@ -204,6 +204,40 @@ def one_round(server: PgServer, base: Path, rng: random.Random, args: argparse.N
     killed_agents: set[tuple[str, int]] = set()  # killed before it could note its start, it still started
     events = ["kill"] * args.kills + ["pg"] * args.pg_restarts
     rng.shuffle(events)
+    try:
+        run_events(server, db, hosts, events, agent, rng, args, tally, killed_agents)
+    finally:
+        tally["runner_kills"] += hosts.kill_all()
+
+    # Convergence: every host drains at once (each recovers its own dead runners' jobs by pid).
+    finals = [
+        subprocess.Popen(hosts.aq(n, "run", "--once", "--workers", "2"), env=hosts.env(n), stdout=subprocess.DEVNULL)
+        for n in range(args.hosts)
+    ]
+    for proc in finals:
+        proc.wait(timeout=900)
+    tally.update(check(server, db, ids, repos, record, killed_agents))
+    if args.keep and any(tally[k] for k in ("stranded", "miscounted", "double_run", "lost_files")):
+        for job_id in ids:  # the evidence, next to the hosts' logs and the agents' record
+            rows = server.sql("SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,), dbname=db)
+            (base / f"{job_id}.meta").write_text("".join(f"{k}={v}\n" for k, v in rows))
+        print(f"  kept {base}")
+        tally["kept"] = 1
+    return tally
+
+
+def run_events(
+    server: PgServer,
+    db: str,
+    hosts: Hosts,
+    events: list[str],
+    agent: Path,
+    rng: random.Random,
+    args: argparse.Namespace,
+    tally: dict[str, int],
+    killed_agents: set[tuple[str, int]],
+) -> None:
+    """Run the hosts through ``events``: kill -9 of a runner or an agent, or a PostgreSQL restart."""
     for n in range(args.hosts):
         hosts.start(n)
     for event in events:
@@ -230,23 +264,6 @@ def one_round(server: PgServer, base: Path, rng: random.Random, args: argparse.N
                 tally["runner_kills"] += 1
             hosts.start(n)
     wait(hosts, rng.uniform(0.1, 1.0))
-    tally["runner_kills"] += hosts.kill_all()
-
-    # Convergence: every host drains at once (each recovers its own dead runners' jobs by pid).
-    finals = [
-        subprocess.Popen(hosts.aq(n, "run", "--once", "--workers", "2"), env=hosts.env(n), stdout=subprocess.DEVNULL)
-        for n in range(args.hosts)
-    ]
-    for proc in finals:
-        proc.wait(timeout=900)
-    tally.update(check(server, db, ids, repos, record, killed_agents))
-    if args.keep and any(tally[k] for k in ("stranded", "miscounted", "double_run", "lost_files")):
-        for job_id in ids:  # the evidence, next to the hosts' logs and the agents' record
-            rows = server.sql("SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,), dbname=db)
-            (base / f"{job_id}.meta").write_text("".join(f"{k}={v}\n" for k, v in rows))
-        print(f"  kept {base}")
-        tally["kept"] = 1
-    return tally
 
 
 def check(

@@ -8,6 +8,8 @@ Tables:
   refuses UPDATE and DELETE); the last value of a key wins, as on disk.
 - ``aq_locks``: named locks as lease rows (holder token, host, pid, ``expires_at``).
 - ``aq_counters``: ``inbox`` counts transitions into the inbox (idle runners poll it).
+- ``aq_runners`` (version 2): every host's live runners, renewed like a lease, and ``aq stop``'s
+  request to each.
 - ``aq_schema_version``: one row per migration applied.
 """
 
@@ -18,7 +20,7 @@ from typing import Any
 from aq_core.errors import AqError
 from aq_core.store_pg.connection import Connection, psycopg
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA_LOCK = 0x6171_5F73_6368  # pg_advisory_xact_lock key for `aq store init` (a transaction lock only)
 
 # Each migration is a list of statements, applied in one transaction with its version row.
@@ -74,6 +76,18 @@ MIGRATIONS: dict[int, list[str]] = {
             FOR EACH ROW EXECUTE FUNCTION aq_insert_only()""",
         """CREATE TRIGGER aq_engine_meta_insert_only BEFORE UPDATE OR DELETE ON aq_engine_meta
             FOR EACH ROW EXECUTE FUNCTION aq_insert_only()""",
+    ],
+    2: [
+        """CREATE TABLE aq_runners (
+            token text PRIMARY KEY,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            pidstart double precision,
+            started timestamptz NOT NULL DEFAULT clock_timestamp(),
+            expires_at timestamptz NOT NULL,
+            stop_requested timestamptz
+        )""",
+        "CREATE INDEX aq_runners_by_host ON aq_runners (host, expires_at)",
     ],
 }
 
