@@ -217,6 +217,7 @@ def one_round(server: PgServer, base: Path, rng: random.Random, args: argparse.N
     for proc in finals:
         proc.wait(timeout=900)
     tally.update(check(server, db, ids, repos, record, killed_agents))
+    tally.update(faults_seen(hosts))
     if args.keep and any(tally[k] for k in ("stranded", "miscounted", "double_run", "lost_files")):
         for job_id in ids:  # the evidence, next to the hosts' logs and the agents' record
             rows = server.sql("SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,), dbname=db)
@@ -264,6 +265,17 @@ def run_events(
                 tally["runner_kills"] += 1
             hosts.start(n)
     wait(hosts, rng.uniform(0.1, 1.0))
+
+
+def faults_seen(hosts: Hosts) -> dict[str, int]:
+    """How often the hosts' logs say a lease was lost (the database away) and an orphan was recovered."""
+    lost = recovered = 0
+    for root in hosts.roots:
+        for log in (root / "logs").glob("*.aq.log"):
+            text = log.read_text(errors="replace")
+            lost += text.count(": lease lost")
+            recovered += text.count(": recovered")
+    return {"leases_lost": lost, "recoveries": recovered}
 
 
 def check(
@@ -372,14 +384,15 @@ def main(argv: list[str] | None = None) -> int:
                 total[key] = total.get(key, 0) + value
             print(
                 f"round {n:3d}: kills runner={tally['runner_kills']} agent={tally['agent_kills']}"
-                f" pg={tally['pg_restarts']}  jobs={tally['jobs']} attempts={tally['attempts']} files={tally['files']}"
+                f" pg={tally['pg_restarts']}  leases_lost={tally['leases_lost']} recoveries={tally['recoveries']}"
+                f"  jobs={tally['jobs']} attempts={tally['attempts']} files={tally['files']}"
                 f"  stranded={tally['stranded']} miscounted={tally['miscounted']} double_run={tally['double_run']}"
                 f" lost={tally['lost_files']}",
                 flush=True,
             )
     finally:
         server.destroy()
-    names = ("runner_kills", "agent_kills", "pg_restarts", "jobs", "attempts")
+    names = ("runner_kills", "agent_kills", "pg_restarts", "leases_lost", "recoveries", "jobs", "attempts")
     bad = ("stranded", "miscounted", "double_run", "lost_files")
     print(
         f"tally: rounds={args.rounds} hosts={args.hosts} "
