@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Many hosts under faults: a kill -9 soak of the PostgreSQL store, with the database restarted mid-run.
 
-    python scripts/soak_pg.py [--rounds 10] [--hosts 3] [--jobs 8] [--kills 8] [--pg-restarts 2] [--lease 6] [--seed N]
+    python scripts/soak_pg.py [--rounds 10] [--hosts 3] [--jobs 8] [--kills 8] [--pg-restarts 2]
+                              [--host-deaths 1] [--lease 6] [--seed N] [--keep]
 
 It starts its own PostgreSQL server (loopback, a temp dir: ``tests/pgserver.py``). Each round makes a
 database, one git repo per job, and ``--hosts`` runner hosts: each an ``aq run --workers 2`` with its
@@ -12,8 +13,9 @@ fsync and outside the repo, its start, every file and its end, with its host, pi
 While they run, the soak kills -9 a random runner (restarting it at once, as a supervisor would) or a
 running agent, at random instants, and restarts PostgreSQL (``pg_ctl stop -m immediate`` or ``fast``,
 down for up to most of a lease, then started again); a runner that exits because the database is away
-is started again. Then every runner is killed -9, every host runs ``aq run --once`` at the same time,
-and the round checks:
+is started again. A host also dies: its runner and its agents killed -9, the host down for a lease and
+a half, so that another host recovers its jobs. Then every runner is killed -9, every host runs
+``aq run --once`` at the same time, and the round checks:
 
 - every job is done or failed (nothing stranded);
 - ``attempts`` in meta equals the number of times the agent really started (counted exactly once);
@@ -100,6 +102,7 @@ class Hosts:
         self.roots = [base / "hosts" / f"host{n}" for n in range(count)]
         self.procs: list[subprocess.Popen | None] = [None] * count
         self.started = [0.0] * count
+        self.down_until = [0.0] * count  # a host that died stays down until then
 
     def env(self, n: int) -> dict[str, str]:
         return {**os.environ, "AQ_STORE": self.url, "AQ_HOST_ID": f"host{n}"}
@@ -115,7 +118,8 @@ class Hosts:
 
     def supervise(self) -> None:
         for n, proc in enumerate(self.procs):
-            if (proc is None or proc.poll() is not None) and time.monotonic() - self.started[n] >= RESTART_GAP:
+            gone = proc is None or proc.poll() is not None
+            if gone and time.monotonic() - self.started[n] >= RESTART_GAP and time.monotonic() >= self.down_until[n]:
                 self.start(n)
 
     def kill(self, n: int) -> bool:
@@ -160,6 +164,38 @@ def running_agents(server: PgServer, db: str, agent: Path) -> list[tuple[str, in
     return found
 
 
+def host_agents(agent: Path, host: str) -> list[tuple[str, int]]:
+    """(job, pid) of every live agent of ours started by ``host``'s runners (from /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if str(agent).encode() not in (proc / "cmdline").read_bytes():
+                continue
+            env = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
+        except OSError:
+            continue
+        if env.get(b"AQ_HOST_ID") == host.encode():
+            found.append((env.get(b"AQ_JOB_ID", b"?").decode(), int(proc.name)))
+    return found
+
+
+def host_dies(hosts: Hosts, n: int, agent: Path, lease: float, killed: set[tuple[str, int]]) -> int:
+    """Host ``n`` dies: its runner and its agents killed -9, down for a lease and a half; return agents killed."""
+    count = 0
+    hosts.kill(n)
+    hosts.down_until[n] = time.monotonic() + 1.5 * lease
+    for job_id, pid in host_agents(agent, f"host{n}"):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        killed.add((job_id, pid))
+        count += 1
+    return count
+
+
 def restart_pg(server: PgServer, rng: random.Random, lease: float) -> None:
     server.stop(rng.choice(("immediate", "fast")))
     time.sleep(rng.uniform(0.0, 0.8 * lease))
@@ -200,9 +236,9 @@ def one_round(server: PgServer, base: Path, rng: random.Random, args: argparse.N
         hosts.aq(0, "add", *(str(job_dir / f"{i}.md") for i in ids)), env=hosts.env(0), check=True, capture_output=True
     )
 
-    tally = {"runner_kills": 0, "agent_kills": 0, "pg_restarts": 0}
+    tally = {"runner_kills": 0, "agent_kills": 0, "pg_restarts": 0, "host_deaths": 0}
     killed_agents: set[tuple[str, int]] = set()  # killed before it could note its start, it still started
-    events = ["kill"] * args.kills + ["pg"] * args.pg_restarts
+    events = ["kill"] * args.kills + ["pg"] * args.pg_restarts + ["host"] * args.host_deaths
     rng.shuffle(events)
     try:
         run_events(server, db, hosts, events, agent, rng, args, tally, killed_agents)
@@ -247,6 +283,11 @@ def run_events(
             restart_pg(server, rng, args.lease)
             tally["pg_restarts"] += 1
             continue
+        if event == "host":
+            tally["agent_kills"] += host_dies(hosts, rng.randrange(args.hosts), agent, args.lease, killed_agents)
+            tally["runner_kills"] += 1
+            tally["host_deaths"] += 1
+            continue
         try:
             agents = running_agents(server, db, agent)
         except Exception:  # the database is still coming back: kill a runner instead
@@ -278,38 +319,57 @@ def faults_seen(hosts: Hosts) -> dict[str, int]:
     return {"leases_lost": lost, "recoveries": recovered}
 
 
-def check(
-    server: PgServer, db: str, ids: list[str], repos: dict[str, Path], record: Path, killed: set[tuple[str, int]]
-) -> dict[str, int]:
-    starts: dict[tuple[str, int], list[float]] = {(job, pid): [] for job, pid in killed}
+def read_notes(
+    lines: list[str], killed: set[tuple[str, int]]
+) -> tuple[dict[str, int], dict[str, list[str]], dict[str, str]]:
+    """From the agents' notes: (starts per job, files written per job, the jobs run twice at once and why).
+
+    Each agent's interval runs from its start to the last thing it noted (a lower bound of its life);
+    two intervals of one job that overlap, or an agent that saw another live agent of its job, is a
+    double run. An agent killed before it could note its start (``killed``) still started.
+    """
+    times: dict[tuple[str, int], list[float]] = {(job, pid): [] for job, pid in killed}
     wrote: dict[str, list[str]] = {}
-    overlapping: set[str] = set()
-    for line in record.read_text().splitlines() if record.exists() else []:
+    double: dict[str, str] = {}
+    for line in lines:
         parts = line.split()
         kind, job_id = parts[0], parts[1]
         if kind == "start":
-            starts.setdefault((job_id, int(parts[3])), []).append(float(parts[5]))
+            times.setdefault((job_id, int(parts[3])), []).append(float(parts[5]))
         elif kind == "wrote":
             wrote.setdefault(job_id, []).append(parts[2])
-            starts.setdefault((job_id, int(parts[3])), []).append(float(parts[4]))
+            times.setdefault((job_id, int(parts[3])), []).append(float(parts[4]))
         elif kind == "end":
-            starts.setdefault((job_id, int(parts[3])), []).append(float(parts[4]))
+            times.setdefault((job_id, int(parts[3])), []).append(float(parts[4]))
         elif kind == "overlap":
-            overlapping.add(job_id)
-            print(f"  overlap seen by the agent: {job_id} attempt {parts[2]} pid {parts[3]} and pid {parts[4]}")
-    # Each agent's interval: from its start to the last thing it noted (a lower bound of its life).
-    intervals: dict[str, list[tuple[float, float]]] = {}
-    for (job_id, _pid), times in starts.items():
-        if times:
-            intervals.setdefault(job_id, []).append((min(times), max(times)))
-    for job_id, spans in intervals.items():
-        spans.sort()
-        if any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)):
-            overlapping.add(job_id)
-            print(f"  overlapping intervals: {job_id} {spans}")
+            double[job_id] = f"attempt {parts[2]} (pid {parts[3]}) saw pid {parts[4]} of the same job alive"
+    spans: dict[str, list[tuple[float, float, int]]] = {}
+    for (job_id, pid), noted in times.items():
+        if noted:
+            spans.setdefault(job_id, []).append((min(noted), max(noted), pid))
+    for job_id, items in spans.items():
+        items.sort()
+        last_end, last_pid = float("-inf"), 0
+        for begin, end, pid in items:
+            if begin < last_end and job_id not in double:
+                double[job_id] = (
+                    f"pid {pid} started at {begin:.3f}, before pid {last_pid} was last seen ({last_end:.3f})"
+                )
+            if end > last_end:
+                last_end, last_pid = end, pid
     counts: dict[str, int] = {}
-    for job_id, _pid in starts:
+    for job_id, _pid in times:
         counts[job_id] = counts.get(job_id, 0) + 1
+    return counts, wrote, double
+
+
+def check(
+    server: PgServer, db: str, ids: list[str], repos: dict[str, Path], record: Path, killed: set[tuple[str, int]]
+) -> dict[str, int]:
+    lines = record.read_text().splitlines() if record.exists() else []
+    counts, wrote, double = read_notes(lines, killed)
+    for job_id, why in sorted(double.items()):
+        print(f"  double run: {job_id}: {why}")
     states = dict(server.sql("SELECT id, state FROM aq_jobs", dbname=db))
     attempts = dict(
         server.sql(
@@ -340,7 +400,7 @@ def check(
         "files": sum(map(len, wrote.values())),
         "stranded": stranded,
         "miscounted": miscounted,
-        "double_run": len(overlapping),
+        "double_run": len(double),
         "lost_files": lost,
     }
 
@@ -352,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=8)
     parser.add_argument("--kills", type=int, default=8, help="kill -9s per round (a runner or an agent)")
     parser.add_argument("--pg-restarts", type=int, default=2, help="PostgreSQL restarts per round")
+    parser.add_argument("--host-deaths", type=int, default=1, help="hosts dying (runner and agents) per round")
     parser.add_argument("--lease", type=float, default=6.0, help="the store's lease in seconds (default 6)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep a round's files when it finds a problem")
@@ -384,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                 total[key] = total.get(key, 0) + value
             print(
                 f"round {n:3d}: kills runner={tally['runner_kills']} agent={tally['agent_kills']}"
-                f" pg={tally['pg_restarts']}  leases_lost={tally['leases_lost']} recoveries={tally['recoveries']}"
+                f" pg={tally['pg_restarts']} host={tally['host_deaths']}"
+                f"  leases_lost={tally['leases_lost']} recoveries={tally['recoveries']}"
                 f"  jobs={tally['jobs']} attempts={tally['attempts']} files={tally['files']}"
                 f"  stranded={tally['stranded']} miscounted={tally['miscounted']} double_run={tally['double_run']}"
                 f" lost={tally['lost_files']}",
@@ -392,7 +454,16 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         server.destroy()
-    names = ("runner_kills", "agent_kills", "pg_restarts", "leases_lost", "recoveries", "jobs", "attempts")
+    names = (
+        "runner_kills",
+        "agent_kills",
+        "pg_restarts",
+        "host_deaths",
+        "leases_lost",
+        "recoveries",
+        "jobs",
+        "attempts",
+    )
     bad = ("stranded", "miscounted", "double_run", "lost_files")
     print(
         f"tally: rounds={args.rounds} hosts={args.hosts} "

@@ -99,6 +99,33 @@ def test_a_version_1_schema_migrates_to_the_runners_table(
     assert pg_server.sql("SELECT count(*) FROM aq_runners", dbname=name) == [(0,)]
 
 
+def _soak_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("soak_pg", SOAK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_soak_tells_a_double_run_from_attempts_one_after_another() -> None:
+    read_notes = _soak_module().read_notes
+    one_after_another = [
+        "start j 1 100 host0 10.0",
+        "wrote j j-a1-s0.txt 100 10.5",
+        "start j 2 200 host1 11.0",  # pid 100 was killed after 10.5: its last note
+        "wrote j j-a2-s0.txt 200 11.5",
+        "end j 2 200 12.0",
+    ]
+    counts, wrote, double = read_notes(one_after_another, {("j", 300)})  # 300: killed before its first note
+    assert counts == {"j": 3} and wrote == {"j": ["j-a1-s0.txt", "j-a2-s0.txt"]} and double == {}
+    overlapping = [*one_after_another[:2], "start k 1 400 host1 10.2", "wrote k k-a1-s0.txt 400 10.3"]
+    overlapping += ["start k 2 500 host2 10.25", "end k 1 400 20.0", "end k 2 500 10.4"]
+    assert set(read_notes(overlapping, set())[2]) == {"k"}
+    seen = ["start m 1 600 host0 1.0", "overlap m 1 600 700 1.5"]
+    assert "saw pid 700" in read_notes(seen, set())[2]["m"]
+
+
 def test_short_many_host_soak_finds_nothing_wrong() -> None:
     result = subprocess.run(
         [
@@ -123,4 +150,4 @@ def test_short_many_host_soak_finds_nothing_wrong() -> None:
     tally = result.stdout.strip().splitlines()[-1]
     assert tally.startswith("tally: rounds=1 hosts=2 ")
     assert "stranded=0 miscounted=0 double_run=0 lost_files=0" in tally
-    assert "pg_restarts=1" in tally and "runner_kills=0" not in tally
+    assert "pg_restarts=1 host_deaths=1" in tally and "runner_kills=0" not in tally
