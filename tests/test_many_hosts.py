@@ -1,10 +1,12 @@
-"""``aq stop`` on the PostgreSQL store reaches every host's runners, and a short run of the many-host soak.
+"""Many hosts on the PostgreSQL store: ``aq stop`` reaches every host's runners, an expired lease is left to
+its own host while a runner lives there, and a short run of the many-host soak (``scripts/soak_pg.py``).
 
 Runner processes with distinct ``AQ_HOST_ID`` and local directories stand in for hosts.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +99,42 @@ def test_a_version_1_schema_migrates_to_the_runners_table(
     assert stop.returncode == 0 and stop.stdout.strip() == "no runner is running"
     name = url.rsplit("/", 1)[1].split("?")[0]
     assert pg_server.sql("SELECT count(*) FROM aq_runners", dbname=name) == [(0,)]
+
+
+def test_an_expired_lease_is_left_to_its_own_host_for_one_more_lease_while_a_runner_lives_there(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pg_server: PgServer,  # noqa: F811
+) -> None:
+    from aq_core.procs import start_time
+    from aq_core.store_pg import PgStore
+
+    url = new_db(lease=4)
+    monkeypatch.setenv("AQ_HOST_ID", "host-a")
+    holder = PgStore(url, local=tmp_path / "a")
+    neighbour = PgStore(url, local=tmp_path / "a2")  # another runner of host-a, alive
+    neighbour.coord.register_runner(os.getpid(), start_time(os.getpid()) or 0.0)
+    holder.add("j", b"J", {})
+    assert holder.claim("j")
+    holder.append_meta("j", holder.coord.claim_meta())
+    monkeypatch.setenv("AQ_HOST_ID", "host-b")
+    name = url.rsplit("/", 1)[1].split("?")[0]
+    try:
+        with PgStore(url, local=tmp_path / "b") as other:
+            meta = other.read_meta("j")
+            holder.close()  # its runner is gone: the lease is not renewed any more
+            expired = "SELECT lease_expires < clock_timestamp() FROM aq_jobs WHERE id = 'j'"
+            wait_until(lambda: pg_server.sql(expired, dbname=name)[0][0], 10, "the lease to run out")
+            assert other.coord.owner_alive("j", meta) is True, "host-a has a live runner: left to it"
+            wait_until(lambda: not other.coord.owner_alive("j", meta), 10, "one more lease to pass")
+            # With no live runner on host-a, an expired lease is another host's to recover at once.
+            pg_server.sql("UPDATE aq_jobs SET lease_expires = clock_timestamp() WHERE id = 'j'", dbname=name)
+            assert other.coord.owner_alive("j", meta) is True
+            neighbour.coord.unregister_runner(os.getpid())
+            assert other.coord.owner_alive("j", meta) is False
+    finally:
+        neighbour.close()
 
 
 def _soak_module():
