@@ -196,6 +196,11 @@ def host_dies(hosts: Hosts, n: int, agent: Path, lease: float, killed: set[tuple
     return count
 
 
+def steps(rng: random.Random, lease: float) -> int:
+    """How many files a job's agent writes (about 0.2 s each): a few, or, for one job in three, a lease's worth."""
+    return rng.randint(3, 10) if rng.random() < 2 / 3 else rng.randint(int(3 * lease), int(5 * lease))
+
+
 def restart_pg(server: PgServer, rng: random.Random, lease: float) -> None:
     server.stop(rng.choice(("immediate", "fast")))
     time.sleep(rng.uniform(0.0, 0.8 * lease))
@@ -226,7 +231,9 @@ def one_round(server: PgServer, base: Path, rng: random.Random, args: argparse.N
         front = {
             "engine": "command",
             "cwd": str(repo),
-            "command": [sys.executable, str(agent), str(record), str(live), str(rng.randint(3, 10))],
+            # Some agents run for more than half a lease: a PostgreSQL restart then makes their runner
+            # give the job up (a lost lease) before it can renew.
+            "command": [sys.executable, str(agent), str(record), str(live), str(steps(rng, args.lease))],
             "grace": "1s",
             "retry": {"max": 30, "backoff": "0s", "on": ["crash", "timeout"]},
         }
@@ -250,8 +257,14 @@ def one_round(server: PgServer, base: Path, rng: random.Random, args: argparse.N
         subprocess.Popen(hosts.aq(n, "run", "--once", "--workers", "2"), env=hosts.env(n), stdout=subprocess.DEVNULL)
         for n in range(args.hosts)
     ]
-    for proc in finals:
-        proc.wait(timeout=900)
+    try:
+        for proc in finals:
+            proc.wait(timeout=900)
+    finally:
+        for proc in finals:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     tally.update(check(server, db, ids, repos, record, killed_agents))
     tally.update(faults_seen(hosts))
     if args.keep and any(tally[k] for k in ("stranded", "miscounted", "double_run", "lost_files")):
@@ -420,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     if not available():
         print("soak_pg: PostgreSQL server binaries (initdb, pg_ctl, postgres) are not installed", file=sys.stderr)
         return 2
+    # A SIGTERM unwinds like an error: the runners are killed and the server removed on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     for key, value in (("NAME", "aq soak"), ("EMAIL", "soak@aq.invalid")):
