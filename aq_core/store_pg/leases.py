@@ -351,12 +351,25 @@ class PgCoordination(Coordination):
 
     # -- every host's runners: aq_runners (and this host's runners/ folder) ------------------------
 
-    def register_runner(self, pid: int, pidstart: float) -> Path:
+    def register_runner(self, pid: int, pidstart: float, on_stop: Callable[[], None] | None = None) -> Path:
         path = super().register_runner(pid, pidstart)
         runners.register(self.conn, self.token, pid, pidstart or None, self.lease)
         self._runner = self.token
         self._start_heartbeat()
+        if on_stop is not None:
+            threading.Thread(target=self._watch_stop, args=(on_stop,), name="aq-store-stop", daemon=True).start()
         return path
+
+    def _watch_stop(self, on_stop: Callable[[], None]) -> None:
+        """Look at this runner's row about once a second; call ``on_stop`` once when it is asked to stop."""
+        while not self.conn.closed.wait(self.lease_interval) and self._runner is not None:
+            try:
+                asked = runners.stop_requested(self.conn, self._runner)
+            except Exception:  # the store is away: a stop is seen when it is back
+                continue
+            if asked:
+                on_stop()
+                return
 
     def unregister_runner(self, pid: int) -> None:
         super().unregister_runner(pid)
@@ -364,14 +377,6 @@ class PgCoordination(Coordination):
             self._runner = None
             with contextlib.suppress(StoreUnavailable, Exception):  # else the row runs out by itself
                 runners.unregister(self.conn, self.token)
-
-    def stop_requested(self) -> bool:
-        if self._runner is None:
-            return False
-        try:
-            return runners.stop_requested(self.conn, self._runner)
-        except StoreUnavailable:
-            return False  # asked again at the next turn; a stop waits for the store like the rest
 
     def request_stop(self, wait: float) -> tuple[list[str], list[str]]:
         return runners.request_stop(self.conn, wait, holder_alive)
