@@ -5,13 +5,14 @@ from __future__ import annotations
 import signal
 import time
 
+from aq_core import transitions
 from aq_core.errors import AqError, UsageError
 from aq_core.journal import Journal
 from aq_core.procs import alive, signal_group
 from aq_core.store import State, Store
 
 
-def cancel(store: Store, job_id: str, wait: float = 30.0, on_finished=None) -> str:
+def cancel(store: Store, job_id: str, wait: float = 30.0, on_finished: transitions.Notify | None = None) -> str:
     """Cancel ``job_id``; return one line saying what happened."""
     state = store.locate(job_id)
     if state is None:
@@ -33,12 +34,8 @@ def cancel(store: Store, job_id: str, wait: float = 30.0, on_finished=None) -> s
                 return cancel(store, job_id, wait, on_finished)
             if state is not State.INBOX:
                 raise AqError(f"job {job_id!r} moved to {state.value if state else 'nowhere'}/ meanwhile")
-            store.append_meta(job_id, {"cancel_requested": 1, "result": "cancelled", "finished": round(time.time(), 3)})
-            if not store.move(job_id, State.INBOX, State.FAILED):
+            if not transitions.cancel(store, journal, job_id, notify=on_finished):
                 raise AqError(f"job {job_id!r} was taken by a runner meanwhile; run aq cancel again")
-            journal.say(job_id, "cancelled while waiting; moved to failed/")
-            if on_finished is not None:
-                on_finished(job_id, State.FAILED)
             return f"{job_id}: cancelled (was waiting)"
         finally:
             if lock is not None:

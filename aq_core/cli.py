@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aq_core import __version__
+from aq_core import __version__, dashboard_cli, pr, report, show
+from aq_core.cli_control import cmd_cancel, cmd_recover, cmd_resume, cmd_retry, cmd_stop
 from aq_core.errors import AqError, JobInvalid, UsageError
 
 
@@ -128,28 +129,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(_store(args), workers=args.workers, once=args.once)
 
 
-def cmd_recover(args: argparse.Namespace) -> int:
-    from aq_core.journal import Journal
-    from aq_core.notifications import command_notifier
-    from aq_core.recovery import recover
-
-    store = _store(args)
-    journal = Journal(store)
-    with command_notifier(store, journal) as on_finished:
-        recovered = recover(store, journal, on_finished=on_finished)
-    print(f"recovered {len(recovered)} orphan job(s)" + (": " + ", ".join(recovered) if recovered else ""))
-    return 0
-
-
-def cmd_stop(args: argparse.Namespace) -> int:
-    # This host's runners; with a store shared by many hosts, every host's.
-    asked, left = _store(args).coord.request_stop(args.wait)
-    if left:
-        raise AqError(f"runner(s) still running after {args.wait:g}s: {'; '.join(left)}")
-    print(f"stopped {len(asked)} runner(s): {'; '.join(asked)}" if asked else "no runner is running")
-    return 0
-
-
 # -- status / logs / engines ---------------------------------------------------------------------
 
 
@@ -181,32 +160,6 @@ def _write_json_rows(rows: list, engines: list) -> None:
             out.write(",")
         out.write(",".join(r.to_json() for r in rows[start : start + 2000]))
     out.write(f'], "engines": {json.dumps(engines)}}}\n')
-
-
-def cmd_resume(args: argparse.Namespace) -> int:
-    from aq_core import limits
-    from aq_core.journal import Journal
-    from aq_core.notifications import Notifier
-
-    store = _store(args)
-    pause = limits.end_pause(store, args.engine, "aq resume")
-    if pause is None:
-        known = ", ".join(store.engines.names()) or "none"
-        raise AqError(f"engine {args.engine!r} is not paused (engines with a record: {known})")
-    store.coord.poke()  # a runner waiting for the pause to end looks again now
-    journal = Journal(store)
-    journal.say(None, f"engine {args.engine}: pause lifted by aq resume")
-    notifier = Notifier(store.files.config(), lambda line: journal.say(None, line))
-    notifier.send(
-        "engine_resumed",
-        {"engine": args.engine, "until": pause.until, "reason": pause.reason, "job": pause.job, "by": "aq resume"},
-    )
-    notifier.drain()
-    notifier.close()
-    from aq_core.reset_time import format_reset
-
-    print(f"{args.engine}: resumed (was paused until {format_reset(pause.until)}, {pause.reason})")
-    return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -312,64 +265,14 @@ def cmd_insights(args: argparse.Namespace) -> int:
         since = insights.parse_since(args.since) if args.since else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    recs = insights.select(insights.records(store), since=since, engine=args.engine)
+    from aq_core.status import finished_rows
+
+    recs = insights.select(finished_rows(store), since=since, engine=args.engine)
     engines = insights.rollup(recs)
     if args.json:
         _write_json_rows(recs, engines)
     else:
         print(insights.render_overview(recs, engines, limit=args.limit))
-    return 0
-
-
-def cmd_dashboard(args: argparse.Namespace) -> int:
-    from aq_core.dashboard import serve
-
-    return serve(_store(args), host=args.host, port=args.port)
-
-
-# -- retry / cancel ------------------------------------------------------------------------------
-
-
-def cmd_retry(args: argparse.Namespace) -> int:
-    from aq_core.store import State
-
-    store = _store(args)
-    state = store.locate(args.job)
-    if state is None:
-        raise UsageError(f"no job {args.job!r} in {store.describe()}")
-    if state is not State.FAILED:
-        raise AqError(f"job {args.job!r} is in {state.value}/: only a failed job can be retried")
-    lock = store.coord.try_lock("job:" + args.job)
-    if lock is None:
-        raise AqError(f"job {args.job!r} is busy (another aq command holds it)")
-    try:
-        store.append_meta(
-            args.job,
-            {
-                "requeued": round(time.time(), 3),
-                "retries": 0,
-                "orphans": 0,
-                "next_eligible": 0,
-                "cancel_requested": 0,
-                "result": "queued",
-            },
-        )
-        if not store.move(args.job, State.FAILED, State.INBOX):
-            raise AqError(f"job {args.job!r} was moved by someone else")
-    finally:
-        lock.release()
-    print(f"{args.job}: back in inbox/")
-    return 0
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    from aq_core.cancel import cancel
-    from aq_core.journal import Journal
-    from aq_core.notifications import command_notifier
-
-    store = _store(args)
-    with command_notifier(store, Journal(store)) as on_finished:
-        print(cancel(store, args.job, on_finished=on_finished))
     return 0
 
 
@@ -407,10 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", metavar="NAME", help="only jobs run on this engine")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="rows in the recent-jobs table")
     p.set_defaults(func=cmd_insights)
-    p = sub.add_parser("dashboard", help="a read-only live web page of the queue")
-    p.add_argument("--port", type=int, default=8765, metavar="P", help="default 8765; 0 picks a free port")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.set_defaults(func=cmd_dashboard)
+    dashboard_cli.register(sub)
     p = sub.add_parser("logs", help="show a job's engine output")
     p.add_argument("job", metavar="JOB")
     p.add_argument("-f", "--follow", action="store_true", help="follow while the job runs")
@@ -433,9 +333,19 @@ def build_parser() -> argparse.ArgumentParser:
     from aq_core.store_cli import register as register_store_commands
 
     register_store_commands(sub)
+    from aq_core.cli_plugins import register as register_plugin_commands
+
+    register_plugin_commands(sub)
+    from aq_core import completion, install_cli
+
+    install_cli.register(sub)
+    completion.register(sub)
     p = sub.add_parser("engines", help="installed engines and their executables")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_engines)
+    show.register(sub)
+    report.register(sub)
+    pr.register(sub)
     return parser
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aq_core.durations import parse_duration
 from aq_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from aq_core.engine import ModelPrice
 
 CONFIG_NAME = "config.yaml"
 KEYS = (
@@ -23,8 +26,12 @@ KEYS = (
     "budgets",
     "estimate_cost",
     "plugins",
+    "prices",
+    "report_on_drain",
+    "sandbox",
 )
 ENGINE_KEYS = ("bin",)
+PRICE_KEYS = ("input", "cached", "output", "cache_write")
 
 
 @dataclass(frozen=True)
@@ -40,9 +47,20 @@ class QueueConfig:
     limit_hold_max: float = 6 * 3600.0
     limit_margin: float = 60.0
     estimate_cost: bool = True
+    report_on_drain: bool = False  # `run --once` sends `queue_drained` with the report (aq_core.report)
     plugins: dict[str, Any] = field(default_factory=dict)
     budgets: dict[str, float] = field(default_factory=dict)
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
+    sandbox: bool = False  # the default of the job key ``sandbox:``
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def plugin_settings(self, *names: str) -> dict[str, Any]:
+        """Return the settings under ``plugins:`` for the first of ``names`` that has some (else empty)."""
+        for name in names:
+            settings = self.plugins.get(name)
+            if settings is not None:
+                return settings
+        return {}
 
 
 def _near(key: str, choices: tuple[str, ...]) -> str:
@@ -116,12 +134,27 @@ def load_config(root: Path) -> QueueConfig:
         if not isinstance(data["plugins"], dict):
             problems.append(f"{path}: plugins: expected a mapping of plugin name to its settings")
         else:
-            values["plugins"] = data["plugins"]
+            values["plugins"] = {str(k): {} if v is None else v for k, v in data["plugins"].items()}
+            for name, settings in values["plugins"].items():
+                if not isinstance(settings, dict):
+                    problems.append(f"{path}: plugins.{name}: {settings!r}: expected a mapping of settings")
+    if "prices" in data:
+        values["prices"] = _prices(path, data["prices"], problems)
     if "estimate_cost" in data:
         if not isinstance(data["estimate_cost"], bool):
             problems.append(f"{path}: estimate_cost: {data['estimate_cost']!r}: expected true or false")
         else:
             values["estimate_cost"] = data["estimate_cost"]
+    if "report_on_drain" in data:
+        if not isinstance(data["report_on_drain"], bool):
+            problems.append(f"{path}: report_on_drain: {data['report_on_drain']!r}: expected true or false")
+        else:
+            values["report_on_drain"] = data["report_on_drain"]
+    if "sandbox" in data:
+        if not isinstance(data["sandbox"], bool):
+            problems.append(f"{path}: sandbox: {data['sandbox']!r}: expected true or false")
+        else:
+            values["sandbox"] = data["sandbox"]
     if "on_limit" in data:
         if data["on_limit"] not in ("wait", "fail"):
             problems.append(f"{path}: on_limit: {data['on_limit']!r}: expected wait or fail")
@@ -142,3 +175,38 @@ def load_config(root: Path) -> QueueConfig:
     if problems:
         raise UsageError("; ".join(problems))
     return QueueConfig(**values)
+
+
+def _prices(path: Path, prices: Any, problems: list[str]) -> dict[str, ModelPrice]:
+    """Read ``prices: {model-prefix: {input: 1.25, cached: 0.125, output: 10}}`` (USD per million tokens)."""
+    from aq_core.engine import ModelPrice
+
+    example = "{my-model: {input: 1.25, cached: 0.125, output: 10}}"
+    if not isinstance(prices, dict):
+        problems.append(f"{path}: prices: expected a mapping of model prefix to prices, such as {example}")
+        return {}
+    parsed = {}
+    for model, price in prices.items():
+        where = f"{path}: prices.{model}"
+        if not isinstance(model, str) or not model.strip():
+            problems.append(f"{where}: expected a model id prefix")
+            continue
+        if not isinstance(price, dict):
+            problems.append(f"{where}: expected a mapping such as {{input: 1.25, cached: 0.125, output: 10}}")
+            continue
+        numbers: dict[str, float] = {}
+        for key, amount in price.items():
+            if key not in PRICE_KEYS:
+                problems.append(f"{where}: unknown key {key!r}{_near(str(key), PRICE_KEYS)}")
+            elif isinstance(amount, bool) or not isinstance(amount, int | float) or not 0 <= amount < float("inf"):
+                problems.append(f"{where}.{key}: {amount!r}: expected US dollars per million tokens")
+            else:
+                numbers[key] = float(amount)
+        missing = [key for key in ("input", "output") if key not in price]
+        if missing:
+            problems.append(f"{where}: missing {' and '.join(missing)} (US dollars per million tokens)")
+            continue
+        if len(numbers) == sum(1 for key in price if key in PRICE_KEYS):
+            numbers.setdefault("cached", numbers["input"])  # no cache discount known: charge reads as input
+            parsed[model.strip().lower()] = ModelPrice(**numbers)
+    return parsed

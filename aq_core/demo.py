@@ -108,6 +108,7 @@ def run_demo(base: Path) -> None:
     step("run them all (two at a time; jobs in one repo take turns)", "run", "--once", "--workers", "2")
     step("where every job stands", "status")
     step("what each job took, and a rollup per engine", "insights")
+    step("the night on one page, ready to paste into a pull request", "report", "--markdown")
     print("\n$ git branch -a    # each job's work is on its own aq/wip/<id> branch; main is untouched", flush=True)
     print(sh("git", "branch", "-a", cwd=repo, env=env), end="")
     print("$ git log --oneline main", flush=True)

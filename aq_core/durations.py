@@ -1,4 +1,5 @@
-"""Durations as job files write them: ``90``, ``90s``, ``5m``, ``4h``, ``1h30m``, ``2d``."""
+"""Durations as job files write them (``90``, ``90s``, ``5m``, ``4h``, ``1h30m``, ``2d``), and how
+durations and token counts are shown."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def format_duration(seconds: float | None) -> str:
     """Return a compact human form: ``42s``, ``3m05s``, ``1h02m``."""
     if seconds is None:
         return ""
-    s = int(round(seconds))
+    s = round(seconds)  # an int for an int or a float
     if s < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
     if s < 3600:
@@ -49,3 +50,14 @@ def format_duration(seconds: float | None) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def format_tokens(n: float | None) -> str:
+    """Return a token count as ``950``, ``12.3k`` or ``4.1M`` (empty for unknown)."""
+    if n is None:
+        return ""
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 1000:
+        return f"{n / 1000:.1f}k"
+    return str(int(n))

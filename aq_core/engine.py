@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from aq_core.retry import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES, LIMIT_CLASSES  # noqa: F401 (the contract's)
 
 if TYPE_CHECKING:
     from aq_core.job import Job
 
-#: Failure classes the core itself produces; engines may add their own (see ``Engine.failure_classes``).
-CORE_FAILURE_CLASSES = ("timeout", "verify_failed", "crash")
-#: Classes an engine commonly reports; they drive retry and (for limits) engine pauses.
-ENGINE_FAILURE_CLASSES = ("auth_error", "rate_limited", "usage_limit")
-#: Classes that mean "the engine is out of quota", not "the job failed".
-LIMIT_CLASSES = ("rate_limited", "usage_limit")
 
 PromptDelivery = Literal["stdin", "file", "argv"]
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """A model's list prices in US dollars per million tokens, for estimating a cost the engine did not print.
+
+    :param input: uncached input tokens.
+    :param cached: input tokens read from the prompt cache.
+    :param output: output tokens (reasoning included).
+    :param cache_write: input tokens written to the cache, when the engine reports them apart
+        (``Usage.extra["tokens_cache_write"]``); ``None`` charges them as ``input``.
+    """
+
+    input: float
+    cached: float
+    output: float
+    cache_write: float | None = None
 
 
 @dataclass(frozen=True)
@@ -30,12 +44,23 @@ class Engine:
         config names one; ``None`` when the job itself names the program (the ``command`` engine).
     :param failure_classes: extra failure classes ``classify_failure`` may return for this engine.
     :param resumes_sessions: True when ``launch`` honours ``LaunchContext.session_id``.
+    :param prices: the list prices of the models this engine runs, by model-id prefix (the longest
+        matching prefix wins; ``"acme-2"`` matches ``acme-2`` and ``acme-2-20260101``, not ``acme-2.5``).
+        They estimate ``cost_usd`` when the engine prints tokens but no cost; ``config.yaml``
+        ``prices:`` overrides them. Empty: no estimates for this engine.
+    :param state_dirs: the files and directories the engine itself writes outside the work tree
+        (its login and session state), as ``~/...`` or absolute paths, never ``/`` or ``~``
+        alone: in a ``sandbox: true`` job they are the only places outside the work tree and the
+        private temporary directory the engine may write. Ones that do not exist when an attempt
+        starts stay read-only in it (the user logs in outside the sandbox first).
     """
 
     name: str
     binary: str | None = None
     failure_classes: tuple[str, ...] = ()
     resumes_sessions: bool = False
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict, hash=False)
+    state_dirs: tuple[str, ...] = ()
 
     @property
     def env_var(self) -> str:
@@ -72,6 +97,8 @@ class LaunchContext:
     :param max_cost_usd: the job's budget for this attempt, for engines with a budget flag.
     :param log_path: the attempt's log (what ``parse_usage`` will read); an engine that can write a
         usage side file may put it at ``<log_path>.<suffix>`` and read it back in ``parse_usage``.
+    :param settings: this plugin's own settings, ``plugins: {<name>: {...}}`` in ``config.yaml`` (the
+        plugin's engine or distribution name; empty when none); aq does not check them.
     """
 
     job: Job
@@ -82,6 +109,7 @@ class LaunchContext:
     session_id: str | None = None
     max_cost_usd: float | None = None
     log_path: Path | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,7 +138,9 @@ class Outcome:
     """How an engine process ended, given to ``classify_failure``.
 
     :param exit_code: the process's exit status (negative: killed by that signal); ``None`` if unknown.
-    :param timed_out: the job's ``timeout`` ended the process.
+    :param timed_out: aq ended the process: the job's ``timeout``, or its ``stall_timeout`` (the
+        log stopped growing; the core then names the class ``stalled`` unless the engine names a
+        cause of its own, such as a usage limit).
     :param log_path: the attempt's log (stdout and stderr of the engine, interleaved).
     :param finished_at: epoch seconds when the process ended (reset times count from it).
     """

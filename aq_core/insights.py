@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from aq_core.meta import Meta, finite
-from aq_core.store import State, Store
+from aq_core.store import State
 from aq_core.usage import INT_FIELDS
 
 SUMMED = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd", "turns", "tool_calls", "duration_s")
@@ -115,15 +115,6 @@ def job_record(job_id: str, state: State | str, meta: Meta, with_runs: bool = Tr
     if with_runs:
         record["runs"] = runs
     return record
-
-
-def records(store: Store) -> list[dict[str, Any]]:
-    """Return the records of every finished job (``done/`` and ``failed/``), from the rows cache."""
-    from aq_core.records import rows_for
-    from aq_core.status import job_row
-
-    entries = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]  # select() sorts
-    return rows_for(store, entries, lambda e: job_row(e.id, e.state, store.read_meta(e.id)), want_cells=False)
 
 
 def select(recs: list[dict[str, Any]], since: float | None = None, engine: str | None = None) -> list[dict[str, Any]]:
@@ -236,8 +227,7 @@ def render_job(record: dict[str, Any]) -> str:
     """The text of ``aq insights JOB``: the totals, then one row per attempt."""
     from tabulate import tabulate
 
-    from aq_core.durations import format_duration
-    from aq_core.status import format_tokens
+    from aq_core.durations import format_duration, format_tokens
 
     est = set(record.get("estimated") or [])
     total = [
@@ -307,8 +297,7 @@ def render_overview(recs: list[dict[str, Any]], engines: list[dict[str, Any]], l
     """The text of ``aq insights``: recent finished jobs, then the rollup per engine."""
     from tabulate import tabulate
 
-    from aq_core.durations import format_duration
-    from aq_core.status import format_tokens
+    from aq_core.durations import format_duration, format_tokens
 
     if not recs:
         return "no finished jobs"

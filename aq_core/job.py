@@ -12,7 +12,7 @@ from typing import Any
 
 from aq_core.durations import parse_duration
 from aq_core.errors import JobInvalid, shown
-from aq_core.retry import NO_RETRY, RetryPolicy
+from aq_core.retry import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES, NO_RETRY, RetryPolicy
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_JOB_BYTES = 10 << 20  # the one job size limit: stores read no more than this (and a byte)
@@ -31,10 +31,14 @@ KEYS = (
     "grace",
     "on_limit",
     "max_cost_usd",
+    "pr",
+    "sandbox",
+    "stall_timeout",
 )
 RETRY_KEYS = ("max", "backoff", "factor", "max_backoff", "jitter", "on")
 ISOLATIONS = ("inplace", "worktree")
 ON_LIMIT = ("wait", "fail")
+PR_MODES = ("draft", "ready")
 DEFAULT_GRACE = 10.0
 
 
@@ -57,6 +61,9 @@ class Job:
     grace: float = DEFAULT_GRACE
     on_limit: str | None = None
     max_cost_usd: float | None = None
+    pr: str | None = None  # open a pull request when the job ends ok: draft or ready (aq_core.pr)
+    sandbox: bool | None = None  # None: the queue config's ``sandbox``
+    stall_timeout: float | None = None
 
     @property
     def engine(self) -> str:
@@ -174,7 +181,7 @@ def parse_job(
         bad("command", "required when engine is 'command' (a string or a list: the program to run)")
 
     values["cwd"] = _cwd(front.get("cwd"), path, default_cwd, check_cwd, bad)
-    for key in ("timeout", "grace"):
+    for key in ("timeout", "grace", "stall_timeout"):
         if key in front and front[key] is not None:
             try:
                 seconds = parse_duration(front[key])
@@ -193,12 +200,13 @@ def parse_job(
                 bad(key, f"{_short(value)}: must be one line")
             else:
                 values[key] = value.strip()
-    if "yolo" in front:
-        if not isinstance(front["yolo"], bool):
-            bad("yolo", f"{_short(front['yolo'])}: expected true or false")
-        else:
-            values["yolo"] = front["yolo"]
-    for key, choices in (("isolation", ISOLATIONS), ("on_limit", ON_LIMIT)):
+    for key in ("yolo", "sandbox"):
+        if key in front:
+            if not isinstance(front[key], bool):
+                bad(key, f"{_short(front[key])}: expected true or false")
+            else:
+                values[key] = front[key]
+    for key, choices in (("isolation", ISOLATIONS), ("on_limit", ON_LIMIT), ("pr", PR_MODES)):
         if key in front:
             value = front[key]
             if value not in choices:
@@ -340,8 +348,6 @@ def _cwd(value: Any, path: Path, default: Path | None, check: bool, bad: Any) ->
 
 def parse_retry(value: Any, failure_classes: Collection[str], bad: Any) -> RetryPolicy:
     """Validate ``retry:``; report problems through ``bad(key, message)``."""
-    from aq_core.engine import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES
-
     if not isinstance(value, Mapping):
         bad("retry", f"{_short(value)}: expected a mapping with max, backoff and on")
         return NO_RETRY

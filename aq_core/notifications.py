@@ -33,6 +33,13 @@ class Notifier:
             self._pending.add(future)
         future.add_done_callback(self._done)
 
+    def submit(self, work: Callable[[], None]) -> None:
+        """Run ``work`` on the notifier's threads; ``drain`` waits for it like a notification."""
+        future = self._pool.submit(work)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
     def _done(self, future: Future) -> None:
         with self._lock:
             self._pending.discard(future)
@@ -42,8 +49,9 @@ class Notifier:
 
         try:
             plugins.plugin_manager().hook.notify(event=event, record=record, config=self.config, log=self.log)
-        except Exception as exc:  # a broken notifier plugin is reported, never fatal
-            self.log(f"notify: {event}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a broken notifier plugin is reported (once), never fatal
+            if not isinstance(exc, plugins.PluginError):
+                self.log(f"notify: {event}: {type(exc).__name__}: {exc}")
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait for pending notifications (up to ``timeout``, default the notifier timeout)."""
@@ -64,6 +72,10 @@ def send_job_finished(store: Store, notifier: Notifier, job_id: str, state: Stat
     from aq_core.insights import job_record
 
     notifier.send("job_finished", job_record(job_id, state, store.read_meta(job_id)))
+    if state.value == "done":  # a job with `pr: draft|ready` that ended ok opens its pull request
+        from aq_core.pr import after_done
+
+        after_done(store, notifier, job_id)
 
 
 @contextlib.contextmanager

@@ -1,62 +1,113 @@
-"""A versioned price table for an optional, labelled cost estimate when an engine prints tokens but no cost."""
+"""The arithmetic of an optional, labelled cost estimate when an engine prints tokens but no cost.
+
+The prices are not the core's: each engine plugin declares the models it runs (``Engine.prices``) and
+``config.yaml`` ``prices:`` overrides them. This module matches a model id to a price and multiplies.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-#: The table's version, recorded in meta (``pricing``) beside every estimate made with it.
-VERSION = "2026-11-01"
+from aq_core.engine import ModelPrice
 
-# USD per million tokens: (input, cached input read, output). Longest matching prefix of the model
-# id wins; ids are matched lower-case, with any "[...]" suffix (e.g. "[1m]") and date stamp ignored.
-PRICES: dict[str, tuple[float, float, float]] = {
-    "claude-opus-4-5": (5.0, 0.50, 25.0),
-    "claude-opus-4-6": (5.0, 0.50, 25.0),
-    "claude-opus-4-7": (5.0, 0.50, 25.0),
-    "claude-opus-4-8": (5.0, 0.50, 25.0),
-    "claude-opus-4-1": (15.0, 1.50, 75.0),
-    "claude-opus-4": (15.0, 1.50, 75.0),
-    "claude-sonnet-4": (3.0, 0.30, 15.0),
-    "claude-haiku-4": (1.0, 0.10, 5.0),
-    "claude-3-5-haiku": (0.8, 0.08, 4.0),
-    "gpt-5-mini": (0.25, 0.025, 2.0),
-    "gpt-5-nano": (0.05, 0.005, 0.4),
-    "gpt-5": (1.25, 0.125, 10.0),
-    "gpt-4.1-mini": (0.4, 0.1, 1.6),
-    "gpt-4.1": (2.0, 0.5, 8.0),
-    "o4-mini": (1.1, 0.275, 4.4),
-}
+#: Recorded in meta as ``pricing`` when the price came from ``config.yaml``.
+CONFIG_SOURCE = "config.yaml"
 
 
-def price_for(model: str) -> tuple[float, float, float] | None:
-    """Return the (input, cached, output) prices for ``model``, or None when the table has none."""
+@dataclass(frozen=True)
+class Estimate:
+    """An estimated cost and where its price came from (recorded in meta as ``pricing``)."""
+
+    cost_usd: float
+    source: str
+
+
+def match(model: str, prices: Mapping[str, ModelPrice]) -> str | None:
+    """Return the longest prefix in ``prices`` that names ``model``, or None.
+
+    Ids are matched lower-case, with any ``[...]`` suffix (e.g. ``[1m]``) ignored; a prefix matches the
+    id itself or the id followed by ``-`` (a date stamp or variant): ``acme-2`` prices ``acme-2`` and
+    ``acme-2-20260101`` but not ``acme-2.5``, a newer model the table does not know.
+    """
     name = model.lower().split("[", 1)[0].strip()
-    best = None
-    for prefix, prices in PRICES.items():
-        # "gpt-5-2025-08-07" is gpt-5; "gpt-5.4" is a newer model the table does not know.
-        if not (name == prefix or name.startswith(prefix + "-")):
-            continue
-        if best is None or len(prefix) > len(best[0]):
-            best = (prefix, prices)
-    return best[1] if best else None
+    best: str | None = None
+    for prefix in prices:
+        key = prefix.lower()
+        if (name == key or name.startswith(key + "-")) and (best is None or len(key) > len(best)):
+            best = prefix
+    return best
 
 
-def estimate(figures: dict[str, Any]) -> float | None:
-    """Estimate ``cost_usd`` from tokens and model; None when the engine reported a cost or data is missing.
+def cost(price: ModelPrice, figures: Mapping[str, Any], cache_write: int | None = None) -> float | None:
+    """Return the cost of ``figures`` (``tokens_in``, ``tokens_cached``, ``tokens_out``) at ``price``.
 
-    ``tokens_in`` includes cache reads (charged at the cached price); cache writes are not known
-    separately and are charged as input, so the estimate errs high rather than low.
+    ``tokens_in`` includes cache reads (charged at the cached price) and cache writes: those are
+    charged at ``price.cache_write`` when both it and ``cache_write`` (the written tokens) are known,
+    else as input, so the estimate errs high rather than low. None when tokens are missing.
+    """
+    tokens_in, tokens_out = figures.get("tokens_in"), figures.get("tokens_out")
+    if not _count(tokens_in) or not _count(tokens_out):
+        return None
+    cached = figures.get("tokens_cached") if _count(figures.get("tokens_cached")) else 0
+    cached = min(cached, tokens_in)
+    written = min(cache_write, tokens_in - cached) if price.cache_write is not None and _count(cache_write) else 0
+    plain = tokens_in - cached - written
+    total = plain * price.input + cached * price.cached + tokens_out * price.output
+    if written:
+        total += written * price.cache_write
+    return round(total / 1_000_000, 6)
+
+
+def estimate(
+    figures: Mapping[str, Any],
+    prices: Mapping[str, ModelPrice],
+    overrides: Mapping[str, ModelPrice] | None = None,
+    source: str = "",
+    cache_write: int | None = None,
+) -> Estimate | None:
+    """Estimate ``cost_usd``; None when the engine reported a cost, the model has no price or data is missing.
+
+    ``prices`` is the engine's table (labelled ``source`` in meta), ``overrides`` the queue's
+    ``config.yaml`` ``prices:``; the longest matching prefix of either wins, ``config.yaml`` on a tie.
     """
     if figures.get("cost_usd") is not None:
         return None
-    model, tokens_in, tokens_out = figures.get("model"), figures.get("tokens_in"), figures.get("tokens_out")
-    if not isinstance(model, str) or not isinstance(tokens_in, int) or not isinstance(tokens_out, int):
+    model = figures.get("model")
+    if not isinstance(model, str):
         return None
-    prices = price_for(model)
-    if prices is None:
+    merged = {**prices, **(overrides or {})}
+    prefix = match(model, merged)
+    if prefix is None:
         return None
-    cached = figures.get("tokens_cached") if isinstance(figures.get("tokens_cached"), int) else 0
-    cached = min(cached, tokens_in)
-    price_in, price_cached, price_out = prices
-    cost = ((tokens_in - cached) * price_in + cached * price_cached + tokens_out * price_out) / 1_000_000
-    return round(cost, 6)
+    value = cost(merged[prefix], figures, cache_write)
+    if value is None:
+        return None
+    from_config = overrides is not None and prefix in overrides
+    return Estimate(value, CONFIG_SOURCE if from_config else source)
+
+
+def for_engine(
+    engine: str,
+    figures: Mapping[str, Any],
+    overrides: Mapping[str, ModelPrice] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Estimate | None:
+    """Estimate with the prices the installed ``engine`` declares (``Estimate`` or None).
+
+    ``extra`` is the attempt's ``Usage.extra`` (its ``tokens_cache_write``, when the engine reports
+    cache writes apart). The estimate's ``source`` is the distribution and version that declared the
+    price (``aq-myengine 0.1.0``), or ``config.yaml``.
+    """
+    from aq_core import plugins
+
+    installed = plugins.installed_engines().get(engine)
+    prices = installed.engine.prices if installed is not None else {}
+    source = f"{installed.distribution} {installed.version}".strip() if installed is not None else ""
+    written = (extra or {}).get("tokens_cache_write")
+    return estimate(figures, prices, overrides, source or engine, written if _count(written) else None)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -50,10 +50,26 @@ def group_members(pgid: int, not_before: float | None) -> list[int]:
                 continue
             if not_before is not None and proc.create_time() + 0.05 < not_before:
                 continue
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue  # exited, waiting to be reaped (a sandbox's init, by a slow pid 1)
             members.append(proc.pid)
         except (ProcessLookupError, PermissionError, psutil.Error):
             continue
     return members
+
+
+def only_zombies(pgid: int) -> bool:
+    """True when no process of group ``pgid`` still runs: those left have exited and wait to be
+    reaped by whoever inherited them (a sandbox's init, reparented to a slow-reaping pid 1)."""
+    import psutil
+
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                return False
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return True
 
 
 def signal_group(pgid: int, sig: int) -> bool:

@@ -18,9 +18,8 @@ from typing import Any
 
 from aq_core.store import Entry, State, Store
 
-FORMAT = 4
+FORMAT = 5
 FINISHED = (State.DONE, State.FAILED)
-SEP = "\x1f"
 
 
 def cache_path(store: Store) -> Path:
@@ -32,12 +31,8 @@ def journal_path(store: Store) -> Path:
 
 
 def _entry(entry: Entry, full: dict[str, Any]) -> tuple:
-    from aq_core.status import table_cells
-
-    cells, sub = table_cells(full, 0.0)
     key = (entry.state.value, entry.version)
-    # Cells joined into one string: a hundred thousand of them load much faster than lists.
-    return (key, json.dumps(full, allow_nan=False), tuple(full.get(f) for f in SUMMARY), SEP.join(cells), sub)
+    return (key, json.dumps(full, allow_nan=False), tuple(full.get(f) for f in SUMMARY))
 
 
 def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any]) -> None:
@@ -111,15 +106,38 @@ def _save(path: Path, data: dict[str, tuple]) -> None:
             os.unlink(tmp)
 
 
-# The fields filters and the rollup read; the rest of a row is in its JSON text (``Row.full``).
-SUMMARY = ("id", "state", "engine", "engines", "result", "attempts", "finished", "duration_s", "by_engine")
+# The typed figures filters, the rollup and the status table read; the rest of a row is in its JSON
+# text (``Row.full``). Records, not rendered cells: a change of the table's layout is not a cache change.
+SUMMARY = (
+    "id",
+    "state",
+    "engine",
+    "engines",
+    "result",
+    "attempts",
+    "finished",
+    "duration_s",
+    "by_engine",
+    "lock",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "estimated",
+    "lines_added",
+    "lines_deleted",
+    "error",
+    "last_failure",
+)
 
 
 class Row(dict):
-    """A status row. A cached one holds only ``SUMMARY``, its table cells and its whole JSON text."""
+    """A status row. A cached one holds only the ``SUMMARY`` fields and its whole JSON text."""
 
-    json_text: str | None = None
-    cells: tuple[list[str], str] | None = None
+    __slots__ = ("json_text",)  # no per-row __dict__: a hundred thousand of them are made at once
+
+    def __init__(self, *args: Any, json_text: str | None = None) -> None:
+        super().__init__(*args)
+        self.json_text = json_text
 
     def to_json(self) -> str:
         return self.json_text if self.json_text is not None else json.dumps(self, allow_nan=False)
@@ -129,7 +147,7 @@ class Row(dict):
         return json.loads(self.json_text) if self.json_text is not None else dict(self)
 
 
-def rows_for(store: Store, entries: list[Entry], compute: Any, want_cells: bool = True) -> list[Row]:
+def rows_for(store: Store, entries: list[Entry], compute: Any) -> list[Row]:
     """Return a status row per entry: cached for finished jobs whose version is unchanged, else computed.
 
     ``compute(entry)`` builds a row from the job's meta. Only finished jobs are cached: a running or
@@ -153,10 +171,7 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, want_cells: bool 
             hit = _entry(entry, compute(entry))
             changed = True
         fresh[entry.id] = hit
-        row = Row(zip(SUMMARY, hit[2], strict=True))
-        row.json_text = hit[1]
-        row.cells = (hit[3].split(SEP), hit[4]) if want_cells else None
-        rows.append(row)
+        rows.append(Row(zip(SUMMARY, hit[2], strict=False), json_text=hit[1]))  # lengths checked above
     if changed or len(fresh) != len(cache):
         _save(path, fresh)
     if taken is not None:

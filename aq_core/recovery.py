@@ -1,4 +1,9 @@
-"""Orphan recovery: jobs left in ``building/`` by a runner that died are put back, exactly once."""
+"""Orphan recovery: jobs left in ``building/`` by a runner that died are put back, exactly once.
+
+A job whose runner wrote its decision but died before the move has that move finished
+(``transitions.replay``); one whose attempt was cut short goes where ``decisions.after_attempt``
+says for an ``orphaned`` attempt (``transitions.recover_orphan``).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aq_core import plugins
+from aq_core import decisions, plugins, transitions
+from aq_core.checkpoint import CheckpointContext
+from aq_core.decisions import MAX_ORPHANS
 from aq_core.journal import Journal
 from aq_core.meta import Meta
 from aq_core.procs import kill_orphan_group
 from aq_core.store import State, Store, host_id
+from aq_core.supervise import started_marker
 
-MAX_ORPHANS = 3
+__all__ = ["MAX_ORPHANS", "recover", "recover_one"]
 
 
 def _attempt_started_since_claim(meta: Meta) -> bool:
@@ -27,24 +35,14 @@ def _attempt_started_since_claim(meta: Meta) -> bool:
     return started
 
 
-def _decision_since_attempt(meta: Meta) -> str | None:
-    """The state the runner decided on for its last attempt, if it got that far before dying."""
-    decision = None
-    for key, value in meta.pairs:
-        if key in ("claimed", "attempt"):
-            decision = None
-        elif key == "decision":
-            decision = value
-    return decision
-
-
 OnFinished = Callable[[str, State], None]
 
 
 def recover(store: Store, journal: Journal, on_finished: OnFinished | None = None) -> list[str]:
     """Recover every orphan in ``building/``; return the ids recovered. Safe to run concurrently.
 
-    ``on_finished(job_id, state)`` is called for a job recovery ends in ``done/`` or ``failed/``.
+    ``on_finished(job_id, state)`` (the ``job_finished`` notification) is called for a job recovery
+    ends in ``done/`` or ``failed/``; its row is journalled for the rows cache either way.
     """
     recovered = []
     for entry in store.list(State.BUILDING):
@@ -66,23 +64,23 @@ def recover_one(store: Store, journal: Journal, job_id: str, on_finished: OnFini
         if store.coord.owner_alive(job_id, meta):
             # Its runner lives (or may: on another host, before its lease ran out): never take it.
             return False
-        final = _recover(store, journal, job_id, meta, meta.integer("pid"))
+        final = _recover(store, journal, job_id, meta, meta.integer("pid"), on_finished)
     finally:
         lock.release()
-    if final is not None and final is not State.INBOX and on_finished is not None:
-        on_finished(job_id, final)
     return final is not None
 
 
-def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) -> State | None:
+def _recover(
+    store: Store, journal: Journal, job_id: str, meta: Meta, pid: int, notify: OnFinished | None
+) -> State | None:
     """Recover one orphan (its job lock held); return the state it was moved to."""
     say = journal.for_job(job_id)
-    decision = _decision_since_attempt(meta)
-    if decision in ("done", "failed", "inbox"):
+    decided = transitions.pending(meta)
+    if decided is not None and decided is not State.BUILDING:
         # The runner recorded the outcome and died before the rename: finish its move.
-        store.move(job_id, State.BUILDING, State(decision))
-        say(f"recovered: runner (pid {pid}) died after finishing the attempt; moved to {decision}/")
-        return State(decision)
+        said = f"recovered: runner (pid {pid}) died after finishing the attempt; moved to {decided.value}/"
+        moved = transitions.replay(store, journal, job_id, State.BUILDING, decided, said, notify)
+        return decided if moved else None
     attempted = _attempt_started_since_claim(meta)
     killed = 0
     # Processes and work trees are only this host's to touch: a lease that ran out on another host
@@ -91,7 +89,6 @@ def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) 
     if not attempted and here:
         # The runner may have died between starting the engine and recording it: the process
         # writes a started marker itself, and a live one still carries its job in its environment.
-        from aq_core.attempt import started_marker
         from aq_core.procs import find_by_env
 
         number = meta.integer("attempts") + 1
@@ -114,39 +111,32 @@ def _recover(store: Store, journal: Journal, job_id: str, meta: Meta, pid: int) 
     workdir = meta.get("workdir") or meta.get("cwd")
     if attempted and workdir and here:
         try:
-            commit = plugins.checkpoint(
-                "commit",
-                job_id,
-                Path(workdir),
-                "orphaned",
-                meta.last,
-                meta.get("isolation") or "inplace",
-                _protected(store),
-                say,
+            ctx = CheckpointContext(
+                job_id=job_id,
+                workdir=Path(workdir),
+                result="orphaned",
+                meta=meta.last,
+                isolation=meta.get("isolation") or "inplace",
+                protected=_protected(store),
+                log=say,
             )
+            commit = plugins.checkpoint("commit", ctx, settings=_plugin_settings(store))
         except Exception as exc:
             say(f"wip: checkpoint failed during recovery: {type(exc).__name__}: {exc}")
-    now = round(time.time(), 3)
     if not attempted:
-        store.append_meta(job_id, {"recovered": now, "decision": "inbox"})
-        store.move(job_id, State.BUILDING, State.INBOX)
-        say(f"recovered: runner (pid {pid}) died before starting the engine; back to inbox/ (no attempt counted)")
-        return State.INBOX
+        said = f"recovered: runner (pid {pid}) died before starting the engine; back to inbox/ (no attempt counted)"
+        return State.INBOX if transitions.release_unstarted(store, journal, job_id, said) else None
+    now = round(time.time(), 3)
     orphans = meta.integer("orphans") + 1
     attempt = meta.integer("attempts")
-    base = {**commit, "recovered": now, "result": "orphaned", "orphans": orphans, "finished": now}
-    if orphans >= MAX_ORPHANS:
-        store.append_meta(
-            job_id, {**base, "result": "retries_exhausted", "last_failure": "orphaned", "decision": "failed"}
-        )
-        store.move(job_id, State.BUILDING, State.FAILED)
-        say(f"recovered: orphaned {orphans} times in a row (runner pid {pid} gone); failed as retries_exhausted")
-        return State.FAILED
-    store.append_meta(job_id, {**base, "decision": "inbox"})
-    store.move(job_id, State.BUILDING, State.INBOX)
-    extra = f", ended {killed} leftover agent process(es)" if killed else ""
-    say(f"recovered orphan: runner pid {pid} gone; attempt {attempt} counted{extra}; back to inbox/")
-    return State.INBOX
+    decision = decisions.after_attempt(decisions.AttemptEnd(cls="orphaned", now=now, orphans=orphans))
+    base = {**commit, "recovered": now, "orphans": orphans, "finished": now}
+    if decision.state == "failed":
+        said = f"recovered: orphaned {orphans} times in a row (runner pid {pid} gone); failed as retries_exhausted"
+    else:
+        extra = f", ended {killed} leftover agent process(es)" if killed else ""
+        said = f"recovered orphan: runner pid {pid} gone; attempt {attempt} counted{extra}; back to inbox/"
+    return transitions.recover_orphan(store, journal, job_id, decision, base, said, notify)
 
 
 def _marker_pid(marker: Path) -> int | None:
@@ -162,6 +152,13 @@ def _exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def _plugin_settings(store: Store) -> dict:
+    try:
+        return store.files.config().plugins
+    except Exception:
+        return {}
 
 
 def _protected(store: Store) -> tuple[str, ...]:

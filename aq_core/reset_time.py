@@ -1,4 +1,9 @@
-"""Find when an engine's usage or rate limit resets, from the words the engine printed, as epoch seconds."""
+"""Find when a usage or rate limit resets, from a printed message, as epoch seconds (the generic grammar).
+
+It knows phrases, not engines: relative waits, clock times, dates (also localised), zones and the usual
+API fields. Engine plugins call it through ``aq_core.enginekit.reset_at``; an engine's own peculiar
+forms live in its plugin.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ _ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-?]*[ -/]*[@-~]|\
 _SPACE = re.compile(r"\s+")
 
 # Month names and abbreviations in English, Spanish, Portuguese, French and German, keyed without accents
-# or trailing dots; Codex localizes its absolute form ("10 de jul. de 2026, 11:52").
+# or trailing dots; a CLI may localise its absolute form ("10 de jul. de 2026, 11:52").
 _MONTH_WORDS = {
     1: "jan january ene enero janeiro janv janvier januar jaen jaenner janner",
     2: "feb february febrero fev fevereiro fevr fevrier februar",
@@ -54,8 +59,6 @@ _TRIGGER = re.compile(
     r"(?P<prep>\s*(?:(?:in|after|at|on)\b|:))?\s*",
     re.IGNORECASE,
 )
-# Older Claude Code builds print "Claude AI usage limit reached|1751652000" (epoch seconds of the reset).
-_PIPE_EPOCH = re.compile(r"limit\s+reached\s*\|\s*(\d{9,13}(?:\.\d+)?)\b", re.IGNORECASE)
 # API bodies and headers: "resets_at": 1751652000, "resets_in_seconds": 3600, ratelimit-...-reset: 1751652000.
 _JSON_AT = re.compile(
     r"\b(?:resets?_at|reset_time|ratelimit-[\w-]*reset)\"?\s*[:=]\s*\"?"
@@ -277,8 +280,6 @@ def _parse_reset(text: str, now: float, local_tz: datetime.tzinfo | None) -> flo
     # Wrapped lines and colour codes must not break a phrase in two.
     flat = _SPACE.sub(" ", _ANSI.sub("", text))
     candidates: list[tuple[int, Callable[[], float | None]]] = []
-    for match in _PIPE_EPOCH.finditer(flat):
-        candidates.append((match.start(), lambda m=match: _epoch_value(m.group(1))))
     for match in _JSON_AT.finditer(flat):
         candidates.append((match.start(), lambda m=match: _json_at(m)))
     for match in _JSON_IN.finditer(flat):

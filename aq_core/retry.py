@@ -1,10 +1,19 @@
-"""The retry policy: which failures are retried, how often, and after what delay."""
+"""Failure classes and the retry policy: which failures are retried, how often, after what delay.
+
+Where a job goes after an attempt is decided in ``aq_core.decisions``; this module owns the policy value.
+"""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
+#: Failure classes the core itself produces; engines may add their own (see ``Engine.failure_classes``).
+CORE_FAILURE_CLASSES = ("timeout", "verify_failed", "crash", "stalled")
+#: Classes an engine commonly reports; they drive retry and (for limits) engine pauses.
+ENGINE_FAILURE_CLASSES = ("auth_error", "rate_limited", "usage_limit")
+#: Classes that mean "the engine is out of quota", not "the job failed".
+LIMIT_CLASSES = ("rate_limited", "usage_limit")
 DEFAULT_ON = ("timeout", "verify_failed", "crash")
 
 
@@ -39,35 +48,3 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy()
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Where a job goes after an attempt, and the meta that records why."""
-
-    state: str  # "done", "inbox" or "failed"
-    meta: dict
-
-
-def decide(policy: RetryPolicy, failure_class: str, retries_done: int, now: float) -> Decision:
-    """Return what happens to a job whose attempt ended with ``failure_class``.
-
-    ``ok`` is done; a class in ``retry.on`` with retries left goes back to the inbox, eligible after
-    the backoff; a class in ``on`` with none left is ``retries_exhausted`` (the class kept as
-    ``last_failure``); any other class fails at once under its own name.
-    """
-    if failure_class == "ok":
-        return Decision("done", {"result": "ok"})
-    if policy.allows(failure_class, retries_done):
-        retry_number = retries_done + 1
-        return Decision(
-            "inbox",
-            {
-                "result": failure_class,
-                "retries": retry_number,
-                "next_eligible": round(now + policy.delay(retry_number), 3),
-            },
-        )
-    if policy.max > 0 and failure_class in policy.on:
-        return Decision("failed", {"result": "retries_exhausted", "last_failure": failure_class})
-    return Decision("failed", {"result": failure_class, "last_failure": failure_class})

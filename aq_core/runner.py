@@ -1,46 +1,30 @@
-"""The runner: picks the oldest eligible job, runs its attempts on worker threads, finishes them."""
+"""``aq run``: the main loop. Asks ``decisions.choose`` which job is next, takes its locks, claims it
+and runs its attempt on a worker thread; recovers orphans, renews leases, ends engine pauses."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
-from aq_core import limits, plugins
+from aq_core import decisions, limits, plugins, transitions
 from aq_core.attempt import Attempt
 from aq_core.config import QueueConfig
-from aq_core.errors import AqError, JobInvalid, StoreUnavailable, shown
-from aq_core.job import Job, job_id_for, parse_job
+from aq_core.errors import AqError, StoreUnavailable
+from aq_core.inbox import Inbox
 from aq_core.journal import Journal
-from aq_core.meta import Meta
 from aq_core.notifications import Notifier, send_job_finished
 from aq_core.procs import start_time
 from aq_core.recovery import recover
-from aq_core.store import Entry, Lock, State, Store, host_lock
+from aq_core.report import send_drained
+from aq_core.store import Lock, State, Store
 
 SPEND_REFRESH = 30.0  # seconds between re-reading today's spend (other runners' attempts)
 POLL = 0.05  # how often an idle runner looks at inbox/ (a stat of one directory)
 RECOVER_EVERY = 1.0
-
-
-@dataclass(frozen=True)
-class Refused:
-    """An inbox file the runner leaves alone (its id is taken): said once, never run."""
-
-    reason: str
-
-
-@dataclass
-class Candidate:
-    entry: Entry
-    meta: Meta
-    job: Job | None = None
-    error: str | Refused | None = None
 
 
 @dataclass
@@ -59,10 +43,10 @@ class Runner:
         self.pidstart = start_time(self.pid)
         self.claim_meta = self.store.coord.claim_meta()
         self.stopping = threading.Event()
+        self.signalled = False  # set by the signal handler; the main loop turns it into ``stopping``
         self.wake = threading.Event()
         self.running: dict[str, tuple[threading.Thread, Attempt]] = {}
         self._lock = threading.Lock()
-        self._parsed: dict[str, tuple[tuple[float, int], Job | str]] = {}
         self.notifier = Notifier(self.config, lambda line: self.journal.say(None, line))
         # Engines whose pause just ended run one job at a time until an attempt ends without a
         # limit: a printed reset time is re-checked, not trusted blindly.
@@ -70,7 +54,7 @@ class Runner:
         self._spend: dict[str, float] = {}
         self._spend_at = float("-inf")
         self._budget_noted: set[tuple[str, float]] = set()
-        self._refused: set[str] = set()
+        self.inbox = Inbox(self.store, self.config, self.journal, self.notify_finished)
         self.pauses: dict[str, limits.Pause] = {}
 
     # -- main loop -----------------------------------------------------------------------------
@@ -86,6 +70,8 @@ class Runner:
             while True:
                 try:
                     self._loop()
+                    if self.once and not self.stopping.is_set():  # drained: the report, if config asks for it
+                        send_drained(self.store, self.notifier, self.pidstart)
                     break
                 except StoreUnavailable as exc:
                     # A shared store is away (restart, partition): holds about to run out stop their
@@ -108,8 +94,11 @@ class Runner:
         next_wake: float | None = None
         waiting = True
         while not self.stopping.is_set():
+            if self.signalled:
+                self.stopping.set()
+                break
             if time.monotonic() - last_recover >= RECOVER_EVERY:
-                recover(self.store, self.journal, on_finished=self.job_done)
+                recover(self.store, self.journal, on_finished=self.notify_finished)
                 last_recover = time.monotonic()
             if self.store.coord.lease_interval and time.monotonic() - last_renew >= self.store.coord.lease_interval:
                 self._renew()
@@ -163,161 +152,84 @@ class Runner:
                 del self.running[job_id]
 
     def _fill(self, free: int) -> tuple[float | None, bool]:
-        """Start up to ``free`` attempts; return (when to look again, whether jobs are waiting)."""
+        """Start up to ``free`` attempts; return (when to look again, whether jobs are waiting).
+
+        Which job is next is ``decisions.choose``'s to say; this gathers the facts and takes the locks.
+        """
         now = time.time()
         self._end_pauses(now)
         self.pauses = limits.active_pauses(self.store, now)
         self.probing = limits.probing_engines(self.store, now)
-        next_wake: float | None = min((p.until for p in self.pauses.values()), default=None)
         if self.config.budgets and time.monotonic() - self._spend_at > SPEND_REFRESH:
             self._refresh_spend(now)
-        waiting = False
-        for entry in self.store.list(State.INBOX):
-            if free <= 0:
-                waiting = True
+        spent = {n: why for n in plugins.installed_engines() if (why := self._budget_block(n))}
+        view = decisions.View(
+            now=now,
+            paused={name: p.until for name, p in self.pauses.items()},
+            probing=frozenset(self.probing),
+            budget_spent=frozenset(spent),
+        )
+        held: set[str] = set()
+        with self._lock:
+            running = set(self.running)
+        seen = self.inbox.round(running)
+        pick = None
+        started = False
+        while free > 0:
+            pick = decisions.choose(seen, replace(view, held=frozenset(held)))
+            for name in pick.budget_blocked:
+                self._budget_note(name, spent[name])
+            if pick.choice is None:
                 break
-            if entry.id in self.running:
+            outcome = self._start(pick.choice)
+            if outcome.startswith("lock:"):
+                held.add(outcome[5:])
                 continue
-            cand = self._candidate(entry)
-            if cand is None:
-                continue
-            eligible_at = cand.meta.number("next_eligible")
-            if eligible_at and eligible_at > now:
-                waiting = True
-                next_wake = eligible_at if next_wake is None else min(next_wake, eligible_at)
-                continue
-            outcome = self._start(cand)
+            self.inbox.skip.add(pick.choice.job)
             if outcome == "started":
                 free -= 1
-            # A job held back only by today's budget is not waited for: it runs tomorrow.
-            waiting = waiting or outcome in ("started", "busy")
+                started = True
+        # A job held back only by today's budget is not waited for: it runs tomorrow.
+        waiting = started or self.inbox.busy or (pick is not None and pick.waiting)
+        next_wake = pick.wake if pick is not None else min(view.paused.values(), default=None)
         # A lock held by another runner frees without touching inbox/: look again soon.
         if waiting and next_wake is None:
             next_wake = time.time() + 0.25
         return next_wake, waiting
 
-    def _candidate(self, entry: Entry) -> Candidate | None:
-        meta = self.store.read_meta(entry.id)
-        key = self.store.coord.job_version(entry.id, State.INBOX)
-        if key is None:
-            return None
-        cached = self._parsed.get(entry.id)
-        if cached and cached[0] == key:
-            parsed = cached[1]
-        else:
-            parsed = self._parse(entry, meta)
-            self._parsed[entry.id] = (key, parsed)
-        if isinstance(parsed, str | Refused):
-            return Candidate(entry, meta, error=parsed)
-        return Candidate(entry, meta, job=parsed)
+    def _budget_block(self, engine: str) -> str | None:
+        return limits.budget_block(self.config, self._spend, engine) if self.config.budgets else None
 
-    def _parse(self, entry: Entry, meta: Meta) -> Job | str | Refused:
-        name = f"inbox/{shown(entry.id)}.md"
-        others = [
-            s.value for s in (State.BUILDING, State.DONE, State.FAILED) if self.store.coord.job_version(entry.id, s)
-        ]
-        if others:
-            # Running it would put one id in two folders: leave the file where the user dropped it.
-            return Refused(
-                f"{name}: job {shown(entry.id)!r} already exists in {', '.join(others)}/; rename the file to run it"
-            )
-        try:
-            job_id_for(Path(name))
-            data = self.store.read_job(entry.id, State.INBOX)
-            cwd = meta.get("add_dir")
-            return parse_job(
-                Path(name),
-                data,
-                engines=plugins.engine_names(),
-                failure_classes=plugins.failure_classes(),
-                default_cwd=Path(cwd) if cwd else None,
-                job_id=entry.id,
-            )
-        except JobInvalid as exc:
-            return "; ".join(exc.problems)
-        except (OSError, ValueError) as exc:
-            return f"{name}: cannot read: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        except Exception as exc:  # whatever a hostile file does to a parser, the runner goes on
-            return f"{name}: cannot be parsed: {type(exc).__name__}"
-
-    def _start(self, cand: Candidate) -> str:
-        """Try to start ``cand``: ``started``, ``busy`` (wait for it), ``budget`` or ``rejected``."""
-        job_id = cand.entry.id
+    def _start(self, choice: decisions.Choice) -> str:
+        """Take the chosen job's locks and claim it: ``started``, ``busy``, or ``lock:<name>`` (held elsewhere)."""
+        job_id = choice.job
+        job = self.inbox.job(job_id)
         job_lock = self.store.coord.try_lock("job:" + job_id)
-        if job_lock is None:
-            return "busy"
-        if isinstance(cand.error, Refused):
-            job_lock.release()
-            if job_id not in self._refused:
-                self._refused.add(job_id)
-                self.journal.say(None, cand.error.reason)
-            return "refused"
-        if cand.error is not None:
-            self._reject(job_id, cand.error, job_lock)
-            return "rejected"
-        job = cand.job
-        assert job is not None
-        engine, why = self._choose_engine(job)
-        if engine is None:
-            if why in ("busy", "budget"):
+        if job_lock is None or job is None:
+            if job_lock is not None:
                 job_lock.release()
-                return why
-            self._reject(job_id, why or "no engine", job_lock)
-            return "rejected"
+            self.inbox.busy = True
+            return "busy"
         locks: list[Lock] = [job_lock]
-        names = [
-            n for n in (job.lock and "lock:" + job.lock, host_lock(plugins.work_lock(job.cwd, job.isolation))) if n
-        ]
-        if engine in self.probing:
-            names.append("probe:" + engine)  # one job at a time, across runners, until the limit is over
-        for name in names:
+        for name in choice.locks:
             held = self.store.coord.try_lock(name)
             if held is None:
                 for lock in locks:
                     lock.release()
-                return "busy"
+                self.inbox.busy = True
+                return "lock:" + name
             locks.append(held)
-        if not self.store.claim(job_id):
+        if not transitions.claim(self.store, job_id):
             for lock in locks:
                 lock.release()
+            self.inbox.busy = True
             return "busy"
-        attempt = Attempt(self, job, engine, locks)
+        attempt = Attempt(self, job, choice.engine, locks)
         thread = threading.Thread(target=attempt.run, name=f"aq-{job_id}", daemon=True)
         with self._lock:
             self.running[job_id] = (thread, attempt)
         thread.start()
         return "started"
-
-    def _choose_engine(self, job: Job) -> tuple[str | None, str | None]:
-        """Return (the engine to run ``job`` on now, None), or (None, why not).
-
-        Why not is ``busy`` (its engines are paused or probing: wait), ``budget`` (today's budget of
-        each usable engine is spent) or a one-line reason it can never run here.
-        """
-        installed = plugins.installed_engines()
-        usable = []
-        budget_only = True
-        for name in job.engines:
-            item = installed.get(name)
-            if item is None:
-                continue
-            engine = item.engine
-            if not engine.available(self.config.engine_bins.get(name)):
-                continue  # its executable is not installed here: the next engine of the list runs it
-            usable.append(name)
-            if name in self.pauses:
-                budget_only = False
-                continue
-            if self.config.budgets:
-                block = limits.budget_block(self.config, self._spend, name)
-                if block:
-                    self._budget_note(name, block)
-                    continue
-            return name, None
-        if not usable:
-            names = ", ".join(job.engines)
-            return None, f"engine: {names}: not installed here (no plugin, or no executable: see aq engines)"
-        return None, "budget" if budget_only else "busy"
 
     def _budget_note(self, engine: str, why: str) -> None:
         key = (engine, limits.day_start(time.time()))
@@ -353,31 +265,9 @@ class Runner:
         if cost:
             self._spend[engine] = self._spend.get(engine, 0.0) + cost
 
-    def job_done(self, job_id: str, state: State) -> None:
-        """A job reached done/ or failed/: journal its status row, and tell the notifiers."""
-        from aq_core.records import note_finished
-        from aq_core.status import job_row
-
-        with contextlib.suppress(Exception):  # a cache entry is a convenience, never a reason to fail
-            note_finished(self.store, job_id, state, job_row(job_id, state, self.store.read_meta(job_id)))
+    def notify_finished(self, job_id: str, state: State) -> None:
+        """A job reached done/ or failed/ (``transitions`` journalled its row): tell the notifiers."""
         send_job_finished(self.store, self.notifier, job_id, state)
-
-    def _reject(self, job_id: str, reason: str, job_lock: Lock) -> None:
-        """Fail an invalid job file for good, keeping the file (in ``failed/``) and the reason."""
-        try:
-            if self.store.claim(job_id):
-                # A name no meta file can have still moves to failed/, which says it is invalid.
-                with contextlib.suppress(OSError):
-                    self.store.append_meta(
-                        job_id, {"result": "invalid", "error": reason, "finished": round(time.time(), 3)}
-                    )
-                self.store.move(job_id, State.BUILDING, State.FAILED)
-                self.journal.say(None, f"{shown(job_id)}: invalid, moved to failed/: {reason}")
-                with contextlib.suppress(Exception):
-                    self.job_done(job_id, State.FAILED)
-        finally:
-            job_lock.release()
-            self._parsed.pop(job_id, None)
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -387,9 +277,10 @@ class Runner:
             return previous
 
         def handler(signum: int, frame: object) -> None:
-            if not self.stopping.is_set():
-                self.stopping.set()
-                self.wake.set()
+            # No lock may be taken here: the handler runs on the main thread between two bytecodes,
+            # maybe while it holds that very lock (``wake.wait`` holds its condition's lock around
+            # each poll), and would wait for itself forever. The loop sees the flag within ``POLL``.
+            self.signalled = True
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, handler)

@@ -1,11 +1,14 @@
-"""``aq status``: one row per job (folder + meta), as a table or as JSON."""
+"""``aq status``: one row per job (folder + meta), as a table or as JSON; the rows of finished jobs.
+
+``format_tokens`` is re-exported for the dashboard.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from aq_core.durations import format_duration
+from aq_core.durations import format_duration, format_tokens  # noqa: F401 (format_tokens: re-exported)
 from aq_core.errors import shown
 from aq_core.meta import Meta
 from aq_core.store import State, Store
@@ -40,6 +43,14 @@ def status_rows(store: Store, states: tuple[State, ...] | None = None) -> list[d
 
     entries = store.scan() if states is None else [e for s in states for e in store.scan(s)]
     entries.sort(key=lambda e: (STATE_ORDER[e.state], e.queued, e.id))
+    return rows_for(store, entries, lambda e: job_row(e.id, e.state, store.read_meta(e.id)))
+
+
+def finished_rows(store: Store) -> list[dict[str, Any]]:
+    """The records of every finished job (``done/`` and ``failed/``), from the rows cache, for ``aq insights``."""
+    from aq_core.records import rows_for
+
+    entries = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]  # insights.select sorts
     return rows_for(store, entries, lambda e: job_row(e.id, e.state, store.read_meta(e.id)))
 
 
@@ -116,74 +127,71 @@ def render_engines(rows: list[dict[str, Any]]) -> str:
     return ("engines:\n" + "\n".join(lines)) if lines else ""
 
 
-def format_tokens(n: float | None) -> str:
-    if n is None:
-        return ""
-    if n >= 1_000_000:
-        return f"{n / 1_000_000:.1f}M"
-    if n >= 1000:
-        return f"{n / 1000:.1f}k"
-    return str(int(n))
-
-
 def insights_line(row: dict[str, Any]) -> str:
     """The compact sub-line under a running or finished job: time, attempts, tokens, cost, lines."""
+    # Called for every row of a 100,000-job table: one lookup per field, no helper lists.
+    get = row.get
     parts = []
-    if row["state"] == "building" and row.get("running_s") is not None:
-        parts.append(f"running {format_duration(row['running_s'])}")
-    elif row.get("duration_s") is not None:
-        parts.append(format_duration(row["duration_s"]))
-    if row.get("attempts"):
-        parts.append(f"{row['attempts']} attempt{'s' if row['attempts'] != 1 else ''}")
-    tokens = [row.get("tokens_in"), row.get("tokens_out")]
-    if any(t is not None for t in tokens):
-        parts.append(f"{format_tokens(tokens[0]) or '?'} in / {format_tokens(tokens[1]) or '?'} out")
-    if row.get("cost_usd") is not None:
-        parts.append(f"${row['cost_usd']:.2f}{'*' if 'cost_usd' in (row.get('estimated') or []) else ''}")
-    if row.get("lines_added") is not None or row.get("lines_deleted") is not None:
-        parts.append(f"+{row.get('lines_added', 0)}/-{row.get('lines_deleted', 0)}")
-    if row.get("error"):
-        error = row["error"]
+    running = get("running_s") if row["state"] == "building" else None
+    if running is not None:
+        parts.append("running " + format_duration(running))
+    else:
+        duration = get("duration_s")
+        if duration is not None:
+            parts.append(format_duration(duration))
+    attempts = get("attempts")
+    if attempts:
+        parts.append("1 attempt" if attempts == 1 else f"{attempts} attempts")
+    tokens_in, tokens_out = get("tokens_in"), get("tokens_out")
+    if tokens_in is not None or tokens_out is not None:
+        parts.append(f"{format_tokens(tokens_in) or '?'} in / {format_tokens(tokens_out) or '?'} out")
+    cost = get("cost_usd")
+    if cost is not None:
+        estimated = get("estimated")
+        parts.append(f"${cost:.2f}*" if estimated and "cost_usd" in estimated else f"${cost:.2f}")
+    added, deleted = get("lines_added"), get("lines_deleted")
+    if added is not None or deleted is not None:
+        parts.append(f"+{get('lines_added', 0)}/-{get('lines_deleted', 0)}")
+    error = get("error")
+    if error:
         parts.append(error if len(error) <= 100 else error[:99] + "…")
-    elif row.get("last_failure") and row.get("result") not in ("ok", row.get("last_failure")):
-        parts.append(f"last failure: {row['last_failure']}")
+    else:
+        last = get("last_failure")
+        if last and get("result") not in ("ok", last):
+            parts.append("last failure: " + last)
     return " · ".join(parts)
 
 
 def table_cells(row: dict[str, Any], now: float) -> tuple[list[str], str]:
     """The status table's cells for one row, and its insights sub-line ("" for none)."""
-    nxt = row.get("next_eligible")
+    get = row.get
+    nxt = get("next_eligible")
+    job_id, state, attempts = row["id"], row["state"], get("attempts")
     cells = [
-        shown(row["id"]),
-        row["state"],
-        row.get("engine") or "",
-        str(row.get("attempts") or 0),
-        row.get("result") or "",
-        row.get("lock") or "",
+        job_id if job_id.isprintable() else shown(job_id),
+        state,
+        get("engine") or "",
+        str(attempts or 0),
+        get("result") or "",
+        get("lock") or "",
         f"in {format_duration(max(0.0, nxt - now))}" if nxt else "",
     ]
-    sub = insights_line(row) if row["state"] != "inbox" or row.get("attempts") else ""
+    sub = insights_line(row) if state != "inbox" or attempts else ""
     return cells, sub
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no jobs"
-    from aq_core.table import simple_table
+    from aq_core.table import table_lines
 
     now = time.time()
-    table = []
-    subs = []
-    for row in rows:
-        # A finished job's cells never change: the rows cache keeps them ready (``records``).
-        cells, sub = getattr(row, "cells", None) or table_cells(row, now)
-        table.append(cells)
-        subs.append(sub)
-    text = simple_table(table, ["ID", "STATE", "ENGINE", "ATTEMPTS", "RESULT", "LOCK", "NEXT"])
-    lines = text.splitlines()
+    pairs = [table_cells(row, now) for row in rows]
+    lines = table_lines([cells for cells, _ in pairs], ["ID", "STATE", "ENGINE", "ATTEMPTS", "RESULT", "LOCK", "NEXT"])
     out = lines[:2]
-    for line, sub in zip(lines[2:], subs, strict=True):
-        out.append(line)
+    append = out.append
+    for line, (_, sub) in zip(lines[2:], pairs, strict=True):
+        append(line)
         if sub:
-            out.append("  └ " + sub)
+            append("  └ " + sub)
     return "\n".join(out)

@@ -23,21 +23,25 @@ Set ``AQ_UPDATE_GOLDENS=1`` to rewrite the ``usage`` part of every expected file
 from __future__ import annotations
 
 import json
+import math
 import os
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import pytest
 
 from aq_core import plugins
-from aq_core.engine import CORE_FAILURE_CLASSES, Engine, LaunchContext, Outcome
+from aq_core.engine import CORE_FAILURE_CLASSES, Engine, LaunchContext, ModelPrice, Outcome
 from aq_core.errors import AqError
 from aq_core.job import Job
 from aq_core.usage import INT_FIELDS, USAGE_FIELDS, Usage
 
 CANARY = "AQ-CANARY-7f3c1b2e the secret prompt text"
+#: Settings no plugin knows: every hook must accept them (and may ignore them).
+ODD_SETTINGS = MappingProxyType({"aq-contract-unknown-key": {"nested": [1, 2]}, "aq-contract-other": None})
 
 
 def fixture_cases(fixtures: Path | None) -> list[Path]:
@@ -116,6 +120,24 @@ class EngineContract:
         assert engine.env_var == "AQ_" + engine.name.upper().replace("-", "_") + "_BIN"
         assert set(engine.failure_classes).isdisjoint({"ok"}), "'ok' is not a failure class"
 
+    def test_declared_prices_are_sane(self) -> None:
+        from aq_core import pricing
+
+        prices = self._engine().prices
+        for prefix, price in prices.items():
+            assert isinstance(prefix, str) and prefix.strip() == prefix and prefix, f"{prefix!r}: not a model prefix"
+            assert prefix == prefix.lower() and "[" not in prefix, f"{prefix!r}: ids are matched lower case, no [...]"
+            assert isinstance(price, ModelPrice), f"{prefix}: use aq_core.engine.ModelPrice"
+            amounts = [price.input, price.cached, price.output] + ([price.cache_write] if price.cache_write else [])
+            for amount in amounts:
+                assert isinstance(amount, int | float) and not isinstance(amount, bool), f"{prefix}: {amount!r}"
+                assert math.isfinite(amount) and 0 <= amount < 1000, f"{prefix}: {amount} USD per million tokens?"
+            assert price.cached <= price.input, f"{prefix}: a cache read costs more than input"
+            # A prefix prices its own model: the estimate the core would make is a positive number.
+            figures = {"model": prefix, "tokens_in": 1_000_000, "tokens_out": 1_000_000}
+            estimate = pricing.estimate(figures, prices)
+            assert estimate is not None and estimate.cost_usd == round(price.input + price.output, 6)
+
     def test_fixtures_exist(self) -> None:
         cases = fixture_cases(self.fixtures)
         assert len(cases) >= self.min_fixtures, f"expected golden fixtures in {self.fixtures}"
@@ -177,12 +199,41 @@ class EngineContract:
         assert "canary-model-1" not in " ".join(without.argv)
         assert "canary-model-1" in " ".join(with_model.argv) or "canary-model-1" in with_model.env.values()
 
+    def test_state_dirs_are_safe_to_make_writable(self) -> None:
+        # A sandboxed job makes these writable: each must be one precise place, never home or /.
+        for entry in self._engine().state_dirs:
+            assert isinstance(entry, str), f"state_dirs: {entry!r} is not a path string"
+            assert entry.startswith("~/") or os.path.isabs(entry), (
+                f"state_dirs: {entry!r}: use ~/... or an absolute path"
+            )
+            parts = entry.split("/")
+            assert ".." not in parts, f"state_dirs: {entry!r}: no '..'"
+            assert entry.rstrip("/") not in ("", "~"), f"state_dirs: {entry!r} would make all of / or home writable"
+
     def test_other_engines_are_not_answered(self, tmp_path: Path) -> None:
         pm = plugins.plugin_manager()
         ctx = self._ctx(tmp_path)
         ctx = replace(ctx, job=replace(ctx.job, engines=("no-such-engine-x",)))
         assert pm.hook.launch(engine="no-such-engine-x", ctx=ctx) is None
-        assert pm.hook.parse_usage(engine="no-such-engine-x", log_path=tmp_path / "x.log") is None
+        log = tmp_path / "x.log"
+        assert pm.hook.parse_usage(engine="no-such-engine-x", log_path=log, settings=ODD_SETTINGS) is None
+
+    def test_settings_are_accepted(self, tmp_path: Path) -> None:
+        # Settings the plugin does not know (or none) change nothing it must do: it still answers.
+        spec = self._launch(replace(self._ctx(tmp_path), settings=ODD_SETTINGS))
+        assert spec.argv and spec.argv == self._launch(self._ctx(tmp_path)).argv
+        logs = fixture_cases(self.fixtures) or [tmp_path / "empty.log"]
+        if not logs[0].exists():
+            logs[0].write_text("")
+        pm = plugins.plugin_manager()
+        for log in logs[:3]:
+            usage = pm.hook.parse_usage(engine=self.engine, log_path=log, settings=ODD_SETTINGS)
+            assert usage is not None, "parse_usage must answer for its own engine, whatever the settings"
+            assert usage.figures() == plugins.parse_usage(self.engine, log).figures()
+            outcome = Outcome(exit_code=1, timed_out=False, log_path=log, finished_at=1e9)
+            assert plugins.classify_failure(self.engine, outcome, ODD_SETTINGS) == plugins.classify_failure(
+                self.engine, outcome
+            )
 
     # -- parse_usage --------------------------------------------------------------------------
 
@@ -261,7 +312,7 @@ class EngineContract:
     def test_parse_usage_never_raises(self, tmp_path: Path, content: bytes) -> None:
         log = tmp_path / "junk.log"
         log.write_bytes(content)
-        usage = plugins.plugin_manager().hook.parse_usage(engine=self.engine, log_path=log)
+        usage = plugins.plugin_manager().hook.parse_usage(engine=self.engine, log_path=log, settings={})
         assert usage is not None, "parse_usage must answer for its own engine"
         self._check_usage(usage)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Randomized kill -9 soak: kill runners and agents at random instants, then check nothing was lost.
 
-    python scripts/soak.py [--rounds 20] [--jobs 6] [--kills 6] [--seed N]
+    python scripts/soak.py [--rounds 20] [--jobs 6] [--kills 6] [--seed N] [--sandbox]
 
 Each round builds a queue and two git repos in a temp dir, queues jobs whose agent writes files step by
 step (recording each write, after fsync, outside the repo), runs `aq run --workers 2` and kills -9 the
@@ -12,7 +12,10 @@ runner or a running agent at random instants (restarting the runner when it was 
 - `attempts` in meta equals the number of times the agent really started (counted exactly once);
 - every file the agent recorded as written is on `aq/wip/<id>` or in the working tree.
 
-It prints one line per round and a tally, and exits 1 if anything was lost.
+It prints one line per round and a tally, and exits 1 if anything was lost. With ``--sandbox`` the
+jobs run under bubblewrap (``sandbox: true``): each agent records in its repository's git directory
+(the only place outside its tree it may write) and names itself by the pid aq knows it by (bubblewrap's,
+which it wrote itself as it started; inside, its own pid is its namespace's).
 """
 
 from __future__ import annotations
@@ -40,7 +43,11 @@ def note(text):
     os.write(fd, (text + "\n").encode())
     os.fsync(fd)
     os.close(fd)
-note(f"start {job} {attempt} {os.getpid()}")
+pid = os.getpid()
+if len(sys.argv) > 3:
+    marker = os.path.join(os.environ["AQ_ROOT"], "logs", f"{job}.{attempt}.started")
+    pid = int(open(marker).read().split()[-1])
+note(f"start {job} {attempt} {pid}")
 for i in range(steps):
     name = f"{job}-a{attempt}-s{i}.txt"
     with open(name, "w") as fh:
@@ -72,7 +79,7 @@ def read_meta(root: Path, job: str) -> dict[str, str]:
     return last
 
 
-def one_round(base: Path, rng: random.Random, jobs: int, kills: int) -> dict[str, int]:
+def one_round(base: Path, rng: random.Random, jobs: int, kills: int, sandbox: bool = False) -> dict[str, int]:
     env = dict(os.environ)
     root = base / "queue"
     record = base / "record.txt"
@@ -100,6 +107,10 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int) -> dict[str
             "command": [sys.executable, str(agent), str(record), str(steps)],
             "retry": {"max": 20, "backoff": "0s", "on": ["crash", "timeout"]},
         }
+        if sandbox:
+            front["sandbox"] = True
+            record_in_git = str(repos[j % 2] / ".git" / "soak-record")
+            front["command"] = [sys.executable, str(agent), record_in_git, str(steps), "sandboxed"]
         (job_dir / f"{job_id}.md").write_text("---\n" + json.dumps(front) + "\n---\nWrite the files.\n")
     subprocess.run(aq_cmd(root, "add", *(str(job_dir / f"{i}.md") for i in ids)), check=True, capture_output=True)
 
@@ -138,7 +149,14 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int) -> dict[str
 
     started: set[tuple[str, int]] = set(killed_agents)
     wrote: dict[str, list[str]] = {}
-    for line in record.read_text().splitlines():
+    records = [repo / ".git" / "soak-record" for repo in repos] if sandbox else [record]
+    if sandbox:
+        # A runner's kill -9 kills its sandboxes at once (--die-with-parent), maybe before the agent
+        # could record its start: the pid each start wrote as it began (bubblewrap's) counts it.
+        for marker in (root / "logs").glob("*.started"):
+            job_id = marker.name.rsplit(".", 2)[0]
+            started.update((job_id, int(pid)) for pid in marker.read_text().split())
+    for line in "".join(r.read_text() for r in records if r.exists()).splitlines():
         parts = line.split()
         if parts[0] == "start":
             started.add((parts[1], int(parts[3])))
@@ -180,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=6)
     parser.add_argument("--kills", type=int, default=6, help="kills per round")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--sandbox", action="store_true", help="run the agents under bubblewrap (sandbox: true)")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -192,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(1, args.rounds + 1):
         base = Path(tempfile.mkdtemp(prefix="aq-soak-"))
         try:
-            tally = one_round(base, rng, args.jobs, args.kills)
+            tally = one_round(base, rng, args.jobs, args.kills, args.sandbox)
         finally:
             shutil.rmtree(base, ignore_errors=True)
         for key, value in tally.items():

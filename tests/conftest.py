@@ -1,10 +1,16 @@
-"""Shared test set-up: every test gets its own queue root, git identity and home."""
+"""Shared test set-up: every test gets its own queue root, git identity and home; tests that need a
+system tool say so with ``@pytest.mark.requires(...)`` (``tests/requires.py``)."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+import requires
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(requires, "aq-requires")
 
 
 @pytest.fixture(autouse=True)

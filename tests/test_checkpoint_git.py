@@ -13,6 +13,7 @@ import pytest
 from gitutil import commit_all, git, head, init_repo, non_wip_refs, status, tree_files, write
 
 from aq_core import plugins
+from aq_core.checkpoint import CheckpointContext
 from aq_core.checkpoint_git import find_repo
 
 PROTECTED = ("main", "master")
@@ -41,9 +42,16 @@ class Job:
 
     def _call(self, stage: str, workdir: Path, result: str | None) -> dict[str, str]:
         before = non_wip_refs(self.repo) if self.repo else None
-        answer = plugins.checkpoint(
-            stage, self.id, workdir, result, dict(self.meta), self.isolation, self.protected, self.logs.append
+        ctx = CheckpointContext(
+            job_id=self.id,
+            workdir=workdir,
+            result=result,
+            meta=dict(self.meta),
+            isolation=self.isolation,
+            protected=self.protected,
+            log=self.logs.append,
         )
+        answer = plugins.checkpoint(stage, ctx)
         if self.repo:
             assert non_wip_refs(self.repo) == before, f"{stage} changed a ref outside aq/wip/*"
             git_dir = Path(git(self.repo, "rev-parse", "--absolute-git-dir"))
@@ -421,7 +429,9 @@ def test_gitpython_is_imported_only_when_a_checkpoint_runs(repo: Path) -> None:
         "import sys; from pathlib import Path; from aq_core import plugins\n"
         f"plugins.work_lock(Path({str(repo)!r}), 'inplace')\n"
         "print('git' in sys.modules)\n"
-        f"plugins.checkpoint('prepare', 'imp', Path({str(repo)!r}), None, {{}}, 'inplace', ('main',), print)\n"
+        "from aq_core.checkpoint import CheckpointContext\n"
+        f"ctx = CheckpointContext('imp', Path({str(repo)!r}), None, {{}}, 'inplace', ('main',), print)\n"
+        "plugins.checkpoint('prepare', ctx)\n"
         "print('git' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)

@@ -16,7 +16,7 @@ from aq_core.usage import Usage
 class Broken:
     @hookimpl
     def register_engines(self):
-        return [Engine(name="broken", binary="broken")]
+        return [Engine(name="broken", binary="broken", state_dirs=("~", "/", "relative/dir"))]
 
     @hookimpl
     def launch(self, engine, ctx):
@@ -85,5 +85,6 @@ def test_the_kit_fails_a_plugin_that_breaks_the_contract(pytester: pytest.Pytest
         "test_not_installed_is_one_clear_error",
         "test_golden_usage",
         "test_classify_returns_a_known_class",
+        "test_state_dirs_are_safe_to_make_writable",
     ):
         assert any(f"::{name}" in line for line in failed), f"the kit did not fail {name}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import queue
 import re
 import signal
@@ -16,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import aq, aq_popen, state_of, stub, wait_until, write_job
+from gitutil import git
+from helpers import aq, aq_popen, meta, state_of, stub, wait_until, write_job
+from morningutil import GitHub, repo_with_remote
+from requires import chromium_path
 
-from aq_core.dashboard import job_insights
+from aq_core.dashboard_api import history, job_insights
 from aq_core.status import insights_line
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -45,16 +48,24 @@ ADDED_KEYS = ("display",)
 class Dashboard:
     def __init__(self, proc: subprocess.Popen, url: str) -> None:
         self.proc, self.url = proc, url
-        match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/", url)
+        match = re.fullmatch(r"http://(?:127\.0\.0\.1|0\.0\.0\.0):(\d+)/", url)
         assert match, url
         self.port = int(match.group(1))
+        self.url = f"http://127.0.0.1:{self.port}/"  # reached on loopback, whatever address it listens on
 
     def request(
-        self, path: str, method: str = "GET", host: str | None = None, body: bytes | None = None
+        self,
+        path: str,
+        method: str = "GET",
+        host: str | None = None,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
             conn.putrequest(method, path, skip_host=host is not None, skip_accept_encoding=True)
+            for name, value in (headers or {}).items():
+                conn.putheader(name, value)
             if host:
                 conn.putheader("Host", host)
             if body is not None:
@@ -83,11 +94,13 @@ def read_first_line(proc: subprocess.Popen, timeout: float = 20) -> str:
 
 
 @contextmanager
-def dashboard(root: Path) -> Iterator[Dashboard]:
-    proc = aq_popen("dashboard", "--port", "0", root=root)
+def dashboard(root: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Dashboard]:
+    proc = aq_popen("dashboard", "--port", "0", *args, root=root, env=env)
     try:
         line = read_first_line(proc)
-        match = re.fullmatch(r"aq dashboard: (http://\S+) \(read-only; Ctrl-C to stop\)", line)
+        match = re.fullmatch(
+            r"aq dashboard: (http://\S+) \(read-only(?:; open it with \?token=TOKEN)?; Ctrl-C to stop\)", line
+        )
         assert match, f"unexpected first line: {line!r}"
         yield Dashboard(proc, match.group(1))
     finally:
@@ -150,15 +163,23 @@ def fake_backoff_job(root: Path, jobs: Path, job_id: str) -> None:
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A queue with a done, a failed, an invalid (markup in its error), a priced, a backing-off
-    and a waiting job (markup in its lock, a canary in its prompt)."""
+    """A queue with a done job (with a pull request), a failed, an invalid (markup in its error), a
+    priced, a backing-off and a waiting job (markup in its lock, a canary in its prompt), the first
+    two in a git repository with a bare remote."""
     base = tmp_path_factory.mktemp("dash")
-    root, jobs, work = base / "queue", base / "jobs", base / "work"
-    work.mkdir()
-    add(root, jobs, "good", {"engine": "command", "cwd": str(work), "command": stub()}, f"{CANARY}\n")
-    add(root, jobs, "bad", {"engine": "command", "cwd": str(work), "command": stub("--exit", "3")})
+    root, jobs = base / "queue", base / "jobs"
+    work, _ = repo_with_remote(base)
+    gh = GitHub(base / "gh")
+    good = {"engine": "command", "cwd": str(work), "command": stub("--write", "good.txt=a\nb"), "pr": "ready"}
+    add(root, jobs, "good", good, f"{CANARY}\n")
+    add(
+        root,
+        jobs,
+        "bad",
+        {"engine": "command", "cwd": str(work), "command": stub("--write", "bad.txt=x", "--exit", "3")},
+    )
     drop_invalid(root, "evil")
-    run = aq("run", "--once", root=root)
+    run = aq("run", "--once", root=root, env=gh.env)
     assert run.returncode == 0, run.stderr
     assert (state_of(root, "good"), state_of(root, "bad"), state_of(root, "evil")) == ("done", "failed", "failed")
     add(root, jobs, "waiting", {"engine": "command", "cwd": str(work), "command": stub(), "lock": BOLD}, CANARY)
@@ -329,9 +350,8 @@ def test_a_corrupt_record_does_not_break_the_state(tmp_path: Path) -> None:
 # -- a real browser ---------------------------------------------------------------------------------
 
 
+@pytest.mark.requires("chromium")
 def test_page_in_headless_chromium_updates_live_and_escapes(tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (CI does) to run the dashboard test")
     from playwright.sync_api import sync_playwright
 
     root, jobs, work = tmp_path / "queue", tmp_path / "jobs", tmp_path / "work"
@@ -341,7 +361,7 @@ def test_page_in_headless_chromium_updates_live_and_escapes(tmp_path: Path) -> N
     drop_invalid(root, "evil")
 
     with dashboard(root) as dash, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             requests: list[str] = []
@@ -388,3 +408,195 @@ def test_page_in_headless_chromium_updates_live_and_escapes(tmp_path: Path) -> N
         finally:
             browser.close()
     wait_until(lambda: dash.proc.poll() is not None, 10, "the dashboard to exit")
+
+
+# -- one job, and the last 14 days ------------------------------------------------------------------
+
+
+def test_api_job_is_what_show_reports(dash: Dashboard, populated: Path) -> None:
+    status, headers, raw = dash.request("/api/job/good")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    detail = json.loads(raw)
+    record = json.loads(aq("insights", "good", "--json", root=populated).stdout)
+    assert detail["job"] == record
+    last = meta(populated, "good")
+    repo = Path(last["cwd"])
+    assert detail["diffstat"] == git(repo, "diff", "--stat=100", "-M", last["wip_base"], last["wip_commit"])
+    assert "good.txt | 2 ++" in detail["diffstat"]
+    assert detail["work"] == {
+        "branch": "aq/wip/good",
+        "base": last["wip_base"],
+        "commit": last["wip_commit"],
+        "range": f"{last['wip_base'][:10]}..{last['wip_commit'][:10]}",
+    }
+    assert detail["pr_url"] == last["pr_url"] == "https://github.com/example/project/pull/1"
+    assert detail["failure"] is None
+    assert ["result", "ok"] in detail["figures"] and ["changes", "1 files, +2 -0"] in detail["figures"]
+    assert [r["result"] for r in detail["runs"]] == ["ok"]
+    bad = json.loads(dash.request("/api/job/bad")[2])
+    assert bad["failure"]["class"] == "crash" and "exit 3" in bad["failure"]["detail"]
+    assert bad["runs"][0]["exit"] == "3" and "bad.txt | 1 +" in bad["diffstat"]
+    waiting = json.loads(dash.request("/api/job/waiting")[2])
+    assert waiting["diffstat"] is None and "no checkpoint" in waiting["work_note"]
+    for path in ("/api/job/nope", "/api/job/", "/api/job/..%2Fmeta%2Fgood", "/api/job/a%00b"):
+        status, _, body = dash.request(path)
+        assert status == 404, path
+        assert json.loads(body) == {"error": "no such job"}
+    for job_id in ("good", "bad", "evil", "waiting", "priced", "backoff"):
+        body = dash.request(f"/api/job/{job_id}")[2]
+        assert CANARY.encode() not in body and b"<" not in body, job_id
+
+
+def test_history_counts_results_and_cost_per_day(tmp_path: Path) -> None:
+    root = tmp_path / "queue"
+    assert aq("status", root=root).returncode == 0
+    now = time.time()
+    days_ago = {"today-ok": 0, "today-priced": 0, "three-days": 3, "too-old": 20}
+    for job_id, ago in days_ago.items():
+        result = "crash" if job_id == "three-days" else "ok"
+        (root / ("failed" if result == "crash" else "done") / f"{job_id}.md").write_text(
+            f"---\nengine: claude\n---\n{CANARY}\n"
+        )
+        cost = ["cost_usd=0.25", "estimated=cost_usd"] if job_id != "today-ok" else []
+        write_meta(
+            root,
+            job_id,
+            ["engine=claude", "attempt=1", "attempts=1", "engine=claude", *cost, "duration_s=5"]
+            + [f"finished={now - ago * 86400}", f"result={result}"],
+        )
+    with dashboard(root) as dash:
+        got = dash.state()["history"]
+    from datetime import date, timedelta
+
+    today = date.fromtimestamp(now)
+    assert got["days"] == [(today - timedelta(days=13 - i)).isoformat() for i in range(14)]
+    assert got["results"] == {"ok": [0] * 13 + [2], "crash": [0] * 10 + [1, 0, 0, 0]}
+    assert got["cost"] == {"claude": [0.0] * 10 + [0.25, 0.0, 0.0, 0.25]}
+    assert got["cost_estimated"] == ["claude"]
+    assert history([], now) == {"days": got["days"], "results": {}, "cost": {}, "cost_estimated": []}
+
+
+# -- off loopback: the token ------------------------------------------------------------------------
+
+TOKEN = "s3cret-Token_for.tests~1"
+
+
+def test_an_address_off_loopback_needs_a_token(populated: Path) -> None:
+    for args in (("--bind", "0.0.0.0"), ("--host", "0.0.0.0"), ("--bind", "0.0.0.0", "--token", "")):
+        result = aq("dashboard", "--port", "0", *args, root=populated, timeout=20)
+        assert result.returncode == 2, result
+        assert result.stdout == ""
+        assert result.stderr == (
+            "aq: dashboard: --bind 0.0.0.0 is reachable from other machines: give --token TOKEN "
+            "(or set AQ_DASHBOARD_TOKEN)\n"
+        )
+    bad = aq("dashboard", "--port", "0", "--bind", "0.0.0.0", "--token", "a b", root=populated, timeout=20)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--token" in bad.stderr
+
+
+def test_with_a_token_every_request_without_it_gets_401(populated: Path) -> None:
+    with dashboard(populated, "--bind", "0.0.0.0", env={"AQ_DASHBOARD_TOKEN": TOKEN}) as dash:
+        paths = ("/", "/api/state", "/api/job/good", "/api/job/nope", "/nope", "/api/state?token=wrong")
+        wrong = (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": f"Basic {TOKEN}"},
+            {"Authorization": "Bearer"},
+        )
+        for path in paths:
+            for headers in wrong:
+                for method in ("GET", "HEAD", "POST"):
+                    status, got, body = dash.request(path, method, headers=headers)
+                    assert status == 401, (path, headers, method)
+                    assert got["WWW-Authenticate"] == 'Bearer realm="aq dashboard"'
+                    assert b"jobs" not in body and b"good" not in body and CANARY.encode() not in body
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        status, _, body = dash.request("/api/state", headers=bearer)
+        assert status == 200 and {j["id"] for j in json.loads(body)["jobs"]} >= {"good", "bad"}
+        assert dash.request("/api/job/good", headers=bearer)[0] == 200
+        assert dash.request(f"/?token={TOKEN}")[0] == 200
+        assert dash.request(f"/api/state?token={TOKEN}")[0] == 200
+        # The token is the guard now: any Host (this machine's name, say) is fine with it.
+        assert dash.request("/api/state", host="my-laptop.local", headers=bearer)[0] == 200
+        assert dash.request("/api/state", "POST", headers=bearer)[0] == 405  # still read-only
+    with dashboard(populated, "--token", TOKEN) as dash:  # on loopback a token is optional, and enforced
+        assert dash.request("/api/state")[0] == 401
+        assert dash.request("/api/state", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
+
+
+# -- the job view in a real browser -----------------------------------------------------------------
+
+
+@pytest.mark.requires("chromium")
+def test_job_view_chart_and_token_in_headless_chromium(populated: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    last = meta(populated, "good")
+    stat = git(Path(last["cwd"]), "diff", "--stat=100", "-M", last["wip_base"], last["wip_commit"])
+    with dashboard(populated, "--token", TOKEN) as dash, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            requests: list[tuple[str, str | None]] = []
+            problems: list[str] = []
+            page.on("request", lambda r: requests.append((r.url, r.headers.get("authorization"))))
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+            assert page.goto(dash.url).status == 401  # no token, no page
+            requests.clear()
+            problems.clear()  # the console's note of that 401
+            page.goto(f"{dash.url}?token={TOKEN}")
+            page.wait_for_selector('#done tr[data-job="good"]', timeout=10_000)
+
+            # The last 14 days, drawn in the page: today's bars are this queue's jobs.
+            from datetime import date
+
+            today = date.today().isoformat()  # the server's local day, as the chart's
+            bars = page.locator(f'#chart-results rect[data-day="{today}"]')
+            assert {bars.nth(i).get_attribute("data-series") for i in range(bars.count())} == {"ok", "crash", "invalid"}
+            assert page.locator('#chart-cost rect[data-series="claude*"]').count() == 1
+            assert "claude* $0.42" in (page.text_content("#chart-cost .legend") or "")
+
+            page.click('#done tr[data-job="good"]')
+            page.wait_for_selector("#detail #attempts tbody tr", timeout=10_000)
+            assert page.is_hidden("#list") and page.is_visible("#detail")
+            assert page.evaluate("location.hash") == "#job/good"
+            assert page.evaluate("location.search") == f"?token={TOKEN}"  # the page keeps its token
+            assert page.text_content("#detail .title h2") == "good"
+            assert page.text_content("#detail .badge") == "done \u00b7 ok"
+            assert page.text_content("#detail pre.diffstat") == stat
+            link = page.locator("#pr a")
+            assert link.get_attribute("href") == "https://github.com/example/project/pull/1"
+            assert page.locator("#attempts tbody tr").count() == 1
+            figures = dict(
+                zip(
+                    page.locator("#figures td:first-child").all_text_contents(),
+                    page.locator("#figures td:nth-child(2)").all_text_contents(),
+                    strict=True,
+                )
+            )
+            assert figures["result"] == "ok" and figures["changes"] == "1 files, +2 -0"
+            assert page.locator("#failure").count() == 0
+            page.screenshot(path=str(tmp_path / "job-view.png"), full_page=True)
+            shots = os.environ.get("AQ_SCREENSHOT_DIR")
+            if shots:
+                page.screenshot(path=str(Path(shots) / "job-view.png"), full_page=True)
+
+            page.click("#detail a.back")
+            page.wait_for_selector("#list", state="visible", timeout=10_000)
+            page.click('#failed tr[data-job="bad"]')
+            page.wait_for_selector("#detail #failure", timeout=10_000)
+            failure = page.text_content("#detail #failure .failure") or ""
+            assert failure.startswith("crash: ") and "exit 3" in failure
+            assert "bad.txt | 1 +" in (page.text_content("#detail pre.diffstat") or "")
+            assert page.text_content("#pr .pr") == "none (aq pr bad opens one)"
+
+            assert CANARY not in page.content()
+            assert not problems, problems  # no script error, no CSP violation
+            others = [u for u, _ in requests if not (u.startswith(dash.url) or u.startswith("data:"))]
+            assert not others, f"the page requested other hosts: {others}"
+            api = [(u, auth) for u, auth in requests if "/api/" in u]
+            assert any(u.endswith("/api/job/good") for u, _ in api) and any(u.endswith("/api/state") for u, _ in api)
+            assert all(auth == f"Bearer {TOKEN}" for _, auth in api), api
+        finally:
+            browser.close()

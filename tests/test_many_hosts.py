@@ -13,16 +13,17 @@ from pathlib import Path
 
 import pytest
 from helpers import pid_alive, wait_until
-from pgserver import PgServer, available, pg_server  # noqa: F401  (pg_server is a fixture)
+from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
 from test_store_pg import NewDb, add_jobs, aqpg, finish, new_db, recording, runner, starts  # noqa: F401
 
 from aq_core.store import State
 
-pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL server binaries are not installed")
+needs_postgresql = pytest.mark.requires("postgresql")
 
 SOAK = Path(__file__).resolve().parent.parent / "scripts" / "soak_pg.py"
 
 
+@needs_postgresql
 def test_aq_stop_from_a_third_host_stops_every_hosts_runners(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
     from aq_core.store_pg import PgStore
 
@@ -73,6 +74,7 @@ def test_aq_stop_from_a_third_host_stops_every_hosts_runners(new_db: NewDb, tmp_
     assert later.returncode == 0, out
 
 
+@needs_postgresql
 def test_a_version_1_schema_migrates_to_the_runners_table(
     new_db: NewDb,  # noqa: F811
     tmp_path: Path,
@@ -101,6 +103,7 @@ def test_a_version_1_schema_migrates_to_the_runners_table(
     assert pg_server.sql("SELECT count(*) FROM aq_runners", dbname=name) == [(0,)]
 
 
+@needs_postgresql
 def test_an_expired_lease_is_left_to_its_own_host_for_one_more_lease_while_a_runner_lives_there(
     new_db: NewDb,  # noqa: F811
     tmp_path: Path,
@@ -164,6 +167,7 @@ def test_the_soak_tells_a_double_run_from_attempts_one_after_another() -> None:
     assert "saw pid 700" in read_notes(seen, set())[2]["m"]
 
 
+@needs_postgresql
 def test_short_many_host_soak_finds_nothing_wrong() -> None:
     result = subprocess.run(
         [

@@ -24,7 +24,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = Path(__file__).resolve().parent / "example_plugin"
-ENGINE_PLUGINS = ("claude", "codex", "copilot", "devin")
+ENGINE_PLUGINS = ("claude", "codex", "copilot", "devin", "gemini", "qwen")
 BUILT_INS = {"command", "fallbacks", "git"}
 TIMEOUT = 60.0
 # What a build or a test run may leave in a source tree.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from helpers import aq, aq_popen, pid_alive, wait_until, write_job
-from pgserver import PgServer, available, pg_server  # noqa: F401  (pg_server is a fixture)
+from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
 from test_store import StoreContract
 
 from aq_core.errors import AqError
@@ -29,7 +29,7 @@ from aq_core.store import State, host_lock
 from aq_core.store_fs import FsStore
 from aq_core.store_pg import SCHEMA_VERSION
 
-pytestmark = pytest.mark.skipif(not available(), reason="PostgreSQL server binaries are not installed")
+pytestmark = pytest.mark.requires("postgresql")
 
 NewDb = Callable[..., str]
 

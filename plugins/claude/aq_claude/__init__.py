@@ -27,7 +27,18 @@ _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 @hookimpl
 def register_engines() -> list[Engine]:
-    return [Engine(name=NAME, binary="claude", failure_classes=FAILURE_CLASSES, resumes_sessions=True)]
+    from aq_claude.prices import PRICES
+
+    return [
+        Engine(
+            name=NAME,
+            binary="claude",
+            failure_classes=FAILURE_CLASSES,
+            resumes_sessions=True,
+            prices=PRICES,
+            state_dirs=("~/.claude", "~/.claude.json", "~/.local/state/claude"),
+        )
+    ]
 
 
 def _running_as_root() -> bool:

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from aq_core.engine import Failure, Outcome
-from aq_core.usage import as_float, as_int, iter_lines
+from aq_core.enginekit import as_float, as_int, detail, iter_lines, reset_at
 
 _TYPE = b'{"type":"'
 # Plain lines longer than this are agent text, not a CLI message.
@@ -157,10 +157,19 @@ def _scan(outcome: Outcome) -> _Verdict:
 
 
 def _detail(text: str) -> str:
-    line = " ".join(text.split())
-    if len(line) > _DETAIL:
-        line = line[: _DETAIL - 1] + "\u2026"
-    return "claude: " + line
+    return "claude: " + detail(text, _DETAIL)
+
+
+# Older builds print "Claude AI usage limit reached|1751652000" (epoch seconds of the reset).
+_PIPE_EPOCH = re.compile(r"limit\s+reached\s*\|\s*(\d{9,13}(?:\.\d+)?)\b", re.IGNORECASE)
+
+
+def _printed_reset(text: str, now: float) -> float | None:
+    pipe = _PIPE_EPOCH.search(text)
+    if pipe:
+        at = float(pipe.group(1))
+        return at / 1000.0 if at > 1e11 else at  # thirteen digits are milliseconds
+    return reset_at(text, now)
 
 
 def _reset(text: str, rejected: dict[str, Any] | None, now: float) -> float | None:
@@ -172,9 +181,7 @@ def _reset(text: str, rejected: dict[str, Any] | None, now: float) -> float | No
                 at /= 1000.0
             if now - 86400 < at < now + 60 * 86400:
                 return at
-    from aq_core.reset_time import parse_reset
-
-    return parse_reset(text, now)
+    return _printed_reset(text, now)
 
 
 def _judge(kind: str | None, text: str, status: int | None, rejected: dict[str, Any] | None, now: float):
@@ -187,9 +194,7 @@ def _judge(kind: str | None, text: str, status: int | None, rejected: dict[str, 
     if kind in _RATE_KINDS or status in (429, 529) or RATE_LIMIT.search(text):
         if rejected is not None and rejected.get("rateLimitType") in _PLAN_WINDOWS:
             return Failure("usage_limit", reset_at=_reset(text, rejected, now), detail=_detail(text or "rate limit"))
-        from aq_core.reset_time import parse_reset
-
-        return Failure("rate_limited", reset_at=parse_reset(text, now), detail=_detail(text or kind or "429"))
+        return Failure("rate_limited", reset_at=_printed_reset(text, now), detail=_detail(text or kind or "429"))
     if kind == "model_not_found" or CONFIG.search(text):
         return Failure("config_error", detail=_detail(text or kind or ""))
     if RESUME_MISSING.search(text):

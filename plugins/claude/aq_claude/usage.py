@@ -20,7 +20,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aq_core.usage import Usage, as_float, as_int, iter_lines
+from aq_core.enginekit import as_float, as_int, iter_lines
+from aq_core.usage import Usage
 
 #: From this CLI version a resumed process restores the session's saved totals (engine-formats §1.5).
 CUMULATIVE_SINCE = (2, 1, 277)
@@ -121,6 +122,11 @@ def result_figures(obj: dict[str, Any]) -> dict[str, Any]:
         if cost is not None:
             figures["cost_usd"] = cost
             break
+    else:
+        # No session total: the per-model costs (`modelUsage.<m>.costUSD`) are the CLI's own figures too.
+        costs = [v["costUSD"] for v in figures.get("model_usage", {}).values() if "costUSD" in v]
+        if costs:
+            figures["cost_usd"] = round(sum(costs), 10)
     turns = as_int(obj.get("num_turns"))
     if turns is not None:
         figures["num_turns"] = turns
@@ -294,9 +300,11 @@ class _Scan:
         session = obj.get("session_id")
         if isinstance(session, str) and session:
             figures["session_id"] = session
-        for key in ("subtype", "is_error"):
+        # 2.1.328 says why the run ended (`terminal_reason`: completed, api_error, ...) and which API error stopped
+        # it (`api_error_status` 429, `api_error_type` rate_limit_error): kept for the record.
+        for key in ("subtype", "is_error", "terminal_reason", "api_error_status", "api_error_type"):
             value = obj.get(key)
-            if isinstance(value, str | bool):
+            if isinstance(value, str | bool | int) and not (key == "api_error_status" and isinstance(value, bool)):
                 figures[key] = value
         segment.results += 1
         segment.last_result = figures
@@ -331,7 +339,7 @@ class _Scan:
                 # A resumed process restores the session's totals: only what it added counts.
                 before = self.previous.get(session, {})
                 self.previous[session] = dict(figures)
-                delta = {k: max(0, v - before.get(k, 0)) for k, v in figures.items()}
+                delta = {k: max(v * 0, v - before.get(k, 0)) for k, v in figures.items()}  # a cost stays a float
             else:
                 delta = figures
             if session:
@@ -420,6 +428,9 @@ class _Scan:
             for key in ("subtype", "is_error"):
                 if key in last:
                     extra["result_" + key] = last[key]
+            for key in ("terminal_reason", "api_error_status", "api_error_type"):
+                if key in last:
+                    extra[key] = last[key]
             for key in ("num_turns", "model_usage"):
                 if key in last:
                     extra[key] = last[key]

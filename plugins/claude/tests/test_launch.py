@@ -17,8 +17,8 @@ from aq_core.testing import CANARY, make_job
 EXE = "/opt/claude/bin/claude"
 BASE = [EXE, "-p", "--output-format", "stream-json", "--verbose"]
 SESSION = "9b0d7c1e-5b9a-4c55-8f0e-3a1d2c4b5e6f"
-#: `claude --help` of the version the flags were checked against (2.1.197).
-HELP = (Path(__file__).parent / "data" / "claude-2.1.197-help.txt").read_text()
+#: `claude --help` of the version the flags were checked against (2.1.328).
+HELP = (Path(__file__).parent / "data" / "claude-2.1.328-help.txt").read_text()
 
 
 def ctx(tmp_path: Path, *, session_id=None, max_cost_usd=None, executable=EXE, **job) -> LaunchContext:

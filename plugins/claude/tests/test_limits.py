@@ -177,6 +177,17 @@ def test_a_zoneless_reset_is_read_in_the_host_zone(tmp_path: Path, monkeypatch: 
     assert classify(log, now=now).reset_at == 1752638400.0  # midnight in New York = 04:00 UTC
 
 
+def test_the_legacy_pipe_epoch_form(tmp_path: Path) -> None:
+    # Older builds (e.g. anthropics/claude-code#1328, #3169) print the reset as epoch seconds after a pipe.
+    from aq_claude.limits import _printed_reset
+
+    assert _printed_reset("Claude AI usage limit reached|1751652000", NOW) == 1751652000.0
+    assert _printed_reset("Error: Claude AI usage limit reached|1748268000\n", NOW) == 1748268000.0
+    assert _printed_reset("Claude AI usage limit reached|1748268000123", NOW) == 1748268000.123
+    failure = classify(write(tmp_path, "Claude AI usage limit reached|1783123200"))
+    assert (failure.cls, failure.reset_at) == ("usage_limit", 1783123200.0)
+
+
 def test_other_engines_and_unreadable_logs(tmp_path: Path) -> None:
     outcome = Outcome(1, False, tmp_path / "missing.log", NOW)
     assert aq_claude.classify_failure(engine="codex", outcome=outcome) is None

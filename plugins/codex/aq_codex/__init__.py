@@ -13,12 +13,16 @@ NAME = "codex"
 
 @hookimpl
 def register_engines() -> list[Engine]:
+    from aq_codex.prices import PRICES
+
     return [
         Engine(
             name=NAME,
             binary="codex",
             failure_classes=("auth_error", "rate_limited", "usage_limit"),
             resumes_sessions=True,
+            prices=PRICES,
+            state_dirs=("~/.codex",),
         )
     ]
 

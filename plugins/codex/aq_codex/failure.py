@@ -9,7 +9,6 @@ error that is not a ``Reconnecting...`` retry notice, else the last ``Error:`` l
 
 from __future__ import annotations
 
-import json
 import operator
 import re
 from collections import deque
@@ -18,7 +17,7 @@ from itertools import chain
 from pathlib import Path
 
 from aq_core.engine import Failure, Outcome
-from aq_core.usage import iter_lines
+from aq_core.enginekit import detail, iter_lines, loads, reset_at
 
 from .usage import ANSI, JSON_MARKERS, LEGACY_HEAD, VERSION_LINE, _legacy_config
 
@@ -69,16 +68,16 @@ def classify(outcome: Outcome) -> Failure | None:
     if lost:
         # `exec resume` of a thread whose rollout is gone fails the same way every time: the core
         # starts the next attempt on a new thread instead.
-        return Failure("crash", detail="codex: " + lost[:DETAIL_CHARS], session_lost=True)
+        return Failure("crash", detail="codex: " + detail(lost, DETAIL_CHARS), session_lost=True)
     if not message:
         return None
-    detail = "codex: " + " ".join(message.split())[:DETAIL_CHARS]
+    line = "codex: " + detail(message, DETAIL_CHARS)
     if USAGE_LIMIT.search(message):
-        return Failure("usage_limit", reset_at=_reset_at(message, outcome.finished_at), detail=detail)
+        return Failure("usage_limit", reset_at=reset_at(message, outcome.finished_at), detail=line)
     if AUTH.search(message):
-        return Failure("auth_error", detail=detail)
+        return Failure("auth_error", detail=line)
     if RATE_LIMIT.search(message):
-        return Failure("rate_limited", reset_at=_reset_at(message, outcome.finished_at), detail=detail)
+        return Failure("rate_limited", reset_at=reset_at(message, outcome.finished_at), detail=line)
     return None
 
 
@@ -91,8 +90,6 @@ LOST_THREAD = re.compile(r"^Error: thread/(?:resume|read): .*(?:no rollout found
 
 def _lost_thread(log_path: Path) -> str | None:
     """Return Codex's own line saying the thread to resume is gone (never text inside a JSON event)."""
-    from aq_core.usage import iter_lines
-
     found = None
     for line in iter_lines(log_path):
         if (b"rollout" in line or b"not loaded" in line) and line.startswith(b"Error: thread/"):
@@ -100,13 +97,6 @@ def _lost_thread(log_path: Path) -> str | None:
             if LOST_THREAD.match(text):
                 found = text
     return found
-
-
-def _reset_at(message: str, now: float) -> float | None:
-    # Written by the core; imported late so that loading the plugin stays cheap.
-    from aq_core.reset_time import parse_reset
-
-    return parse_reset(message, now)
 
 
 def decisive_message(log_path: Path) -> str | None:
@@ -145,7 +135,7 @@ def _json_message(lines: Iterable[bytes]) -> str | None:
             continue
         if line.startswith(b'{"type":"turn.failed"') or line.startswith(b'{"type":"error"'):
             fatal = None
-            obj = _loads(line)
+            obj = loads(line)
             if obj is None:
                 continue
             if obj.get("type") == "turn.failed":
@@ -163,7 +153,7 @@ def _json_message(lines: Iterable[bytes]) -> str | None:
                 continue
             fatal = None
             if head[1] == b"error":
-                obj = _loads(line)
+                obj = loads(line)
                 msg = obj.get("msg") if obj else None
                 text = msg.get("message") if isinstance(msg, dict) else None
                 if isinstance(text, str) and text:
@@ -199,11 +189,3 @@ def _text_message(lines: Iterable[bytes]) -> str | None:
         elif line.rstrip() in TEXT_EVENT_LINES:
             fatal = None
     return error or fatal
-
-
-def _loads(line: bytes) -> dict | None:
-    try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None

@@ -13,7 +13,6 @@ records that carry figures (``thread.started``, ``turn.completed``, ...) go thro
 
 from __future__ import annotations
 
-import json
 import operator
 import re
 from collections import deque
@@ -22,7 +21,8 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from aq_core.usage import Usage, as_int, iter_lines
+from aq_core.enginekit import as_int, iter_lines, loads
+from aq_core.usage import Usage
 
 #: Item types that are a tool invocation by the agent (engine-formats §2.1).
 TOOL_ITEM_TYPES = frozenset(
@@ -89,18 +89,10 @@ def _legacy_config(line: bytes) -> dict[str, Any] | None:
     """Return the legacy ``exec --json`` config summary line's object (it has no ``type``), else None."""
     if not line.startswith((b'{"workdir"', b'{"model"', b'{"provider"', b'{"approval"', b'{"sandbox"', b'{"reasoning')):
         return None
-    obj = _loads(line)
+    obj = loads(line)
     if obj is None or "type" in obj or "msg" in obj or not isinstance(obj.get("model"), str):
         return None
     return obj if any(key in obj for key in LEGACY_CONFIG_KEYS) else None
-
-
-def _loads(line: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 class _IdSet:
@@ -192,7 +184,7 @@ class _JsonScan:
     # -- current format -----------------------------------------------------------------------
 
     def _event(self, line: bytes) -> None:
-        obj = _loads(line)
+        obj = loads(line)
         if obj is None:
             return
         kind = obj.get("type")
@@ -231,7 +223,7 @@ class _JsonScan:
 
     def _item_slow(self, line: bytes) -> None:
         """An item event whose head is not in serde's usual order: decode it to read id and type."""
-        obj = _loads(line)
+        obj = loads(line)
         item = obj.get("item") if obj else None
         if not isinstance(item, dict):
             return
@@ -254,7 +246,7 @@ class _JsonScan:
             if head is not None:
                 self.saw_legacy = True
             return
-        obj = _loads(line)
+        obj = loads(line)
         msg = obj.get("msg") if obj else None
         if not isinstance(msg, dict):
             return

@@ -41,7 +41,7 @@ def j(obj: dict) -> str:
 
 def test_hook_answers_only_for_codex(tmp_path: Path) -> None:
     path = log(tmp_path, [])
-    assert plugins.plugin_manager().hook.parse_usage(engine="codex", log_path=path) is not None
+    assert plugins.plugin_manager().hook.parse_usage(engine="codex", log_path=path, settings={}) is not None
     from aq_codex import parse_usage
 
     assert parse_usage(engine="claude", log_path=path) is None

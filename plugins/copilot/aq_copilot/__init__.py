@@ -13,12 +13,16 @@ NAME = "copilot"
 
 @hookimpl
 def register_engines() -> list[Engine]:
+    from aq_copilot.prices import PRICES
+
     return [
         Engine(
             name=NAME,
             binary="copilot",
             failure_classes=("auth_error", "rate_limited", "usage_limit"),
             resumes_sessions=True,
+            prices=PRICES,
+            state_dirs=("~/.copilot",),
         )
     ]
 
@@ -38,8 +42,10 @@ def parse_usage(engine: str, log_path: Path) -> Usage | None:
     if engine != NAME:
         return None
     from aq_copilot.usage import parse
+    from aq_copilot.usage_file import merge
 
-    return parse(log_path)
+    # Tokens: the usage file beside the log when Copilot wrote one, else what the log holds (OTel spans).
+    return merge(parse(log_path), log_path)
 
 
 @hookimpl

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aq_core.engine import Failure, Outcome
-from aq_core.usage import iter_lines
+from aq_core.enginekit import detail, iter_lines, loads, reset_at
 
 #: Waits at least this long are a plan window (``usage_limit``), shorter ones a throttle (``rate_limited``).
 USAGE_WINDOW_S = 3600.0
@@ -28,6 +27,12 @@ _QUOTA = (
     "exceeded your copilot token usage",
     "no remaining quota for premium requests",
     "exhausted your premium model quota",
+    # A BYOK provider's plan window, as Copilot relays it ("429 The usage limit has been reached"; OpenAI's
+    # usage_limit_reached body, seen through the scripted model server).
+    "usage limit has been reached",
+    "usage_limit_reached",
+    "exceeded your current quota",
+    "insufficient_quota",
 )
 _WINDOW = (
     "weekly rate limit",
@@ -64,14 +69,6 @@ class _Signal:
     error_code: str | None = None
     status: int | None = None
     printed_at: float | None = None
-
-
-def _loads(line: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _epoch(stamp: Any) -> float | None:
@@ -111,7 +108,7 @@ def _scan(log_path: Path) -> tuple[_Signal | None, int | None]:
             close()
             prev = None
             if line.startswith(b'{"type":"session.error"'):
-                obj = _loads(line)
+                obj = loads(line)
                 data = obj.get("data") if obj else None
                 if isinstance(data, dict) and isinstance(data.get("message"), str):
                     status = data.get("statusCode")
@@ -123,7 +120,7 @@ def _scan(log_path: Path) -> tuple[_Signal | None, int | None]:
                         printed_at=_epoch(obj.get("timestamp")),
                     )
             elif line.startswith(b'{"type":"result"'):
-                obj = _loads(line)
+                obj = loads(line)
                 code = obj.get("exitCode") if obj else None
                 if isinstance(code, int) and not isinstance(code, bool):
                     result_code = code
@@ -171,18 +168,11 @@ def _classify_text(low: str, error_type: str | None, error_code: str | None, sta
     return None
 
 
-def _reset_at(text: str, now: float) -> float | None:
-    from aq_core.reset_time import parse_reset  # lazily: only limits need it
-
-    # "Failed to get response ... retried 5 times (total retry wait time: 53.67 seconds) Last error: 429 ..."
-    parts = _LAST_ERROR.split(text)
-    reset = parse_reset(parts[-1], now)
+def _last_error_reset(text: str, now: float) -> float | None:
+    # "Failed to get response ... retried 5 times (total retry wait time: 53.67 seconds) Last error: 429 ...":
+    # the wait already spent is not the one ahead.
+    reset = reset_at(_LAST_ERROR.split(text)[-1], now)
     return reset if reset is not None and reset > now else None
-
-
-def _detail(text: str) -> str:
-    flat = _SPACE.sub(" ", text).strip()
-    return "copilot: " + (flat if len(flat) <= 200 else flat[:197] + "...")
 
 
 def classify(outcome: Outcome) -> Failure | None:
@@ -204,14 +194,14 @@ def classify(outcome: Outcome) -> Failure | None:
         if outcome.exit_code == 0 and result_code not in (None, 0):
             return Failure("crash", detail=f"copilot: the result record says exitCode {result_code}")
         return None
-    detail = _detail(signal.text)
+    line = "copilot: " + detail(signal.text)
     if kind == "auth_error":
-        return Failure("auth_error", detail=detail)
+        return Failure("auth_error", detail=line)
     printed = signal.printed_at
     # A relative wait counts from when it was printed; the event's own timestamp is the best record of that.
     now = printed if printed is not None and printed <= outcome.finished_at + 60 else outcome.finished_at
-    reset = _reset_at(signal.text, now)
+    reset = _last_error_reset(signal.text, now)
     if kind in ("quota", "window"):
-        return Failure("usage_limit", reset_at=reset, detail=detail)
+        return Failure("usage_limit", reset_at=reset, detail=line)
     long_wait = reset is not None and reset - now >= USAGE_WINDOW_S
-    return Failure("usage_limit" if long_wait else "rate_limited", reset_at=reset, detail=detail)
+    return Failure("usage_limit" if long_wait else "rate_limited", reset_at=reset, detail=line)

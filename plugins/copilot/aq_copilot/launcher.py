@@ -78,5 +78,11 @@ def build(ctx: LaunchContext) -> LaunchSpec:
     if ctx.session_id and SESSION_ID.fullmatch(ctx.session_id):
         argv.append(f"--session-id={ctx.session_id}")
         prompt_text = CONTINUATION + job.prompt
+    if ctx.log_path is not None:
+        # Exact tokens per model, written at exit (even when the login fails); the `=` form keeps a path that
+        # starts with "-" a value.
+        from aq_copilot.usage_file import side_file
+
+        argv.append(f"--usage-output-file={side_file(ctx.log_path)}")
     env.update(otel_env())
     return LaunchSpec(argv=argv, env=env, prompt="stdin", prompt_text=prompt_text)

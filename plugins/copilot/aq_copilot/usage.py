@@ -6,12 +6,12 @@ are decoded, so a log of hundreds of MB streams at hundreds of MB/s in constant 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from aq_core.usage import Usage, as_float, as_int, iter_lines
+from aq_core.enginekit import as_float, as_int, iter_lines, loads
+from aq_core.usage import Usage
 
 _TYPE = b'{"type":"'
 _TYPE_LEN = len(_TYPE)
@@ -193,11 +193,11 @@ class _Parser:
             if head:
                 self.tool_ids.add(head.group(1).decode("utf-8", "replace"))
             else:
-                data = _data(_loads(line))
+                data = _data(loads(line))
                 if data is not None and isinstance(data.get("toolCallId"), str):
                     self.tool_ids.add(data["toolCallId"])
         elif kind == b"assistant.turn_end":
-            obj = _loads(line)
+            obj = loads(line)
             data = _data(obj)
             if data is None or obj.get("agentId") or data.get("parentToolCallId"):
                 return  # a subagent's loop, not the main agent's
@@ -208,18 +208,18 @@ class _Parser:
         elif kind == b"assistant.message":
             self._message(line)
         elif kind == b"result":
-            obj = _loads(line)
+            obj = loads(line)
             if obj is not None:
                 self.result = obj
                 self.turn_ids = set()  # turn ids restart with each process (a new segment)
         elif kind == b"session.tools_updated":
-            data = _data(_loads(line))
+            data = _data(loads(line))
             if data is not None and isinstance(data.get("model"), str) and data["model"]:
                 self.start_model = data["model"]
         elif kind == b"assistant.usage":
-            self._assistant_usage(_loads(line))
+            self._assistant_usage(loads(line))
         elif kind == b"session.usage_checkpoint":
-            data = _data(_loads(line))
+            data = _data(loads(line))
             if data is not None and isinstance(data.get("providerModelMetrics"), list):
                 self.checkpoint = data["providerModelMetrics"]
 
@@ -237,7 +237,7 @@ class _Parser:
                 model = raw.decode("utf-8", "replace")
         tokens_at = line.rfind(b'"outputTokens":')
         if (model is None and at != -1) or tokens_at != -1:
-            data = _data(_loads(line))
+            data = _data(loads(line))
             if data is None:
                 return
             model = data.get("model") if isinstance(data.get("model"), str) and data.get("model") else model
@@ -275,7 +275,7 @@ class _Parser:
             bucket["premium"] = bucket.get("premium", 0.0) + cost
 
     def _span(self, line: bytes) -> None:
-        obj = _loads(line)
+        obj = loads(line)
         if obj is None:
             return
         span_id = obj.get("spanId")
@@ -438,14 +438,6 @@ _SPAN_FIELDS = (
     ("cache_write", ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens")),
     ("reasoning", ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_output_tokens")),
 )
-
-
-def _loads(line: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _data(obj: dict[str, Any] | None) -> dict[str, Any] | None:

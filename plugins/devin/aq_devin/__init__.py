@@ -17,7 +17,18 @@ YOLO_PERMISSION_MODE = "bypass"
 def register_engines() -> list[Engine]:
     # No resume: print mode prints no session id, and the id in the ATIF export is not documented as
     # the one `devin -r` takes.
-    return [Engine(name=NAME, binary="devin", failure_classes=("auth_error", "usage_limit"), resumes_sessions=False)]
+    from aq_devin.prices import PRICES
+
+    return [
+        Engine(
+            name=NAME,
+            binary="devin",
+            failure_classes=("auth_error", "usage_limit"),
+            resumes_sessions=False,
+            prices=PRICES,
+            state_dirs=("~/.config/devin", "~/.local/share/devin"),
+        )
+    ]
 
 
 @hookimpl

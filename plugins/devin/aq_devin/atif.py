@@ -25,7 +25,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from aq_core.usage import Usage, as_float, as_int
+from aq_core.enginekit import as_float, as_int
+from aq_core.usage import Usage
 from aq_devin.jsonstream import TRUNCATED, JSONStreamError, events
 
 #: The export sits beside the attempt's log under this suffix (see ``export_path``).

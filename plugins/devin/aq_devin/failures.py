@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from aq_core.engine import Failure, Outcome
-from aq_core.usage import iter_lines
+from aq_core.enginekit import detail, iter_lines, reset_at
 
 #: Quota wording from the Devin 3000.11.1 binary: a plan or credit window, not a short throttle.
 LIMIT_PHRASES = (
@@ -87,22 +87,6 @@ def _scan(log_path: Path) -> tuple[tuple[str, str] | None, int]:
     return last, refused
 
 
-def _reset_at(text: str, now: float) -> float | None:
-    """Return when a printed limit resets, via the core's parser (no Devin wording with a time was found)."""
-    try:
-        from aq_core.reset_time import parse_reset
-    except ImportError:
-        return None
-    try:
-        return parse_reset(text, now)
-    except Exception:  # a parser bug must not lose the classification
-        return None
-
-
-def _short(line: str) -> str:
-    return line if len(line) <= _DETAIL_CHARS else line[: _DETAIL_CHARS - 1] + "…"
-
-
 def classify(outcome: Outcome) -> Failure | None:
     """Return the class of a Devin attempt's outcome, or ``None`` to let the core decide."""
     if outcome.timed_out:
@@ -121,10 +105,12 @@ def classify(outcome: Outcome) -> Failure | None:
         return None
     kind, line = last
     if kind == "usage_limit":
-        return Failure("usage_limit", reset_at=_reset_at(line, outcome.finished_at), detail="devin: " + _short(line))
+        return Failure(
+            "usage_limit", reset_at=reset_at(line, outcome.finished_at), detail="devin: " + detail(line, _DETAIL_CHARS)
+        )
     if kind == "auth_error":
-        return Failure("auth_error", detail="devin: " + _short(line))
+        return Failure("auth_error", detail="devin: " + detail(line, _DETAIL_CHARS))
     bad = _BAD_ARGUMENT.match(line)
     if bad:
         return Failure("crash", detail=f"this devin version does not accept {bad.group(1)}: update devin")
-    return Failure("crash", detail="devin: " + _short(line))
+    return Failure("crash", detail="devin: " + detail(line, _DETAIL_CHARS))

@@ -1,0 +1,101 @@
+"""The ``aq`` commands that change the queue's course: stop, recover, retry, cancel, resume."""
+
+from __future__ import annotations
+
+import argparse
+
+from aq_core.errors import AqError, UsageError
+
+
+def _store(args: argparse.Namespace):
+    from aq_core.store_open import open_store
+
+    return open_store(args.root, url=args.store)
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from aq_core.journal import Journal
+    from aq_core.notifications import command_notifier
+    from aq_core.recovery import recover
+
+    store = _store(args)
+    journal = Journal(store)
+    with command_notifier(store, journal) as on_finished:
+        recovered = recover(store, journal, on_finished=on_finished)
+    print(f"recovered {len(recovered)} orphan job(s)" + (": " + ", ".join(recovered) if recovered else ""))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    # This host's runners; with a store shared by many hosts, every host's.
+    asked, left = _store(args).coord.request_stop(args.wait)
+    if left:
+        raise AqError(f"runner(s) still running after {args.wait:g}s: {'; '.join(left)}")
+    print(f"stopped {len(asked)} runner(s): {'; '.join(asked)}" if asked else "no runner is running")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from aq_core import limits
+    from aq_core.journal import Journal
+    from aq_core.notifications import Notifier
+
+    store = _store(args)
+    pause = limits.end_pause(store, args.engine, "aq resume")
+    if pause is None:
+        known = ", ".join(store.engines.names()) or "none"
+        raise AqError(f"engine {args.engine!r} is not paused (engines with a record: {known})")
+    store.coord.poke()  # a runner waiting for the pause to end looks again now
+    journal = Journal(store)
+    journal.say(None, f"engine {args.engine}: pause lifted by aq resume")
+    notifier = Notifier(store.files.config(), lambda line: journal.say(None, line))
+    notifier.send(
+        "engine_resumed",
+        {"engine": args.engine, "until": pause.until, "reason": pause.reason, "job": pause.job, "by": "aq resume"},
+    )
+    notifier.drain()
+    notifier.close()
+    from aq_core.reset_time import format_reset
+
+    print(f"{args.engine}: resumed (was paused until {format_reset(pause.until)}, {pause.reason})")
+    return 0
+
+
+# -- retry / cancel ------------------------------------------------------------------------------
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    import io
+
+    from aq_core import transitions
+    from aq_core.journal import Journal
+    from aq_core.store import State
+
+    store = _store(args)
+    state = store.locate(args.job)
+    if state is None:
+        raise UsageError(f"no job {args.job!r} in {store.describe()}")
+    if state is not State.FAILED:
+        raise AqError(f"job {args.job!r} is in {state.value}/: only a failed job can be retried")
+    lock = store.coord.try_lock("job:" + args.job)
+    if lock is None:
+        raise AqError(f"job {args.job!r} is busy (another aq command holds it)")
+    try:
+        # The line goes to the job's own log; the command's output is the one line below.
+        if not transitions.retry(store, Journal(store, out=io.StringIO()), args.job):
+            raise AqError(f"job {args.job!r} was moved by someone else")
+    finally:
+        lock.release()
+    print(f"{args.job}: back in inbox/")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from aq_core.cancel import cancel
+    from aq_core.journal import Journal
+    from aq_core.notifications import command_notifier
+
+    store = _store(args)
+    with command_notifier(store, Journal(store)) as on_finished:
+        print(cancel(store, args.job, on_finished=on_finished))
+    return 0

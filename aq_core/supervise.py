@@ -1,0 +1,123 @@
+"""The engine's process group: ending it (TERM, grace, KILL), feeding it the prompt, its started
+marker, and the job's ``verify`` command."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from aq_core import sandbox
+from aq_core.procs import only_zombies, signal_group
+from aq_core.store import Store
+
+STOP_GRACE = 3.0  # a stopping runner must exit within seconds, whatever the job's grace
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return only_zombies(pgid)
+
+
+def end_group(proc: subprocess.Popen, grace: float) -> None:
+    """TERM the whole process group, wait up to ``grace`` for every member, then KILL the rest."""
+    pgid = proc.pid
+    signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.05)
+        if proc.returncode is not None and group_gone(pgid):
+            return
+    signal_group(pgid, signal.SIGKILL)
+    proc.wait()
+
+
+def started_marker(store: Store, job_id: str, attempt: int) -> Path:
+    """The file an attempt's process writes its pid to as it starts (see ``Attempt._run``)."""
+    return store.files.log_path(job_id, attempt).with_suffix(".started")
+
+
+def feed(proc: subprocess.Popen, data: bytes) -> None:
+    """Write the prompt to the engine's stdin and close it (an engine may exit without reading)."""
+    stdin = proc.stdin
+    if stdin is None:
+        return
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        stdin.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        stdin.close()
+
+
+def run_verify(
+    store: Store,
+    command: str,
+    workdir: Path,
+    log_path: Path,
+    timeout: float | None,
+    grace: float,
+    say: Callable[[str], None],
+    bwrap: str | None = None,
+    job_id: str = "",
+) -> str:
+    """Run the job's ``verify`` in its own process group, output to the attempt's log; return the
+    class: ``ok``, ``verify_failed`` or ``timeout`` (``timeout``: seconds left, None for none).
+
+    With ``bwrap`` (a sandboxed job) it runs in the same sandbox as the agent: it runs the code the
+    agent wrote."""
+    argv, tmpdir = ["/bin/sh", "-c", command or "true"], None
+    if bwrap is not None:
+        tmpdir = sandbox.make_tmpdir(store.files.tmp_path(""), job_id, "verify")
+        argv = sandbox.wrap(bwrap, argv, workdir, tmpdir, (), log_path)
+    try:
+        return _run_verify(store, command, argv, workdir, log_path, timeout, grace, say)
+    finally:
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _run_verify(
+    store: Store,
+    command: str,
+    argv: list[str],
+    workdir: Path,
+    log_path: Path,
+    timeout: float | None,
+    grace: float,
+    say: Callable[[str], None],
+) -> str:
+    fd = store.files.open_log(log_path)
+    try:
+        os.write(fd, f"\naq: verify: running `{command}`\n".encode())
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        os.close(fd)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        end_group(proc, grace)
+        say("verify: timed out")
+        return "timeout"
+    if not group_gone(proc.pid):
+        end_group(proc, 1.0)
+    if code != 0:
+        say(f"verify failed (exit {code}): {command}")
+        return "verify_failed"
+    return "ok"
