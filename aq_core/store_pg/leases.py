@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aq_core.store_pg.runners as runner_rows
 from aq_core.errors import StoreUnavailable
 from aq_core.meta import Meta
 from aq_core.store import Coordination, LocalFiles, Lock, State
-from aq_core.store_pg import runners
 from aq_core.store_pg.connection import Connection, psycopg
 
 LEASE_SQL = "clock_timestamp() + make_interval(secs => %(lease)s)"
@@ -353,7 +353,7 @@ class PgCoordination(Coordination):
 
     def register_runner(self, pid: int, pidstart: float, on_stop: Callable[[], None] | None = None) -> Path:
         path = super().register_runner(pid, pidstart)
-        runners.register(self.conn, self.token, pid, pidstart or None, self.lease)
+        runner_rows.register(self.conn, self.token, pid, pidstart or None, self.lease)
         self._runner = self.token
         self._start_heartbeat()
         if on_stop is not None:
@@ -364,7 +364,7 @@ class PgCoordination(Coordination):
         """Look at this runner's row about once a second; call ``on_stop`` once when it is asked to stop."""
         while not self.conn.closed.wait(self.lease_interval) and self._runner is not None:
             try:
-                asked = runners.stop_requested(self.conn, self._runner)
+                asked = runner_rows.stop_requested(self.conn, self._runner)
             except Exception:  # the store is away: a stop is seen when it is back
                 continue
             if asked:
@@ -376,10 +376,10 @@ class PgCoordination(Coordination):
         if pid == self.pid and self._runner is not None:
             self._runner = None
             with contextlib.suppress(StoreUnavailable, Exception):  # else the row runs out by itself
-                runners.unregister(self.conn, self.token)
+                runner_rows.unregister(self.conn, self.token)
 
     def request_stop(self, wait: float) -> tuple[list[str], list[str]]:
-        return runners.request_stop(self.conn, wait, holder_alive)
+        return runner_rows.request_stop(self.conn, wait, holder_alive)
 
     # -- change tokens ----------------------------------------------------------------------------
 
