@@ -63,6 +63,7 @@ class Attempt(AttemptEnd):
         self.locks = locks
         self.say: Callable[[str], None] = runner.journal.for_job(job.id)
         self.proc: subprocess.Popen | None = None
+        self.unrecorded: dict[str, object] = {}
         self.lease_lost = threading.Event()
         self.bwrap: str | None = None  # the sandbox's bubblewrap, for a ``sandbox: true`` job
 
@@ -218,6 +219,8 @@ class Attempt(AttemptEnd):
             return
         os.close(log_fd)
         proc = self.proc
+        # Until it is in meta, an internal error (the store away) still counts the started attempt.
+        self.unrecorded = {"attempt": number, "attempts": number, "agent_pid": proc.pid}
         store.append_meta(
             job.id,
             {
@@ -230,6 +233,7 @@ class Attempt(AttemptEnd):
                 "workdir": str(workdir) if workdir != job.cwd else None,
             },
         )
+        self.unrecorded = {}
         self.say(f"attempt {number} started on {self.engine} (agent pid {proc.pid})")
         if spec.prompt == "stdin":
             threading.Thread(target=feed, args=(proc, prompt.encode("utf-8")), daemon=True).start()

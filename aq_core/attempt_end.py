@@ -32,6 +32,7 @@ class AttemptEnd:
     engine: str
     runner: Any
     proc: Any
+    unrecorded: dict[str, object]  # the started attempt's count, until it is in meta
     bwrap: str | None
     say: Callable[[str], None]
 
@@ -132,7 +133,13 @@ class AttemptEnd:
             decision = decisions.retry_decision(self.job.retry, "crash", meta.integer("retries"), time.time())
             note = f"{decision.meta['result']} after an internal error"
             transitions.apply(
-                self.store, self.journal, self.job.id, decision, {"error": reason}, note, self.runner.notify_finished
+                self.store,
+                self.journal,
+                self.job.id,
+                decision,
+                {**self.unrecorded, "error": reason},
+                note,
+                self.runner.notify_finished,
             )
         except Exception as again:  # the store itself failed: recovery finishes it once we are gone
             self.say(f"could not record the internal error ({type(again).__name__}: {again}); recovery will")

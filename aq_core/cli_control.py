@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from typing import Any
 
 from aq_core.errors import AqError, UsageError
@@ -31,29 +29,11 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    import signal
-
-    from aq_core.procs import alive
-
-    store = _store(args)
-    targets = []
-    for info in store.coord.runners():
-        pid, pidstart = info.integer("pid"), info.number("pidstart")
-        if alive(pid, pidstart):
-            os.kill(pid, signal.SIGTERM)
-            targets.append((pid, pidstart))
-        else:
-            store.coord.unregister_runner(pid)
-    if not targets:
-        print("no runner is running")
-        return 0
-    deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline and any(alive(p, s) for p, s in targets):
-        time.sleep(0.05)
-    left = [p for p, s in targets if alive(p, s)]
+    # This host's runners; with a store shared by many hosts, every host's.
+    asked, left = _store(args).coord.request_stop(args.wait)
     if left:
-        raise AqError(f"runner(s) still running after {args.wait:g}s: pid {', '.join(map(str, left))}")
-    print(f"stopped {len(targets)} runner(s)")
+        raise AqError(f"runner(s) still running after {args.wait:g}s: {'; '.join(left)}")
+    print(f"stopped {len(asked)} runner(s): {'; '.join(asked)}" if asked else "no runner is running")
     return 0
 
 

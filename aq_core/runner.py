@@ -60,7 +60,7 @@ class Runner:
     # -- main loop -----------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.store.coord.register_runner(self.pid, self.pidstart or 0.0)
+        self.store.coord.register_runner(self.pid, self.pidstart or 0.0, on_stop=self._stop_requested)
         previous = self._install_signals()
         try:
             self.journal.say(
@@ -289,6 +289,12 @@ class Runner:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, handler)
         return previous
+
+    def _stop_requested(self) -> None:
+        """`aq stop` asked through a shared store (from any host): stop as on SIGTERM."""
+        self.journal.say(None, "stop requested by aq stop")
+        self.stopping.set()
+        self.wake.set()
 
     @staticmethod
     def _restore_signals(previous: dict[int, object]) -> None:

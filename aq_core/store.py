@@ -20,7 +20,7 @@ import os
 import stat
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -164,26 +164,44 @@ class Coordination(ABC):
         as an orphan. Never answer False for a runner that may be alive.
         """
 
-    # -- this host's runners (kept in the local directory: ``aq stop`` stops this host's) -----------
+    # -- runners: this host's in the local directory; a shared store also keeps every host's ----------
 
-    def register_runner(self, pid: int, pidstart: float) -> Path:
+    def register_runner(self, pid: int, pidstart: float, on_stop: Callable[[], None] | None = None) -> Path:
+        """Record a runner of this host; a store that keeps every host's runners also calls ``on_stop``
+        (from a thread of its own) when ``request_stop`` asks this runner to stop."""
         path = self.files.root / "runners" / f"{pid}"
         write_file(
             path, f"pid={pid}\npidstart={pidstart}\nhost={host_id()}\nstarted={time.time()}\n".encode(), replace=True
         )
         return path
 
-    def runners(self) -> Iterator[Meta]:
-        folder = self.files.root / "runners"
-        for item in sorted(folder.iterdir()) if folder.is_dir() else []:
-            try:
-                yield Meta.from_bytes(item.read_bytes())
-            except OSError:
-                continue
-
     def unregister_runner(self, pid: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.files.root / "runners" / f"{pid}")
+
+    def request_stop(self, wait: float) -> tuple[list[str], list[str]]:
+        """Ask every live runner of the queue to stop (``aq stop``) and wait up to ``wait`` seconds for
+        them to exit; return (the runners asked, those still running), each named ``HOST pid N``.
+
+        Here: SIGTERM to the runners registered in the local directory (this host's). A store shared
+        by many hosts asks every host's runners.
+        """
+        import signal
+
+        from aq_core.procs import alive
+
+        asked: dict[str, tuple[int, float | None]] = {}
+        for info in local_runners(self.files.root):
+            pid, pidstart = info.integer("pid"), info.number("pidstart")
+            if alive(pid, pidstart):
+                os.kill(pid, signal.SIGTERM)
+                asked[f"{info.get('host') or host_id()} pid {pid}"] = (pid, pidstart)
+            else:
+                self.unregister_runner(pid)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(alive(*p) for p in asked.values()):
+            time.sleep(0.05)
+        return sorted(asked), sorted(name for name, p in asked.items() if alive(*p))
 
     # -- change tokens: cheap values that pollers compare ------------------------------------------
 
@@ -277,6 +295,16 @@ class LocalFiles:
         from aq_core.config import load_config
 
         return load_config(self.root)
+
+
+def local_runners(root: Path) -> Iterator[Meta]:
+    """The runners registered in the local directory ``root`` (live or not: check their pids)."""
+    folder = root / "runners"
+    for item in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            yield Meta.from_bytes(item.read_bytes())
+        except OSError:
+            continue
 
 
 def host_lock(name: str | None) -> str | None:

@@ -73,8 +73,11 @@ def free_port() -> int:
 class PgServer:
     """One PostgreSQL cluster in a temp dir, listening on 127.0.0.1:<free port>."""
 
-    def __init__(self, durable: bool = False) -> None:
+    def __init__(self, durable: bool = False, crash_safe: bool = False) -> None:
         self.durable = durable
+        # Survives the server's own crash (``pg_ctl stop -m immediate``), not the machine's: commits
+        # reach the operating system before they return, but are not fsynced (for fault soaks).
+        self.crash_safe = crash_safe
         self.user = _run_as()
         self.dir = Path(tempfile.mkdtemp(prefix="aq-pg-"))
         self.data = self.dir / "data"
@@ -122,7 +125,9 @@ class PgServer:
             "-c shared_buffers=32MB",
         ]
         if not self.durable:
-            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+            options += ["-c fsync=off", "-c full_page_writes=off"]
+            if not self.crash_safe:
+                options.append("-c synchronous_commit=off")
         for _ in range(5):
             port = self.port or free_port()
             result = self._cmd(
@@ -186,8 +191,8 @@ class PgServer:
         return int(rows[0][0])
 
 
-def start_server(durable: bool = False) -> PgServer:
-    return PgServer(durable=durable).start()
+def start_server(durable: bool = False, crash_safe: bool = False) -> PgServer:
+    return PgServer(durable=durable, crash_safe=crash_safe).start()
 
 
 try:

@@ -12,7 +12,7 @@ import pytest
 from aq_core.errors import AqError, UsageError
 from aq_core.job import MAX_JOB_BYTES, decode_job_bytes
 from aq_core.meta import Meta, encode_lines
-from aq_core.store import Coordination, EngineRecords, LocalFiles, State, Store, host_id, host_lock
+from aq_core.store import Coordination, EngineRecords, LocalFiles, State, Store, host_id, host_lock, local_runners
 from aq_core.store_fs import FsStore
 
 
@@ -79,10 +79,10 @@ class StoreContract:
     def test_runners_are_registered_in_this_hosts_files(self, store) -> None:
         store.coord.register_runner(4242, 12.5)
         assert (store.files.root / "runners" / "4242").exists()
-        [info] = list(store.coord.runners())
+        [info] = list(local_runners(store.files.root))
         assert (info.integer("pid"), info.get("host")) == (4242, host_id())
         store.coord.unregister_runner(4242)
-        assert list(store.coord.runners()) == []
+        assert list(local_runners(store.files.root)) == []
 
     def test_a_host_lock_holds_on_its_host_only(self, store, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("AQ_HOST_ID", "host-a")

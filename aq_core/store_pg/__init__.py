@@ -6,10 +6,11 @@ The package's modules, each with one job:
 - ``schema``: the tables, versioned migrations (``aq store init``) and the version check;
 - ``leases``: ``store.coord``: locks and claims as lease rows renewed by a heartbeat, liveness,
   change tokens;
+- ``runners``: every host's live runners (``aq_runners``), and ``aq stop``'s request to each;
 - ``store``: ``PgStore``: job state and meta, and the engine records (``store.engines``);
 - ``migrate``: ``aq store migrate``, a filesystem queue copied in one transaction.
 
-This host's own files (logs, tmp, runners, ``config.yaml``) stay in its local directory
+This host's own files (logs, tmp, its runners, ``config.yaml``) stay in its local directory
 (``store.files``), as with the filesystem store.
 """
 

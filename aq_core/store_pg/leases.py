@@ -15,8 +15,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import aq_core.store_pg.runners as runner_rows
 from aq_core.errors import StoreUnavailable
 from aq_core.meta import Meta
 from aq_core.store import Coordination, LocalFiles, Lock, State
@@ -47,8 +49,19 @@ WITH j AS (
     UPDATE aq_locks SET expires_at = {LEASE_SQL}
     WHERE token = ANY(%(locks)s::text[]) AND expires_at > clock_timestamp()
     RETURNING token
+), r AS (
+    UPDATE aq_runners SET expires_at = {LEASE_SQL} WHERE token = %(runner)s RETURNING token
 )
-SELECT 'job', id FROM j UNION ALL SELECT 'lock', token FROM l
+SELECT 'job', id FROM j UNION ALL SELECT 'lock', token FROM l UNION ALL SELECT 'runner', token FROM r
+"""
+# A job whose lease ran out is left to its own host for one more lease when a runner lives there:
+# only that host can end a leftover agent and count an attempt whose start its runner never recorded.
+_OWNER = """
+SELECT lease_token, lease_host, lease_pid, lease_pidstart, lease_expires > clock_timestamp(),
+    lease_expires > clock_timestamp() - make_interval(secs => %(lease)s) AND EXISTS (
+        SELECT 1 FROM aq_runners r WHERE r.host = aq_jobs.lease_host AND r.token <> aq_jobs.lease_token
+          AND r.expires_at > clock_timestamp())
+FROM aq_jobs WHERE id = %(id)s
 """
 
 # Lock tokens held by live Lock objects of this process (any store): a row of ours whose token is
@@ -120,6 +133,7 @@ class PgCoordination(Coordination):
         self._pending = threading.local()  # locks a thread took since its last claim
         self._last: dict[str, object] = {}  # last cheap versions (served while the store is away)
         self._heartbeat: threading.Thread | None = None
+        self._runner: str | None = None  # this process's row in aq_runners, once it runs jobs
         self._wake = threading.Event()
 
     # -- the store's book-keeping of its own claims ---------------------------------------------------
@@ -246,7 +260,7 @@ class PgCoordination(Coordination):
             with self._state:
                 jobs = list(self._held)
                 locks = list(self._locks)
-            if not jobs and not locks:
+            if not jobs and not locks and self._runner is None:
                 self._wake.wait(self.beat)
                 self._wake.clear()
                 continue
@@ -255,9 +269,8 @@ class PgCoordination(Coordination):
             try:
                 if conn is None or conn.closed:
                     conn = self.conn.connect("heartbeat")
-                rows = conn.execute(
-                    _RENEW, {"jobs": jobs, "locks": locks, "token": self.token, "lease": self.lease}
-                ).fetchall()
+                params = {"jobs": jobs, "locks": locks, "token": self.token, "lease": self.lease}
+                rows = conn.execute(_RENEW, {**params, "runner": self._runner}).fetchall()
                 renewed = {(kind, value) for kind, value in rows}
             except psycopg.Error:
                 renewed = None
@@ -316,29 +329,57 @@ class PgCoordination(Coordination):
         return {"pid": self.pid, "pidstart": self.pidstart, "host": self.host, "lease": self.lease}
 
     def owner_alive(self, job_id: str, meta: Meta) -> bool:
-        row = self.conn.do(
-            lambda conn, _: conn.execute(
-                "SELECT lease_token, lease_host, lease_pid, lease_pidstart, lease_expires > clock_timestamp()"
-                " FROM aq_jobs WHERE id = %s",
-                (job_id,),
-            ).fetchone()
-        )
+        params = {"id": job_id, "lease": self.lease}
+        row = self.conn.do(lambda conn, _: conn.execute(_OWNER, params).fetchone())
         if row is None:
             return False
-        token, host, pid, pidstart, live = row
+        token, host, pid, pidstart, live, its_host_recovers = row
         if token is None:
             # Never claimed through this store (copied by `aq store migrate`): only its meta can say.
             if meta.get("host") == self.host:
                 return holder_alive(meta.integer("pid"), meta.number("pidstart"))
             return False
         if not live:
-            return False  # the lease ran out: the runner is dead or cut off, and has stopped its agent
+            # The lease ran out: the runner is dead or cut off, and has stopped its agent.
+            return host != self.host and bool(its_host_recovers)
         if token == self.token:
             with self._state:
                 return job_id in self._held
         if host == self.host:
             return holder_alive(pid, pidstart)  # on its own host a dead runner is known at once
         return True
+
+    # -- every host's runners: aq_runners (and this host's runners/ folder) ------------------------
+
+    def register_runner(self, pid: int, pidstart: float, on_stop: Callable[[], None] | None = None) -> Path:
+        path = super().register_runner(pid, pidstart)
+        runner_rows.register(self.conn, self.token, pid, pidstart or None, self.lease)
+        self._runner = self.token
+        self._start_heartbeat()
+        if on_stop is not None:
+            threading.Thread(target=self._watch_stop, args=(on_stop,), name="aq-store-stop", daemon=True).start()
+        return path
+
+    def _watch_stop(self, on_stop: Callable[[], None]) -> None:
+        """Look at this runner's row about once a second; call ``on_stop`` once when it is asked to stop."""
+        while not self.conn.closed.wait(self.lease_interval) and self._runner is not None:
+            try:
+                asked = runner_rows.stop_requested(self.conn, self._runner)
+            except Exception:  # the store is away: a stop is seen when it is back
+                continue
+            if asked:
+                on_stop()
+                return
+
+    def unregister_runner(self, pid: int) -> None:
+        super().unregister_runner(pid)
+        if pid == self.pid and self._runner is not None:
+            self._runner = None
+            with contextlib.suppress(StoreUnavailable, Exception):  # else the row runs out by itself
+                runner_rows.unregister(self.conn, self.token)
+
+    def request_stop(self, wait: float) -> tuple[list[str], list[str]]:
+        return runner_rows.request_stop(self.conn, wait, holder_alive)
 
     # -- change tokens ----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aq_core.errors import AqError
 from aq_core.meta import Meta
-from aq_core.store import STATES
+from aq_core.store import STATES, local_runners
 from aq_core.store_fs import FsStore
 from aq_core.store_pg.schema import PLAN_FROM_META, init_schema
 from aq_core.store_pg.store import BUMP_INBOX, PgStore
@@ -17,7 +17,7 @@ def live_runners(source: FsStore) -> list[Meta]:
     """The runners registered in a filesystem queue that are still running."""
     from aq_core.procs import alive
 
-    return [info for info in source.coord.runners() if alive(info.integer("pid"), info.number("pidstart"))]
+    return [info for info in local_runners(source.root) if alive(info.integer("pid"), info.number("pidstart"))]
 
 
 def _refuse_live(source: FsStore) -> None:

@@ -10,6 +10,8 @@ Tables:
   refuses UPDATE and DELETE); the last value of a key wins, as on disk.
 - ``aq_locks``: named locks as lease rows (holder token, host, pid, ``expires_at``).
 - ``aq_counters``: ``inbox`` counts transitions into the inbox (idle runners poll it).
+- ``aq_runners`` (version 2): every host's live runners, renewed like a lease, and ``aq stop``'s
+  request to each.
 - ``aq_schema_version``: one row per migration applied.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 from aq_core.errors import AqError
 from aq_core.store_pg.connection import Connection, psycopg
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA_LOCK = 0x6171_5F73_6368  # pg_advisory_xact_lock key for `aq store init` (a transaction lock only)
 
 #: A job's plan columns from the last ``after``, ``priority`` and ``not_before`` of its meta (written
@@ -99,6 +101,19 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE aq_jobs ADD COLUMN priority integer NOT NULL DEFAULT 0",
         "ALTER TABLE aq_jobs ADD COLUMN not_before double precision",
         "CREATE INDEX aq_jobs_by_priority ON aq_jobs (state, priority DESC, queued, id)",
+    ],
+    # aq stop on every host: each runner's row, renewed by its heartbeat, carries a stop request.
+    3: [
+        """CREATE TABLE aq_runners (
+            token text PRIMARY KEY,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            pidstart double precision,
+            started timestamptz NOT NULL DEFAULT clock_timestamp(),
+            expires_at timestamptz NOT NULL,
+            stop_requested timestamptz
+        )""",
+        "CREATE INDEX aq_runners_by_host ON aq_runners (host, expires_at)",
     ],
 }
 
