@@ -295,6 +295,7 @@ class FsStore(Store):
     """The embedded default store: a queue root on the local filesystem (also its ``local``)."""
 
     LOCAL_DIRS = (*STATES, "meta", "logs", "tmp", "locks", "runners", "engines")
+    fork_safe = True  # reads are plain files: a forked process may read alongside (records' rebuild)
 
     def __init__(self, root: Path, create: bool = True) -> None:
         self.local = Path(os.path.abspath(os.path.expanduser(root)))
