@@ -338,3 +338,43 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, extra: Any = None
         with contextlib.suppress(OSError):
             os.unlink(taken)
     return rows  # type: ignore[return-value]  # every None was filled above
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def carry_over(source: Store, target: Store, compute: Any) -> int:
+    """After every job was copied to ``target`` (``aq store migrate``): fill its rows cache, so the first
+    read there is warm. ``source``'s cache is only read (the source is left as it was); a row it lacks
+    or holds stale is computed from the source's meta. Returns how many rows were written."""
+    cached = _load(cache_path(source))
+    for job_id, value in _parse(_read(journal_path(source)))[0].items():
+        cached[job_id] = (value[0], value[2], None, None)
+    texts = _load(texts_path(source))
+    texts.update(_parse(_read(new_texts_path(source)))[0])
+    moved = {e.id: e for state in FINISHED for e in target.scan(state)}
+    summaries, new_texts, misses = _load(cache_path(target)), _load_texts(target), []
+    width = len(SUMMARY)
+    for entry in (e for state in FINISHED for e in source.scan(state)):
+        there = moved.get(entry.id)
+        if there is None or there.state is not entry.state or there.version is None:
+            continue
+        key, new_key = (entry.state.value, entry.version), (there.state.value, there.version)
+        hit, text = cached.get(entry.id), texts.get(entry.id)
+        valid = type(hit) is tuple and len(hit) == 4 and hit[0] == key and len(hit[1]) == width
+        if valid and text is not None and text[0] == key:
+            summaries[entry.id] = (new_key, hit[1], None, None)
+            new_texts[entry.id] = (new_key, text[1])
+        else:
+            misses.append((entry, new_key))
+    for (entry, new_key), value in zip(misses, _compute_all(source, [e for e, _ in misses], compute), strict=True):
+        summaries[entry.id] = (new_key, value[2], None, None)
+        new_texts[entry.id] = (new_key, value[1])
+    _save(texts_path(target), new_texts)
+    _save(cache_path(target), summaries)
+    return len(moved)
