@@ -179,20 +179,17 @@ class Row(dict):
 class _Texts:
     """The JSON texts of one read's cached rows, loaded on first use; a stale or lost one is recomputed."""
 
-    def __init__(self, store: Store, entries: list[Entry], compute: Any) -> None:
-        self.store, self.listed, self.compute = store, entries, compute
+    def __init__(self, store: Store, entries: list[Entry], summaries: dict[str, tuple], compute: Any) -> None:
+        self.store, self.listed, self.summaries, self.compute = store, entries, summaries, compute
         self.data: dict[str, tuple] | None = None
-        self.entries: dict[str, Entry] = {}
 
     def text(self, job_id: str) -> str:
         if self.data is None:
             self.data = _load_texts(self.store)
-            self.entries = {e.id: e for e in self.listed}
-        entry = self.entries[job_id]
-        key = (entry.state.value, entry.version)
         hit = self.data.get(job_id)
-        if hit is not None and hit[0] == key:
+        if hit is not None and hit[0] == self.summaries[job_id][0]:  # the key the row was read under
             return hit[1]
+        entry = next(e for e in self.listed if e.id == job_id)
         value = _entry(entry, self.compute(entry))
         self.data[job_id] = value
         _append(new_texts_path(self.store), _record(job_id, value))
@@ -276,13 +273,13 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, extra: Any = None
     journal, whole = _parse(data)
     for job_id, value in journal.items():
         cache[job_id] = (value[0], value[2], None, None)
-    texts = _Texts(store, entries, compute)
+    fresh: dict[str, tuple] = {}
+    texts = _Texts(store, entries, fresh, compute)
 
     class Cached(Row):
         __slots__ = ()
 
     Cached.texts = texts
-    fresh: dict[str, tuple] = {}
     changed = bool(journal)
     rows: list[Row | None] = []
     misses: list[tuple[int, Entry]] = []

@@ -16,7 +16,7 @@ from aq_core.store import Entry, State, Store
 STATE_ORDER = {State.BUILDING: 0, State.INBOX: 1, State.FAILED: 2, State.DONE: 3}
 # The status table's cells of a finished row are kept in the rows cache under this tag: change it
 # when ``table_cells`` or ``insights_line`` changes what they show (the cache re-derives them).
-LAYOUT = "table-1"
+LAYOUT = "table-2"
 
 
 def job_row(job_id: str, state: State, meta: Meta) -> dict[str, Any]:
@@ -197,9 +197,20 @@ def table_cells(row: dict[str, Any], now: float) -> tuple[list[str], str]:
     return cells, sub
 
 
-def finished_cells(row: dict[str, Any]) -> tuple[list[str], str]:
-    """A finished row's cells: they depend on nothing but the row (no clock), so the rows cache keeps them."""
-    return table_cells(row, 0.0)
+def finished_cells(row: dict[str, Any]) -> str:
+    """A finished row's cells and sub-line, NUL-joined: they depend on nothing but the row (no clock), so
+    the rows cache keeps them (one string loads much faster than eight)."""
+    cells, sub = table_cells(row, 0.0)
+    return "\0".join([*cells, sub])
+
+
+def _cells(row: dict[str, Any], now: float) -> tuple[list[str], str]:
+    kept = getattr(row, "extra", None)
+    if kept is not None:
+        parts = kept.split("\0")
+        if len(parts) == 8:  # else a NUL inside a value: render it again
+            return parts[:7], parts[7]
+    return table_cells(row, now)
 
 
 def render_table(rows: list[dict[str, Any]]) -> str:
@@ -208,7 +219,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     from aq_core.table import table_lines
 
     now = time.time()
-    pairs = [getattr(row, "extra", None) or table_cells(row, now) for row in rows]
+    pairs = [_cells(row, now) for row in rows]
     lines = table_lines([cells for cells, _ in pairs], ["ID", "STATE", "ENGINE", "ATTEMPTS", "RESULT", "LOCK", "NEXT"])
     out = lines[:2]
     append = out.append
