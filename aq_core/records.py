@@ -3,11 +3,8 @@
 A finished job's record changes only when the job changes state, so each record is kept with the
 job's listing ``version`` (see ``Entry``) and recomputed from meta when that differs. The cache is
 never the only record of anything: delete it and the next read rebuilds it from the folders and meta.
-
-Three ``marshal`` files (fast to load) named after the Python version that wrote them, in ``cache/``:
-the typed summaries every read needs (``.marshal``), the rows' JSON texts that only ``--json`` and
-the dashboard need (``.texts``, loaded on first use), and the texts added since (``.texts-new``,
-records appended like the runner's journal). A text is used only when its key equals the row's.
+It is a ``marshal`` file (fast to load) named after the Python version that wrote it; each job's value
+is ``(key, summary, extra, tag, json_text)``.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ import json
 import marshal
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +31,6 @@ def cache_path(store: Store) -> Path:
 
 def journal_path(store: Store) -> Path:
     return cache_path(store).with_suffix(".journal")
-
-
-def texts_path(store: Store) -> Path:
-    return cache_path(store).with_suffix(".texts")
-
-
-def new_texts_path(store: Store) -> Path:
-    return cache_path(store).with_suffix(".texts-new")
 
 
 def _entry(entry: Entry, full: dict[str, Any]) -> tuple:
@@ -158,61 +146,18 @@ SUMMARY = (
 
 
 class Row(dict):
-    """A status row. A cached one holds only the ``SUMMARY`` fields; its JSON text is fetched on demand."""
+    """A status row. A cached one holds only the ``SUMMARY`` fields and its whole JSON text."""
 
     __slots__ = ("json_text", "extra")  # no per-row __dict__: a hundred thousand of them are made at once
-    texts: _Texts | None = None  # set on the class of one read's cached rows
 
     def to_json(self) -> str:
         text = getattr(self, "json_text", None)
-        if text is None and self.texts is not None:
-            text = self.json_text = self.texts.text(self["id"])
         return text if text is not None else _ENCODE(self)
 
     def full(self) -> dict[str, Any]:
         """Every field of the row (decoded from the JSON text when the row came from the cache)."""
-        if getattr(self, "json_text", None) is None and self.texts is None:
-            return dict(self)
-        return json.loads(self.to_json())
-
-
-class _Texts:
-    """The JSON texts of one read's cached rows, loaded on first use; a stale or lost one is recomputed."""
-
-    def __init__(self, store: Store, entries: list[Entry], summaries: dict[str, tuple], compute: Any) -> None:
-        self.store, self.listed, self.summaries, self.compute = store, entries, summaries, compute
-        self.data: dict[str, tuple] | None = None
-
-    def text(self, job_id: str) -> str:
-        if self.data is None:
-            self.data = _load_texts(self.store)
-        hit = self.data.get(job_id)
-        if hit is not None and hit[0] == self.summaries[job_id][0]:  # the key the row was read under
-            return hit[1]
-        entry = next(e for e in self.listed if e.id == job_id)
-        value = _entry(entry, self.compute(entry))
-        self.data[job_id] = value
-        _append(new_texts_path(self.store), _record(job_id, value))
-        return value[1]
-
-
-def _load_texts(store: Store) -> dict[str, tuple]:
-    """The base texts plus those added since; when many were added, fold them into the base."""
-    base = _load(texts_path(store))
-    data, taken = _take(new_texts_path(store))
-    if taken is None:
-        return base
-    added, _ = _parse(data)
-    base.update(added)
-    if len(data) > (1 << 20):
-        _save(texts_path(store), base)
-        with contextlib.suppress(OSError):
-            os.unlink(taken)
-    else:  # few: put them back (appending keeps whatever others added meanwhile)
-        _append(new_texts_path(store), data)
-        with contextlib.suppress(OSError):
-            os.unlink(taken)
-    return base
+        text = getattr(self, "json_text", None)
+        return json.loads(text) if text is not None else dict(self)
 
 
 def _compute_all(store: Store, misses: list[Entry], compute: Any) -> list[tuple]:
@@ -224,6 +169,8 @@ def _compute_all(store: Store, misses: list[Entry], compute: Any) -> list[tuple]
     parts = min(cpus, 8, len(misses) // (PARALLEL_MIN // 2))
     # Only a store whose reads are plain files may be forked (a database connection must not be
     # shared), and only a single-threaded process (a fork copies other threads' held locks).
+    import threading  # here: `aq status` on a small queue does not pay for its import
+
     if parts < 2 or not getattr(store, "fork_safe", False) or threading.active_count() > 1 or not hasattr(os, "fork"):
         return [_entry(e, compute(e)) for e in misses]
     import tempfile
@@ -270,16 +217,10 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, extra: Any = None
     finished = any(e.state in FINISHED for e in entries)
     cache = _load(path) if finished else {}
     data, taken = _take(journal_path(store)) if finished else (b"", None)
-    journal, whole = _parse(data)
+    journal, _ = _parse(data)
     for job_id, value in journal.items():
-        cache[job_id] = (value[0], value[2], None, None)
+        cache[job_id] = (value[0], value[2], None, None, value[1])
     fresh: dict[str, tuple] = {}
-    texts = _Texts(store, entries, fresh, compute)
-
-    class Cached(Row):
-        __slots__ = ()
-
-    Cached.texts = texts
     changed = bool(journal)
     rows: list[Row | None] = []
     misses: list[tuple[int, Entry]] = []
@@ -295,40 +236,28 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, extra: Any = None
             continue
         key = (value, version)
         hit = lookup(job_id)
-        if type(hit) is not tuple or len(hit) != 4 or hit[0] != key or len(hit[1]) != width:
+        if type(hit) is not tuple or len(hit) != 5 or hit[0] != key or len(hit[1]) != width:
             misses.append((len(rows), entry))
             append(None)
             continue
-        row = Cached(zip(fields, hit[1], strict=False))  # lengths checked above
+        row = Row(zip(fields, hit[1], strict=False))  # lengths checked above
+        row.json_text = hit[4]
         if extra is not None:
             if hit[3] != tag:
-                hit = (key, hit[1], extra(row), tag)
+                hit = (key, hit[1], extra(row), tag, hit[4])
                 changed = True
             row.extra = hit[2]
         fresh[job_id] = hit
         append(row)
-    added = b""
     if misses:
         changed = True
         computed = _compute_all(store, [e for _, e in misses], compute)
-        new_texts = {}
-        for (index, entry), value in zip(misses, computed, strict=True):
-            row = Row(zip(SUMMARY, value[2], strict=True))
-            row.json_text = value[1]
+        for (index, entry), (key, text, summary) in zip(misses, computed, strict=True):
+            row = Row(zip(SUMMARY, summary, strict=True))
+            row.json_text = text
             rows[index] = row
-            fresh[entry.id] = (value[0], value[2], None, None)
-            if extra is not None:
-                row.extra = extra(row)
-                fresh[entry.id] = (value[0], value[2], row.extra, tag)
-            new_texts[entry.id] = value
-        if len(new_texts) == len(fresh):  # every row was rebuilt: a new base, nothing added since
-            _save(texts_path(store), {k: (v[0], v[1]) for k, v in new_texts.items()})
-            with contextlib.suppress(OSError):
-                os.unlink(new_texts_path(store))
-        else:
-            added = b"".join(_record(k, v) for k, v in new_texts.items())
-    # The journal's texts (and any computed here) join the texts added since the base was written.
-    _append(new_texts_path(store), data[:whole] + added)
+            kept = row.extra = extra(row) if extra is not None else None
+            fresh[entry.id] = (key, summary, kept, tag if extra is not None else None, text)
     if changed or len(fresh) != len(cache):
         _save(path, fresh)
     if taken is not None:
@@ -351,27 +280,21 @@ def carry_over(source: Store, target: Store, compute: Any) -> int:
     or holds stale is computed from the source's meta. Returns how many rows were written."""
     cached = _load(cache_path(source))
     for job_id, value in _parse(_read(journal_path(source)))[0].items():
-        cached[job_id] = (value[0], value[2], None, None)
-    texts = _load(texts_path(source))
-    texts.update(_parse(_read(new_texts_path(source)))[0])
+        cached[job_id] = (value[0], value[2], None, None, value[1])
     moved = {e.id: e for state in FINISHED for e in target.scan(state)}
-    summaries, new_texts, misses = _load(cache_path(target)), _load_texts(target), []
+    rows, misses = _load(cache_path(target)), []
     width = len(SUMMARY)
     for entry in (e for state in FINISHED for e in source.scan(state)):
         there = moved.get(entry.id)
         if there is None or there.state is not entry.state or there.version is None:
             continue
         key, new_key = (entry.state.value, entry.version), (there.state.value, there.version)
-        hit, text = cached.get(entry.id), texts.get(entry.id)
-        valid = type(hit) is tuple and len(hit) == 4 and hit[0] == key and len(hit[1]) == width
-        if valid and text is not None and text[0] == key:
-            summaries[entry.id] = (new_key, hit[1], None, None)
-            new_texts[entry.id] = (new_key, text[1])
+        hit = cached.get(entry.id)
+        if type(hit) is tuple and len(hit) == 5 and hit[0] == key and len(hit[1]) == width:
+            rows[entry.id] = (new_key, *hit[1:])
         else:
             misses.append((entry, new_key))
     for (entry, new_key), value in zip(misses, _compute_all(source, [e for e, _ in misses], compute), strict=True):
-        summaries[entry.id] = (new_key, value[2], None, None)
-        new_texts[entry.id] = (new_key, value[1])
-    _save(texts_path(target), new_texts)
-    _save(cache_path(target), summaries)
+        rows[entry.id] = (new_key, value[2], None, None, value[1])
+    _save(cache_path(target), rows)
     return len(moved)
