@@ -49,23 +49,48 @@ def _typed(key: str, value: str | None) -> Any:
     return value
 
 
+# Each run key's type, looked up once per value: a rebuild types some 2.5 million values at 100,000 jobs.
+_STR, _INT, _FLOAT, _NAMES = 0, 1, 2, 3
+_KIND = {key: _INT if key in INT_KEYS else _FLOAT if key in FLOAT_KEYS else _STR for key in RUN_KEYS}
+_KIND["estimated"] = _NAMES
+_RUN_TAIL = tuple(key for key in RUN_KEYS if key != "attempt")
+
+
+def _number(value: str) -> float | None:
+    """``finite`` inlined: a float that is neither nan nor infinite, else None."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if number - number == 0.0 else None  # nan and inf give nan
+
+
 def run_records(meta: Meta) -> list[dict[str, Any]]:
     """Return one record per attempt, with the top-level key names and typed values."""
     runs = []
+    kinds = _KIND
     for raw in meta.runs():
         run: dict[str, Any] = {"attempt": _typed("attempt", raw.get("attempt"))}
-        for key in RUN_KEYS:
-            value = raw.get(key)
-            if value is None or key == "attempt":
+        get = raw.get
+        for key in _RUN_TAIL:
+            value = get(key)
+            if not value:  # absent or empty: no figure
                 continue
-            if key == "estimated":
+            kind = kinds[key]
+            if kind == _STR:
+                run[key] = value
+            elif kind == _FLOAT:
+                number = _number(value)
+                if number is not None:
+                    run[key] = number
+            elif kind == _INT:
+                number = _number(value)
+                if number is not None and abs(number) < 1e18:
+                    run[key] = int(number)
+            else:
                 names = [e for e in value.split(",") if e]
                 if names:
                     run[key] = names
-                continue
-            typed = _typed(key, value)
-            if typed is not None:
-                run[key] = typed
         runs.append(run)
     return runs
 
@@ -82,33 +107,51 @@ def job_record(job_id: str, state: State | str, meta: Meta, with_runs: bool = Tr
         "result": last.get("result") if state_value != "building" else "running",
         "attempts": meta.integer("attempts"),
     }
+    # One pass over the attempts for every total (summed in attempt order, as sum() would).
+    totals: dict[str, Any] = {}
+    models: list[str] = []
+    estimated: set[str] = set()
+    engines: set[str] = set()
+    by_engine: dict[str, dict[str, Any]] = {}
+    fallback = record["engine"] or "?"
+    for run in runs:
+        for key in SUMMED:
+            value = run.get(key)
+            if value is not None:
+                totals[key] = totals.get(key, 0) + value
+        model = run.get("model")
+        if model:
+            models.append(model)
+        names = run.get("estimated")
+        if names:
+            estimated.update(names)
+        engine = run.get("engine")
+        if engine:
+            engines.add(engine)
+        # With fallback engines a job's attempts ran on several: spend is credited to each.
+        spent = by_engine.setdefault(engine or fallback, {})
+        for key in ("tokens_in", "tokens_out", "tokens_cached", "cost_usd"):
+            value = run.get(key)
+            if value is not None:
+                spent[key] = spent.get(key, 0) + value
+        if names and "cost_usd" in names:
+            spent["cost_estimated"] = True
     for key in SUMMED:
-        values = [r[key] for r in runs if r.get(key) is not None]
-        if not values:
+        total = totals.get(key)
+        if total is None:
             record[key] = None
         elif key in ("cost_usd", "duration_s"):
-            record[key] = round(sum(values), 6)
+            record[key] = round(total, 6)
         else:
-            record[key] = int(sum(values))
+            record[key] = int(total)
     record["exit"] = runs[-1].get("exit") if runs else None
-    models = [r["model"] for r in runs if r.get("model")]
     record["model"] = models[-1] if models else None
     for key in ("files_changed", "lines_added", "lines_deleted"):
         record[key] = _typed(key, last.get(key))
-    estimated = sorted({name for r in runs for name in r.get("estimated", [])})
-    record["estimated"] = estimated
+    record["estimated"] = sorted(estimated)
     for key in ("wip_branch", "wip_base", "wip_commit", "last_failure", "error"):
         record[key] = last.get(key)
-    record["engines"] = sorted({r["engine"] for r in runs if r.get("engine")})
-    # With fallback engines a job's attempts ran on several: spend is credited to each.
-    by_engine: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        spent = by_engine.setdefault(run.get("engine") or record["engine"] or "?", {})
-        for key in ("tokens_in", "tokens_out", "tokens_cached", "cost_usd"):
-            if run.get(key) is not None:
-                spent[key] = spent.get(key, 0) + run[key]
-        if "cost_usd" in run.get("estimated", []):
-            spent["cost_estimated"] = True
+    record["engines"] = sorted(engines)
     record["by_engine"] = by_engine
     record["finished"] = _typed("finished", last.get("finished")) if state_value in ("done", "failed") else None
     record["added"] = _typed("finished", last.get("added"))

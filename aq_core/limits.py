@@ -203,3 +203,61 @@ def budget_block(config: QueueConfig, spend: dict[str, float], engine: str) -> s
     if engine_budget is not None and spend.get(engine, 0.0) >= engine_budget:
         return f"{engine}'s daily budget of ${engine_budget:.2f} is spent (${spend.get(engine, 0.0):.2f} today)"
     return None
+
+
+class DailySpend:
+    """Today's spend by engine as running totals, for a runner's budget check every few seconds.
+
+    Equal to ``spend_since`` over every job's meta, but a job's meta is read again only when the job
+    changed: its state or file (its listing version) or, for a waiting or running job, its meta. A
+    finished job is read once; one that spent nothing since midnight is remembered by a hash only.
+    Nothing here is a record: a new runner starts from meta.
+    """
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self._spent: dict[str, tuple[object, list[tuple[float, str, float]]]] = {}
+        self._idle: set[int] = set()  # hash((id, key)) of jobs with no cost since ``since``
+
+    def totals(self, store: Store, now: float) -> dict[str, float]:
+        since = day_start(now)
+        if since != self.since:  # a new day: only attempts finished since its midnight count
+            self._spent = {job: (key, [r for r in runs if r[0] >= since]) for job, (key, runs) in self._spent.items()}
+            self.since = since
+        from aq_core.store import State
+
+        finished = (State.DONE, State.FAILED)
+        spent: dict[str, tuple[object, list[tuple[float, str, float]]]] = {}
+        totals: dict[str, float] = {}
+        for entry in store.list():
+            job_id = entry.id
+            if entry.state in finished and entry.version is not None:
+                key: object = (entry.state, entry.version)
+            else:  # a live job's meta grows without a move (and a store may not version its files)
+                key = (entry.state, entry.version, store.coord.meta_version(job_id))
+            if hash((job_id, key)) in self._idle:
+                continue
+            known = self._spent.get(job_id)
+            if known is not None and known[0] == key:
+                runs = known[1]
+            else:
+                runs = _costs_since(store.read_meta(job_id), since)
+                if not runs and entry.state in finished:
+                    self._idle.add(hash((job_id, key)))
+                    continue
+            spent[job_id] = (key, runs)
+            for _, engine, cost in runs:
+                totals[engine] = totals.get(engine, 0.0) + cost
+        self._spent = spent
+        return totals
+
+
+def _costs_since(meta: Meta, since: float) -> list[tuple[float, str, float]]:
+    """The (finished, engine, cost) of a job's attempts that finished at or after ``since`` (as ``spend_since``)."""
+    out = []
+    for run in meta.runs():
+        finished, cost = finite(run.get("finished")), finite(run.get("cost_usd"))
+        if finished is None or cost is None or finished < since:
+            continue
+        out.append((finished, run.get("engine") or "?", cost))
+    return out

@@ -3,7 +3,8 @@
 A finished job's record changes only when the job changes state, so each record is kept with the
 job's listing ``version`` (see ``Entry``) and recomputed from meta when that differs. The cache is
 never the only record of anything: delete it and the next read rebuilds it from the folders and meta.
-It is a ``marshal`` file (fast to load) named after the Python version that wrote it.
+It is a ``marshal`` file (fast to load) named after the Python version that wrote it; each job's value
+is ``(key, summary, extra, tag, json_text)``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any
 
 from aq_core.store import Entry, State, Store
 
-FORMAT = 6  # 6: rows carry after, priority and not_before
+FORMAT = 7  # 6: rows carry after, priority and not_before; 7: the status table's cells kept
 FINISHED = (State.DONE, State.FAILED)
+PARALLEL_MIN = 4000  # a rebuild of fewer rows is not worth a second process
+_ENCODE = json.JSONEncoder(allow_nan=False).encode  # json.dumps(..., allow_nan=False) makes one per call
 
 
 def cache_path(store: Store) -> Path:
@@ -31,44 +34,42 @@ def journal_path(store: Store) -> Path:
 
 
 def _entry(entry: Entry, full: dict[str, Any]) -> tuple:
-    key = (entry.state.value, entry.version)
-    return (key, json.dumps(full, allow_nan=False), tuple(full.get(f) for f in SUMMARY))
+    return ((entry.state.value, entry.version), _ENCODE(full), tuple(map(full.get, SUMMARY)))
 
 
-def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any]) -> None:
-    """Journal a job the runner just finished, so the next ``aq status`` need not read its meta.
+def _record(job_id: str, value: tuple) -> bytes:
+    data = marshal.dumps((job_id, value))
+    return len(data).to_bytes(4, "little") + data
 
-    One ``O_APPEND`` write per job; a reader folds the journal into the cache. Losing it (a torn
-    write, a crash) only means the row is computed from meta again.
-    """
-    entry = store.entry(job_id, state)
-    if entry is None or entry.version is None:
+
+def _append(path: Path, data: bytes) -> None:
+    """One ``O_APPEND`` write; losing it (a torn write, a crash) only costs a recomputation."""
+    if not data:
         return
-    data = marshal.dumps((job_id, _entry(entry, full)))
-    path = journal_path(store)
     with contextlib.suppress(OSError):
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            os.write(fd, len(data).to_bytes(4, "little") + data)
+            os.write(fd, data)
         finally:
             os.close(fd)
 
 
-def _read_journal(store: Store) -> tuple[dict[str, tuple], Path | None]:
-    """Take the journal (renamed first: runners append to a new one meanwhile) and return its entries."""
-    path = journal_path(store)
-    taken = path.with_name(f".{path.name}.{os.getpid()}.taking")
-    try:
-        os.rename(path, taken)
-    except OSError:
-        return {}, None
+def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any]) -> None:
+    """Journal a job that just reached ``done/`` or ``failed/``, so the next read need not read its meta.
+
+    Every move into a finished state does this (the runner, ``aq cancel``, recovery); a reader folds
+    the journal into the cache.
+    """
+    entry = store.entry(job_id, state)
+    if entry is None or entry.version is None:
+        return
+    _append(journal_path(store), _record(job_id, _entry(entry, full)))
+
+
+def _parse(data: bytes) -> tuple[dict[str, tuple], int]:
+    """The records in ``data`` (later ones win) and the length of its whole records (a torn tail is dropped)."""
     entries: dict[str, tuple] = {}
-    try:
-        with open(taken, "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return {}, taken
     pos = 0
     while pos + 4 <= len(data):
         size = int.from_bytes(data[pos : pos + 4], "little")
@@ -81,7 +82,21 @@ def _read_journal(store: Store) -> tuple[dict[str, tuple], Path | None]:
             break
         entries[job_id] = value
         pos += 4 + size
-    return entries, taken
+    return entries, pos
+
+
+def _take(path: Path) -> tuple[bytes, Path | None]:
+    """Take an append-only file (renamed first: writers append to a new one meanwhile); return its bytes."""
+    taken = path.with_name(f".{path.name}.{os.getpid()}.taking")
+    try:
+        os.rename(path, taken)
+    except OSError:
+        return b"", None
+    try:
+        with open(taken, "rb") as fh:
+            return fh.read(), taken
+    except OSError:
+        return b"", taken
 
 
 def _load(path: Path) -> dict[str, tuple]:
@@ -99,15 +114,15 @@ def _save(path: Path, data: dict[str, tuple]) -> None:
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            marshal.dump(data, fh)
-        os.replace(tmp, path)  # readers see the old cache or the new one, never half of one
+            fh.write(marshal.dumps(data))
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
 
 
 # The typed figures filters, the rollup and the status table read; the rest of a row is in its JSON
-# text (``Row.full``). Records, not rendered cells: a change of the table's layout is not a cache change.
+# text (``Row.to_json``). Records, not rendered cells: a change of the table's layout is not a cache change.
 SUMMARY = (
     "id",
     "state",
@@ -133,48 +148,153 @@ SUMMARY = (
 class Row(dict):
     """A status row. A cached one holds only the ``SUMMARY`` fields and its whole JSON text."""
 
-    __slots__ = ("json_text",)  # no per-row __dict__: a hundred thousand of them are made at once
-
-    def __init__(self, *args: Any, json_text: str | None = None) -> None:
-        super().__init__(*args)
-        self.json_text = json_text
+    __slots__ = ("json_text", "extra")  # no per-row __dict__: a hundred thousand of them are made at once
 
     def to_json(self) -> str:
-        return self.json_text if self.json_text is not None else json.dumps(self, allow_nan=False)
+        text = getattr(self, "json_text", None)
+        return text if text is not None else _ENCODE(self)
 
     def full(self) -> dict[str, Any]:
         """Every field of the row (decoded from the JSON text when the row came from the cache)."""
-        return json.loads(self.json_text) if self.json_text is not None else dict(self)
+        text = getattr(self, "json_text", None)
+        return json.loads(text) if text is not None else dict(self)
 
 
-def rows_for(store: Store, entries: list[Entry], compute: Any) -> list[Row]:
+def _compute_all(store: Store, misses: list[Entry], compute: Any) -> list[tuple]:
+    """``_entry`` for each missed entry; a large rebuild is split over forked processes (one per CPU)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    parts = min(cpus, 8, len(misses) // (PARALLEL_MIN // 2))
+    # Only a store whose reads are plain files may be forked (a database connection must not be
+    # shared), and only a single-threaded process (a fork copies other threads' held locks).
+    import threading  # here: `aq status` on a small queue does not pay for its import
+
+    if parts < 2 or not getattr(store, "fork_safe", False) or threading.active_count() > 1 or not hasattr(os, "fork"):
+        return [_entry(e, compute(e)) for e in misses]
+    import tempfile
+
+    step = -(-len(misses) // parts)
+    chunks = [misses[i : i + step] for i in range(0, len(misses), step)]
+    children = []
+    for chunk in chunks[1:]:
+        out = tempfile.TemporaryFile()  # noqa: SIM115 - closed after the child is reaped
+        pid = os.fork()
+        if pid == 0:  # the child: compute, write, leave without running the parent's exit handlers
+            code = 1
+            try:
+                out.write(marshal.dumps([_entry(e, compute(e)) for e in chunk]))
+                out.flush()
+                code = 0
+            finally:
+                os._exit(code)
+        children.append((pid, out, chunk))
+    results = [_entry(e, compute(e)) for e in chunks[0]]
+    for pid, out, chunk in children:
+        _, status = os.waitpid(pid, 0)
+        part = None
+        if status == 0:
+            out.seek(0)
+            with contextlib.suppress(EOFError, ValueError, TypeError):
+                part = marshal.loads(out.read())
+        out.close()
+        if not isinstance(part, list) or len(part) != len(chunk):
+            part = [_entry(e, compute(e)) for e in chunk]  # the child failed: do its share here
+        results.extend(part)
+    return results
+
+
+def rows_for(store: Store, entries: list[Entry], compute: Any, extra: Any = None, tag: str | None = None) -> list[Row]:
     """Return a status row per entry: cached for finished jobs whose version is unchanged, else computed.
 
     ``compute(entry)`` builds a row from the job's meta. Only finished jobs are cached: a running or
-    waiting job's row changes with every meta line (and with the clock).
+    waiting job's row changes with every meta line (and with the clock). ``extra(row)``, a pure
+    function of a finished row's summary (the status table's cells), is kept beside it under ``tag``
+    and set as ``row.extra``; a different tag only re-derives it from the summary, never from meta.
     """
     path = cache_path(store)
     finished = any(e.state in FINISHED for e in entries)
     cache = _load(path) if finished else {}
-    journal, taken = _read_journal(store) if finished else ({}, None)
-    cache.update(journal)
+    data, taken = _take(journal_path(store)) if finished else (b"", None)
+    journal, _ = _parse(data)
+    for job_id, value in journal.items():
+        cache[job_id] = (value[0], value[2], None, None, value[1])
     fresh: dict[str, tuple] = {}
     changed = bool(journal)
-    rows = []
+    rows: list[Row | None] = []
+    misses: list[tuple[int, Entry]] = []
+    width = len(SUMMARY)
+    # The loop runs once per job (100,000 at a time): plain locals, no enum ``.value`` property.
+    values = {state: state.value for state in FINISHED}
+    lookup, append, fields = cache.get, rows.append, SUMMARY
     for entry in entries:
-        if entry.state not in FINISHED or entry.version is None:
-            rows.append(Row(compute(entry)))
+        job_id, state, _, version = entry
+        value = values.get(state)
+        if value is None or version is None:
+            append(Row(compute(entry)))
             continue
-        key = (entry.state.value, entry.version)
-        hit = cache.get(entry.id)
-        if hit is None or hit[0] != key or len(hit[2]) != len(SUMMARY):
-            hit = _entry(entry, compute(entry))
-            changed = True
-        fresh[entry.id] = hit
-        rows.append(Row(zip(SUMMARY, hit[2], strict=False), json_text=hit[1]))  # lengths checked above
+        key = (value, version)
+        hit = lookup(job_id)
+        if type(hit) is not tuple or len(hit) != 5 or hit[0] != key or len(hit[1]) != width:
+            misses.append((len(rows), entry))
+            append(None)
+            continue
+        row = Row(zip(fields, hit[1], strict=False))  # lengths checked above
+        row.json_text = hit[4]
+        if extra is not None:
+            if hit[3] != tag:
+                hit = (key, hit[1], extra(row), tag, hit[4])
+                changed = True
+            row.extra = hit[2]
+        fresh[job_id] = hit
+        append(row)
+    if misses:
+        changed = True
+        computed = _compute_all(store, [e for _, e in misses], compute)
+        for (index, entry), (key, text, summary) in zip(misses, computed, strict=True):
+            row = Row(zip(SUMMARY, summary, strict=True))
+            row.json_text = text
+            rows[index] = row
+            kept = row.extra = extra(row) if extra is not None else None
+            fresh[entry.id] = (key, summary, kept, tag if extra is not None else None, text)
     if changed or len(fresh) != len(cache):
         _save(path, fresh)
     if taken is not None:
         with contextlib.suppress(OSError):
             os.unlink(taken)
-    return rows
+    return rows  # type: ignore[return-value]  # every None was filled above
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def carry_over(source: Store, target: Store, compute: Any) -> int:
+    """After every job was copied to ``target`` (``aq store migrate``): fill its rows cache, so the first
+    read there is warm. ``source``'s cache is only read (the source is left as it was); a row it lacks
+    or holds stale is computed from the source's meta. Returns how many rows were written."""
+    cached = _load(cache_path(source))
+    for job_id, value in _parse(_read(journal_path(source)))[0].items():
+        cached[job_id] = (value[0], value[2], None, None, value[1])
+    moved = {e.id: e for state in FINISHED for e in target.scan(state)}
+    rows, misses = _load(cache_path(target)), []
+    width = len(SUMMARY)
+    for entry in (e for state in FINISHED for e in source.scan(state)):
+        there = moved.get(entry.id)
+        if there is None or there.state is not entry.state or there.version is None:
+            continue
+        key, new_key = (entry.state.value, entry.version), (there.state.value, there.version)
+        hit = cached.get(entry.id)
+        if type(hit) is tuple and len(hit) == 5 and hit[0] == key and len(hit[1]) == width:
+            rows[entry.id] = (new_key, *hit[1:])
+        else:
+            misses.append((entry, new_key))
+    for (entry, new_key), value in zip(misses, _compute_all(source, [e for e, _ in misses], compute), strict=True):
+        rows[entry.id] = (new_key, value[2], None, None, value[1])
+    _save(cache_path(target), rows)
+    return len(moved)

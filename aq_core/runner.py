@@ -52,6 +52,7 @@ class Runner:
         # limit: a printed reset time is re-checked, not trusted blindly.
         self.probing: set[str] = set()  # engines running one job at a time: limits.probing_engines
         self._spend: dict[str, float] = {}
+        self._daily = limits.DailySpend()
         self._spend_at = float("-inf")
         self._budget_noted: set[tuple[str, float]] = set()
         self.inbox = Inbox(self.store, self.config, self.journal, self.notify_finished)
@@ -242,9 +243,7 @@ class Runner:
             self.journal.say(None, f"budget: {why}; no new {engine} job starts until tomorrow")
 
     def _refresh_spend(self, now: float) -> None:
-        since = limits.day_start(now)
-        metas = (self.store.read_meta(e.id) for e in self.store.list())
-        self._spend = limits.spend_since(metas, since)
+        self._spend = self._daily.totals(self.store, now)  # reads only the meta of jobs that changed
         self._spend_at = time.monotonic()
 
     def _end_pauses(self, now: float) -> None:

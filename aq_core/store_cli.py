@@ -6,8 +6,12 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aq_core.errors import AqError, UsageError
+
+if TYPE_CHECKING:
+    from aq_core.store import Store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +66,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         raise UsageError(f"aq store migrate --from: {root}: not an aq queue root (no inbox/ and meta/ there)")
     source = FsStore(root, create=False)
     counts = migrate_fs(source, url)
+    _carry_rows(source, url, args)
     where = public_url(url)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     states = ", ".join(f"{name} {counts[name]}" for name in ("inbox", "building", "done", "failed"))
@@ -82,3 +87,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     )
     print(f"{root} is unchanged and marked migrated ({root / 'MIGRATED'})")
     return 0
+
+
+def _carry_rows(source: Store, url: str, args: argparse.Namespace) -> None:
+    """Keep the rows cache warm across the move: this host's cache for the new store, from the source's."""
+    import contextlib
+
+    from aq_core.records import carry_over
+    from aq_core.status import job_row
+    from aq_core.store import default_root
+    from aq_core.store_pg import PgStore
+
+    local = Path(os.path.abspath(os.path.expanduser(args.root))) if getattr(args, "root", None) else default_root()
+    with contextlib.suppress(Exception), PgStore(url, local=local) as target:  # a convenience, never a failure
+        carry_over(source, target, lambda e: job_row(e.id, e.state, source.read_meta(e.id)))

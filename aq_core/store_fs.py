@@ -38,6 +38,7 @@ class FsStore(Store):
     """A queue root on the local filesystem: it is also the local directory (``files.root``)."""
 
     FOLDERS = (*STATES, "meta", "logs", "tmp", "locks", "runners", "engines")
+    fork_safe = True  # reads are plain files: a forked process may read alongside (records' rebuild)
 
     def __init__(self, root: Path | str, create: bool = True) -> None:
         self.files = LocalFiles(root, self.FOLDERS)
