@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from aq_core.errors import UsageError
-from aq_core.store import State, Store
+from aq_core.store import State, Store, host_lock, local_runners
 
 FINISHED = (State.DONE, State.FAILED)
 
@@ -122,7 +122,7 @@ def _holders(store: Store, config: Any, held: set[str]) -> dict[str, str]:
             )
         except Exception:  # a running job's file is not ours to judge here
             continue
-        for name in (job.lock and "lock:" + job.lock, plugins.work_lock(job.cwd, job.isolation)):
+        for name in (job.lock and "lock:" + job.lock, host_lock(plugins.work_lock(job.cwd, job.isolation))):
             if name in held:
                 found.setdefault(name, entry.id)
     return found
@@ -136,7 +136,7 @@ def _shared(store: Store) -> bool:
 def _runner_live(store: Store) -> bool:
     from aq_core.procs import alive
 
-    return any(alive(meta.integer("pid"), meta.number("pidstart")) for meta in store.coord.runners())
+    return any(alive(meta.integer("pid"), meta.number("pidstart")) for meta in local_runners(store.files.root))
 
 
 # -- the words --------------------------------------------------------------------------------------
