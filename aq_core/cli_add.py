@@ -137,6 +137,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         if job is not None:
             checked.append(("--prompt", job, data))
     refused = _plan_problems(store, checked)
+    queued = False
     for name, job, data in _parents_first(checked):
         if job.id in refused:
             status = _report([f"{shown(name)}: {line}" for line in refused[job.id]]) or status
@@ -154,6 +155,9 @@ def cmd_add(args: argparse.Namespace) -> int:
             status = 1 if status == 0 else status
             continue
         print(job.id)
+        queued = True
+    if queued:
+        store.coord.poke()  # idle runners start it now, not at their next look at inbox/
     return status
 
 

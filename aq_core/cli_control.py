@@ -89,6 +89,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             print(f"aq: {exc}", file=sys.stderr)
             continue
         print(f"{job_id}: back in inbox/ (it failed because {args.job} did)")
+    store.coord.poke()  # an idle runner starts it now
     return 0
 
 

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from aq_core import decisions, limits, plugins, transitions
 from aq_core.attempt import Attempt
@@ -23,7 +24,9 @@ from aq_core.report import send_drained
 from aq_core.store import Lock, State, Store
 
 SPEND_REFRESH = 30.0  # seconds between re-reading today's spend (other runners' attempts)
-POLL = 0.05  # how often an idle runner looks at inbox/ (a stat of one directory)
+# How often an idle runner looks at inbox/ (a stat of one directory): the fallback for a store without a
+# wake-up channel (``Coordination.listen``) and for jobs that arrive without ``aq add``.
+POLL = float(os.environ.get("AQ_POLL_SECONDS") or 0.05)
 RECOVER_EVERY = 1.0
 
 
@@ -57,11 +60,13 @@ class Runner:
         self._budget_noted: set[tuple[str, float]] = set()
         self.inbox = Inbox(self.store, self.config, self.journal, self.notify_finished)
         self.pauses: dict[str, limits.Pause] = {}
+        self.channel: Any = None  # the store's wake-up channel while ``run`` runs
 
     # -- main loop -----------------------------------------------------------------------------
 
     def run(self) -> int:
         self.store.coord.register_runner(self.pid, self.pidstart or 0.0, on_stop=self._stop_requested)
+        self.channel = self.store.coord.listen(self.wake.set)
         previous = self._install_signals()
         try:
             self.journal.say(
@@ -85,6 +90,8 @@ class Runner:
             self.notifier.drain()
             self.notifier.close()
             self._restore_signals(previous)
+            if self.channel is not None:
+                self.channel.close()
             self.store.coord.unregister_runner(self.pid)
             self.journal.say(None, "runner stopped")
         return 0
@@ -282,8 +289,11 @@ class Runner:
         def handler(signum: int, frame: object) -> None:
             # No lock may be taken here: the handler runs on the main thread between two bytecodes,
             # maybe while it holds that very lock (``wake.wait`` holds its condition's lock around
-            # each poll), and would wait for itself forever. The loop sees the flag within ``POLL``.
+            # each poll), and would wait for itself forever. The loop sees the flag at once through the
+            # wake-up channel (one write, no lock), else within ``POLL``.
             self.signalled = True
+            if self.channel is not None:
+                self.channel.ring()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, handler)

@@ -220,6 +220,11 @@ class Coordination(ABC):
     def poke(self) -> None:  # noqa: B027 - optional: a store may have nothing to do
         """Wake idle runners (they watch ``inbox_token``): something they wait for may have changed."""
 
+    def listen(self, on_wake: Callable[[], None]) -> Any:
+        """Call ``on_wake`` whenever ``poke`` is called; return the channel (its ``close()`` ends it,
+        its ``ring()`` wakes from a signal handler), or None: the runner polls ``inbox_token`` only."""
+        return None
+
 
 class EngineRecords(ABC):
     """Each engine's record (pauses, limit streaks): append-only ``key=value`` lines, like a job's meta."""

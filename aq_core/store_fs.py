@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -232,8 +232,16 @@ class FsCoordination(Coordination):
             return 0
 
     def poke(self) -> None:
+        from aq_core import wake
+
+        wake.notify(self.files.root)  # runners listening hear it at once
         with contextlib.suppress(OSError):
-            os.utime(self.files.root / State.INBOX.value)
+            os.utime(self.files.root / State.INBOX.value)  # the others see it at their next poll
+
+    def listen(self, on_wake: Callable[[], None]) -> Any:
+        from aq_core import wake
+
+        return wake.listen(self.files.root, on_wake)
 
 
 class FsEngineRecords(EngineRecords):
