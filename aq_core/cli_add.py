@@ -25,17 +25,33 @@ def _err(message: str) -> None:
     print(f"aq: {message}", file=sys.stderr, flush=True)
 
 
-def _profiles(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """The queue's profiles (none when the queue root does not exist yet)."""
+def _profiles(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], Path | None]:
+    """The queue's profiles and root (none when the queue root does not exist yet)."""
     from aq_core.config import load_config
     from aq_core.store import default_root
 
     root = Path(args.root) if args.root else default_root()
-    return load_config(root).profiles if root.is_dir() else {}
+    return (load_config(root).profiles, root) if root.is_dir() else ({}, None)
 
 
-def validate_file(path: Path, default_cwd: Path, profiles: dict[str, dict[str, Any]]) -> tuple[Any, list[str], bytes]:
-    """Return (job, problems, data) for one file; problems are one line each."""
+_FACTS: dict[tuple[Path | None, str | None], tuple[list[str], set[str]]] = {}
+
+
+def engine_facts(root: Path | None) -> tuple[list[str], set[str]]:
+    """The installed engines' names and the failure classes (from the queue's plugin index when it can)."""
+    key = (root, os.environ.get("AQ_LOAD_PLUGINS"))  # as the plugin manager: one per plugin selection
+    if key not in _FACTS:
+        from aq_core.plugin_index import engine_facts as indexed
+
+        _FACTS[key] = indexed(root)
+    return _FACTS[key]
+
+
+def validate_file(
+    path: Path, default_cwd: Path, profiles: dict[str, dict[str, Any]], root: Path | None = None
+) -> tuple[Any, list[str], bytes]:
+    """Return (job, problems, data) for one file; problems are one line each (``root``: the queue's,
+    whose plugin index names the installed engines)."""
     from aq_core.store import read_regular_file
 
     try:
@@ -48,19 +64,21 @@ def validate_file(path: Path, default_cwd: Path, profiles: dict[str, dict[str, A
         return None, [f"{shown(path)}: cannot read ({exc.strerror})"], b""
     except ValueError:
         return None, [f"{shown(path)}: not a regular file (a FIFO, device or socket is not a job)"], b""
-    return _parse(path, data, default_cwd, profiles)
+    return _parse(path, data, default_cwd, profiles, root=root)
 
 
-def _parse(path: Path, data: bytes, default_cwd: Path, profiles: dict, job_id: str | None = None) -> tuple:
-    from aq_core import plugins
+def _parse(
+    path: Path, data: bytes, default_cwd: Path, profiles: dict, job_id: str | None = None, root: Path | None = None
+) -> tuple:
     from aq_core.job import parse_job
 
+    engines, classes = engine_facts(root)
     try:
         job = parse_job(
             path,
             data,
-            engines=plugins.engine_names(),
-            failure_classes=plugins.failure_classes(),
+            engines=engines,
+            failure_classes=classes,
             default_cwd=default_cwd,
             job_id=job_id,
             profiles=profiles,
@@ -70,10 +88,8 @@ def _parse(path: Path, data: bytes, default_cwd: Path, profiles: dict, job_id: s
     return job, [], data
 
 
-def engine_warnings(job: Any) -> list[str]:
-    from aq_core import plugins
-
-    installed = plugins.installed_engines()
+def engine_warnings(job: Any, root: Path | None = None) -> list[str]:
+    installed = engine_facts(root)[0]
     return [
         f"{job.id}: engine {name!r} is not installed; it will be skipped"
         for name in job.engines
@@ -83,15 +99,15 @@ def engine_warnings(job: Any) -> list[str]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     status = 0
-    profiles = _profiles(args)
+    profiles, root = _profiles(args)
     for name in args.files:
-        job, problems, _ = validate_file(Path(name), Path.cwd(), profiles)
+        job, problems, _ = validate_file(Path(name), Path.cwd(), profiles, root)
         if problems:
             for problem in problems:
                 _err(problem)
             status = 2
             continue
-        for warning in engine_warnings(job):
+        for warning in engine_warnings(job, root):
             _err(f"warning: {warning}")
         print(f"{name}: ok (job {job.id}, engine {', '.join(job.engines)})")
     return status
@@ -127,12 +143,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     status = 0
     checked: list[tuple[str, Any, bytes]] = []  # (the name to report, job, data)
     for name in args.files:
-        job, problems, data = validate_file(Path(name), here, profiles)
+        job, problems, data = validate_file(Path(name), here, profiles, store.files.root)
         status = _report(problems) or status
         if job is not None:
             checked.append((name, job, data))
     if args.prompt is not None:
-        job, problems, data = _prompt_job(args, here, profiles)
+        job, problems, data = _prompt_job(args, here, profiles, store.files.root)
         status = _report(problems) or status
         if job is not None:
             checked.append(("--prompt", job, data))
@@ -142,7 +158,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         if job.id in refused:
             status = _report([f"{shown(name)}: {line}" for line in refused[job.id]]) or status
             continue
-        for warning in engine_warnings(job):
+        for warning in engine_warnings(job, store.files.root):
             _err(f"warning: {warning}")
         try:
             store.add(job.id, data, add_meta(job, here))
@@ -218,7 +234,7 @@ def _parents_first(checked: list[tuple[str, Any, bytes]]) -> list[tuple[str, Any
     return ordered
 
 
-def _prompt_job(args: argparse.Namespace, here: Path, profiles: dict) -> tuple[Any, list[str], bytes]:
+def _prompt_job(args: argparse.Namespace, here: Path, profiles: dict, root: Path) -> tuple[Any, list[str], bytes]:
     """A job from ``--prompt``: its file is written by aq (the prompt stays out of argv, meta and logs)."""
     import yaml
 
@@ -243,7 +259,7 @@ def _prompt_job(args: argparse.Namespace, here: Path, profiles: dict) -> tuple[A
     text = "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n" + prompt
     if not text.endswith("\n"):
         text += "\n"
-    return _parse(Path(f"{job_id}.md"), text.encode(), here, profiles, job_id=job_id)
+    return _parse(Path(f"{job_id}.md"), text.encode(), here, profiles, job_id=job_id, root=root)
 
 
 def prompt_slug(prompt: str) -> str:

@@ -40,7 +40,13 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+#: Lines written so far by this process (the plugin index is not written after a plugin failed).
+reported = 0
+
+
 def say(line: str) -> None:
+    global reported
+    reported += 1
     # A closed or broken stderr must not turn a report into a crash.
     with contextlib.suppress(OSError, ValueError):
         print(f"aq: {line}", file=sys.stderr, flush=True)

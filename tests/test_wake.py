@@ -1,0 +1,132 @@
+"""The wake-up channel: an idle runner hears ``aq add`` at once; the ``stat`` poll stays the fallback.
+
+The runners here poll ``inbox/`` once an hour (``AQ_POLL_SECONDS``), so a job they start within the
+generous caps below was heard through the channel, not found by the poll.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from pathlib import Path
+
+from helpers import aq, start_runner, state_of, wait_running, wait_until, write_job
+
+DEAF = {"AQ_POLL_SECONDS": "3600"}
+
+
+def _job(tmp_path: Path, job_id: str) -> Path:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return write_job(tmp_path / "jobs", job_id, {"engine": "command", "command": ["/bin/true"], "cwd": str(work)})
+
+
+def _channel(root: Path, pid: int) -> Path:
+    return root / "wake" / str(pid)
+
+
+def _listening(runner, log: Path, root: Path) -> None:
+    fifo = _channel(root, runner.pid)
+    wait_running(runner, log, lambda: fifo.exists() and "runner started" in log.read_text(), 60, "the runner to listen")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def _stop(runner) -> None:
+    runner.send_signal(signal.SIGTERM)
+    runner.wait(timeout=60)
+
+
+def test_an_idle_runner_starts_a_job_from_aq_add_at_once(tmp_path: Path) -> None:
+    root, log = tmp_path / "q", tmp_path / "runner.log"
+    runner = start_runner(root, log, env=DEAF)
+    try:
+        _listening(runner, log, root)
+        done = aq("add", str(_job(tmp_path, "heard")), root=root)
+        assert done.returncode == 0, done.stderr
+        wait_running(runner, log, lambda: state_of(root, "heard") == "done", 60, "the job to run")
+    finally:
+        _stop(runner)
+    # SIGTERM was heard through the channel too (the poll would have taken an hour); the FIFO is gone.
+    assert runner.returncode == 0
+    assert not _channel(root, runner.pid).exists()
+    assert "runner stopped" in log.read_text()
+
+
+def test_aq_retry_wakes_the_runner(tmp_path: Path) -> None:
+    root, log = tmp_path / "q", tmp_path / "runner.log"
+    work = tmp_path / "work"
+    work.mkdir()
+    flag = tmp_path / "fail-once"
+    flag.write_text("")
+    script = f"if [ -e {flag} ]; then rm {flag}; exit 3; fi"
+    path = write_job(
+        tmp_path / "jobs", "again", {"engine": "command", "command": ["/bin/sh", "-c", script], "cwd": str(work)}
+    )
+    runner = start_runner(root, log, env=DEAF)
+    try:
+        _listening(runner, log, root)
+        assert aq("add", str(path), root=root).returncode == 0
+        wait_running(runner, log, lambda: state_of(root, "again") == "failed", 60, "the first attempt to fail")
+        retried = aq("retry", "again", root=root)
+        assert retried.returncode == 0, retried.stderr
+        wait_running(runner, log, lambda: state_of(root, "again") == "done", 60, "the retried job to run")
+    finally:
+        _stop(runner)
+
+
+def test_the_poll_still_finds_a_job_when_the_channel_is_gone(tmp_path: Path) -> None:
+    root, log = tmp_path / "q", tmp_path / "runner.log"
+    runner = start_runner(root, log)  # the default poll
+    try:
+        _listening(runner, log, root)
+        _channel(root, runner.pid).unlink()
+        done = aq("add", str(_job(tmp_path, "polled")), root=root, timeout=60)
+        assert done.returncode == 0, done.stderr
+        wait_running(runner, log, lambda: state_of(root, "polled") == "done", 60, "the job to run")
+    finally:
+        _stop(runner)
+    assert runner.returncode == 0
+
+
+def test_a_killed_runners_channel_never_blocks_aq_add(tmp_path: Path) -> None:
+    root, log = tmp_path / "q", tmp_path / "runner.log"
+    runner = start_runner(root, log, env=DEAF)
+    _listening(runner, log, root)
+    stale = _channel(root, runner.pid)
+    runner.kill()
+    runner.wait(timeout=60)
+    assert stat.S_ISFIFO(os.lstat(stale).st_mode)  # left behind: nobody reads it now
+    planted = root / "wake" / "not-a-fifo"
+    planted.write_text("")
+    done = aq("add", str(_job(tmp_path, "after-kill")), root=root, timeout=60)  # a cap: it must not block
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "after-kill"
+    assert state_of(root, "after-kill") == "inbox"
+    assert planted.read_text() == ""  # only FIFOs get the byte
+    # The next runner clears the dead one's FIFO and runs the job.
+    log2 = tmp_path / "runner2.log"
+    runner2 = start_runner(root, log2, env=DEAF)
+    try:
+        wait_running(runner2, log2, lambda: state_of(root, "after-kill") == "done", 60, "the job to run")
+        assert not stale.exists() or stale == _channel(root, runner2.pid)
+    finally:
+        _stop(runner2)
+
+
+def test_two_runners_on_one_queue_both_hear_aq_add(tmp_path: Path) -> None:
+    root = tmp_path / "q"
+    logs = [tmp_path / "r1.log", tmp_path / "r2.log"]
+    runners = [start_runner(root, log, env=DEAF) for log in logs]
+    try:
+        for runner, log in zip(runners, logs, strict=True):
+            _listening(runner, log, root)
+        for n in range(4):
+            assert aq("add", str(_job(tmp_path, f"pair-{n}")), root=root).returncode == 0
+        wait_until(lambda: all(state_of(root, f"pair-{n}") == "done" for n in range(4)), 60, "every job to run")
+        assert all(r.poll() is None for r in runners)
+    finally:
+        for runner in runners:
+            _stop(runner)
+    assert [r.returncode for r in runners] == [0, 0]
+    assert not any((root / "wake").iterdir())
