@@ -210,6 +210,11 @@ def yaml_loader() -> Any:
 
 
 def _load_yaml(front_text: str, bad: Any) -> dict[str, Any] | None:
+    from aq_core.frontmatter import read_simple
+
+    simple = read_simple(front_text)  # most job files: no PyYAML import at all
+    if simple is not None:
+        return simple
     import yaml
 
     try:

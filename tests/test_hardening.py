@@ -652,7 +652,8 @@ def test_queue_files_are_private_even_with_umask_000(tmp_path: Path) -> None:
         assert result.returncode == 0, (args, result.stderr)
     seen = listing.read_text().splitlines()
     assert any("/runners/" in line for line in seen) and any(line.endswith(".prompt") for line in seen), seen
-    loose = [line for line in seen if not (line.startswith("700 d ") or line.startswith("600 f "))]
+    # 600 p: a runner's wake-up FIFO (wake/<pid>)
+    loose = [line for line in seen if not line.startswith(("700 d ", "600 f ", "600 p "))]
     assert not loose, f"not private while the agent ran: {loose}"
     assert any(p.parent.name == "engines" for p in root.rglob("*.meta"))
     assert not modes(root), f"not private after the run: {modes(root)}"
