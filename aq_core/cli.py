@@ -189,7 +189,9 @@ def cmd_insights(args: argparse.Namespace) -> int:
 # -- the parser ----------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only="add"``, just the global options, ``add`` and ``validate``
+    (what ``aq add`` needs: building every subcommand's parser costs it a fifth of its start-up)."""
     parser = _Parser(
         prog="aq", description="aq, the agent queue: run coding agents unattended from Markdown job files."
     )
@@ -203,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     from aq_core import cli_add
 
     cli_add.register(sub)
+    if only == "add":
+        return parser
     from aq_core import explain
 
     explain.register(sub)
@@ -261,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(_only(sys.argv[1:] if argv is None else argv)).parse_args(argv)
         if not getattr(args, "func", None):
             build_parser().print_help()
             return 2
@@ -275,6 +279,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:  # a bug must still be one line; the traceback goes to a file
         return _internal_error(exc)
+
+
+def _only(argv: Sequence[str]) -> str | None:
+    """``add`` when the command is ``add`` or ``validate`` (after the global options), else None."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("add", "validate"):
+            return "add"
+        name = arg.split("=", 1)[0]
+        if len(name) < 3 or not name.startswith("--") or not ("--root".startswith(name) or "--store".startswith(name)):
+            return None  # --version, --help, another command or a mistake: the whole parser answers
+        i += 1 if "=" in arg else 2  # the option and its value
+    return None
 
 
 def _internal_error(exc: Exception) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +65,8 @@ class QueueConfig:
 
 
 def _near(key: str, choices: tuple[str, ...]) -> str:
+    import difflib  # only a misspelt key needs it
+
     match = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
 

@@ -7,7 +7,6 @@ bad value, so a profile's problems read exactly like a job's.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -51,6 +50,8 @@ Bad = Callable[[str | None, str], None]
 
 
 def near(key: str, choices: Collection[str]) -> str:
+    import difflib  # only a misspelt name needs it
+
     match = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
 
@@ -141,7 +142,6 @@ def check_keys(
 def _plan_keys(front: Mapping[Any, Any], bad: Bad, values: dict[str, Any]) -> None:
     """``after``, ``priority``, ``not_before`` and ``profile``: the keys that place a job in a plan."""
     from aq_core.plan import parse_after
-    from aq_core.when import parse_when
 
     if "after" in front:
         try:
@@ -155,6 +155,8 @@ def _plan_keys(front: Mapping[Any, Any], bad: Bad, values: dict[str, Any]) -> No
         else:
             values["priority"] = value
     if "not_before" in front:
+        from aq_core.when import parse_when  # here: datetime is slow to import
+
         try:
             values["not_before"] = parse_when(front["not_before"])
         except ValueError as exc:

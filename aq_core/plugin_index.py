@@ -13,7 +13,6 @@ failed while loading (its one line was printed) is never indexed, so the line is
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import marshal
 import os
 import sys
@@ -45,8 +44,15 @@ def engine_facts(root: Path | None) -> tuple[list[str], set[str]]:
 
 def index_path(root: Path) -> Path:
     """The index of this interpreter and ``sys.path`` in the queue root ``root``."""
-    where = hashlib.sha256(repr((sys.executable, sys.path)).encode()).hexdigest()[:16]
-    return root / "cache" / f"plugins-{FORMAT}-{where}.marshal"
+    return root / "cache" / f"plugins-{FORMAT}-{_fnv(repr((sys.executable, sys.path)).encode()):016x}.marshal"
+
+
+def _fnv(data: bytes) -> int:
+    """FNV-1a, 64 bits: a stable name without importing hashlib (OpenSSL takes milliseconds to load)."""
+    value = 0xCBF29CE484222325
+    for byte in data:
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value
 
 
 def _environment() -> tuple[Any, ...]:

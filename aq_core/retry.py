@@ -5,8 +5,11 @@ Where a job goes after an attempt is decided in ``aq_core.decisions``; this modu
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import random
 
 #: Failure classes the core itself produces; engines may add their own (see ``Engine.failure_classes``).
 CORE_FAILURE_CLASSES = ("timeout", "verify_failed", "crash", "stalled")
@@ -39,6 +42,8 @@ class RetryPolicy:
         if self.max_backoff is not None:
             base = min(base, self.max_backoff)
         if self.jitter and base:
+            import random  # here: `aq add` never needs it
+
             base *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
         return max(0.0, base)
 
