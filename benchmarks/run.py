@@ -707,7 +707,8 @@ def bench_pickup(b: Bench) -> None:
             "  of which the runner (added= -> agent start)",
             median(runner_part),
             "s",
-            note=f"the runner stats inbox/ every 0.05 s; max {max(runner_part):.3f} s",
+            note=f"aq add wakes the runner through its FIFO (wake/<pid>), after its own fsyncs; then the claim and "
+            f"launch; max {max(runner_part):.3f} s",
             samples=runner_part,
         )
     )

@@ -87,3 +87,25 @@ def test_a_broken_index_is_rebuilt(tmp_path: Path) -> None:
     assert "engine: 'nope' is not installed (installed: " in refused.stderr
     assert "command" in refused.stderr
     assert index.read_bytes() != b"not marshal"
+
+
+def test_aq_add_with_a_warm_index_imports_no_plugin_pluggy_or_yaml(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root, work = tmp_path / "q", tmp_path / "work"
+    work.mkdir()
+    probe = (
+        "import sys; from aq_core.cli import main; code = main(['--root', sys.argv[1], 'add', sys.argv[2]]); "
+        "print(code, sorted(m for m in ('pluggy', 'yaml', 'aq_claude', 'importlib.metadata') if m in sys.modules))"
+    )
+    outputs = []
+    for n in range(2):
+        job = tmp_path / f"light-{n}.md"
+        job.write_text(f"---\nengine: command\ncommand: [/bin/true]\ncwd: {work}\ntimeout: 30m\n---\nDo it.\n")
+        run = subprocess.run([sys.executable, "-c", probe, str(root), str(job)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        outputs.append(run.stdout.splitlines()[-1])
+    assert outputs[0].startswith("0 [") and "pluggy" in outputs[0]  # no index yet: the plugins were loaded
+    assert outputs[1] == "0 []"
+    assert state_of(root, "light-1") == "inbox"
