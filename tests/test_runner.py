@@ -269,7 +269,7 @@ def test_cancel_running_job_kills_its_group_and_fails_it(root: Path, work: Path,
     )
     runner = aq_popen("run", root=root)
     try:
-        wait_until(pidfile.exists, 20, "the agent to start")
+        wait_until(lambda: pidfile.exists() and "agent_pid" in meta(root, "long"), 20, "the agent to start")
         agent = int(meta(root, "long")["agent_pid"])
         result = aq("cancel", "long", root=root)
         assert result.returncode == 0, result.stderr
@@ -300,7 +300,8 @@ def test_stop_puts_running_job_back_without_using_a_retry(root: Path, work: Path
         {"engine": "command", "cwd": str(work), "command": ["/bin/sh", "-c", f"touch {marker}; exec sleep 60"]},
     )
     runner = aq_popen("run", root=root)
-    wait_until(marker.exists, 20, "the agent to start")
+    # The agent may touch its marker before the runner has recorded its pid: wait for both.
+    wait_until(lambda: marker.exists() and "agent_pid" in meta(root, "halted"), 20, "the agent to start")
     agent = int(meta(root, "halted")["agent_pid"])
     stop = aq("stop", root=root)
     assert stop.returncode == 0, stop.stderr
