@@ -66,7 +66,8 @@ class Runner:
 
     def run(self) -> int:
         self.store.coord.register_runner(self.pid, self.pidstart or 0.0, on_stop=self._stop_requested)
-        self.channel = self.store.coord.listen(self.wake.set)
+        listen = getattr(self.store.coord, "listen", None)  # a store that can wake its runners at once
+        self.channel = listen(self.wake.set) if listen is not None else None
         previous = self._install_signals()
         try:
             self.journal.say(

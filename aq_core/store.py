@@ -218,12 +218,12 @@ class Coordination(ABC):
         """A cheap value that changes whenever a job enters the inbox (idle runners poll it)."""
 
     def poke(self) -> None:  # noqa: B027 - optional: a store may have nothing to do
-        """Wake idle runners (they watch ``inbox_token``): something they wait for may have changed."""
+        """Wake idle runners (they watch ``inbox_token``): something they wait for may have changed.
 
-    def listen(self, on_wake: Callable[[], None]) -> Any:
-        """Call ``on_wake`` whenever ``poke`` is called; return the channel (its ``close()`` ends it,
-        its ``ring()`` wakes from a signal handler), or None: the runner polls ``inbox_token`` only."""
-        return None
+        A store whose ``poke`` can reach its runners at once also has ``listen(on_wake)``: it returns a
+        channel calling ``on_wake`` on each poke (``close()`` ends it, ``ring()`` wakes it from a signal
+        handler), or None. The runner calls it when the store has it; otherwise it only polls.
+        """
 
 
 class EngineRecords(ABC):
