@@ -157,9 +157,12 @@ def cmd_insights(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     from aq_core import views
 
-    if args.json and since is None and args.engine is None:
-        views.print_insights_json(store)
-        return 0
+    if since is None and args.engine is None:
+        if args.json:
+            views.print_insights_json(store)
+            return 0
+        if views.print_insights_text(store, args.limit):
+            return 0
     recs = insights.select(views.finished_rows(store), since=since, engine=args.engine)
     engines = insights.rollup(recs)
     if args.json:

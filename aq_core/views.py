@@ -25,8 +25,9 @@ from aq_core.records import FORMAT, cache_path
 from aq_core.status import HEADERS, LAYOUT, body_lines, row_cells
 from aq_core.store import Entry, State, Store
 
-_MAGIC = b"aq-view-1\n"
-_PARTS = ("table", "cells", "status", "insights", "recent")
+_MAGIC = b"aq-view-2\n"  # the layout of this file: a change makes older files unread
+_PARTS = ("table", "cells", "status", "insights", "recent", "top")
+TOP = 200  # the newest rows kept apart for `aq insights` (its --limit, 20 by default)
 
 
 def view_path(store: Store) -> Path:
@@ -100,7 +101,7 @@ def open_view(store: Store, key: bytes | None) -> View | None:
         if start[: len(_MAGIC)] != _MAGIC:
             raise ValueError("not a view")
         head = marshal.loads(fh.read(size))
-        if not isinstance(head, dict) or head.get("key") != key:
+        if not isinstance(head, dict) or head.get("key") != key or set(head.get("spans", ())) != set(_PARTS):
             raise ValueError("another listing")
         return View(fh, head, len(_MAGIC) + 4 + size)
     except (OSError, EOFError, ValueError, TypeError):
@@ -129,6 +130,7 @@ def save(store: Store, key: bytes | None, rows: list) -> None:
     recs = select(rows)
     parts["insights"] = ",".join([row.to_json() for row in recs]).encode()
     parts["recent"] = marshal.dumps([(row["id"], row["state"], row.get("finished")) for row in rows])
+    parts["top"] = marshal.dumps([row.to_json() for row in recs[:TOP]])
     spans, offset = {}, 0
     for name in _PARTS:
         spans[name] = (offset, len(parts[name]))
@@ -254,6 +256,22 @@ def print_insights_json(store: Store) -> None:
     out.write('{"jobs": [')
     view.copy("insights", out)
     out.write(f'], "engines": {view.head["rollup"]}}}\n')
+
+
+def print_insights_text(store: Store, limit: int) -> bool:
+    """``aq insights`` with no filter from the view; False when there is none for this listing."""
+    if not 0 <= limit <= TOP:
+        return False
+    finished = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+    view = open_view(store, listing_key(finished) if finished else None)
+    if view is None:
+        return False
+    from aq_core.insights import render_overview
+
+    recs = [json.loads(text) for text in marshal.loads(view.part("top"))[:limit]]
+    total = view.head["count"]
+    print(render_overview(recs, json.loads(view.head["rollup"]), limit=limit, total=total))
+    return True
 
 
 def finished_rows(store: Store) -> list:

@@ -19,6 +19,7 @@ COMMANDS = (
     ("status",),
     ("status", "--json"),
     ("insights",),
+    ("insights", "--limit", "3"),
     ("insights", "--json"),
     ("insights", "--json", "--engine", "command"),
     ("insights", "--json", "--since", "1d"),
