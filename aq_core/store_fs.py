@@ -132,6 +132,7 @@ class FsStore(Store):
 
     def scan(self, state: State | None = None) -> list[Entry]:
         entries: list[Entry] = []
+        make, cut = tuple.__new__, -len(JOB_SUFFIX)  # Entry's own __new__ is a Python call: this loop runs per job
         for st in [state] if state else STATES:
             folder = self.root / st.value
             try:
@@ -148,7 +149,7 @@ class FsStore(Store):
                     except FileNotFoundError:
                         continue
                     # A rename changes ctime, not mtime: mtime keeps the queue order, ctime the version.
-                    entries.append(Entry(name[: -len(JOB_SUFFIX)], st, info.st_mtime, (info.st_ctime_ns, info.st_size)))
+                    entries.append(make(Entry, (name[:cut], st, info.st_mtime, (info.st_ctime_ns, info.st_size))))
         return entries
 
     def read_job(self, job_id: str, state: State) -> bytes:
