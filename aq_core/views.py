@@ -162,9 +162,12 @@ def _split(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
     return live, finished
 
 
-def _utf8_stdout() -> bool:
+def _stdout_takes_bytes() -> bool:
+    """Whether the view's bytes may go to stdout as they are: a byte stream under it, UTF-8 text."""
     import codecs
 
+    if getattr(sys.stdout, "buffer", None) is None:  # e.g. redirected to a StringIO
+        return False
     try:
         return codecs.lookup(sys.stdout.encoding or "").name == "utf-8"
     except LookupError:
@@ -178,7 +181,7 @@ def print_status(store: Store, as_json: bool) -> None:
     entries = store.scan()
     live, finished = _split(entries)
     key = listing_key(finished) if finished else None
-    view = open_view(store, key) if as_json or _utf8_stdout() else None
+    view = open_view(store, key) if _stdout_takes_bytes() else None
     if view is not None and not as_json and not view.head["widths"]:
         view = None
     if view is None:
@@ -248,7 +251,7 @@ def print_insights_json(store: Store) -> None:
 
     finished = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
     key = listing_key(finished) if finished else None
-    view = open_view(store, key)
+    view = open_view(store, key) if _stdout_takes_bytes() else None
     if view is None:
         rows = finished_rows(store, finished)
         save(store, key, rows)

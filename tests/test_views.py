@@ -108,7 +108,7 @@ def test_the_view_path_reads_no_meta_and_no_rows_cache(queue: Path, monkeypatch,
     store = FsStore(queue)
     monkeypatch.setattr(store, "read_meta", lambda job_id: pytest.fail(f"read the meta of {job_id}"))
     monkeypatch.setattr(records, "_load", lambda path: pytest.fail("loaded the rows cache"))
-    monkeypatch.setattr(views, "_utf8_stdout", lambda: True)  # capfd's stream says it is UTF-8 too
+    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)  # capfd's stream is UTF-8 too
     capfd.readouterr()
     views.print_status(store, as_json=True)
     assert capfd.readouterr().out.encode() == expected[("status", "--json")]
@@ -131,3 +131,22 @@ def test_a_view_of_another_listing_is_never_used(queue: Path) -> None:
     assert out(queue, "status", "--json") == after
     path.write_bytes(other[:100])  # a torn view: ignored, written again
     assert out(queue, "status", "--json") == after
+
+
+def test_a_stdout_that_takes_no_bytes_gets_the_same_output(queue: Path) -> None:
+    import contextlib
+    import gc
+    import io
+
+    from aq_core.cli import main
+
+    expected = no_cache(queue)
+    out(queue, "status")  # the view is written
+    try:
+        for args in (("status",), ("status", "--json"), ("insights", "--json")):
+            text = io.StringIO()  # no byte stream under it: the view cannot be copied
+            with contextlib.redirect_stdout(text):
+                assert main(["--root", str(queue), *args]) == 0
+            assert text.getvalue().encode() == expected[args]
+    finally:
+        gc.enable()  # the read commands turn collection off for their process
