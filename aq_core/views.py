@@ -118,19 +118,22 @@ def save(store: Store, key: bytes | None, rows: list) -> None:
     """Write the view of the finished ``rows`` (in status order, with their cells) for the listing ``key``."""
     if key is None:
         return
-    from aq_core.insights import rollup, select
+    from operator import methodcaller
 
-    pairs = [row_cells(row, 0.0, {}) for row in rows]
+    from aq_core.insights import rollup, select
     from aq_core.table import column_widths
 
+    pairs = [row_cells(row, 0.0, {}) for row in rows]
     widths = column_widths([cells for cells, _ in pairs], HEADERS)
-    parts: dict[str, bytes] = {"listing": key}
+    joined = ["\0".join([*cells, sub]) for cells, sub in pairs]
+    parts: dict[str, bytes] = {"listing": key, "cells": marshal.dumps(joined)}
     try:
         parts["table"] = "\n".join(body_lines(pairs, widths)).encode("utf-8")
     except UnicodeEncodeError:  # a value print() would refuse too: such a table is always rendered anew
         parts["table"] = b""
         widths = []
-    parts["cells"] = marshal.dumps(["\0".join([*cells, sub]) for cells, sub in pairs])
+    if sum(map(methodcaller("count", "\0"), joined)) != 7 * len(joined):
+        widths = []  # a NUL inside a value: its cells cannot be split again, the table is rendered anew
     parts["status"] = ",".join([row.to_json() for row in rows]).encode()
     recs = select(rows)
     parts["insights"] = ",".join([row.to_json() for row in recs]).encode()

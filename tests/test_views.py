@@ -95,6 +95,10 @@ def test_every_output_is_the_same_warm_cold_and_without_a_cache(queue: Path, tmp
     # A finished job's file is touched: its place in the queue's order moves.
     os.utime(store.path("ok2", State.DONE), (1.0, 1.0))
     assert_same(queue)
+    # A finished job rewritten by hand: a NUL and a line break in a value, its file touched to say so.
+    store.append_meta("ok3", {"error": "bad\x00byte\nand a second line", "lock": "l\x00ck"})
+    os.utime(store.path("ok3", State.DONE))
+    assert_same(queue)
     # A failed job is retried: it leaves failed/ and, run again, is finished anew.
     assert aq("retry", "bad", root=queue).returncode == 0
     assert_same(queue)
