@@ -45,31 +45,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import gc
 
-    from aq_core.status import engine_rows, render_engines, render_table, status_rows
+    from aq_core.views import print_status
 
     gc.disable()  # a read-only command building many small dicts: collection passes only cost time
-    store = _store(args)
-    rows = status_rows(store)
-    engines = engine_rows(store, rows)
-    if args.json:
-        _write_json_rows(rows, engines)
-    else:
-        print(render_table(rows))
-        text = render_engines(engines)
-        if text:
-            print("\n" + text)
+    print_status(_store(args), as_json=args.json)
     return 0
-
-
-def _write_json_rows(rows: list, engines: list) -> None:
-    """Write ``{"jobs": [...], "engines": [...]}`` in pieces: rows carry their JSON text already."""
-    out = sys.stdout
-    out.write('{"jobs": [')
-    for start in range(0, len(rows), 2000):
-        if start:
-            out.write(",")
-        out.write(",".join(r.to_json() for r in rows[start : start + 2000]))
-    out.write(f'], "engines": {json.dumps(engines)}}}\n')
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -175,12 +155,18 @@ def cmd_insights(args: argparse.Namespace) -> int:
         since = insights.parse_since(args.since) if args.since else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    from aq_core.status import finished_rows
+    from aq_core import views
 
-    recs = insights.select(finished_rows(store), since=since, engine=args.engine)
+    if since is None and args.engine is None:
+        if args.json:
+            views.print_insights_json(store)
+            return 0
+        if views.print_insights_text(store, args.limit):
+            return 0
+    recs = insights.select(views.finished_rows(store), since=since, engine=args.engine)
     engines = insights.rollup(recs)
     if args.json:
-        _write_json_rows(recs, engines)
+        views.write_json_rows(recs, engines)
     else:
         print(insights.render_overview(recs, engines, limit=args.limit))
     return 0

@@ -336,13 +336,17 @@ def render_job(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_overview(recs: list[dict[str, Any]], engines: list[dict[str, Any]], limit: int = 20) -> str:
-    """The text of ``aq insights``: recent finished jobs, then the rollup per engine."""
+def render_overview(
+    recs: list[dict[str, Any]], engines: list[dict[str, Any]], limit: int = 20, total: int | None = None
+) -> str:
+    """The text of ``aq insights``: recent finished jobs, then the rollup per engine. ``recs`` may be only
+    the first ``limit`` of ``total`` records."""
     from tabulate import tabulate
 
     from aq_core.durations import format_duration, format_tokens
 
-    if not recs:
+    count = len(recs) if total is None else total
+    if not count:
         return "no finished jobs"
     rows = [
         [
@@ -361,7 +365,7 @@ def render_overview(recs: list[dict[str, Any]], engines: list[dict[str, Any]], l
         for r in (row.full() if hasattr(row, "full") else row for row in recs[:limit])
     ]
     out = [
-        f"recent finished jobs ({min(limit, len(recs))} of {len(recs)})",
+        f"recent finished jobs ({min(limit, count)} of {count})",
         tabulate(
             rows,
             headers=["ID", "ENGINE", "RESULT", "ATTEMPTS", "DURATION", "IN", "OUT", "COST", "LINES"],

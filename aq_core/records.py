@@ -23,6 +23,13 @@ FORMAT = 7  # 6: rows carry after, priority and not_before; 7: the status table'
 FINISHED = (State.DONE, State.FAILED)
 PARALLEL_MIN = 4000  # a rebuild of fewer rows is not worth a second process
 _ENCODE = json.JSONEncoder(allow_nan=False).encode  # json.dumps(..., allow_nan=False) makes one per call
+try:  # the C encoder that encode() would make for each call, made once (a rebuild encodes every row)
+    from json.encoder import c_make_encoder, encode_basestring_ascii
+
+    _C_ENCODE = c_make_encoder(None, None, encode_basestring_ascii, None, ": ", ", ", False, False, False)
+    _ENCODE_ROW = lambda row: "".join(_C_ENCODE(row, 0))  # noqa: E731
+except (ImportError, TypeError):
+    _ENCODE_ROW = _ENCODE
 
 
 def cache_path(store: Store) -> Path:
@@ -34,7 +41,13 @@ def journal_path(store: Store) -> Path:
 
 
 def _entry(entry: Entry, full: dict[str, Any]) -> tuple:
-    return ((entry.state.value, entry.version), _ENCODE(full), tuple(map(full.get, SUMMARY)))
+    return ((entry.state.value, entry.version), _ENCODE_ROW(full), tuple(map(full.get, SUMMARY)))
+
+
+def _computed(entry: Entry, full: dict[str, Any], extra: Any) -> tuple:
+    """``_entry`` and the row's ``extra`` (None without one)."""
+    key, text, summary = _entry(entry, full)
+    return key, text, summary, extra(Row(zip(SUMMARY, summary, strict=True))) if extra is not None else None
 
 
 def _record(job_id: str, value: tuple) -> bytes:
@@ -160,8 +173,13 @@ class Row(dict):
         return json.loads(text) if text is not None else dict(self)
 
 
-def _compute_all(store: Store, misses: list[Entry], compute: Any) -> list[tuple]:
-    """``_entry`` for each missed entry; a large rebuild is split over forked processes (one per CPU)."""
+def compute_rows(store: Store, misses: list[Entry], compute: Any, extra: Any = None) -> list[tuple]:
+    """The rows of finished jobs the cache lacks: ``(key, json_text, summary, extra)`` per entry, in order.
+
+    ``compute(entry)`` gives a row's fields from the job's meta, ``extra(row)`` its status cells. This
+    is the one place rows are computed, so a store that can give many rows at once may do it here. A
+    large rebuild is split over forked processes (one per CPU).
+    """
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -172,7 +190,7 @@ def _compute_all(store: Store, misses: list[Entry], compute: Any) -> list[tuple]
     import threading  # here: `aq status` on a small queue does not pay for its import
 
     if parts < 2 or not getattr(store, "fork_safe", False) or threading.active_count() > 1 or not hasattr(os, "fork"):
-        return [_entry(e, compute(e)) for e in misses]
+        return [_computed(e, compute(e), extra) for e in misses]
     import tempfile
 
     step = -(-len(misses) // parts)
@@ -184,13 +202,13 @@ def _compute_all(store: Store, misses: list[Entry], compute: Any) -> list[tuple]
         if pid == 0:  # the child: compute, write, leave without running the parent's exit handlers
             code = 1
             try:
-                out.write(marshal.dumps([_entry(e, compute(e)) for e in chunk]))
+                out.write(marshal.dumps([_computed(e, compute(e), extra) for e in chunk]))
                 out.flush()
                 code = 0
             finally:
                 os._exit(code)
         children.append((pid, out, chunk))
-    results = [_entry(e, compute(e)) for e in chunks[0]]
+    results = [_computed(e, compute(e), extra) for e in chunks[0]]
     for pid, out, chunk in children:
         _, status = os.waitpid(pid, 0)
         part = None
@@ -200,7 +218,7 @@ def _compute_all(store: Store, misses: list[Entry], compute: Any) -> list[tuple]
                 part = marshal.loads(out.read())
         out.close()
         if not isinstance(part, list) or len(part) != len(chunk):
-            part = [_entry(e, compute(e)) for e in chunk]  # the child failed: do its share here
+            part = [_computed(e, compute(e), extra) for e in chunk]  # the child failed: do its share here
         results.extend(part)
     return results
 
@@ -251,12 +269,12 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, extra: Any = None
         append(row)
     if misses:
         changed = True
-        computed = _compute_all(store, [e for _, e in misses], compute)
-        for (index, entry), (key, text, summary) in zip(misses, computed, strict=True):
+        computed = compute_rows(store, [e for _, e in misses], compute, extra)
+        for (index, entry), (key, text, summary, kept) in zip(misses, computed, strict=True):
             row = Row(zip(SUMMARY, summary, strict=True))
             row.json_text = text
+            row.extra = kept
             rows[index] = row
-            kept = row.extra = extra(row) if extra is not None else None
             fresh[entry.id] = (key, summary, kept, tag if extra is not None else None, text)
     if changed or len(fresh) != len(cache):
         _save(path, fresh)
@@ -294,7 +312,7 @@ def carry_over(source: Store, target: Store, compute: Any) -> int:
             rows[entry.id] = (new_key, *hit[1:])
         else:
             misses.append((entry, new_key))
-    for (entry, new_key), value in zip(misses, _compute_all(source, [e for e, _ in misses], compute), strict=True):
+    for (entry, new_key), value in zip(misses, compute_rows(source, [e for e, _ in misses], compute), strict=True):
         rows[entry.id] = (new_key, value[2], None, None, value[1])
     _save(cache_path(target), rows)
     return len(moved)

@@ -17,6 +17,7 @@ STATE_ORDER = {State.BUILDING: 0, State.INBOX: 1, State.FAILED: 2, State.DONE: 3
 # The status table's cells of a finished row are kept in the rows cache under this tag: change it
 # when ``table_cells`` or ``insights_line`` changes what they show (the cache re-derives them).
 LAYOUT = "table-2"
+HEADERS = ("ID", "STATE", "ENGINE", "ATTEMPTS", "RESULT", "LOCK", "NEXT")
 
 
 def job_row(job_id: str, state: State, meta: Meta) -> dict[str, Any]:
@@ -40,15 +41,19 @@ def job_row(job_id: str, state: State, meta: Meta) -> dict[str, Any]:
     return row
 
 
-def status_rows(store: Store, states: tuple[State, ...] | None = None) -> list[dict[str, Any]]:
-    """Return every job's row, running first, then waiting, failed, done (oldest first in each).
+def status_rows(
+    store: Store, states: tuple[State, ...] | None = None, entries: list[Entry] | None = None
+) -> list[dict[str, Any]]:
+    """Return every job's row (or ``entries``' rows), running first, then waiting, failed, done (oldest
+    first in each).
 
     Finished jobs' rows come from a rebuildable cache (``aq_core.records``) while their state is
     unchanged; the rest are read from meta.
     """
     from aq_core.records import rows_for
 
-    entries = store.scan() if states is None else [e for s in states for e in store.scan(s)]
+    if entries is None:
+        entries = store.scan() if states is None else [e for s in states for e in store.scan(s)]
     compute = lambda e: job_row(e.id, e.state, store.read_meta(e.id))  # noqa: E731
     return rows_for(store, in_status_order(entries), compute, finished_cells, LAYOUT)
 
@@ -67,12 +72,12 @@ def in_status_order(entries: list[Entry]) -> list[Entry]:
     return ordered
 
 
-def finished_rows(store: Store) -> list[dict[str, Any]]:
-    """The records of every finished job (``done/`` and ``failed/``), from the rows cache, for ``aq insights``."""
-    from aq_core.records import rows_for
-
-    entries = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]  # insights.select sorts
-    return rows_for(store, entries, lambda e: job_row(e.id, e.state, store.read_meta(e.id)))
+def finished_rows(store: Store, entries: list[Entry] | None = None) -> list[dict[str, Any]]:
+    """The records of every finished job (``done/`` and ``failed/``, or of ``entries``), in status order,
+    from the rows cache, for ``aq insights`` (with their table cells, as ``status_rows`` keeps them)."""
+    if entries is None:
+        entries = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+    return status_rows(store, entries=entries)
 
 
 def engine_rows(store: Store, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -223,7 +228,8 @@ def finished_cells(row: dict[str, Any]) -> str:
     return "\0".join([*cells, sub])
 
 
-def _cells(row: dict[str, Any], now: float, states: dict[str, str]) -> tuple[list[str], str]:
+def row_cells(row: dict[str, Any], now: float, states: dict[str, str]) -> tuple[list[str], str]:
+    """A row's table cells and sub-line: kept in the rows cache for a finished row, else rendered."""
     kept = getattr(row, "extra", None)
     if kept is not None:
         parts = kept.split("\0")
@@ -235,16 +241,24 @@ def _cells(row: dict[str, Any], now: float, states: dict[str, str]) -> tuple[lis
 def render_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "no jobs"
-    from aq_core.table import table_lines
+    from aq_core.table import column_widths, head_lines
 
     now = time.time()
     states = {row["id"]: row["state"] for row in rows}
-    pairs = [_cells(row, now, states) for row in rows]
-    lines = table_lines([cells for cells, _ in pairs], ["ID", "STATE", "ENGINE", "ATTEMPTS", "RESULT", "LOCK", "NEXT"])
-    out = lines[:2]
+    pairs = [row_cells(row, now, states) for row in rows]
+    widths = column_widths([cells for cells, _ in pairs], HEADERS)
+    return "\n".join(head_lines(HEADERS, widths) + body_lines(pairs, widths))
+
+
+def body_lines(pairs: list[tuple[list[str], str]], widths: list[int]) -> list[str]:
+    """The table's lines for ``pairs`` of cells and sub-line, at ``widths``: each row, then its sub-line."""
+    from aq_core.table import row_format
+
+    form = row_format(widths)
+    out: list[str] = []
     append = out.append
-    for line, (_, sub) in zip(lines[2:], pairs, strict=True):
-        append(line)
+    for cells, sub in pairs:
+        append(form(*cells).rstrip())
         if sub:
             append("  └ " + sub)
-    return "\n".join(out)
+    return out

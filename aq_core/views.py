@@ -1,0 +1,306 @@
+"""What ``aq status`` and ``aq insights --json`` print about the finished jobs, kept ready as bytes.
+
+The rows cache (``records``) keeps each finished job's record; this file keeps what the commands print
+for all of them at once: the status table's lines and JSON rows in status order, the insights JSON rows
+newest first and the per-engine rollup. It is valid for one listing of ``done/`` and ``failed/``: each
+job's id, state, queue time and version (the key the rows cache trusts), kept in listing order.
+When today's listing is the same, the command copies the stored bytes to its output with no
+Python object per job; otherwise it builds the rows as before and writes the file again. Like the rows
+cache, it is never the only record of anything: delete it and the next read writes it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import marshal
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
+
+from aq_core.records import FORMAT, cache_path
+from aq_core.status import HEADERS, LAYOUT, body_lines, row_cells
+from aq_core.store import Entry, State, Store
+
+_MAGIC = b"aq-view-3\n"  # the layout of this file: a change makes older files unread
+_PARTS = ("listing", "table", "cells", "status", "insights", "recent", "top")
+TOP = 200  # the newest rows kept apart for `aq insights` (its --limit, 20 by default)
+
+
+def view_path(store: Store) -> Path:
+    return cache_path(store).with_name(f"view-{FORMAT}-py{sys.version_info[0]}{sys.version_info[1]}.bin")
+
+
+def listing_key(finished: list[Entry]) -> bytes | None:
+    """The finished jobs' listing as bytes: ids, states, queue times and versions, in listing order.
+
+    The view keeps these bytes and is used only when they are equal (no digest: equal is exact)."""
+    from operator import itemgetter
+
+    # Columns built by C-level maps: this runs for every job on every read.
+    code = {State.DONE: 0, State.FAILED: 1}.__getitem__
+    columns = [list(map(itemgetter(i), finished)) for i in (0, 2, 3)]
+    try:
+        return marshal.dumps((LAYOUT, list(map(code, map(itemgetter(1), finished))), *columns))
+    except ValueError:  # a version marshal cannot write: this store gets no view
+        return None
+
+
+class View:
+    """An open view file whose listing matched: its head, and its parts copied out by offset."""
+
+    def __init__(self, fh: BinaryIO, head: dict[str, Any], base: int) -> None:
+        self.fh, self.head, self.base = fh, head, base
+
+    def part(self, name: str) -> bytes:
+        offset, size = self.head["spans"][name]
+        return os.pread(self.fh.fileno(), size, self.base + offset)
+
+    def copy(self, name: str, text: TextIO) -> None:
+        """Write a part to the text stream ``text`` (flushed first, then its bytes): ``sendfile`` where
+        the kernel allows, else reads and writes."""
+        offset, size = self.head["spans"][name]
+        offset += self.base
+        text.flush()
+        out = text.buffer
+        out.flush()
+        end = offset + size
+        fd = self.fh.fileno()
+        with contextlib.suppress(OSError):
+            while offset < end:
+                sent = os.sendfile(out.fileno(), fd, offset, min(end - offset, 1 << 30))
+                if sent <= 0:
+                    break
+                offset += sent
+        while offset < end:  # sendfile refused (or stopped short): plain reads and writes
+            chunk = os.pread(fd, min(end - offset, 1 << 20), offset)
+            if not chunk:
+                raise OSError(f"{self.fh.name}: cut short")
+            out.write(chunk)
+            offset += len(chunk)
+        out.flush()
+
+    def recent(self) -> Iterator[dict[str, Any]]:
+        """Each finished job's id, state and finish time in status order (for the daily budgets)."""
+        for job_id, state, finished in marshal.loads(self.part("recent")):
+            yield {"id": job_id, "state": state, "finished": finished}
+
+
+def open_view(store: Store, key: bytes | None) -> View | None:
+    """The view written for the listing ``key``, or None (none, another listing, unreadable)."""
+    if key is None:
+        return None
+    try:
+        fh = open(view_path(store), "rb")  # noqa: SIM115 - the View owns it until the process ends
+    except OSError:
+        return None
+    try:
+        start = fh.read(len(_MAGIC) + 4)
+        size = int.from_bytes(start[len(_MAGIC) :], "little")
+        if start[: len(_MAGIC)] != _MAGIC:
+            raise ValueError("not a view")
+        head = marshal.loads(fh.read(size))
+        if not isinstance(head, dict) or set(head.get("spans", ())) != set(_PARTS):
+            raise ValueError("another layout")
+        view = View(fh, head, len(_MAGIC) + 4 + size)
+        if head["spans"]["listing"][1] != len(key) or view.part("listing") != key:
+            raise ValueError("another listing")
+        return view
+    except (OSError, EOFError, ValueError, TypeError):
+        fh.close()
+        return None
+
+
+def save(store: Store, key: bytes | None, rows: list) -> None:
+    """Write the view of the finished ``rows`` (in status order, with their cells) for the listing ``key``."""
+    if key is None:
+        return
+    from operator import methodcaller
+
+    from aq_core.insights import rollup, select
+    from aq_core.table import column_widths
+
+    pairs = [row_cells(row, 0.0, {}) for row in rows]
+    widths = column_widths([cells for cells, _ in pairs], HEADERS)
+    joined = ["\0".join([*cells, sub]) for cells, sub in pairs]
+    parts: dict[str, bytes] = {"listing": key, "cells": marshal.dumps(joined)}
+    try:
+        parts["table"] = "\n".join(body_lines(pairs, widths)).encode("utf-8")
+    except UnicodeEncodeError:  # a value print() would refuse too: such a table is always rendered anew
+        parts["table"] = b""
+        widths = []
+    if sum(map(methodcaller("count", "\0"), joined)) != 7 * len(joined):
+        widths = []  # a NUL inside a value: its cells cannot be split again, the table is rendered anew
+    parts["status"] = ",".join([row.to_json() for row in rows]).encode()
+    recs = select(rows)
+    parts["insights"] = ",".join([row.to_json() for row in recs]).encode()
+    parts["recent"] = marshal.dumps([(row["id"], row["state"], row.get("finished")) for row in rows])
+    parts["top"] = marshal.dumps([row.to_json() for row in recs[:TOP]])
+    spans, offset = {}, 0
+    for name in _PARTS:
+        spans[name] = (offset, len(parts[name]))
+        offset += len(parts[name])
+    head = marshal.dumps({"widths": widths, "count": len(rows), "rollup": json.dumps(rollup(recs)), "spans": spans})
+    path = view_path(store)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_MAGIC + len(head).to_bytes(4, "little") + head)
+            for name in _PARTS:
+                fh.write(parts[name])
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _split(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
+    live = [e for e in entries if e.state is State.INBOX or e.state is State.BUILDING]
+    finished = [e for e in entries if e.state is State.DONE or e.state is State.FAILED]
+    return live, finished
+
+
+def _stdout_takes_bytes() -> bool:
+    """Whether the view's bytes may go to stdout as they are: a byte stream under it, UTF-8 text."""
+    import codecs
+
+    if getattr(sys.stdout, "buffer", None) is None:  # e.g. redirected to a StringIO
+        return False
+    try:
+        return codecs.lookup(sys.stdout.encoding or "").name == "utf-8"
+    except LookupError:
+        return False
+
+
+def print_status(store: Store, as_json: bool) -> None:
+    """``aq status`` (``--json``): the finished jobs from the view when it matches the listing."""
+    from aq_core.status import engine_rows, status_rows
+
+    entries = store.scan()
+    live, finished = _split(entries)
+    key = listing_key(finished) if finished else None
+    view = open_view(store, key) if _stdout_takes_bytes() else None
+    if view is not None and not as_json and not view.head["widths"]:
+        view = None
+    if view is None:
+        rows = status_rows(store, entries=entries)
+        save(store, key, rows[len(live) :])
+        engines = engine_rows(store, rows)
+        if as_json:
+            write_json_rows(rows, engines)
+        else:
+            _print_table(rows, engines)
+        return
+    import itertools
+
+    rows = status_rows(store, entries=live)
+    engines = engine_rows(store, itertools.chain(rows, view.recent()))
+    out = sys.stdout
+    if as_json:
+        out.write('{"jobs": [')
+        out.write(",".join([row.to_json() for row in rows]) + ("," if rows else ""))
+        view.copy("status", out)
+        out.write(f'], "engines": {json.dumps(engines)}}}\n')
+        return
+    _print_table_with(view, rows, entries)
+    from aq_core.status import render_engines
+
+    text = render_engines(engines)
+    if text:
+        print("\n" + text)
+
+
+def _print_table(rows: list, engines: list) -> None:
+    from aq_core.status import render_engines, render_table
+
+    print(render_table(rows))
+    text = render_engines(engines)
+    if text:
+        print("\n" + text)
+
+
+def _print_table_with(view: View, rows: list, entries: list[Entry]) -> None:
+    """The status table: the live ``rows`` rendered, the finished jobs' lines from ``view``."""
+    from aq_core.table import column_widths, head_lines
+
+    states: dict[str, str] = {}
+    if any(row.get("after") for row in rows):  # what a waiting job waits for needs every job's state
+        states = {e.id: e.state.value for e in entries}
+    pairs = [row_cells(row, time.time(), states) for row in rows]
+    kept = view.head["widths"]
+    widths = [max(a, b) for a, b in zip(column_widths([c for c, _ in pairs], HEADERS), kept, strict=True)]
+    out = sys.stdout
+    out.write("\n".join([*head_lines(HEADERS, widths), *body_lines(pairs, widths)]) + "\n")
+    if widths[:-1] == kept[:-1]:  # the last column is not padded: only the rule shows its width
+        view.copy("table", out)
+    else:  # a live row widened a column: the finished lines again at the new widths
+        finished = []
+        for text in marshal.loads(view.part("cells")):
+            cells = text.split("\0")
+            finished.append((cells[:7], cells[7]))
+        out.write("\n".join(body_lines(finished, widths)))
+    out.write("\n")
+
+
+def print_insights_json(store: Store) -> None:
+    """``aq insights --json`` with no filter: every finished job, newest first, and the rollup."""
+    from aq_core import insights
+    from aq_core.status import finished_rows
+
+    finished = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+    key = listing_key(finished) if finished else None
+    view = open_view(store, key) if _stdout_takes_bytes() else None
+    if view is None:
+        rows = finished_rows(store, finished)
+        save(store, key, rows)
+        recs = insights.select(rows)
+        write_json_rows(recs, insights.rollup(recs))
+        return
+    out = sys.stdout
+    out.write('{"jobs": [')
+    view.copy("insights", out)
+    out.write(f'], "engines": {view.head["rollup"]}}}\n')
+
+
+def print_insights_text(store: Store, limit: int) -> bool:
+    """``aq insights`` with no filter from the view; False when there is none for this listing."""
+    if not 0 <= limit <= TOP:
+        return False
+    finished = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+    view = open_view(store, listing_key(finished) if finished else None)
+    if view is None:
+        return False
+    from aq_core.insights import render_overview
+
+    recs = [json.loads(text) for text in marshal.loads(view.part("top"))[:limit]]
+    total = view.head["count"]
+    print(render_overview(recs, json.loads(view.head["rollup"]), limit=limit, total=total))
+    return True
+
+
+def finished_rows(store: Store) -> list:
+    """Every finished job's row in status order (the rows cache), and the view written for them."""
+    from aq_core.status import finished_rows as rows_of
+
+    finished = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+    key = listing_key(finished) if finished else None
+    rows = rows_of(store, finished)
+    if open_view(store, key) is None:
+        save(store, key, rows)
+    return rows
+
+
+def write_json_rows(rows: list, engines: list) -> None:
+    """Write ``{"jobs": [...], "engines": [...]}`` in pieces: rows carry their JSON text already."""
+    out = sys.stdout
+    out.write('{"jobs": [')
+    for start in range(0, len(rows), 2000):
+        if start:
+            out.write(",")
+        out.write(",".join(r.to_json() for r in rows[start : start + 2000]))
+    out.write(f'], "engines": {json.dumps(engines)}}}\n')
