@@ -61,7 +61,9 @@ def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any])
     Every move into a finished state does this (the runner, ``aq cancel``, recovery); a reader folds
     the journal into the cache.
     """
-    entry = store.entry(job_id, state)
+    keep = getattr(store, "keep_finished_row", None)  # a store that keeps rows itself (PostgreSQL)
+    version = keep(job_id, state, _ENCODE(full), list(map(full.get, SUMMARY))) if keep is not None else None
+    entry = Entry(job_id, state, 0.0, version) if version is not None else store.entry(job_id, state)
     if entry is None or entry.version is None:
         return
     _append(journal_path(store), _record(job_id, _entry(entry, full)))
@@ -251,7 +253,7 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, extra: Any = None
         append(row)
     if misses:
         changed = True
-        computed = _compute_all(store, [e for _, e in misses], compute)
+        computed = _stored_or_computed(store, [e for _, e in misses], compute)
         for (index, entry), (key, text, summary) in zip(misses, computed, strict=True):
             row = Row(zip(SUMMARY, summary, strict=True))
             row.json_text = text
@@ -264,6 +266,46 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, extra: Any = None
         with contextlib.suppress(OSError):
             os.unlink(taken)
     return rows  # type: ignore[return-value]  # every None was filled above
+
+
+# -- a store that keeps finished rows itself (optional capabilities, see ``store.Store``) -------------
+
+
+def _stored_or_computed(store: Store, misses: list[Entry], compute: Any) -> list[tuple]:
+    """``_entry`` for each missed entry: the store's kept row when it has one, else computed from meta
+    (and then given to the store to keep, so the next host need not compute it)."""
+    fetch = getattr(store, "finished_rows", None)
+    stored = fetch(misses) if fetch is not None else {}
+    if not stored:
+        out = _compute_all(store, misses, compute)
+        _give(store, misses, out)
+        return out
+    out: list[Any] = [None] * len(misses)
+    rest: list[tuple[int, Entry]] = []
+    for i, entry in enumerate(misses):
+        hit = stored.get(entry.id)
+        if hit is not None and len(hit[1]) == len(SUMMARY):
+            out[i] = ((entry.state.value, entry.version), hit[0], tuple(hit[1]))
+        else:
+            rest.append((i, entry))
+    if rest:
+        done = _compute_all(store, [e for _, e in rest], compute)
+        _give(store, [e for _, e in rest], done)
+        for (i, _), value in zip(rest, done, strict=True):
+            out[i] = value
+    return out
+
+
+def _give(store: Store, entries: list[Entry], computed: list[tuple]) -> None:
+    keep = getattr(store, "keep_finished_rows", None)
+    rows = [
+        (e.id, e.version, text, list(summary))
+        for e, (_, text, summary) in zip(entries, computed, strict=True)
+        if e.state in FINISHED and e.version is not None
+    ]
+    if keep is not None and rows:
+        with contextlib.suppress(Exception):  # a convenience for other hosts, never a reason to fail
+            keep(rows)
 
 
 def _read(path: Path) -> bytes:
@@ -297,4 +339,10 @@ def carry_over(source: Store, target: Store, compute: Any) -> int:
     for (entry, new_key), value in zip(misses, _compute_all(source, [e for e, _ in misses], compute), strict=True):
         rows[entry.id] = (new_key, value[2], None, None, value[1])
     _save(cache_path(target), rows)
+    keep = getattr(target, "keep_finished_rows", None)  # for every host's first read, not only this one's
+    if keep is not None:
+        with contextlib.suppress(Exception):
+            keep(
+                [(i, v[0][1], v[4], list(v[1])) for i, v in rows.items() if i in moved and v[0][1] == moved[i].version]
+            )
     return len(moved)
