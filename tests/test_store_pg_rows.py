@@ -94,6 +94,7 @@ def test_store_init_migrates_version_3_and_keeps_the_rows_of_finished_jobs(
     new_db: NewDb,  # noqa: F811
     tmp_path: Path,
     pg_server: PgServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from aq_core.records import SUMMARY
     from aq_core.status import job_row
@@ -128,8 +129,11 @@ def test_store_init_migrates_version_3_and_keeps_the_rows_of_finished_jobs(
                 conn.execute("INSERT INTO aq_meta (job_id, key, value) VALUES (%s, %s, %s)", (entry.id, key, value))
     stale = aqpg(url, "status", host="h", root=tmp_path / "r")
     assert stale.returncode == 1 and "older than this aq" in stale.stderr
-    migrated = aqpg(url, "store", "init", host="h", root=tmp_path / "r")
-    assert migrated.returncode == 0 and "schema migrated from version 3 to 4" in migrated.stdout, migrated.stderr
+    from aq_core.store_pg import init_schema, rows
+
+    monkeypatch.setattr(rows, "FILL_BATCH", 7)  # several batches of meta
+    assert init_schema(url) == (3, 4)
+    assert "schema is up to date (version 4)" in aqpg(url, "store", "init", host="h", root=tmp_path / "r").stdout
     kept = pg_server.sql("SELECT id, state, row_token, row_json, row_summary FROM aq_jobs", dbname=db)
     assert len(kept) == 40
     for job_id, state, token, text, summary in kept:

@@ -22,6 +22,7 @@ from aq_core.store_pg.connection import Connection
 FINISHED = ("done", "failed")
 # Above this many ids one query over every kept row is cheaper than sending the ids.
 _ALL_ABOVE = 2000
+FILL_BATCH = 2000  # jobs whose meta the migration to version 4 holds in memory at once
 _KEEP_ONE = """
 UPDATE aq_jobs SET row_token = op_token, row_json = %s, row_summary = %s
 WHERE id = %s AND state = %s AND op_token = %s
@@ -96,7 +97,8 @@ def keep_many(conn: Connection, rows: Iterable[tuple[str, object, str, list]]) -
 def fill(db: Any) -> int:
     """Compute and keep the row of every finished job that has none (the migration to version 4).
 
-    Runs on ``db`` inside the caller's transaction; returns how many rows were filled.
+    Runs on ``db`` inside the caller's transaction, ``FILL_BATCH`` jobs at a time (their meta in
+    memory, not every job's); returns how many rows were filled.
     """
     from aq_core.meta import Meta
     from aq_core.records import SUMMARY
@@ -107,22 +109,21 @@ def fill(db: Any) -> int:
         "SELECT id, state, op_token FROM aq_jobs WHERE state IN ('done', 'failed')"
         " AND row_token IS DISTINCT FROM op_token ORDER BY id"
     ).fetchall()
-    if not jobs:
-        return 0
-    pairs: dict[str, list[tuple[str, str]]] = {}
-    cursor = db.cursor()
-    cursor.execute(
-        "SELECT m.job_id, m.key, m.value FROM aq_meta m JOIN aq_jobs j ON j.id = m.job_id"
-        " WHERE j.state IN ('done', 'failed') AND j.row_token IS DISTINCT FROM j.op_token ORDER BY m.job_id, m.seq"
-    )
-    for job_id, key, value in cursor:
-        pairs.setdefault(job_id, []).append((key, value))
     encode = json.JSONEncoder(allow_nan=False).encode
     db.execute("CREATE TEMP TABLE aq_kept (id text, token text, row_json text, row_summary text) ON COMMIT DROP")
-    with db.cursor().copy("COPY aq_kept (id, token, row_json, row_summary) FROM STDIN") as copy:
-        for job_id, state, token in jobs:
-            row = job_row(job_id, State(state), Meta(pairs.get(job_id, [])))
-            copy.write_row((job_id, token, encode(row), encode([row.get(k) for k in SUMMARY])))
+    for start in range(0, len(jobs), FILL_BATCH):
+        part = jobs[start : start + FILL_BATCH]
+        pairs: dict[str, list[tuple[str, str]]] = {}
+        rows = db.execute(
+            "SELECT job_id, key, value FROM aq_meta WHERE job_id = ANY(%s::text[]) ORDER BY job_id, seq",
+            ([job_id for job_id, _, _ in part],),
+        )
+        for job_id, key, value in rows:
+            pairs.setdefault(job_id, []).append((key, value))
+        with db.cursor().copy("COPY aq_kept (id, token, row_json, row_summary) FROM STDIN") as copy:
+            for job_id, state, token in part:
+                row = job_row(job_id, State(state), Meta(pairs.get(job_id, [])))
+                copy.write_row((job_id, token, encode(row), encode([row.get(k) for k in SUMMARY])))
     db.execute(
         "UPDATE aq_jobs j SET row_token = k.token, row_json = k.row_json, row_summary = k.row_summary"
         " FROM aq_kept k WHERE j.id = k.id AND j.op_token = k.token"
