@@ -74,7 +74,9 @@ def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any])
     Every move into a finished state does this (the runner, ``aq cancel``, recovery); a reader folds
     the journal into the cache.
     """
-    entry = store.entry(job_id, state)
+    keep = getattr(store, "keep_finished_row", None)  # a store that keeps rows itself (PostgreSQL)
+    version = keep(job_id, state, _ENCODE(full), list(map(full.get, SUMMARY))) if keep is not None else None
+    entry = Entry(job_id, state, 0.0, version) if version is not None else store.entry(job_id, state)
     if entry is None or entry.version is None:
         return
     _append(journal_path(store), _record(job_id, _entry(entry, full)))
@@ -173,13 +175,8 @@ class Row(dict):
         return json.loads(text) if text is not None else dict(self)
 
 
-def compute_rows(store: Store, misses: list[Entry], compute: Any, extra: Any = None) -> list[tuple]:
-    """The rows of finished jobs the cache lacks: ``(key, json_text, summary, extra)`` per entry, in order.
-
-    ``compute(entry)`` gives a row's fields from the job's meta, ``extra(row)`` its status cells. This
-    is the one place rows are computed, so a store that can give many rows at once may do it here. A
-    large rebuild is split over forked processes (one per CPU).
-    """
+def _compute_all(store: Store, misses: list[Entry], compute: Any, extra: Any = None) -> list[tuple]:
+    """``_computed`` for each missed entry; a large rebuild is split over forked processes (one per CPU)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -284,6 +281,53 @@ def rows_for(store: Store, entries: list[Entry], compute: Any, extra: Any = None
     return rows  # type: ignore[return-value]  # every None was filled above
 
 
+# -- a store that keeps finished rows itself (optional capabilities, see ``store.Store``) -------------
+
+
+def compute_rows(store: Store, misses: list[Entry], compute: Any, extra: Any = None) -> list[tuple]:
+    """The rows of finished jobs the cache lacks: ``(key, json_text, summary, extra)`` per entry, in order.
+
+    ``compute(entry)`` gives a row's fields from the job's meta, ``extra(row)`` its status cells. This
+    is the one place rows are computed: a store that keeps finished rows (``finished_rows``) gives
+    them first; the rest are computed from meta and given to the store to keep, so the next host
+    need not compute them.
+    """
+    fetch = getattr(store, "finished_rows", None)
+    stored = fetch(misses) if fetch is not None else {}
+    if not stored:
+        out = _compute_all(store, misses, compute, extra)
+        _give(store, misses, out)
+        return out
+    out: list[Any] = [None] * len(misses)
+    rest: list[tuple[int, Entry]] = []
+    for i, entry in enumerate(misses):
+        hit = stored.get(entry.id)
+        if hit is not None and len(hit[1]) == len(SUMMARY):
+            summary = tuple(hit[1])
+            kept = extra(Row(zip(SUMMARY, summary, strict=True))) if extra is not None else None
+            out[i] = ((entry.state.value, entry.version), hit[0], summary, kept)
+        else:
+            rest.append((i, entry))
+    if rest:
+        done = _compute_all(store, [e for _, e in rest], compute, extra)
+        _give(store, [e for _, e in rest], done)
+        for (i, _), value in zip(rest, done, strict=True):
+            out[i] = value
+    return out
+
+
+def _give(store: Store, entries: list[Entry], computed: list[tuple]) -> None:
+    keep = getattr(store, "keep_finished_rows", None)
+    rows = [
+        (e.id, e.version, text, list(summary))
+        for e, (_, text, summary, _) in zip(entries, computed, strict=True)
+        if e.state in FINISHED and e.version is not None
+    ]
+    if keep is not None and rows:
+        with contextlib.suppress(Exception):  # a convenience for other hosts, never a reason to fail
+            keep(rows)
+
+
 def _read(path: Path) -> bytes:
     try:
         with open(path, "rb") as fh:
@@ -312,7 +356,13 @@ def carry_over(source: Store, target: Store, compute: Any) -> int:
             rows[entry.id] = (new_key, *hit[1:])
         else:
             misses.append((entry, new_key))
-    for (entry, new_key), value in zip(misses, compute_rows(source, [e for e, _ in misses], compute), strict=True):
+    for (entry, new_key), value in zip(misses, _compute_all(source, [e for e, _ in misses], compute), strict=True):
         rows[entry.id] = (new_key, value[2], None, None, value[1])
     _save(cache_path(target), rows)
+    keep = getattr(target, "keep_finished_rows", None)  # for every host's first read, not only this one's
+    if keep is not None:
+        with contextlib.suppress(Exception):
+            keep(
+                [(i, v[0][1], v[4], list(v[1])) for i, v in rows.items() if i in moved and v[0][1] == moved[i].version]
+            )
     return len(moved)

@@ -63,7 +63,18 @@ class Lock(ABC):
 
 
 class Store(ABC):
-    """A job's state and meta: every transition of the queue goes through these methods."""
+    """A job's state and meta: every transition of the queue goes through these methods.
+
+    Optional capabilities (``records`` looks them up with ``getattr``; a store may have none): a store
+    that keeps finished jobs' status rows itself, for every host to read (PostgreSQL), has
+
+    - ``finished_rows(entries) -> {id: (json_text, summary_values)}``: the rows it keeps for these
+      finished entries, only where kept for the entry's ``version``;
+    - ``keep_finished_row(job_id, state, json_text, summary_values) -> version | None``: keep the row of
+      a job this store object just moved into ``state``; its version then (None: not moved here);
+    - ``keep_finished_rows([(id, version, json_text, summary_values), ...])``: keep rows a reader
+      computed from meta; a row whose job has moved since is dropped.
+    """
 
     coord: Coordination
     engines: EngineRecords

@@ -8,7 +8,8 @@ The package's modules, each with one job:
   change tokens;
 - ``runners``: every host's live runners (``aq_runners``), and ``aq stop``'s request to each;
 - ``store``: ``PgStore``: job state and meta, and the engine records (``store.engines``);
-- ``migrate``: ``aq store migrate``, a filesystem queue copied in one transaction.
+- ``migrate``: ``aq store migrate``, a filesystem queue copied in one transaction;
+- ``rows``: finished jobs' status rows kept on the server, fetched by a host's first read.
 
 This host's own files (logs, tmp, its runners, ``config.yaml``) stay in its local directory
 (``store.files``), as with the filesystem store.

@@ -10,8 +10,10 @@ Tables:
   refuses UPDATE and DELETE); the last value of a key wins, as on disk.
 - ``aq_locks``: named locks as lease rows (holder token, host, pid, ``expires_at``).
 - ``aq_counters``: ``inbox`` counts transitions into the inbox (idle runners poll it).
-- ``aq_runners`` (version 2): every host's live runners, renewed like a lease, and ``aq stop``'s
+- ``aq_runners`` (version 3): every host's live runners, renewed like a lease, and ``aq stop``'s
   request to each.
+- version 4: ``aq_jobs.row_token``, ``row_json``, ``row_summary``: a finished job's status row, kept
+  for the transition it was computed after (``rows``); the migration computes it for finished jobs.
 - ``aq_schema_version``: one row per migration applied.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 from aq_core.errors import AqError
 from aq_core.store_pg.connection import Connection, psycopg
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA_LOCK = 0x6171_5F73_6368  # pg_advisory_xact_lock key for `aq store init` (a transaction lock only)
 
 #: A job's plan columns from the last ``after``, ``priority`` and ``not_before`` of its meta (written
@@ -115,7 +117,26 @@ MIGRATIONS: dict[int, list[str]] = {
         )""",
         "CREATE INDEX aq_runners_by_host ON aq_runners (host, expires_at)",
     ],
+    # Finished jobs' status rows on the server: a host's first read fetches them (``rows``).
+    4: [
+        "ALTER TABLE aq_jobs ADD COLUMN row_token text",
+        "ALTER TABLE aq_jobs ADD COLUMN row_json text",
+        "ALTER TABLE aq_jobs ADD COLUMN row_summary text",
+        # aq_jobs_by_priority (state, priority, queued, id) serves every look-up by state: one index
+        # less to write at each transition.
+        "DROP INDEX aq_jobs_by_state",
+    ],
 }
+
+
+def _fill_rows(conn: Any) -> None:
+    from aq_core.store_pg.rows import fill
+
+    fill(conn)
+
+
+#: Work a migration does in Python after its statements, in the same transaction.
+AFTER: dict[int, Any] = {4: _fill_rows}
 
 
 def schema_version(conn: Any) -> int | None:
@@ -169,6 +190,8 @@ def init_schema(url: str) -> tuple[int, int]:
                 for version in range(before + 1, SCHEMA_VERSION + 1):
                     for statement in MIGRATIONS[version]:
                         conn.execute(statement)
+                    if version in AFTER:
+                        AFTER[version](conn)
                     conn.execute(
                         "INSERT INTO aq_schema_version (version, by_aq) VALUES (%s, %s)", (version, __version__)
                     )

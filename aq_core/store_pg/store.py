@@ -4,16 +4,21 @@ A claim is one ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)`` tha
 claimer's lease and takes only a job whose ``not_before`` has passed and whose ``after:`` jobs are
 all done (whichever host decided to claim it); every write carries a one-time token, so a retry after an unknown outcome never
 applies twice. The leases themselves are ``leases.PgCoordination``'s (``store.coord``).
+
+It also keeps finished jobs' status rows on the server (``rows``; the optional capabilities
+``finished_rows``, ``keep_finished_row`` and ``keep_finished_rows`` that ``records`` looks for).
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta, encode_lines, parse_lines
 from aq_core.store import EngineRecords, Entry, LocalFiles, State, Store, default_root, read_limit
@@ -89,6 +94,7 @@ class PgStore(Store):
         else:
             self.files = LocalFiles(default_root())
         self.coord = PgCoordination(self.conn, self.files)
+        self._finished: dict[str, tuple[str, str]] = {}  # job -> (state, token) of this store's move into it
         self.engines = PgEngineRecords(self.conn)
         self.conn.open()
         if check:
@@ -193,6 +199,10 @@ class PgStore(Store):
             return conn.execute(statement, params).fetchone() is not None
 
         moved = self.conn.do(op)
+        if moved and dst in (State.DONE, State.FAILED):
+            if len(self._finished) > 10_000:  # moves nobody kept a row for (a tool, not a runner)
+                self._finished.clear()
+            self._finished[job_id] = (dst.value, nonce)
         if moved:
             if dst is State.BUILDING:
                 coord.claimed(job_id, started)
@@ -216,13 +226,42 @@ class PgStore(Store):
 
     def list(self, state: State | None = None) -> list[Entry]:
         # The version is the token of the job's last transition: it changes whenever the state does.
-        sql = "SELECT id, state, queued, op_token FROM aq_jobs"
         if state is None:
-            sql, params = sql + " ORDER BY queued, id", ()
-        else:  # the queue's order: highest priority first, then oldest
-            sql, params = sql + " WHERE state = %s ORDER BY priority DESC, queued, id", (state.value,)
+            return self._entries(" ORDER BY queued, id", ())
+        # the queue's order: highest priority first, then oldest
+        return self._entries(" WHERE state = %s ORDER BY priority DESC, queued, id", (state.value,))
+
+    def scan(self, state: State | None = None) -> list[Entry]:
+        return self._entries("" if state is None else " WHERE state = %s", () if state is None else (state.value,))
+
+    def entry(self, job_id: str, state: State) -> Entry | None:
+        found = self._entries(" WHERE id = %s AND state = %s", (job_id, State(state).value))
+        return found[0] if found else None
+
+    def _entries(self, where: str, params: tuple) -> list[Entry]:
+        sql = "SELECT id, state, queued, op_token FROM aq_jobs" + where
         rows = self.conn.do(lambda conn, _: conn.execute(sql, params).fetchall())
-        return [Entry(job_id, State(st), float(queued), token) for job_id, st, queued, token in rows]
+        states = {state.value: state for state in State}  # a dict look-up, not State(...), per row
+        return [Entry(job_id, states[st], queued, token) for job_id, st, queued, token in rows]
+
+    # -- finished jobs' rows kept on the server (optional capabilities, see ``records``) --------------
+
+    def finished_rows(self, entries: list[Entry]) -> dict[str, tuple[str, list]]:
+        """The status rows the server keeps for these finished entries: id -> (JSON text, summary values)."""
+        return kept_rows.fetch(self.conn, entries)
+
+    def keep_finished_row(self, job_id: str, state: State, text: str, summary: list) -> object | None:
+        """Keep the row of a job this store just moved into ``state``; return its version (None: not ours)."""
+        moved = self._finished.pop(job_id, None)
+        if moved is None or moved[0] != State(state).value:
+            return None
+        with contextlib.suppress(Exception):  # a cache entry: never a reason to fail the move's caller
+            kept_rows.keep_one(self.conn, job_id, moved[0], moved[1], text, summary)
+        return moved[1]
+
+    def keep_finished_rows(self, rows: list[tuple[str, object, str, list]]) -> None:
+        """Keep rows (id, version, JSON text, summary) a reader computed, for every host's next read."""
+        kept_rows.keep_many(self.conn, rows)
 
     def read_job(self, job_id: str, state: State) -> bytes:
         row = self.conn.do(
