@@ -157,11 +157,19 @@ def _prepare(
         out["wip_pre"] = pre
     else:
         out["wip_pre"] = head  # a commit: the job's figures need no tree of it (see wip_commit)
-    if not created:
-        set_wip_ref(repo, ref, head, None, f"aq: start {branch}")
     if (busy := repo.in_progress()) is not None:
+        if not created:
+            set_wip_ref(repo, ref, head, None, f"aq: start {branch}")
         log(f"wip: repo is in the middle of {busy}: HEAD left as is; snapshots go to {branch} via a temporary index")
         return
+    if not created:
+        with contextlib.suppress(GitFailed):
+            # One git: creates the branch at HEAD (never an existing one) and points HEAD at it. The
+            # commit is the same, so git reads neither the index nor the files, and writes neither.
+            repo.git("switch", "-q", "--no-track", "-c", branch)
+            return
+        if not repo.may_have_ref(ref):  # a git without `switch`, or a lock held: the same in two steps
+            set_wip_ref(repo, ref, head, None, f"aq: start {branch}")
     # Same commit, so pointing HEAD at the new branch leaves the index and the files exactly as they are.
     repo.git("symbolic-ref", "-m", f"aq: start {branch}", "HEAD", ref)
 

@@ -120,17 +120,17 @@ class Repo:
         out = self.git("cat-file", "--batch-check=%(objectname)", stdin="".join(f"{n}\n" for n in names))
         return [None if line.endswith((" missing", " ambiguous")) else line for line in out.splitlines()]
 
-    def status(self) -> Status:
-        """HEAD's commit and every change of the work tree against it, untracked files included (one git)."""
-        out = self.git(
-            "status",
-            "--porcelain=v2",
-            "-z",
-            "--branch",
-            "--no-ahead-behind",
-            "--untracked-files=normal",
-            "--no-renames",
-        )
+    def status(self, *, submodule_files: bool = True) -> Status:
+        """HEAD's commit and every change of the work tree against it, untracked files included (one git).
+
+        ``submodule_files=False``: a submodule counts as changed only when its commit did (what a
+        snapshot records), so git need not look inside each one.
+        """
+        args = ["status", "--porcelain=v2", "-z", "--branch", "--no-ahead-behind"]
+        args += ["--untracked-files=normal", "--no-renames"]
+        if not submodule_files:
+            args.append("--ignore-submodules=dirty")
+        out = self.git(*args)
         head: str | None = None
         changes: list[str] = []
         records = iter(out.split("\0"))

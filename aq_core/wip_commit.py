@@ -3,6 +3,7 @@ temporary index, with the fewest git processes (one ``git status`` when the agen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -32,7 +33,10 @@ def commit_work(
     pre = meta.get("wip_pre") or base
     head_ref = repo.head_ref()
     on_branch = head_ref == ref
-    status = repo.status() if on_branch else None
+    status = None
+    if on_branch:
+        with contextlib.suppress(GitFailed):  # git could not tell: take the snapshot, which may still work
+            status = repo.status(submodule_files=False)
     if status is not None and status.head is not None and status.clean:
         # HEAD is on the branch and the work tree is its tip's tree: nothing to commit, index untouched.
         tip = status.head
