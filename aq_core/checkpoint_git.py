@@ -6,21 +6,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
-import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aq_core.git_repo import FALLBACK_IDENTITY, GitFailed, Repo, find_repo
+from aq_core.git_repo import GitFailed, Repo, Status, find_repo
 from aq_core.hookspecs import hookimpl
+from aq_core.wip_commit import WIP_PREFIX, commit_tree, commit_work, set_wip_ref, snapshot
 
 if TYPE_CHECKING:
     from aq_core.checkpoint import CheckpointContext
 
 __all__ = ["WIP_PREFIX", "checkpoint", "find_repo", "work_lock"]
-
-WIP_PREFIX = "aq/wip/"
 
 
 def _branch_ok(job_id: str) -> bool:
@@ -50,7 +47,7 @@ def checkpoint(stage: str, ctx: CheckpointContext) -> dict[str, str] | None:
             log(f"wip: {workdir} is no longer in a git work tree; nothing committed")
         return None
     branch = WIP_PREFIX + job_id
-    # Nothing but refs/heads/aq/wip/* is ever written (see _set_ref), so main, master and the protected
+    # Nothing but refs/heads/aq/wip/* is ever written (see set_wip_ref), so main, master and the protected
     # names are safe by construction; a work branch that is itself protected is left alone too.
     if not _branch_ok(job_id) or branch in protected:
         log(f"wip: {branch!r} cannot be used as a work branch; no checkpoint")
@@ -60,7 +57,7 @@ def checkpoint(stage: str, ctx: CheckpointContext) -> dict[str, str] | None:
         if stage == "prepare":
             _prepare(repo, branch, job_id, Path(workdir), meta, isolation, log, out, ctx.base_commit)
         elif stage == "commit":
-            _commit(repo, branch, job_id, result, meta, log, out)
+            commit_work(repo, branch, job_id, result, meta, log, out)
         elif stage == "finish":
             _remove_worktree(repo, job_id, Path(workdir), log, out)
         else:
@@ -88,7 +85,13 @@ def _prepare(
     ref = "refs/heads/" + branch
     prefix = Path(os.path.realpath(cwd)).relative_to(repo.top)
     worktree = repo.common_dir / "aq-worktrees" / job_id
-    head, head_tree, tip = repo.resolve("HEAD^{commit}", "HEAD^{tree}", ref)
+    status: Status | None = None
+    if isolation == "inplace":  # whether the user's checkout has changes decides how the job starts
+        status = repo.status()
+        head = status.head
+        tip = repo.resolve(ref)[0] if repo.may_have_ref(ref) else None
+    else:
+        head, tip = repo.resolve("HEAD^{commit}", ref)
     head_ref = repo.head_ref()
     out["wip_branch"] = branch
     out["workdir"] = str(cwd)
@@ -110,7 +113,7 @@ def _prepare(
             log(
                 f"wip: repo is in the middle of {busy}: HEAD left as is; snapshots go to {branch} via a temporary index"
             )
-        elif _dirty(repo):
+        elif status is not None and not status.clean:
             # Everything aq made is committed on the branch, so these are the user's: never mix or overwrite them.
             if _use_worktree(repo, branch, worktree, prefix, out, log):
                 log(
@@ -130,37 +133,43 @@ def _prepare(
     # Building on a parent's work: its checkpoint, when that commit is in this repository.
     parent = repo.resolve(base_commit + "^{commit}")[0] if base_commit else None
     if parent is not None and parent != head:
-        _start_from(repo, branch, ref, worktree, prefix, parent, isolation, log, out)
+        _start_from(repo, branch, ref, worktree, prefix, parent, status, log, out)
         return
     # Fresh start: the branch begins at HEAD (an empty root commit when the repo has none yet).
     if head is None:
         empty = repo.git("mktree", stdin="").strip()
-        head = _commit_tree(repo, empty, [], f"aq wip: {job_id} (start)")
-        head_tree = empty
-        _set_ref(repo, ref, head, None, f"aq: start {branch} (repo had no commit)")
+        head = commit_tree(repo, empty, [], f"aq wip: {job_id} (start)")
+        set_wip_ref(repo, ref, head, None, f"aq: start {branch} (repo had no commit)")
         log(f"wip: the repo has no commit yet; {branch} starts from an empty root commit")
         created = True
     else:
         created = False
     out["wip_base"] = head
-    assert head_tree is not None
-    if isolation == "worktree":
-        out["wip_pre"] = head_tree
+    if status is None:  # in aq's own worktree: the job starts from the commit alone
+        out["wip_pre"] = head
         if _use_worktree(repo, branch, worktree, prefix, out, log, base=None if created else head):
             log(f"wip: this job runs in worktree {worktree} on {branch}")
         return
     # What the user had uncommitted is the job's starting point, not its work: record it to subtract later.
-    if _dirty(repo):
-        pre, index = _snapshot(repo, job_id, log)
+    if not status.clean:
+        pre, index, _ = snapshot(repo, job_id, log)
         index.unlink(missing_ok=True)
         out["wip_pre"] = pre
     else:
-        out["wip_pre"] = head_tree
-    if not created:
-        _set_ref(repo, ref, head, None, f"aq: start {branch}")
+        out["wip_pre"] = head  # a commit: the job's figures need no tree of it (see wip_commit)
     if (busy := repo.in_progress()) is not None:
+        if not created:
+            set_wip_ref(repo, ref, head, None, f"aq: start {branch}")
         log(f"wip: repo is in the middle of {busy}: HEAD left as is; snapshots go to {branch} via a temporary index")
         return
+    if not created:
+        with contextlib.suppress(GitFailed):
+            # One git: creates the branch at HEAD (never an existing one) and points HEAD at it. The
+            # commit is the same, so git reads neither the index nor the files, and writes neither.
+            repo.git("switch", "-q", "--no-track", "-c", branch)
+            return
+        if not repo.may_have_ref(ref):  # a git without `switch`, or a lock held: the same in two steps
+            set_wip_ref(repo, ref, head, None, f"aq: start {branch}")
     # Same commit, so pointing HEAD at the new branch leaves the index and the files exactly as they are.
     repo.git("symbolic-ref", "-m", f"aq: start {branch}", "HEAD", ref)
 
@@ -172,22 +181,23 @@ def _start_from(
     worktree: Path,
     prefix: Path,
     start: str,
-    isolation: str,
+    status: Status | None,
     log: Callable[[str], None],
     out: dict[str, str],
 ) -> None:
-    """Start ``branch`` at ``start`` (the job it builds on left its work there), in a worktree or checked out."""
-    (start_tree,) = repo.resolve(start + "^{tree}")
-    assert start_tree is not None
+    """Start ``branch`` at ``start`` (the job it builds on left its work there), in a worktree or checked out.
+
+    ``status`` is the user's checkout's, for an in-place job; ``None`` for a worktree job.
+    """
     out["wip_base"] = start
-    out["wip_pre"] = start_tree
+    out["wip_pre"] = start
     short = start[:10]
-    if isolation == "worktree":
+    if status is None:
         if _use_worktree(repo, branch, worktree, prefix, out, log, base=start):
             log(f"wip: this job runs in worktree {worktree} on {branch}, from {short} (the work of the job it follows)")
         return
-    _set_ref(repo, ref, start, None, f"aq: start {branch} from {short}")
-    if repo.in_progress() is None and not _dirty(repo):
+    set_wip_ref(repo, ref, start, None, f"aq: start {branch} from {short}")
+    if repo.in_progress() is None and status.clean:
         try:  # refuses rather than overwrite anything, ignored files included
             with _worktrees_locked(repo):
                 repo.git("switch", "-q", "--no-guess", "--no-overwrite-ignore", branch)
@@ -272,151 +282,3 @@ def _remove_worktree(repo: Repo, job_id: str, workdir: Path, log: Callable[[str]
         repo.git("worktree", "remove", "--force", str(worktree))
     log(f"wip: removed the job's worktree; its work is on {WIP_PREFIX}{job_id}")
     out["worktree_removed"] = "1"
-
-
-def _dirty(repo: Repo) -> bool:
-    """Whether the work tree differs from HEAD (tracked changes or untracked, not ignored, files)."""
-    return bool(repo.git("status", "--porcelain", "-z", "--untracked-files=normal", "--no-renames"))
-
-
-# --- commit --------------------------------------------------------------------------------------
-
-
-def _commit(
-    repo: Repo,
-    branch: str,
-    job_id: str,
-    result: str | None,
-    meta: Mapping[str, str],
-    log: Callable[[str], None],
-    out: dict[str, str],
-    base_commit: str | None = None,
-) -> None:
-    ref = "refs/heads/" + branch
-    base = meta.get("wip_base") or "HEAD"
-    pre = meta.get("wip_pre") or base
-    tip, tip_tree, base_commit, pre_tree = repo.resolve(ref, ref + "^{tree}", base + "^{commit}", pre + "^{tree}")
-    head_ref = repo.head_ref()
-    on_branch = head_ref == ref
-    tree, index = _snapshot(repo, job_id, log)
-    try:
-        if tree == tip_tree:
-            new = tip
-        else:
-            parent = tip or base_commit  # the agent may have deleted the branch: start it again from the base
-            message = f"aq wip: {job_id} ({result or 'checkpoint'})"
-            new = _commit_tree(repo, tree, [parent] if parent else [], message)
-            _set_ref(repo, ref, new, tip, message)
-        if on_branch:
-            _install_index(repo, index, log)
-    finally:
-        index.unlink(missing_ok=True)
-    assert new is not None
-    files, added, deleted = _numstat(repo, pre_tree or tip_tree or tree, tree)
-    out.update(wip_commit=new, files_changed=str(files), lines_added=str(added), lines_deleted=str(deleted))
-
-    if not on_branch:
-        where = f"on {head_ref.removeprefix('refs/heads/')}" if head_ref else "detached"
-        busy = repo.in_progress()
-        why = f"repo is in the middle of {busy}; " if busy else ""
-        log(f"wip: {why}HEAD is {where}, not on {branch}: snapshot committed through a temporary index, HEAD not moved")
-    if new == tip:
-        log(f"wip: nothing new to commit; {branch} stays at {new[:10]}")
-    else:
-        log(f"wip: committed {new[:10]} to {branch} ({files} file{'' if files == 1 else 's'}, +{added} -{deleted})")
-
-
-def _snapshot(repo: Repo, job_id: str, log: Callable[[str], None]) -> tuple[str, Path]:
-    """Write the work tree (tracked and untracked, not ignored) as a tree through a temporary index.
-
-    The temporary index starts as a copy of the real one, so unchanged files are not hashed again
-    and the real index is never touched. Returns the tree id and the temporary index (caller removes).
-    """
-    _sweep_indexes(repo.git_dir)
-    index = repo.git_dir / f"aq-index.{job_id}.{os.getpid()}.{secrets.token_hex(4)}"
-    real = repo.git_dir / "index"
-    if real.exists():
-        shutil.copyfile(real, index)
-    env = {"GIT_INDEX_FILE": str(index)}
-    try:
-        # --ignore-errors: an unreadable file must not cost the snapshot of every other file.
-        code, _, err = repo.run("add", "-A", "--ignore-errors", env=env, ok=(0, 1))
-        if code:
-            skipped = [line for line in err.splitlines() if line.startswith("error:")]
-            log(f"wip: some files could not be read and are not in the snapshot: {'; '.join(skipped) or err}")
-        tree = repo.git("write-tree", env=env).strip()
-    except BaseException:
-        index.unlink(missing_ok=True)
-        raise
-    return tree, index
-
-
-def _sweep_indexes(git_dir: Path) -> None:
-    """Remove temporary indexes left by an aq process that was killed (its pid is gone)."""
-    for leftover in git_dir.glob("aq-index.*"):
-        try:
-            pid = int(leftover.name.removesuffix(".lock").rsplit(".", 2)[1])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            leftover.unlink(missing_ok=True)
-        except (ValueError, IndexError, OSError):
-            continue  # not ours to judge, or alive (possibly a reused pid): leave it
-
-
-def _install_index(repo: Repo, index: Path, log: Callable[[str], None]) -> None:
-    """Make the snapshot's index the real one, so ``git status`` on the branch shows it clean.
-
-    Takes ``index.lock`` as git does; if someone holds it, the real index is left alone.
-    """
-    lock = repo.git_dir / "index.lock"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        log("wip: index.lock is held; the index was not refreshed (the files and the commit are complete)")
-        return
-    try:
-        os.replace(index, repo.git_dir / "index")
-    finally:
-        os.close(fd)
-        lock.unlink()
-
-
-def _commit_tree(repo: Repo, tree: str, parents: list[str], message: str) -> str:
-    """Create a commit object (no hooks, no signing) with the user's identity, else aq's."""
-    args = ["commit-tree", "--no-gpg-sign", tree]
-    for parent in parents:
-        args += ["-p", parent]
-    try:
-        return repo.git(*args, stdin=message + "\n").strip()
-    except GitFailed as exc:
-        if "identity unknown" not in exc.stderr and "ident name" not in exc.stderr:
-            raise
-    fallback = {k: v for k, v in FALLBACK_IDENTITY.items() if not os.environ.get(k)}
-    return repo.git(*args, stdin=message + "\n", env=fallback).strip()
-
-
-def _set_ref(repo: Repo, ref: str, new: str, old: str | None, message: str) -> None:
-    """Move a work branch, only if it is still at ``old`` (``None``: only if it does not exist)."""
-    if not ref.startswith("refs/heads/" + WIP_PREFIX):  # the one place aq writes a branch
-        raise GitFailed(f"refusing to move {ref}: aq only writes refs/heads/{WIP_PREFIX}*")
-    repo.git("update-ref", "-m", message, ref, new, old or "")
-
-
-def _numstat(repo: Repo, old: str, new: str) -> tuple[int, int, int]:
-    """Count files changed and lines added/deleted between two trees (renames once, binary as 0 lines)."""
-    if old == new:
-        return 0, 0, 0
-    out = repo.git("diff-tree", "-r", "-z", "--numstat", "-M", old, new)
-    files = added = deleted = 0
-    fields = iter(out.split("\0"))
-    for field in fields:
-        if "\t" not in field:
-            continue
-        plus, minus, path = field.split("\t", 2)
-        if not path:  # a rename: the old and new paths follow as their own fields
-            next(fields, None)
-            next(fields, None)
-        files += 1
-        added += int(plus) if plus.isdigit() else 0
-        deleted += int(minus) if minus.isdigit() else 0
-    return files, added, deleted

@@ -1,5 +1,5 @@
 """A git work tree found without running git, and git run in it safely (no hooks, no prompts, no
-inherited GIT_DIR): the plumbing the git checkpoint plugin uses. GitPython is imported on first use."""
+inherited GIT_DIR): the plumbing the git checkpoint plugin uses, each git one plain subprocess."""
 
 from __future__ import annotations
 
@@ -49,6 +49,35 @@ class GitFailed(Exception):
 
 
 @dataclass(frozen=True)
+class Status:
+    """What ``git status`` says: HEAD's commit (``None`` when unborn) and one porcelain v2 record per change."""
+
+    head: str | None
+    changes: tuple[str, ...]
+
+    @property
+    def clean(self) -> bool:
+        """Whether the work tree and index equal HEAD (untracked files count; ignored ones do not)."""
+        return not self.changes
+
+    def surely_changed(self) -> bool:
+        """Whether a snapshot of the work tree surely differs from HEAD's tree.
+
+        An untracked file, or a path changed in exactly one of index and work tree, says so; a path
+        changed in both may have come back to HEAD's content, and a submodule's own changes are not
+        in its parent's tree: then only comparing trees tells.
+        """
+        for record in self.changes:
+            if record.startswith("? "):
+                return True
+            if record.startswith("1 ") and record[5:9] == "N...":
+                index, work = record[2], record[3]
+                if (index == ".") != (work == "."):
+                    return True
+        return False
+
+
+@dataclass(frozen=True)
 class Repo:
     """A git work tree: its top level, its own git dir and the repository's common git dir."""
 
@@ -63,31 +92,18 @@ class Repo:
         env: Mapping[str, str] | None = None,
         ok: Sequence[int] = (0,),
     ) -> tuple[int, str, str]:
-        """Run git in the top level; return (exit code, stdout, stderr); raise ``GitFailed`` unless ``ok``.
-
-        Commands run through GitPython's ``Git.execute`` (imported on first use: its import runs git).
-        """
+        """Run git in the top level; return (exit code, stdout, stderr); raise ``GitFailed`` unless ``ok``."""
         full_env = _git_env()
         if env:
             full_env.update(env)
-        istream = subprocess.DEVNULL
-        if stdin is not None:
-            istream = _stdin_fd(stdin.encode())
-        try:
-            code, out, err_bytes = _git_cmd(self.top).execute(
-                ["git", *GIT_OPTIONS, *args],
-                istream=istream,
-                env=full_env,
-                with_extended_output=True,
-                with_exceptions=False,
-                stdout_as_string=False,
-                strip_newline_in_stdout=False,
-            )
-        finally:
-            if istream is not subprocess.DEVNULL:
-                os.close(istream)
-        proc = subprocess.CompletedProcess(
-            args, code, out, err_bytes if isinstance(err_bytes, bytes) else err_bytes.encode()
+        proc = subprocess.run(
+            ["git", *GIT_OPTIONS, *args],
+            cwd=self.top,
+            env=full_env,
+            input=None if stdin is None else stdin.encode(),
+            stdin=subprocess.DEVNULL if stdin is None else None,
+            capture_output=True,
+            check=False,
         )
         err = proc.stderr.decode(errors="replace").strip()
         if proc.returncode not in ok:
@@ -104,6 +120,44 @@ class Repo:
         out = self.git("cat-file", "--batch-check=%(objectname)", stdin="".join(f"{n}\n" for n in names))
         return [None if line.endswith((" missing", " ambiguous")) else line for line in out.splitlines()]
 
+    def status(self, *, submodule_files: bool = True) -> Status:
+        """HEAD's commit and every change of the work tree against it, untracked files included (one git).
+
+        ``submodule_files=False``: a submodule counts as changed only when its commit did (what a
+        snapshot records), so git need not look inside each one.
+        """
+        args = ["status", "--porcelain=v2", "-z", "--branch", "--no-ahead-behind"]
+        args += ["--untracked-files=normal", "--no-renames"]
+        if not submodule_files:
+            args.append("--ignore-submodules=dirty")
+        out = self.git(*args)
+        head: str | None = None
+        changes: list[str] = []
+        records = iter(out.split("\0"))
+        for record in records:
+            if record.startswith("# branch.oid "):
+                oid = record[13:]
+                head = None if oid == "(initial)" else oid
+            elif record.startswith("2 "):  # a rename: its original path is the next record
+                changes.append(record)
+                next(records, None)
+            elif record and not record.startswith("#"):
+                changes.append(record)
+        return Status(head, tuple(changes))
+
+    def may_have_ref(self, ref: str) -> bool:
+        """Whether ``ref`` may exist: False only when it surely does not (no loose file, not packed).
+
+        Saves a git process for the common question "is this work branch new?"; git has the last word.
+        """
+        if (self.common_dir / "reftable").is_dir() or (self.common_dir / ref).exists():
+            return True
+        try:
+            with open(self.common_dir / "packed-refs", "rb") as packed:
+                return b" " + ref.encode() + b"\n" in packed.read()
+        except FileNotFoundError:
+            return False
+
     def head_ref(self) -> str | None:
         """Return the ref HEAD points at (``refs/heads/x``, maybe unborn), or ``None`` when detached."""
         if (self.common_dir / "reftable").is_dir():  # the reftable backend keeps no readable HEAD file
@@ -119,40 +173,21 @@ class Repo:
         return None
 
 
-def _git_cmd(top: Path):
-    from git.cmd import Git  # GitPython: imported lazily, its import runs the git binary
-
-    for name in _LOCATING_VARS:
-        # Git.execute starts from os.environ; a GIT_DIR inherited by aq would point every git we run
-        # (and every agent aq starts) at another repository than the job's.
-        os.environ.pop(name, None)
-    return Git(str(top))
-
-
-def _stdin_fd(data: bytes) -> int:
-    """Return a readable fd holding ``data`` (a pipe when it fits its buffer, else a temp file)."""
-    if len(data) < 32768:
-        read, write = os.pipe()
-        os.write(write, data)
-        os.close(write)
-        return read
-    import tempfile
-
-    fd, path = tempfile.mkstemp(prefix="aq-git-stdin-")
-    os.unlink(path)
-    os.write(fd, data)
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
 def _git_env() -> dict[str, str]:
-    env = {}
+    """Our environment without the variables that would locate another repository, plus quiet settings."""
+    for name in _LOCATING_VARS:
+        if name in os.environ:
+            # A GIT_DIR inherited by aq would point every git we run, and every agent aq starts, at
+            # another repository than the job's: drop it from aq's own environment.
+            del os.environ[name]
+    env = dict(os.environ)
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_PAGER="cat",
         PAGER="cat",
         GIT_EDITOR="true",
         GIT_OPTIONAL_LOCKS="0",  # status must not rewrite the user's index behind their back
+        LANGUAGE="C",
         LC_ALL="C",
     )
     return env
