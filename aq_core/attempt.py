@@ -65,6 +65,7 @@ class Attempt(AttemptEnd):
         self.proc: subprocess.Popen | None = None
         self.unrecorded: dict[str, object] = {}
         self.lease_lost = threading.Event()
+        self.prepared = False
         self.ended = threading.Event()  # set once the attempt is over and its locks are released
         self.bwrap: str | None = None  # the sandbox's bubblewrap, for a ``sandbox: true`` job
 
@@ -151,6 +152,7 @@ class Attempt(AttemptEnd):
             replace(self.checkpoint_ctx(job.cwd, None, meta), base_commit=self.parent_commit()),
             settings=self.runner.config.plugins,
         )
+        self.prepared = bool(checkpoint)  # a plugin took the work tree: its ``finish`` stage has work to do
         if checkpoint:
             store.append_meta(job.id, checkpoint, durable=False)  # flushed with the attempt's record
         if checkpoint.get("wip_error"):
@@ -181,13 +183,15 @@ class Attempt(AttemptEnd):
             return
 
         log_path = store.files.log_path(job.id, number)
-        env = dict(os.environ)
-        env.update(spec.env)
-        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.files.root)})
+        extra = {**spec.env, "AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.files.root)}
+        # Built from the bytes the process started with: no decoding and encoding again per variable.
+        env = dict(os.environb)
+        env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
         prompt = spec.prompt_text if spec.prompt_text is not None else job.prompt
         if spec.prompt == "file":
             store.files.write_private(prompt_file, prompt.encode("utf-8"))
-        program = shutil.which(spec.argv[0], path=env.get("PATH")) if spec.argv else None
+        search = extra.get("PATH", os.environ.get("PATH"))
+        program = shutil.which(spec.argv[0], path=search) if spec.argv else None
         if program is None:
             with contextlib.suppress(FileNotFoundError):
                 prompt_file.unlink()

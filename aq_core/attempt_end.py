@@ -34,6 +34,7 @@ class AttemptEnd:
     proc: Any
     unrecorded: dict[str, object]  # the started attempt's count, until it is in meta
     bwrap: str | None
+    prepared: bool  # the checkpoint's ``prepare`` stage was answered in this attempt
     say: Callable[[str], None]
 
     def checkpoint_ctx(self, workdir: Path, result: str | None, meta: Meta | None = None) -> CheckpointContext:
@@ -127,7 +128,8 @@ class AttemptEnd:
             figures,
             note,
             notify=self.notify,
-            then=lambda state: self.finish_checkpoint(workdir) if state is State.DONE else None,
+            # ``finish`` cleans up what ``prepare`` made: when no plugin answered it, there is nothing.
+            then=lambda state: self.finish_checkpoint(workdir) if state is State.DONE and self.prepared else None,
         )
 
     def internal_error(self, exc: Exception) -> None:
