@@ -191,7 +191,7 @@ class Attempt(AttemptEnd):
         if spec.prompt == "file":
             store.files.write_private(prompt_file, prompt.encode("utf-8"))
         search = extra.get("PATH", os.environ.get("PATH"))
-        program = shutil.which(spec.argv[0], path=search) if spec.argv else None
+        program = find_program(spec.argv[0], search) if spec.argv else None
         if program is None:
             with contextlib.suppress(FileNotFoundError):
                 prompt_file.unlink()
@@ -338,6 +338,27 @@ class Attempt(AttemptEnd):
     def fail_unstarted(self, result: str, reason: str) -> None:
         """End a claimed job whose engine never started (no attempt is counted)."""
         transitions.fail_unstarted(self.store, self.journal, self.job.id, result, reason, notify=self.notify)
+
+
+_FOUND: dict[tuple[str, str | None], tuple[float, str]] = {}
+FOUND_FOR = 5.0  # seconds a program found on PATH is taken from memory (after checking it is still there)
+
+
+def find_program(name: str, path: str | None) -> str | None:
+    """``shutil.which(name, path=path)``, remembered for a few seconds: a queue of short jobs starts
+    the same program again and again, and each search is a ``stat`` per folder of PATH."""
+    if os.sep in name:
+        return shutil.which(name, path=path)  # a path: no search to save
+    key, now = (name, path), time.monotonic()
+    hit = _FOUND.get(key)
+    if hit is not None and now - hit[0] < FOUND_FOR and os.access(hit[1], os.X_OK) and not os.path.isdir(hit[1]):
+        return hit[1]
+    found = shutil.which(name, path=path)
+    if found is not None:
+        if len(_FOUND) > 256:
+            _FOUND.clear()
+        _FOUND[key] = (now, found)
+    return found
 
 
 RESUMABLE = ("usage_limit", "rate_limited", "timeout", "stalled", "crash", "stopped", "orphaned")

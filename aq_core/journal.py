@@ -27,7 +27,8 @@ class Journal:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         line = f"aq: {stamp} {job_id}: {message}" if job_id else f"aq: {stamp} {message}"
         with self._lock, contextlib.suppress(BrokenPipeError, ValueError):
-            print(line, file=self.out, flush=True)
+            self.out.write(line + "\n")  # one write, not print's two (the line, then its end)
+            self.out.flush()
         if job_id:
             try:
                 fd = self._open(job_id)

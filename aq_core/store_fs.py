@@ -299,12 +299,18 @@ def read_meta_file(path: Path | str) -> Meta:
     except OSError:
         return Meta()
     try:
-        chunks = []
-        while chunk := os.read(fd, 65536):  # plain reads: no buffered file object to set up per meta
-            chunks.append(chunk)
+        # Plain reads, no buffered file object to set up per meta. A read of a regular file returns
+        # less than asked only at its end: almost every meta is one read.
+        data = chunk = os.read(fd, _READ)
+        while len(chunk) == _READ:
+            chunk = os.read(fd, _READ)
+            data += chunk
     finally:
         os.close(fd)
-    return Meta.from_bytes(b"".join(chunks))
+    return Meta.from_bytes(data)
+
+
+_READ = 65536
 
 
 def sync_dir(path: Path | str) -> None:
