@@ -101,10 +101,12 @@ class Attempt(AttemptEnd):
         except Exception as exc:  # a plugin's bug must not take the runner down or strand the job
             self.internal_error(exc)
         finally:
-            for lock in reversed(self.locks):
-                lock.release()
-            self.ended.set()
-            self.runner.job_finished()
+            try:
+                for lock in reversed(self.locks):
+                    lock.release()
+            finally:  # whatever happened, the runner must see this attempt over (its worker is reused)
+                self.ended.set()
+                self.runner.job_finished()
 
     def notify(self, job_id: str, state: object) -> None:
         """The job reached done/ or failed/: tell the runner's notifiers (its ``pr:`` key is known here)."""

@@ -254,6 +254,8 @@ class Runner:
         while (attempt := self._work.get()) is not None:
             try:
                 attempt.run()
+            except Exception as exc:  # the worker must live on: attempts are queued for it
+                self.journal.say(attempt.job.id, f"internal error: {type(exc).__name__}: {exc}")
             finally:
                 with self._lock:
                     self._idle += 1

@@ -64,6 +64,26 @@ def test_agent_gets_prompt_on_stdin_and_job_env(root: Path, work: Path, tmp_path
     assert (work / "env.txt").read_text() == "env-job 1\n"
 
 
+def test_a_prompt_larger_than_a_pipe_reaches_the_agent_whole_and_an_agent_that_never_reads_it_ends(
+    root: Path, work: Path, tmp_path: Path
+) -> None:
+    # 300 KB: more than a pipe holds (64 KiB), so the runner writes the rest from a thread of its own.
+    prompt = "".join(f"line {i} of a long prompt\n" for i in range(12000))
+    saved = tmp_path / "big-prompt-seen.txt"
+    jobs = tmp_path / "jobs"
+    add(
+        root,
+        jobs,
+        "reads",
+        {"engine": "command", "cwd": str(work), "command": ["/bin/sh", "-c", f"cat > {saved}"]},
+        prompt,
+    )
+    add(root, jobs, "ignores", {"engine": "command", "cwd": str(work), "command": ["true"]}, prompt)
+    assert aq("run", "--once", "--workers", "2", root=root, timeout=60).returncode == 0
+    assert saved.read_text() == prompt
+    assert state_of(root, "reads") == state_of(root, "ignores") == "done"
+
+
 def test_nonzero_exit_is_crash_in_failed(root: Path, work: Path, tmp_path: Path) -> None:
     add(root, tmp_path / "jobs", "boom", {"engine": "command", "cwd": str(work), "command": stub("--exit", "3")})
     assert aq("run", "--once", root=root).returncode == 0
