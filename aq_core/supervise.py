@@ -1,5 +1,5 @@
-"""The engine's process group: ending it (TERM, grace, KILL), feeding it the prompt, its started
-marker, and the job's ``verify`` command."""
+"""The engine's process group: ending it (TERM, grace, KILL), feeding it the prompt, waiting for its
+exit, its started marker, and the job's ``verify`` command."""
 
 from __future__ import annotations
 
