@@ -49,10 +49,10 @@ class Runner:
         self.running: dict[str, Attempt] = {}
         self._lock = threading.Lock()
         # Worker threads are reused from attempt to attempt: starting a thread per job cost more than
-        # many a short job's own work. One is started only when none is idle, so at most ``workers``.
+        # many a short job's own work. One is started only when every thread has an attempt that has
+        # not ended, so there are at most ``workers``.
         self._work: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
         self.notifier = Notifier(self.config, lambda line: self.journal.say(None, line))
         # Engines whose pause just ended run one job at a time until an attempt ends without a
         # limit: a printed reset time is re-checked, not trusted blindly.
@@ -239,9 +239,8 @@ class Runner:
         with self._lock:
             self.running[job_id] = attempt
             thread = None
-            if self._idle:
-                self._idle -= 1  # that worker takes it from the queue
-            else:
+            # A thread whose attempt has ended is idle, or about to be: it takes the next from the queue.
+            if sum(1 for a in self.running.values() if not a.ended.is_set()) > len(self._threads):
                 thread = threading.Thread(target=self._worker, name=f"aq-worker-{len(self._threads) + 1}", daemon=True)
                 self._threads.append(thread)
         self._work.put(attempt)
@@ -253,12 +252,9 @@ class Runner:
         """A worker thread: runs the attempts it is handed, one at a time, until handed None."""
         while (attempt := self._work.get()) is not None:
             try:
-                attempt.run()
+                attempt.run()  # sets ``attempt.ended`` however it ends
             except Exception as exc:  # the worker must live on: attempts are queued for it
                 self.journal.say(attempt.job.id, f"internal error: {type(exc).__name__}: {exc}")
-            finally:
-                with self._lock:
-                    self._idle += 1
 
     def _budget_note(self, engine: str, why: str) -> None:
         key = (engine, limits.day_start(time.time()))
@@ -337,7 +333,7 @@ class Runner:
         for attempt in attempts:
             attempt.ended.wait()
         with self._lock:
-            threads, self._threads = self._threads, []
+            threads = list(self._threads)
         for _ in threads:
             self._work.put(None)
         for thread in threads:

@@ -413,3 +413,23 @@ def test_status_does_not_import_git(root: Path) -> None:
     )
     out = subprocess.run([os.sys.executable, "-c", code, str(root)], capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_workers_are_reused_never_more_than_asked_and_none_is_left_behind(
+    root: Path, work: Path, tmp_path: Path
+) -> None:
+    import io
+    import threading
+
+    from aq_core.journal import Journal
+    from aq_core.runner import Runner
+    from aq_core.store_fs import FsStore
+
+    for i in range(12):
+        add(root, tmp_path / "jobs", f"quick-{i}", {"engine": "command", "cwd": str(work), "command": ["true"]})
+    store = FsStore(root)
+    runner = Runner(store, workers=3, once=True, journal=Journal(store, out=io.StringIO()))
+    assert runner.run() == 0
+    assert sorted(p.stem for p in (root / "done").glob("*.md")) == sorted(f"quick-{i}" for i in range(12))
+    assert 1 <= len(runner._threads) <= 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("aq-worker-")]
