@@ -28,7 +28,7 @@ from aq_core.notifications import Notifier
 from aq_core.procs import start_time
 from aq_core.stall import StallWatch
 from aq_core.store import Lock, Store
-from aq_core.supervise import STOP_GRACE, end_group, feed, group_gone, started_marker
+from aq_core.supervise import STOP_GRACE, end_group, group_gone, open_pidfd, send_prompt, started_marker, wait_exit
 
 CANCEL_CHECK = 0.5
 _COMMIT = re.compile(r"[0-9a-f]{7,64}")
@@ -47,7 +47,7 @@ class Host(Protocol):
     stopping: Event
 
     def attempt_ended(self, engine: str, cls: str, cost: float | None) -> None: ...
-    def notify_finished(self, job_id: str, state: object) -> None: ...
+    def notify_finished(self, job_id: str, state: object, pr: str | None | bool = True) -> None: ...
     def job_finished(self) -> None: ...
 
 
@@ -65,6 +65,8 @@ class Attempt(AttemptEnd):
         self.proc: subprocess.Popen | None = None
         self.unrecorded: dict[str, object] = {}
         self.lease_lost = threading.Event()
+        self.prepared = False
+        self.ended = threading.Event()  # set once the attempt is over and its locks are released
         self.bwrap: str | None = None  # the sandbox's bubblewrap, for a ``sandbox: true`` job
 
     def lose_lease(self) -> None:
@@ -99,14 +101,23 @@ class Attempt(AttemptEnd):
         except Exception as exc:  # a plugin's bug must not take the runner down or strand the job
             self.internal_error(exc)
         finally:
-            for lock in reversed(self.locks):
-                lock.release()
-            self.runner.job_finished()
+            try:
+                for lock in reversed(self.locks):
+                    lock.release()
+            finally:  # whatever happened, the runner must see this attempt over (its worker is reused)
+                self.ended.set()
+                self.runner.job_finished()
+
+    def notify(self, job_id: str, state: object) -> None:
+        """The job reached done/ or failed/: tell the runner's notifiers (its ``pr:`` key is known here)."""
+        self.runner.notify_finished(job_id, state, getattr(self.job, "pr", None))
 
     def _run(self) -> None:
         job, store = self.job, self.store
         meta = store.read_meta(job.id)
         number = meta.integer("attempts") + 1
+        # Not flushed on its own: the attempt's record below is, and an fsync covers every earlier
+        # byte of the file. Lost to a power cut with it, this line changes nothing recovery decides.
         store.append_meta(
             job.id,
             {
@@ -115,6 +126,7 @@ class Attempt(AttemptEnd):
                 "cwd": str(job.cwd),
                 "isolation": job.isolation,
             },
+            durable=False,
         )
         if meta.get("cancel_requested") == "1":
             self.fail_unstarted("cancelled", "cancelled before it started")
@@ -142,8 +154,9 @@ class Attempt(AttemptEnd):
             replace(self.checkpoint_ctx(job.cwd, None, meta), base_commit=self.parent_commit()),
             settings=self.runner.config.plugins,
         )
+        self.prepared = bool(checkpoint)  # a plugin took the work tree: its ``finish`` stage has work to do
         if checkpoint:
-            store.append_meta(job.id, checkpoint)
+            store.append_meta(job.id, checkpoint, durable=False)  # flushed with the attempt's record
         if checkpoint.get("wip_error"):
             # The work tree could not be prepared safely (e.g. no worktree): running the engine
             # anyway could put the job's work into the user's checkout.
@@ -172,13 +185,15 @@ class Attempt(AttemptEnd):
             return
 
         log_path = store.files.log_path(job.id, number)
-        env = dict(os.environ)
-        env.update(spec.env)
-        env.update({"AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.files.root)})
+        extra = {**spec.env, "AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.files.root)}
+        # Built from the bytes the process started with: no decoding and encoding again per variable.
+        env = dict(os.environb)
+        env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
         prompt = spec.prompt_text if spec.prompt_text is not None else job.prompt
         if spec.prompt == "file":
             store.files.write_private(prompt_file, prompt.encode("utf-8"))
-        program = shutil.which(spec.argv[0], path=env.get("PATH")) if spec.argv else None
+        search = extra.get("PATH", os.environ.get("PATH"))
+        program = find_program(spec.argv[0], search) if spec.argv else None
         if program is None:
             with contextlib.suppress(FileNotFoundError):
                 prompt_file.unlink()
@@ -196,13 +211,15 @@ class Attempt(AttemptEnd):
         # the runner dies at any instant after the fork, recovery still knows the attempt began.
         marker = started_marker(store, job.id, number)
         os.close(store.files.open_log(marker))  # created 0600 by us; the child only appends its pid
+        # The prompt goes through a pipe of our own, written without a thread when it fits (send_prompt).
+        stdin_r, stdin_w = os.pipe() if spec.prompt == "stdin" else (subprocess.DEVNULL, None)
         started = time.time()
         try:
             self.proc = subprocess.Popen(
                 ["/bin/sh", "-c", 'echo $$ >>"$0" && exec "$@"', str(marker), *argv],
                 cwd=workdir,
                 env=env,
-                stdin=subprocess.PIPE if spec.prompt == "stdin" else subprocess.DEVNULL,
+                stdin=stdin_r,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: timeouts and stops end every descendant
@@ -210,6 +227,9 @@ class Attempt(AttemptEnd):
             )
         except OSError as exc:
             os.close(log_fd)
+            if stdin_w is not None:
+                os.close(stdin_r)
+                os.close(stdin_w)
             if tmpdir is not None:
                 shutil.rmtree(tmpdir, ignore_errors=True)
             with contextlib.suppress(FileNotFoundError):
@@ -219,6 +239,29 @@ class Attempt(AttemptEnd):
             return
         os.close(log_fd)
         proc = self.proc
+        if stdin_w is not None:
+            os.close(stdin_r)
+            send_prompt(stdin_w, prompt.encode("utf-8"))
+        pidfd = open_pidfd(proc.pid)
+        try:
+            self._attempt(proc, pidfd, number, workdir, log_path, prompt_file, started, tmpdir)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _attempt(
+        self,
+        proc: subprocess.Popen,
+        pidfd: int | None,
+        number: int,
+        workdir: Path,
+        log_path: Path,
+        prompt_file: Path,
+        started: float,
+        tmpdir: Path | None,
+    ) -> None:
+        """The engine runs: record it, supervise it, then finish the attempt (``AttemptEnd.finish``)."""
+        job, store = self.job, self.store
         # Until it is in meta, an internal error (the store away) still counts the started attempt.
         self.unrecorded = {"attempt": number, "attempts": number, "agent_pid": proc.pid}
         store.append_meta(
@@ -235,42 +278,37 @@ class Attempt(AttemptEnd):
         )
         self.unrecorded = {}
         self.say(f"attempt {number} started on {self.engine} (agent pid {proc.pid})")
-        if spec.prompt == "stdin":
-            threading.Thread(target=feed, args=(proc, prompt.encode("utf-8")), daemon=True).start()
 
         stall = StallWatch(log_path, job.stall_timeout, time.monotonic()) if job.stall_timeout else None
         try:
-            ended_by = self._supervise(proc, started, stall)
+            ended_by = self._supervise(proc, pidfd, started, stall)
         finally:
             if stall is not None:
                 stall.close()
             if tmpdir is not None:
                 shutil.rmtree(tmpdir, ignore_errors=True)
         finished = time.time()
-        if ended_by == "exit" and store.read_meta(job.id).get("cancel_requested") == "1":
+        meta = store.read_meta(job.id)  # read once: cancel, usage, the checkpoint and the decision use it
+        if ended_by == "exit" and meta.get("cancel_requested") == "1":
             ended_by = "cancel"  # `aq cancel` asks in meta first, then ends the group
         with contextlib.suppress(FileNotFoundError):
-            prompt_file.unlink()
+            os.unlink(prompt_file)
         outcome = Outcome(
             exit_code=proc.returncode,
             timed_out=ended_by in ("timeout", "stalled"),
             log_path=log_path,
             finished_at=finished,
         )
-        self.finish(number, workdir, outcome, ended_by, started, finished)
+        self.finish(number, workdir, outcome, ended_by, started, finished, meta)
 
-    def _supervise(self, proc: subprocess.Popen, started: float, stall: StallWatch | None) -> str:
+    def _supervise(self, proc: subprocess.Popen, pidfd: int | None, started: float, stall: StallWatch | None) -> str:
         """Wait for the engine; return ``exit``, ``timeout``, ``stalled``, ``stop``, ``lost`` or ``cancel``."""
         job = self.job
         deadline = started + job.timeout if job.timeout else None
         meta_version = self.store.coord.meta_version(job.id)
         next_check = time.monotonic() + CANCEL_CHECK
         while True:
-            try:
-                proc.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                pass
-            else:
+            if wait_exit(proc, pidfd, 0.05):
                 # The leader is gone; descendants it left behind must not outlive the attempt.
                 if not group_gone(proc.pid):
                     end_group(proc, 1.0)
@@ -301,9 +339,28 @@ class Attempt(AttemptEnd):
 
     def fail_unstarted(self, result: str, reason: str) -> None:
         """End a claimed job whose engine never started (no attempt is counted)."""
-        transitions.fail_unstarted(
-            self.store, self.journal, self.job.id, result, reason, notify=self.runner.notify_finished
-        )
+        transitions.fail_unstarted(self.store, self.journal, self.job.id, result, reason, notify=self.notify)
+
+
+_FOUND: dict[tuple[str, str | None], tuple[float, str]] = {}
+FOUND_FOR = 5.0  # seconds a program found on PATH is taken from memory (after checking it is still there)
+
+
+def find_program(name: str, path: str | None) -> str | None:
+    """``shutil.which(name, path=path)``, remembered for a few seconds: a queue of short jobs starts
+    the same program again and again, and each search is a ``stat`` per folder of PATH."""
+    if os.sep in name:
+        return shutil.which(name, path=path)  # a path: no search to save
+    key, now = (name, path), time.monotonic()
+    hit = _FOUND.get(key)
+    if hit is not None and now - hit[0] < FOUND_FOR and os.access(hit[1], os.X_OK) and not os.path.isdir(hit[1]):
+        return hit[1]
+    found = shutil.which(name, path=path)
+    if found is not None:
+        if len(_FOUND) > 256:
+            _FOUND.clear()
+        _FOUND[key] = (now, found)
+    return found
 
 
 RESUMABLE = ("usage_limit", "rate_limited", "timeout", "stalled", "crash", "stopped", "orphaned")

@@ -34,18 +34,30 @@ class AttemptEnd:
     proc: Any
     unrecorded: dict[str, object]  # the started attempt's count, until it is in meta
     bwrap: str | None
+    prepared: bool  # the checkpoint's ``prepare`` stage was answered in this attempt
     say: Callable[[str], None]
 
     def checkpoint_ctx(self, workdir: Path, result: str | None, meta: Meta | None = None) -> CheckpointContext:
         raise NotImplementedError
 
+    def notify(self, job_id: str, state: object) -> None:
+        raise NotImplementedError
+
     def finish(
-        self, number: int, workdir: Path, outcome: Outcome, ended_by: str, started: float, finished: float
+        self,
+        number: int,
+        workdir: Path,
+        outcome: Outcome,
+        ended_by: str,
+        started: float,
+        finished: float,
+        meta: Meta,
     ) -> None:
+        """``meta`` is the job's meta as the engine ended (read once for everything below)."""
         job, store = self.job, self.store
         if ended_by == "lost":
             # Not ours any more: keep the work on the wip branch, leave the bookkeeping to recovery.
-            self.commit(workdir, "orphaned")
+            self.commit(workdir, "orphaned", meta)
             return
         figures: dict[str, object] = {"exit": outcome.exit_code, "duration_s": round(finished - started, 3)}
         failure = None
@@ -75,14 +87,13 @@ class AttemptEnd:
                     bwrap=self.bwrap,
                     job_id=job.id,
                 )
-        figures.update(self.usage(outcome.log_path, failure))
-        figures.update(self.commit(workdir, cls))
+        figures.update(self.usage(outcome.log_path, failure, meta))
+        figures.update(self.commit(workdir, cls, meta))
         figures["finished"] = round(finished, 3)
         cost = figures.get("cost_usd")
         self.runner.attempt_ended(self.engine, cls, float(cost) if isinstance(cost, int | float) else None)
         figures["orphans"] = 0
 
-        meta = store.read_meta(job.id)
         decision = decisions.after_attempt(
             decisions.AttemptEnd(
                 cls=cls,
@@ -116,8 +127,9 @@ class AttemptEnd:
             decision,
             figures,
             note,
-            notify=self.runner.notify_finished,
-            then=lambda state: self.finish_checkpoint(workdir) if state is State.DONE else None,
+            notify=self.notify,
+            # ``finish`` cleans up what ``prepare`` made: when no plugin answered it, there is nothing.
+            then=lambda state: self.finish_checkpoint(workdir) if state is State.DONE and self.prepared else None,
         )
 
     def internal_error(self, exc: Exception) -> None:
@@ -139,14 +151,14 @@ class AttemptEnd:
                 decision,
                 {**self.unrecorded, "error": reason},
                 note,
-                self.runner.notify_finished,
+                self.notify,
             )
         except Exception as again:  # the store itself failed: recovery finishes it once we are gone
             self.say(f"could not record the internal error ({type(again).__name__}: {again}); recovery will")
 
-    def usage(self, log_path: Path, failure: Failure | None) -> dict[str, object]:
+    def usage(self, log_path: Path, failure: Failure | None, meta: Meta) -> dict[str, object]:
         """Return the attempt's usage figures for meta (own spend only, when totals are cumulative)."""
-        job, meta = self.job, self.store.read_meta(self.job.id)
+        job = self.job
         usage = plugins.parse_usage(self.engine, log_path, plugins.settings(self.engine, self.runner.config))
         figures: dict[str, object] = dict(usage.figures())
         if "model" not in figures and job.model:
@@ -198,10 +210,10 @@ class AttemptEnd:
         if done:
             self.store.append_meta(self.job.id, done)
 
-    def commit(self, workdir: Path, result: str) -> dict[str, str]:
+    def commit(self, workdir: Path, result: str, meta: Meta | None = None) -> dict[str, str]:
         try:
             return plugins.checkpoint(
-                "commit", self.checkpoint_ctx(workdir, result), settings=self.runner.config.plugins
+                "commit", self.checkpoint_ctx(workdir, result, meta), settings=self.runner.config.plugins
             )
         except Exception as exc:  # a checkpoint problem is reported, never fatal to the job's bookkeeping
             self.say(f"wip: checkpoint failed: {type(exc).__name__}: {exc}")

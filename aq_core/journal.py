@@ -27,16 +27,26 @@ class Journal:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         line = f"aq: {stamp} {job_id}: {message}" if job_id else f"aq: {stamp} {message}"
         with self._lock, contextlib.suppress(BrokenPipeError, ValueError):
-            print(line, file=self.out, flush=True)
+            self.out.write(line + "\n")  # one write, not print's two (the line, then its end)
+            self.out.flush()
         if job_id:
             try:
-                fd = self.store.files.open_log(self.store.files.aq_log_path(job_id))
+                fd = self._open(job_id)
                 try:
                     os.write(fd, (line + "\n").encode("utf-8", errors="replace"))
                 finally:
                     os.close(fd)
             except OSError:
                 pass
+
+    def _open(self, job_id: str) -> int:
+        path = self.store.files.aq_log_path(job_id)
+        try:
+            # An open that may create takes the folder's lock for writing: on the job's later lines
+            # the file is there, and a plain open lets the runner's workers write to logs/ at once.
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return self.store.files.open_log(path)
 
     def for_job(self, job_id: str):
         """Return a one-argument ``log`` callable for plugins (the checkpoint hook's ``log``)."""

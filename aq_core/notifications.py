@@ -26,7 +26,18 @@ class Notifier:
         self._pending: set[Future] = set()
         self._lock = threading.Lock()
 
+    def listening(self) -> bool:
+        """False when no ``notify`` implementation would act on an event: the built-in notifier's
+        alone, with no ``notify:`` command configured. Then an event is neither built nor sent."""
+        if self.config.notify:
+            return True
+        from aq_core import notify_command, plugins
+
+        return any(impl.plugin is not notify_command for impl in plugins.plugin_manager().hook.notify.get_hookimpls())
+
     def send(self, event: str, record: Mapping[str, object]) -> None:
+        if not self.listening():
+            return
         payload = {**record, "event": event}
         future = self._pool.submit(self._call, event, payload)
         with self._lock:
@@ -67,12 +78,18 @@ class Notifier:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def send_job_finished(store: Store, notifier: Notifier, job_id: str, state: State) -> None:
-    """Send ``job_finished`` with the job's insights record (never its prompt)."""
-    from aq_core.insights import job_record
+def send_job_finished(
+    store: Store, notifier: Notifier, job_id: str, state: State, pr: str | None | bool = True
+) -> None:
+    """Send ``job_finished`` with the job's insights record (never its prompt).
 
-    notifier.send("job_finished", job_record(job_id, state, store.read_meta(job_id)))
-    if state.value == "done":  # a job with `pr: draft|ready` that ended ok opens its pull request
+    ``pr``: the job's ``pr:`` key when the caller knows it (the runner does: None for none), else True
+    (read from its file)."""
+    if notifier.listening():
+        from aq_core.insights import job_record
+
+        notifier.send("job_finished", job_record(job_id, state, store.read_meta(job_id)))
+    if state.value == "done" and pr:  # a job with `pr: draft|ready` that ended ok opens its pull request
         from aq_core.pr import after_done
 
         after_done(store, notifier, job_id)

@@ -11,8 +11,50 @@ import time
 def start_time(pid: int) -> float | None:
     """Return the start time of ``pid`` (epoch seconds, as psutil reports it), or None if gone.
 
-    A zombie (exited, not yet reaped by its parent) counts as gone.
+    A zombie (exited, not yet reaped by its parent) counts as gone. On Linux it is one read of
+    ``/proc/<pid>/stat`` (the runner asks once per attempt); elsewhere psutil answers.
     """
+    boot = _boot()
+    if boot is not None:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                data = fh.read()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        except OSError:
+            return _psutil_start_time(pid)
+        # The command name (field 2) may hold spaces and parentheses: count fields after its last ")".
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) < 20 or fields[0] == b"Z":
+            return None
+        return int(fields[19]) / boot[1] + boot[0]
+    return _psutil_start_time(pid)
+
+
+_boot_cache: list = [float("-inf"), None]  # [read at (monotonic), (boot time, clock ticks) or None]
+
+
+def _boot() -> tuple[float, int] | None:
+    """The boot time and clock ticks psutil's ``create_time`` uses (None where /proc has no stat).
+
+    The kernel derives the boot time from the clock, so a clock step moves it: read again each second."""
+    now = time.monotonic()
+    if now - _boot_cache[0] < 1.0:
+        return _boot_cache[1]
+    found = None
+    try:
+        with open("/proc/stat", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"btime "):
+                    found = float(line.split()[1]), os.sysconf("SC_CLK_TCK")
+                    break
+    except (OSError, ValueError, IndexError):
+        found = None
+    _boot_cache[:] = [now, found]
+    return found
+
+
+def _psutil_start_time(pid: int) -> float | None:
     import psutil
 
     try:

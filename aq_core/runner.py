@@ -4,6 +4,7 @@ and runs its attempt on a worker thread; recovers orphans, renews leases, ends e
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import sys
 import threading
@@ -48,8 +49,13 @@ class Runner:
         self.stopping = threading.Event()
         self.signalled = False  # set by the signal handler; the main loop turns it into ``stopping``
         self.wake = threading.Event()
-        self.running: dict[str, tuple[threading.Thread, Attempt]] = {}
+        self.running: dict[str, Attempt] = {}
         self._lock = threading.Lock()
+        # Worker threads are reused from attempt to attempt: starting a thread per job cost more than
+        # many a short job's own work. One is started only when every thread has an attempt that has
+        # not ended, so there are at most ``workers``.
+        self._work: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self.notifier = Notifier(self.config, lambda line: self.journal.say(None, line))
         # Engines whose pause just ended run one job at a time until an attempt ends without a
         # limit: a printed reset time is re-checked, not trusted blindly.
@@ -135,7 +141,7 @@ class Runner:
             lost = set(running)
         for job_id in lost:
             if job_id in running:
-                running[job_id][1].lose_lease()
+                running[job_id].lose_lease()
 
     def _check_setup(self) -> None:
         """Say what in the configuration will not work as the user expects; rebuild lost records."""
@@ -156,7 +162,7 @@ class Runner:
 
     def _reap(self) -> None:
         with self._lock:
-            done = [job_id for job_id, (thread, _) in self.running.items() if not thread.is_alive()]
+            done = [job_id for job_id, attempt in self.running.items() if attempt.ended.is_set()]
             for job_id in done:
                 del self.running[job_id]
 
@@ -238,11 +244,25 @@ class Runner:
             self.inbox.busy = True
             return "busy"
         attempt = Attempt(self, job, choice.engine, locks)
-        thread = threading.Thread(target=attempt.run, name=f"aq-{job_id}", daemon=True)
         with self._lock:
-            self.running[job_id] = (thread, attempt)
-        thread.start()
+            self.running[job_id] = attempt
+            thread = None
+            # A thread whose attempt has ended is idle, or about to be: it takes the next from the queue.
+            if sum(1 for a in self.running.values() if not a.ended.is_set()) > len(self._threads):
+                thread = threading.Thread(target=self._worker, name=f"aq-worker-{len(self._threads) + 1}", daemon=True)
+                self._threads.append(thread)
+        self._work.put(attempt)
+        if thread is not None:
+            thread.start()
         return "started"
+
+    def _worker(self) -> None:
+        """A worker thread: runs the attempts it is handed, one at a time, until handed None."""
+        while (attempt := self._work.get()) is not None:
+            try:
+                attempt.run()  # sets ``attempt.ended`` however it ends
+            except Exception as exc:  # the worker must live on: attempts are queued for it
+                self.journal.say(attempt.job.id, f"internal error: {type(exc).__name__}: {exc}")
 
     def _budget_note(self, engine: str, why: str) -> None:
         key = (engine, limits.day_start(time.time()))
@@ -276,9 +296,11 @@ class Runner:
         if cost:
             self._spend[engine] = self._spend.get(engine, 0.0) + cost
 
-    def notify_finished(self, job_id: str, state: State) -> None:
-        """A job reached done/ or failed/ (``transitions`` journalled its row): tell the notifiers."""
-        send_job_finished(self.store, self.notifier, job_id, state)
+    def notify_finished(self, job_id: str, state: State, pr: str | None | bool = True) -> None:
+        """A job reached done/ or failed/ (``transitions`` journalled its row): tell the notifiers.
+
+        ``pr``: the job's ``pr:`` key when the caller knows it (an attempt does), else True."""
+        send_job_finished(self.store, self.notifier, job_id, state, pr)
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -319,7 +341,13 @@ class Runner:
             self.journal.say(
                 None, f"stopping: checkpointing {len(attempts)} running job(s) and putting them back in inbox/"
             )
-        for thread, _ in attempts:
+        for attempt in attempts:
+            attempt.ended.wait()
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._work.put(None)
+        for thread in threads:
             thread.join()
 
     def job_finished(self) -> None:

@@ -93,8 +93,11 @@ class Store(ABC):
         """Move a job between states; False when it was not in ``src`` (someone else moved it)."""
 
     @abstractmethod
-    def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
-        """Append ``key=value`` lines to the job's meta, durably, in one write."""
+    def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
+        """Append ``key=value`` lines to the job's meta in one write, seen by every reader at once.
+
+        ``durable=False`` lets a store skip its flush to disk (an fsync) when the caller's next durable
+        append to the same job follows before anything depends on these lines surviving a power loss."""
 
     @abstractmethod
     def read_meta(self, job_id: str) -> Meta:

@@ -64,6 +64,13 @@ class FsStore(Store):
     def meta_path(self, job_id: str) -> Path:
         return self.root / "meta" / f"{job_id}.meta"
 
+    # The runner's per-job path joins strings: a ``Path`` costs microseconds to build, many per job.
+    def _file(self, job_id: str, state: State) -> str:
+        return f"{self.files.root}/{state.value}/{job_id}{JOB_SUFFIX}"
+
+    def _meta_file(self, job_id: str) -> str:
+        return f"{self._meta_dir}/{job_id}.meta"
+
     # -- transitions --------------------------------------------------------------------------
 
     def add(self, job_id: str, data: bytes, meta: Mapping[str, Any]) -> None:
@@ -89,21 +96,25 @@ class FsStore(Store):
         return self.move(job_id, State.INBOX, State.BUILDING)
 
     def move(self, job_id: str, src: State, dst: State) -> bool:
-        target = self.path(job_id, dst)
+        """Rename the job file; durable at once except out of ``building/`` (see ``docs/performance.md``):
+        such a move always follows its ``decision`` line, written durably, and a rename the disk lost
+        leaves the job in ``building/`` with that decision, which recovery finishes (``transitions.replay``)."""
+        target = self._file(job_id, dst)
         if os.path.lexists(target):
-            if not os.path.lexists(self.path(job_id, src)):
+            if not os.path.lexists(self._file(job_id, src)):
                 return False  # another runner moved it there first
             # rename() would silently replace it; a job is never in two folders.
             raise AqError(f"job {job_id!r}: cannot move to {dst.value}/, a file of that name is already there")
         try:
-            os.rename(self.path(job_id, src), target)
+            os.rename(self._file(job_id, src), target)
         except FileNotFoundError:
             return False
-        sync_dir(self.root / dst.value)
+        if src is not State.BUILDING:
+            sync_dir(f"{self.files.root}/{dst.value}")
         return True
 
-    def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
-        append_lines(self.meta_path(job_id), encode_lines(items))
+    def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
+        append_lines(self._meta_file(job_id), encode_lines(items), durable)
 
     def read_meta(self, job_id: str) -> Meta:
         # A plain string path: a rebuild of the rows cache reads 100,000 of these, and pathlib's
@@ -117,7 +128,7 @@ class FsStore(Store):
 
     def entry(self, job_id: str, state: State) -> Entry | None:
         try:
-            info = os.lstat(self.path(job_id, state))
+            info = os.lstat(self._file(job_id, state))
         except OSError:
             return None
         return Entry(job_id, state, info.st_mtime, (info.st_ctime_ns, info.st_size))
@@ -160,7 +171,7 @@ class FsStore(Store):
 
     def locate(self, job_id: str) -> State | None:
         for st in STATES:
-            if os.path.lexists(self.path(job_id, st)):
+            if os.path.lexists(self._file(job_id, st)):
                 return st
         return None
 
@@ -218,13 +229,13 @@ class FsCoordination(Coordination):
 
     def meta_version(self, job_id: str) -> object:
         try:
-            return os.stat(self.store.meta_path(job_id)).st_size
+            return os.stat(self.store._meta_file(job_id)).st_size
         except OSError:
             return -1
 
     def job_version(self, job_id: str, state: State) -> object | None:
         try:
-            st = os.lstat(self.store.path(job_id, state))
+            st = os.lstat(self.store._file(job_id, state))
         except FileNotFoundError:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -273,8 +284,11 @@ class FsEngineRecords(EngineRecords):
             return []
 
 
-def append_lines(path: Path, data: bytes) -> None:
-    """Append whole ``key=value`` lines to a meta file, durably, in one write."""
+def append_lines(path: Path | str, data: bytes, durable: bool = True) -> None:
+    """Append whole ``key=value`` lines to a meta file in one write; ``durable``: fsync'd before returning.
+
+    Without ``durable`` the lines are seen by every process at once (a killed runner loses nothing)
+    and reach the disk with the file's next fsync, which covers every earlier byte of it."""
     if not data:
         return
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -285,7 +299,8 @@ def append_lines(path: Path, data: bytes) -> None:
         view = memoryview(data)
         while view:  # one write for whole lines; loop only on a short write
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -295,19 +310,22 @@ def read_meta_file(path: Path | str) -> Meta:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return Meta()
-    try:  # plain reads, no file object: a meta file is a few kilobytes, read in one call
-        data = os.read(fd, 1 << 16)
-        if len(data) == 1 << 16:
-            chunks = [data]
-            while chunk := os.read(fd, 1 << 16):
-                chunks.append(chunk)
-            data = b"".join(chunks)
+    try:
+        # Plain reads, no buffered file object to set up per meta. A read of a regular file returns
+        # less than asked only at its end: almost every meta is one read.
+        data = chunk = os.read(fd, _READ)
+        while len(chunk) == _READ:
+            chunk = os.read(fd, _READ)
+            data += chunk
     finally:
         os.close(fd)
     return Meta.from_bytes(data)
 
 
-def sync_dir(path: Path) -> None:
+_READ = 65536
+
+
+def sync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -1,13 +1,15 @@
-"""The engine's process group: ending it (TERM, grace, KILL), feeding it the prompt, its started
-marker, and the job's ``verify`` command."""
+"""The engine's process group: ending it (TERM, grace, KILL), feeding it the prompt, waiting for its
+exit, its started marker, and the job's ``verify`` command."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,15 +50,59 @@ def started_marker(store: Store, job_id: str, attempt: int) -> Path:
     return store.files.log_path(job_id, attempt).with_suffix(".started")
 
 
-def feed(proc: subprocess.Popen, data: bytes) -> None:
-    """Write the prompt to the engine's stdin and close it (an engine may exit without reading)."""
-    stdin = proc.stdin
-    if stdin is None:
+def send_prompt(fd: int, data: bytes) -> None:
+    """Write the prompt to the write end ``fd`` of the engine's stdin pipe, then close it.
+
+    What fits in the pipe (64 KiB on Linux: almost every prompt) is written at once, without a thread;
+    only the rest is left to a thread, since the engine may read it slowly or never."""
+    view = memoryview(data)
+    try:
+        os.set_blocking(fd, False)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BlockingIOError:
+        threading.Thread(target=_write_rest, args=(fd, view), daemon=True).start()
         return
-    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-        stdin.write(data)
-    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-        stdin.close()
+    except OSError:  # the engine exited without reading (EPIPE): nothing more to say
+        pass
+    os.close(fd)
+
+
+def _write_rest(fd: int, view: memoryview) -> None:
+    try:
+        os.set_blocking(fd, True)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def wait_exit(proc: subprocess.Popen, pidfd: int | None, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the engine's exit; True once it is reaped.
+
+    With a pidfd (Linux) the wait wakes at the exit itself; otherwise it polls as ``Popen.wait`` does."""
+    if pidfd is not None:
+        poller = select.poll()  # not select(): no limit on the fd's number
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(max(0, int(timeout * 1000))):
+            return False
+        proc.wait()
+        return True
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (readable once it exits), or None where the system has none."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def run_verify(

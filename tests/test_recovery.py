@@ -32,12 +32,15 @@ def refs(repo: Path) -> dict[str, str]:
 
 
 def start_and_kill_runner(root: Path, marker: Path) -> int:
-    """Start a runner, wait until its agent runs, kill -9 the runner; return the agent's pid."""
+    """Start a runner, wait until its agent runs and the runner recorded it, kill -9 the runner; return
+    the agent's pid. (The agent may touch ``marker`` before its runner writes its pid to meta: killed
+    in between, the attempt is recovery's to find, see test_an_agent_started_but_not_recorded...)"""
     runner = aq_popen("run", root=root)
     wait_until(marker.exists, 30, "the agent to start")
+    agent = wait_until(lambda: _building(root) and meta(root, _building(root)[0]).get("agent_pid"), 30, "agent pid")
     runner.kill()
     runner.wait(timeout=10)
-    return int(wait_until(lambda: meta(root, next(iter(_building(root)))).get("agent_pid"), 10, "agent pid"))
+    return int(agent)
 
 
 def _building(root: Path) -> list[str]:

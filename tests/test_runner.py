@@ -64,6 +64,26 @@ def test_agent_gets_prompt_on_stdin_and_job_env(root: Path, work: Path, tmp_path
     assert (work / "env.txt").read_text() == "env-job 1\n"
 
 
+def test_a_prompt_larger_than_a_pipe_reaches_the_agent_whole_and_an_agent_that_never_reads_it_ends(
+    root: Path, work: Path, tmp_path: Path
+) -> None:
+    # 300 KB: more than a pipe holds (64 KiB), so the runner writes the rest from a thread of its own.
+    prompt = "".join(f"line {i} of a long prompt\n" for i in range(12000))
+    saved = tmp_path / "big-prompt-seen.txt"
+    jobs = tmp_path / "jobs"
+    add(
+        root,
+        jobs,
+        "reads",
+        {"engine": "command", "cwd": str(work), "command": ["/bin/sh", "-c", f"cat > {saved}"]},
+        prompt,
+    )
+    add(root, jobs, "ignores", {"engine": "command", "cwd": str(work), "command": ["true"]}, prompt)
+    assert aq("run", "--once", "--workers", "2", root=root, timeout=60).returncode == 0
+    assert saved.read_text() == prompt
+    assert state_of(root, "reads") == state_of(root, "ignores") == "done"
+
+
 def test_nonzero_exit_is_crash_in_failed(root: Path, work: Path, tmp_path: Path) -> None:
     add(root, tmp_path / "jobs", "boom", {"engine": "command", "cwd": str(work), "command": stub("--exit", "3")})
     assert aq("run", "--once", root=root).returncode == 0
@@ -394,3 +414,23 @@ def test_status_does_not_import_git(root: Path) -> None:
     )
     out = subprocess.run([os.sys.executable, "-c", code, str(root)], capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_workers_are_reused_never_more_than_asked_and_none_is_left_behind(
+    root: Path, work: Path, tmp_path: Path
+) -> None:
+    import io
+    import threading
+
+    from aq_core.journal import Journal
+    from aq_core.runner import Runner
+    from aq_core.store_fs import FsStore
+
+    for i in range(12):
+        add(root, tmp_path / "jobs", f"quick-{i}", {"engine": "command", "cwd": str(work), "command": ["true"]})
+    store = FsStore(root)
+    runner = Runner(store, workers=3, once=True, journal=Journal(store, out=io.StringIO()))
+    assert runner.run() == 0
+    assert sorted(p.stem for p in (root / "done").glob("*.md")) == sorted(f"quick-{i}" for i in range(12))
+    assert 1 <= len(runner._threads) <= 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("aq-worker-")]

@@ -210,7 +210,7 @@ class PgStore(Store):
                 coord.let_go(job_id)
         return moved
 
-    def append_meta(self, job_id: str, items: Mapping[str, Any]) -> None:
+    def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
             # An attempt that lost its lease records nothing more: recovery accounts for it.
             raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
