@@ -9,7 +9,8 @@ runner or a running agent at random instants (restarting the runner when it was 
 `aq run --once` must converge, and the round checks:
 
 - every job is in exactly one folder, and it is done/ or failed/ (nothing stranded);
-- `attempts` in meta equals the number of times the agent really started (counted exactly once);
+- `attempts` in meta equals the number of times the agent really started (counted exactly once: from
+  the agent's own record, and from the pid each start wrote to its started marker as it became the agent);
 - every file the agent recorded as written is on `aq/wip/<id>` or in the working tree.
 
 It prints one line per round and a tally, and exits 1 if anything was lost. With ``--sandbox`` the
@@ -150,12 +151,12 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int, sandbox: bo
     started: set[tuple[str, int]] = set(killed_agents)
     wrote: dict[str, list[str]] = {}
     records = [repo / ".git" / "soak-record" for repo in repos] if sandbox else [record]
-    if sandbox:
-        # A runner's kill -9 kills its sandboxes at once (--die-with-parent), maybe before the agent
-        # could record its start: the pid each start wrote as it began (bubblewrap's) counts it.
-        for marker in (root / "logs").glob("*.started"):
-            job_id = marker.name.rsplit(".", 2)[0]
-            started.update((job_id, int(pid)) for pid in marker.read_text().split())
+    # An agent can be ended before it records its own start: in a sandbox, a runner's kill -9 ends it
+    # at once (--die-with-parent); without one, recovery ends the orphan a killed runner left. The pid
+    # each start wrote as it became the agent (the process that then runs it, or bubblewrap) counts it.
+    for marker in (root / "logs").glob("*.started"):
+        job_id = marker.name.rsplit(".", 2)[0]
+        started.update((job_id, int(pid)) for pid in marker.read_text().split())
     for line in "".join(r.read_text() for r in records if r.exists()).splitlines():
         parts = line.split()
         if parts[0] == "start":
