@@ -4,7 +4,9 @@ inherited GIT_DIR): the plumbing the git checkpoint plugin uses, each git one pl
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,32 +195,95 @@ def _git_env() -> dict[str, str]:
     return env
 
 
+# Directories seen to hold neither a `.git` nor a `HEAD` entry, with their identity and change times
+# then. Creating, removing or renaming either name changes the directory's mtime and ctime, so while
+# those are the same the directory still holds neither: a folder outside any repository costs one
+# `lstat` a level instead of two or three. Only a directory whose times were at least _SETTLED_NS old
+# when it was looked at is remembered: a change after that look gets a later time even on a
+# filesystem with coarse timestamps (git's "racy" rule), and a ctime cannot be set back by a user.
+_PLAIN: dict[str, tuple[int, int, int, int]] = {}
+_PLAIN_MAX = 4096
+_SETTLED_NS = 3_000_000_000
+
+
 def find_repo(workdir: Path) -> Repo | None:
     """Return the git work tree containing ``workdir`` by walking up for ``.git`` (no git process).
 
     ``None`` when there is none, when ``workdir`` does not exist, or when it lies inside a git dir
     (a bare repository has no work tree to checkpoint).
     """
-    start = Path(os.path.realpath(workdir))
-    if not start.is_dir():
+    now = time.time_ns()
+    levels = _levels(os.fspath(workdir))
+    if levels is None:
         return None
-    for directory in (start, *start.parents):
-        dot_git = directory / ".git"
-        if dot_git.is_dir():
-            if _is_git_dir(dot_git):
-                return Repo(directory, dot_git, _common_dir(dot_git))
-        elif dot_git.is_file():  # a linked worktree or submodule: "gitdir: <path>"
-            try:
-                text = dot_git.read_text(errors="replace").strip()
-            except OSError:
-                text = ""
-            if text.startswith("gitdir:"):
-                git_dir = Path(os.path.realpath(directory / text[7:].strip()))
-                if (git_dir / "HEAD").is_file():
-                    return Repo(directory, git_dir, _common_dir(git_dir))
-        if _is_git_dir(directory):
-            return None
+    for directory, st in levels:
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        if _PLAIN.get(directory) == key:
+            continue
+        found = _look(Path(directory))
+        if found is not None:
+            return found or None
+        if max(st.st_mtime_ns, st.st_ctime_ns) < now - _SETTLED_NS:
+            if len(_PLAIN) >= _PLAIN_MAX:
+                _PLAIN.clear()
+            _PLAIN[directory] = key
     return None
+
+
+def _levels(path: str) -> list[tuple[str, os.stat_result]] | None:
+    """The real path of ``path`` and each of its parents up to ``/``, each with its ``stat``; None
+    when it is not a directory. One ``lstat`` a level when no part of the path is a symlink."""
+    if os.path.isabs(path) and os.path.normpath(path) == path and "//" not in path:
+        parts = path.split("/")[1:] if path != "/" else []
+        levels = []
+        try:
+            for prefix in ("/", *("/" + "/".join(parts[: i + 1]) for i in range(len(parts)))):
+                st = os.lstat(prefix)
+                if not stat.S_ISDIR(st.st_mode):  # a symlink (or not a directory): resolve it below
+                    break
+                levels.append((prefix, st))
+            else:
+                return levels[::-1]
+        except OSError:
+            return None
+    real = os.path.realpath(path)
+    levels = []
+    for directory in (real, *map(str, Path(real).parents)):
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        levels.append((directory, st))
+    return levels
+
+
+def _look(directory: Path) -> Repo | None | bool:
+    """What ``directory`` says: the work tree it is the top of; False when it is a git dir (no work
+    tree above counts); None when it is neither (its parent must be asked)."""
+    dot_git = directory / ".git"
+    try:
+        os.lstat(dot_git)
+    except OSError:
+        try:
+            os.lstat(directory / "HEAD")
+        except OSError:
+            return None  # neither name: nothing here, whatever lies above
+        return False if _is_git_dir(directory) else None
+    if dot_git.is_dir():
+        if _is_git_dir(dot_git):
+            return Repo(directory, dot_git, _common_dir(dot_git))
+    elif dot_git.is_file():  # a linked worktree or submodule: "gitdir: <path>"
+        try:
+            text = dot_git.read_text(errors="replace").strip()
+        except OSError:
+            text = ""
+        if text.startswith("gitdir:"):
+            git_dir = Path(os.path.realpath(directory / text[7:].strip()))
+            if (git_dir / "HEAD").is_file():
+                return Repo(directory, git_dir, _common_dir(git_dir))
+    return False if _is_git_dir(directory) else None
 
 
 def _is_git_dir(path: Path) -> bool:
