@@ -24,9 +24,10 @@ from typing import Any, BinaryIO, TextIO
 from aq_core.records import FORMAT, cache_path
 from aq_core.status import HEADERS, LAYOUT, body_lines, row_cells
 from aq_core.store import Entry, State, Store
+from aq_core.view_delta import delta_path
 
-_MAGIC = b"aq-view-3\n"  # the layout of this file: a change makes older files unread
-_PARTS = ("listing", "table", "cells", "status", "insights", "recent", "top")
+_MAGIC = b"aq-view-4\n"  # the layout of this file: a change makes older files unread
+_PARTS = ("listing", "table", "cells", "status", "insights", "recent", "top", "order", "table_off", "status_off")
 TOP = 200  # the newest rows kept apart for `aq insights` (its --limit, 20 by default)
 
 
@@ -34,17 +35,21 @@ def view_path(store: Store) -> Path:
     return cache_path(store).with_name(f"view-{FORMAT}-py{sys.version_info[0]}{sys.version_info[1]}.bin")
 
 
-def listing_key(finished: list[Entry]) -> bytes | None:
-    """The finished jobs' listing as bytes: ids, states, queue times and versions, in listing order.
-
-    The view keeps these bytes and is used only when they are equal (no digest: equal is exact)."""
+def listing_columns(finished: list[Entry]) -> list[list]:
+    """The finished jobs' listing as columns: state codes (done 0, failed 1), ids, queue times, versions."""
     from operator import itemgetter
 
     # Columns built by C-level maps: this runs for every job on every read.
     code = {State.DONE: 0, State.FAILED: 1}.__getitem__
-    columns = [list(map(itemgetter(i), finished)) for i in (0, 2, 3)]
+    return [list(map(code, map(itemgetter(1), finished))), *(list(map(itemgetter(i), finished)) for i in (0, 2, 3))]
+
+
+def listing_key(finished: list[Entry], columns: list[list] | None = None) -> bytes | None:
+    """The finished jobs' listing as bytes: ids, states, queue times and versions, in listing order.
+
+    The view keeps these bytes and is used only when they are equal (no digest: equal is exact)."""
     try:
-        return marshal.dumps((LAYOUT, list(map(code, map(itemgetter(1), finished))), *columns))
+        return marshal.dumps((LAYOUT, *(columns or listing_columns(finished))))
     except ValueError:  # a version marshal cannot write: this store gets no view
         return None
 
@@ -89,8 +94,9 @@ class View:
             yield {"id": job_id, "state": state, "finished": finished}
 
 
-def open_view(store: Store, key: bytes | None) -> View | None:
-    """The view written for the listing ``key``, or None (none, another listing, unreadable)."""
+def open_view(store: Store, key: bytes | None, any_listing: bool = False) -> View | None:
+    """The view written for the listing ``key`` (for any listing with ``any_listing``), or None (none,
+    another listing, unreadable)."""
     if key is None:
         return None
     try:
@@ -106,6 +112,8 @@ def open_view(store: Store, key: bytes | None) -> View | None:
         if not isinstance(head, dict) or set(head.get("spans", ())) != set(_PARTS):
             raise ValueError("another layout")
         view = View(fh, head, len(_MAGIC) + 4 + size)
+        if any_listing:
+            return view
         if head["spans"]["listing"][1] != len(key) or view.part("listing") != key:
             raise ValueError("another listing")
         return view
@@ -114,36 +122,45 @@ def open_view(store: Store, key: bytes | None) -> View | None:
         return None
 
 
-def save(store: Store, key: bytes | None, rows: list) -> None:
-    """Write the view of the finished ``rows`` (in status order, with their cells) for the listing ``key``."""
+def save(store: Store, key: bytes | None, rows: list, finished: list[Entry]) -> None:
+    """Write the view of the finished ``rows`` (in status order, with their cells) for the listing ``key``
+    of the ``finished`` entries."""
     if key is None:
         return
     from operator import methodcaller
 
     from aq_core.insights import rollup, select
+    from aq_core.status import in_status_order
     from aq_core.table import column_widths
+    from aq_core.view_delta import offsets, row_blocks, width_counts
 
     pairs = [row_cells(row, 0.0, {}) for row in rows]
     widths = column_widths([cells for cells, _ in pairs], HEADERS)
     joined = ["\0".join([*cells, sub]) for cells, sub in pairs]
     parts: dict[str, bytes] = {"listing": key, "cells": marshal.dumps(joined)}
     try:
-        parts["table"] = "\n".join(body_lines(pairs, widths)).encode("utf-8")
+        blocks = [block.encode("utf-8") for block in row_blocks(pairs, widths)]
     except UnicodeEncodeError:  # a value print() would refuse too: such a table is always rendered anew
-        parts["table"] = b""
-        widths = []
+        blocks, widths = [], []
+    parts["table"], parts["table_off"] = b"\n".join(blocks), offsets(blocks)
     if sum(map(methodcaller("count", "\0"), joined)) != 7 * len(joined):
         widths = []  # a NUL inside a value: its cells cannot be split again, the table is rendered anew
-    parts["status"] = ",".join([row.to_json() for row in rows]).encode()
+    texts = [row.to_json().encode() for row in rows]
+    parts["status"], parts["status_off"] = b",".join(texts), offsets(texts)
     recs = select(rows)
     parts["insights"] = ",".join([row.to_json() for row in recs]).encode()
     parts["recent"] = marshal.dumps([(row["id"], row["state"], row.get("finished")) for row in rows])
     parts["top"] = marshal.dumps([row.to_json() for row in recs[:TOP]])
+    order = in_status_order(finished)
+    failed = sum(1 for e in order if e.state is State.FAILED)
+    parts["order"] = marshal.dumps(([e.queued for e in order], [e.id for e in order]))
     spans, offset = {}, 0
     for name in _PARTS:
         spans[name] = (offset, len(parts[name]))
         offset += len(parts[name])
-    head = marshal.dumps({"widths": widths, "count": len(rows), "rollup": json.dumps(rollup(recs)), "spans": spans})
+    head = {"widths": widths, "count": len(rows), "rollup": json.dumps(rollup(recs)), "spans": spans}
+    head.update(token=os.urandom(8).hex(), failed=failed, counts=width_counts([c for c, _ in pairs], widths))
+    head = marshal.dumps(head)
     path = view_path(store)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -157,6 +174,9 @@ def save(store: Store, key: bytes | None, rows: list) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        return
+    with contextlib.suppress(OSError):  # patches of the view replaced (their token no longer matches)
+        os.unlink(delta_path(path))
 
 
 def _split(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
@@ -183,13 +203,16 @@ def print_status(store: Store, as_json: bool) -> None:
 
     entries = store.scan()
     live, finished = _split(entries)
-    key = listing_key(finished) if finished else None
+    columns = listing_columns(finished)
+    key = listing_key(finished, columns) if finished else None
     view = open_view(store, key) if _stdout_takes_bytes() else None
+    if view is None and key is not None and _stdout_takes_bytes():
+        view = _patched(store, key, finished, columns)
     if view is not None and not as_json and not view.head["widths"]:
         view = None
     if view is None:
         rows = status_rows(store, entries=entries)
-        save(store, key, rows[len(live) :])
+        save(store, key, rows[len(live) :], finished)
         engines = engine_rows(store, rows)
         if as_json:
             write_json_rows(rows, engines)
@@ -213,6 +236,19 @@ def print_status(store: Store, as_json: bool) -> None:
     text = render_engines(engines)
     if text:
         print("\n" + text)
+
+
+def _patched(store: Store, key: bytes, finished: list[Entry], columns: list[list]) -> Any:
+    """The view written for an earlier listing, patched to this one; None when a full rewrite is due."""
+    from aq_core.view_delta import patch
+
+    base = open_view(store, key, any_listing=True)
+    if base is None:
+        return None
+    try:
+        return patch(store, base, finished, columns, delta_path(view_path(store)))
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
+        return None  # a view of another shape or cut short: rebuilt as if there were none
 
 
 def _print_table(rows: list, engines: list) -> None:
@@ -257,7 +293,7 @@ def print_insights_json(store: Store) -> None:
     view = open_view(store, key) if _stdout_takes_bytes() else None
     if view is None:
         rows = finished_rows(store, finished)
-        save(store, key, rows)
+        save(store, key, rows, finished)
         recs = insights.select(rows)
         write_json_rows(recs, insights.rollup(recs))
         return
@@ -291,7 +327,7 @@ def finished_rows(store: Store) -> list:
     key = listing_key(finished) if finished else None
     rows = rows_of(store, finished)
     if open_view(store, key) is None:
-        save(store, key, rows)
+        save(store, key, rows, finished)
     return rows
 
 

@@ -319,6 +319,8 @@ def bench_scale(b: Bench, groups: set[str]) -> None:
                 )
             )
         b.scale_floor[size] = floor
+        if "status" in groups and size == sizes[2]:
+            bench_after_change(b, root, size, label, floor, reps[size])
         if "rebuild" in groups and size != sizes[0]:
             bench_rebuild(b, root, size, label, floor)
         if "budget" in groups and size == sizes[2]:
@@ -376,6 +378,35 @@ out["steady"] = sorted(t for t, _ in steady)[1]
 out["steady_reads"] = max(n for _, n in steady)
 print(json.dumps(out))
 """
+
+
+def bench_after_change(b: Bench, root: Path, size: int, label: str, floor: float, reps: int) -> None:
+    """`aq status` after 10 jobs finished since the last read (the view patched); the jobs removed after."""
+    samples, start = [], 900_000  # ids as wide as the queue's: a wider id would re-lay the whole table
+    b.run(b.aq(root, "status"))
+    for rep in range(reps):
+        queue_data.add_finished_jobs(root, start + 10 * rep, start + 10 * rep + 10)
+        samples.append(b.timed(b.aq(root, "status")))
+    for folder, suffix in (("done", ".md"), ("failed", ".md"), ("meta", ".meta")):
+        for i in range(start, start + 10 * reps):
+            (root / folder / f"job-{i:06d}{suffix}").unlink(missing_ok=True)
+    b.run(b.aq(root, "status"))  # the listing is the one the view was written for again
+    value = median(samples)
+    what = f"aq status, {size:,} jobs, 10 jobs finished since the last read"
+    note = f"median of {len(samples)}; the view patched, not rewritten"
+    b.add(
+        Row(
+            f"status.{label}.after_change",
+            what,
+            value,
+            "s",
+            floor=floor,
+            floor_what="(list + read every meta)",
+            ratio=value / floor,
+            note=note,
+            samples=samples,
+        )
+    )
 
 
 def bench_rebuild(b: Bench, root: Path, size: int, label: str, floor: float) -> None:

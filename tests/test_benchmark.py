@@ -16,6 +16,7 @@ FIGURES = [
     "status.1k",
     "status.10k",
     "status.100k",
+    "status.100k.after_change",
     "status.growth",
     "insights.1k",
     "insights.10k",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import aq, stub, write_job
 
-from aq_core import records, views
+from aq_core import records, view_delta, views
 from aq_core.store import State
 from aq_core.store_fs import FsStore
 
@@ -154,3 +154,116 @@ def test_a_stdout_that_takes_no_bytes_gets_the_same_output(queue: Path) -> None:
             assert text.getvalue().encode() == expected[args]
     finally:
         gc.enable()  # the read commands turn collection off for their process
+
+
+# -- the view patched for the jobs that changed since it was written ---------------------------------
+
+
+def finish(root: Path, tmp_path: Path, *names: str, front: dict | None = None) -> None:
+    """Add the jobs ``names`` and run them to the end with the real runner (which journals each one)."""
+    base = {"engine": "command", "cwd": str(tmp_path / "w"), "command": stub(), **(front or {})}
+    paths = [str(write_job(tmp_path / "more", name, base)) for name in names]
+    assert aq("add", *paths, root=root).returncode == 0
+    assert aq("run", "--once", "--workers", "2", root=root).returncode == 0
+
+
+def assert_patched_same(root: Path, patched: bool = True) -> None:
+    """``aq status`` (text and JSON) read after a change, then read again, prints what meta says; with
+    ``patched`` the view file itself was not written again (only the delta of the added rows)."""
+    store = FsStore(root)
+    path = views.view_path(store)
+    before = path.stat().st_ino
+    first = {args: out(root, *args) for args in COMMANDS[:2]}
+    again = {args: out(root, *args) for args in COMMANDS[:2]}
+    assert (path.stat().st_ino == before) is patched
+    if not patched:
+        assert not view_delta.delta_path(path).exists(), "a view written again has no delta"
+    expected = no_cache(root)
+    assert first == again == {args: expected[args] for args in COMMANDS[:2]}
+    warm(root)  # the full view again, for the next step
+
+
+def test_a_read_after_jobs_finished_patches_the_view(queue: Path, tmp_path: Path) -> None:
+    warm(queue)
+    finish(queue, tmp_path, "zz")  # sorts last in done/ (ids no wider than the others')
+    assert_patched_same(queue)
+    finish(queue, tmp_path, *(f"n{i}" for i in range(10)))
+    assert_patched_same(queue)
+    # Out of order: finished jobs whose queue time puts them first, in failed/ and in done/.
+    finish(queue, tmp_path, "e1", "e2", front={"verify": "false"})
+    finish(queue, tmp_path, "e3")
+    store = FsStore(queue)
+    for job_id in ("e1", "e3"):
+        state = store.locate(job_id)
+        assert state in (State.DONE, State.FAILED)
+        os.utime(store.path(job_id, state), (1.0, 1.0))
+    assert_patched_same(queue)
+    # A retry takes a job out of failed/, a cancel puts a waiting one in: both patched.
+    assert aq("retry", "bad", root=queue).returncode == 0
+    waiting = write_job(tmp_path / "more", "nv", {"engine": "command", "cwd": str(tmp_path / "w"), "command": stub()})
+    assert aq("add", str(waiting), root=queue).returncode == 0
+    assert aq("cancel", "nv", root=queue).returncode == 0
+    assert_patched_same(queue)
+
+
+def test_a_change_that_moves_a_column_writes_the_whole_view(queue: Path, tmp_path: Path) -> None:
+    warm(queue)
+    long_id = "a-job-with-a-much-longer-id-than-the-others"
+    finish(queue, tmp_path, long_id, front={"verify": "false"})  # the ID column widens
+    assert_patched_same(queue, patched=False)
+    # The widest row leaves (its file removed by hand) as another job finishes: the column narrows again.
+    finish(queue, tmp_path, "sf")
+    FsStore(queue).path(long_id, State.FAILED).unlink()
+    assert_patched_same(queue, patched=False)
+
+
+def test_many_changes_are_folded_and_a_torn_delta_is_ignored(queue: Path, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    warm(queue)
+    finish(queue, tmp_path, "t1", "t2", "t3")
+    store = FsStore(queue)
+    finished = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+    columns = views.listing_columns(finished)
+    key = views.listing_key(finished, columns)
+    assert views._patched(store, key, finished, columns) is not None
+    monkeypatch.setattr(view_delta, "FOLD_MIN", 2)
+    assert views._patched(store, key, finished, columns) is None, "more changes than FOLD allows: folded"
+    monkeypatch.undo()
+    # The delta file cut short, or written for an older view: ignored and written again.
+    out(queue, "status")
+    delta = view_delta.delta_path(views.view_path(store))
+    delta.write_bytes(delta.read_bytes()[:40])
+    assert_patched_same(queue)
+    finish(queue, tmp_path, "t4")
+    out(queue, "status")
+    kept = delta.read_bytes()
+    shutil.rmtree(queue / "cache")
+    out(queue, "status")  # a new view (a new token): the old delta does not belong to it
+    finish(queue, tmp_path, "t5")
+    delta.write_bytes(kept)
+    assert_patched_same(queue)
+    # Many jobs leave at once (their files removed by hand): found by an index of every id.
+    finish(queue, tmp_path, *(f"m{i}" for i in range(20)))
+    warm(queue)
+    for i in range(18):
+        store.path(f"m{i}", State.DONE).unlink()
+    assert_patched_same(queue)
+
+
+def test_the_patched_read_loads_no_rows_cache(queue: Path, tmp_path: Path, monkeypatch, capfd) -> None:  # type: ignore[no-untyped-def]
+    (queue / "config.yaml").unlink()  # the budgets read today's jobs' meta: left out of this check
+    warm(queue)
+    finish(queue, tmp_path, "f1")  # journalled by the runner: its row needs no meta either
+    expected = no_cache(queue)[("status", "--json")]
+    warm(queue)
+    finish(queue, tmp_path, "f2")
+    expected = None
+    store = FsStore(queue)
+    monkeypatch.setattr(store, "read_meta", lambda job_id: pytest.fail(f"read the meta of {job_id}"))
+    monkeypatch.setattr(records, "_load", lambda path: pytest.fail("loaded the rows cache"))
+    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)
+    capfd.readouterr()
+    views.print_status(store, as_json=True)
+    got = capfd.readouterr().out.encode()
+    monkeypatch.undo()
+    expected = no_cache(queue)[("status", "--json")]
+    assert got == expected
