@@ -326,6 +326,8 @@ def _give(store: Store, entries: list[Entry], computed: list[tuple]) -> None:
     if keep is not None and rows:
         with contextlib.suppress(Exception):  # a convenience for other hosts, never a reason to fail
             keep(rows)
+
+
 def rows_quick(store: Store, entries: list[Entry], compute: Any, extra: Any, tag: str) -> list[Row]:
     """Rows of a few finished ``entries`` from the journal (else from meta), with no cache loaded or written.
 
