@@ -18,8 +18,10 @@ def parse_when(value: object) -> float:
     """
     if isinstance(value, bool):
         raise ValueError("expected an ISO 8601 date-time or epoch seconds, got a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
+    if isinstance(value, int):
+        seconds = float(value) if _LOW <= value <= _HIGH else float("nan")  # float() of a huge int raises
+    elif isinstance(value, float):
+        seconds = value
     elif isinstance(value, str) and _EPOCH.fullmatch(value.strip()):
         seconds = float(value.strip())
     elif isinstance(value, str) and value.strip():
@@ -36,6 +38,6 @@ def parse_when(value: object) -> float:
         seconds = moment.timestamp()
     else:
         raise ValueError(f"expected an ISO 8601 date-time or epoch seconds, got {type(value).__name__}")
-    if not _LOW <= seconds <= _HIGH:
+    if not _LOW <= seconds <= _HIGH:  # NaN too
         raise ValueError("out of range (expected a time between 1970 and 9999)")
     return seconds

@@ -135,7 +135,10 @@ def wait_running(runner: subprocess.Popen, log: Path, condition, timeout: float,
             _fail(f"the runner exited ({runner.returncode}) before {what}: {log.read_text()[-3000:]}")
         return condition()
 
-    wait_until(check, timeout, what)
+    try:
+        wait_until(check, timeout, what)
+    except AssertionError as exc:  # say what the runner said: a timeout alone explains nothing
+        _fail(f"{exc}; the runner's output: {log.read_text(errors='replace')[-3000:]}")
 
 
 def _fail(message: str) -> None:

@@ -84,7 +84,10 @@ def test_parse_when_forms():
     assert abs(parse_when(time.time()) - time.time()) < 5
 
 
-@pytest.mark.parametrize("value", ["tomorrow", "2026-13-01", "", True, None, [1], -5, 1e20, "2026-01-01T25:00"])
+@pytest.mark.parametrize(
+    "value",
+    ["tomorrow", "2026-13-01", "", True, None, [1], -5, 1e20, "2026-01-01T25:00", -(10**400), 10**400, float("nan")],
+)
 def test_parse_when_rejects(value):
     with pytest.raises(ValueError):
         parse_when(value)
