@@ -10,8 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from aq_core import __version__, dashboard_cli, pr, report, show
-from aq_core.cli_control import cmd_cancel, cmd_recover, cmd_resume, cmd_retry, cmd_stop
+from aq_core import __version__
 from aq_core.errors import AqError, UsageError
 
 
@@ -176,8 +175,9 @@ def cmd_insights(args: argparse.Namespace) -> int:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line; with ``only="add"``, just the global options, ``add`` and ``validate``
-    (what ``aq add`` needs: building every subcommand's parser costs it a fifth of its start-up)."""
+    """The whole command line; with ``only="add"``, just the global options, ``add`` and ``validate``;
+    with ``only="status"``, ``status`` and ``insights`` (building every subcommand's parser, and
+    importing their modules, costs those commands a fifth of their start-up)."""
     parser = _Parser(
         prog="aq", description="aq, the agent queue: run coding agents unattended from Markdown job files."
     )
@@ -187,29 +187,23 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "--store", metavar="URL", help="a shared PostgreSQL queue (postgresql://...; default: $AQ_STORE, else --root)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
+    if only == "status":
+        _register_reads(sub)
+        return parser
     from aq_core import cli_add
 
     cli_add.register(sub)
     if only == "add":
         return parser
-    from aq_core import explain
+    from aq_core import dashboard_cli, explain, pr, report, show
+    from aq_core.cli_control import cmd_cancel, cmd_recover, cmd_resume, cmd_retry, cmd_stop
 
     explain.register(sub)
     p = sub.add_parser("run", help="run queued jobs")
     p.add_argument("--once", action="store_true", help="drain the queue (waiting out backoffs), then exit")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="jobs run at once (default 1)")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("status", help="jobs by state")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
-    p = sub.add_parser("insights", help="what jobs cost: per job, per attempt, per engine")
-    p.add_argument("job", nargs="?", metavar="JOB")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--since", metavar="WHEN", help="finished within a duration (24h, 7d) or since a date")
-    p.add_argument("--engine", metavar="NAME", help="only jobs run on this engine")
-    p.add_argument("--limit", type=int, default=20, metavar="N", help="rows in the recent-jobs table")
-    p.set_defaults(func=cmd_insights)
+    _register_reads(sub)
     dashboard_cli.register(sub)
     p = sub.add_parser("logs", help="show a job's engine output")
     p.add_argument("job", metavar="JOB")
@@ -249,6 +243,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _register_reads(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="jobs by state")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("insights", help="what jobs cost: per job, per attempt, per engine")
+    p.add_argument("job", nargs="?", metavar="JOB")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--since", metavar="WHEN", help="finished within a duration (24h, 7d) or since a date")
+    p.add_argument("--engine", metavar="NAME", help="only jobs run on this engine")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="rows in the recent-jobs table")
+    p.set_defaults(func=cmd_insights)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser(_only(sys.argv[1:] if argv is None else argv)).parse_args(argv)
@@ -268,12 +275,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _only(argv: Sequence[str]) -> str | None:
-    """``add`` when the command is ``add`` or ``validate`` (after the global options), else None."""
+    """The part of the parser the command needs: ``add`` for ``add`` and ``validate``, ``status`` for
+    ``status`` and ``insights`` (after the global options), else None (the whole parser)."""
     i = 0
     while i < len(argv):
         arg = argv[i]
         if arg in ("add", "validate"):
             return "add"
+        if arg in ("status", "insights"):
+            return "status"
         name = arg.split("=", 1)[0]
         if len(name) < 3 or not name.startswith("--") or not ("--root".startswith(name) or "--store".startswith(name)):
             return None  # --version, --help, another command or a mistake: the whole parser answers
