@@ -112,19 +112,7 @@ class Patched:
                 out.write(piece)
                 continue
             out.flush()
-            offset, end = piece[0], piece[0] + piece[1]
-            with contextlib.suppress(OSError):
-                while offset < end:
-                    sent = os.sendfile(out.fileno(), fd, offset, min(end - offset, 1 << 30))
-                    if sent <= 0:
-                        break
-                    offset += sent
-            while offset < end:
-                chunk = os.pread(fd, min(end - offset, 1 << 20), offset)
-                if not chunk:
-                    raise OSError(f"{self.fh.name}: cut short")
-                out.write(chunk)
-                offset += len(chunk)
+            copy_range(fd, out, piece[0], piece[0] + piece[1], self.fh.name)
         out.flush()
 
     def _spliced(self, name: str, key: str) -> list:
@@ -286,3 +274,20 @@ def _write(path: Path, data: bytes) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def copy_range(fd: int, out: BinaryIO, offset: int, end: int, name: str) -> None:
+    """Copy bytes ``offset`` to ``end`` of the file ``fd`` to ``out`` (flushed): ``sendfile`` where the
+    kernel allows, else plain reads and writes."""
+    with contextlib.suppress(OSError):
+        while offset < end:
+            sent = os.sendfile(out.fileno(), fd, offset, min(end - offset, 1 << 30))
+            if sent <= 0:
+                break
+            offset += sent
+    while offset < end:  # sendfile refused (or stopped short)
+        chunk = os.pread(fd, min(end - offset, 1 << 20), offset)
+        if not chunk:
+            raise OSError(f"{name}: cut short")
+        out.write(chunk)
+        offset += len(chunk)

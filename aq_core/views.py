@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, TextIO
 from aq_core.records import FORMAT, cache_path
 from aq_core.status import HEADERS, LAYOUT, body_lines, row_cells
 from aq_core.store import Entry, State, Store
-from aq_core.view_delta import delta_path
+from aq_core.view_delta import copy_range, delta_path
 
 _MAGIC = b"aq-view-4\n"  # the layout of this file: a change makes older files unread
 _PARTS = ("listing", "table", "cells", "status", "insights", "recent", "top", "order", "table_off", "status_off")
@@ -72,20 +72,7 @@ class View:
         text.flush()
         out = text.buffer
         out.flush()
-        end = offset + size
-        fd = self.fh.fileno()
-        with contextlib.suppress(OSError):
-            while offset < end:
-                sent = os.sendfile(out.fileno(), fd, offset, min(end - offset, 1 << 30))
-                if sent <= 0:
-                    break
-                offset += sent
-        while offset < end:  # sendfile refused (or stopped short): plain reads and writes
-            chunk = os.pread(fd, min(end - offset, 1 << 20), offset)
-            if not chunk:
-                raise OSError(f"{self.fh.name}: cut short")
-            out.write(chunk)
-            offset += len(chunk)
+        copy_range(self.fh.fileno(), out, offset, offset + size, self.fh.name)
         out.flush()
 
     def recent(self) -> Iterator[dict[str, Any]]:
