@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,18 +231,24 @@ class Inbox:
         except Exception as exc:  # whatever a hostile file does to a parser, the runner goes on
             return f"{name}: cannot be parsed: {type(exc).__name__}"
 
-    def reject(self, job_id: str, reason: str) -> None:
-        """Fail an invalid job file for good, keeping the file (in ``failed/``) and the reason."""
+    def _locked_move(self, job_id: str, move: Callable[[], object], forget: dict) -> None:
+        """Make ``move`` under the job's lock (a busy lock leaves it for the next pick), then drop the
+        job from ``forget`` (a cache of this picker's)."""
         job_lock = self.store.coord.try_lock("job:" + job_id)
         if job_lock is None:
             self.busy = True
             return
         try:
             with contextlib.suppress(Exception):  # a notifier's trouble must not stop the queue
-                transitions.invalid(self.store, self.journal, job_id, reason, notify=self.notify)
+                move()
         finally:
             job_lock.release()
-            self.parsed.pop(job_id, None)
+            forget.pop(job_id, None)
+
+    def reject(self, job_id: str, reason: str) -> None:
+        """Fail an invalid job file for good, keeping the file (in ``failed/``) and the reason."""
+        move = lambda: transitions.invalid(self.store, self.journal, job_id, reason, notify=self.notify)  # noqa: E731
+        self._locked_move(job_id, move, self.parsed)
 
     def still_waiting(self, job_id: str) -> bool:
         """Just before a claim: False (and the move finished) when a move out of inbox/ was decided
@@ -264,16 +270,13 @@ class Inbox:
     def fail_dependants(self, doomed: tuple[tuple[str, str], ...]) -> None:
         """Fail each job whose dependency failed for good (or is gone), without running it."""
         for job_id, dependency in doomed:
-            job_lock = self.store.coord.try_lock("job:" + job_id)
-            if job_lock is None:
-                self.busy = True
-                continue
-            try:
-                with contextlib.suppress(Exception):  # a notifier's trouble must not stop the queue
-                    transitions.dependency_failed(self.store, self.journal, job_id, dependency, notify=self.notify)
-            finally:
-                job_lock.release()
-                self.cands.pop(job_id, None)
+            self._locked_move(
+                job_id,
+                lambda j=job_id, d=dependency: transitions.dependency_failed(
+                    self.store, self.journal, j, d, notify=self.notify
+                ),
+                self.cands,
+            )
 
     def replay(self, job_id: str) -> None:
         """Finish a move out of inbox/ whose decision was written but whose rename was not."""

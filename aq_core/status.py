@@ -72,11 +72,16 @@ def in_status_order(entries: list[Entry]) -> list[Entry]:
     return ordered
 
 
+def finished_entries(store: Store) -> list[Entry]:
+    """The listing of ``done/`` then ``failed/``: what the rows cache and the view are kept for."""
+    return [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+
+
 def finished_rows(store: Store, entries: list[Entry] | None = None) -> list[dict[str, Any]]:
     """The records of every finished job (``done/`` and ``failed/``, or of ``entries``), in status order,
     from the rows cache, for ``aq insights`` (with their table cells, as ``status_rows`` keeps them)."""
     if entries is None:
-        entries = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+        entries = finished_entries(store)
     return status_rows(store, entries=entries)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from aq_core.records import FORMAT, cache_path
-from aq_core.status import HEADERS, LAYOUT, body_lines, row_cells
+from aq_core.status import HEADERS, LAYOUT, body_lines, finished_entries, row_cells
 from aq_core.store import Entry, State, Store
 from aq_core.view_delta import copy_range, delta_path
 
@@ -275,7 +275,7 @@ def print_insights_json(store: Store) -> None:
     from aq_core import insights
     from aq_core.status import finished_rows
 
-    finished = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+    finished = finished_entries(store)
     key = listing_key(finished) if finished else None
     view = open_view(store, key) if _stdout_takes_bytes() else None
     if view is None:
@@ -294,7 +294,7 @@ def print_insights_text(store: Store, limit: int) -> bool:
     """``aq insights`` with no filter from the view; False when there is none for this listing."""
     if not 0 <= limit <= TOP:
         return False
-    finished = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+    finished = finished_entries(store)
     view = open_view(store, listing_key(finished) if finished else None)
     if view is None:
         return False
@@ -310,7 +310,7 @@ def finished_rows(store: Store) -> list:
     """Every finished job's row in status order (the rows cache), and the view written for them."""
     from aq_core.status import finished_rows as rows_of
 
-    finished = [e for state in (State.DONE, State.FAILED) for e in store.scan(state)]
+    finished = finished_entries(store)
     key = listing_key(finished) if finished else None
     rows = rows_of(store, finished)
     if open_view(store, key) is None:
