@@ -47,10 +47,8 @@ def imported(root: Path, *args: str, cwd: Path) -> tuple[subprocess.CompletedPro
     run = subprocess.run(
         [*aq_argv(), "--root", str(root), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
     )
-    names = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")} - {
-        "package"
-    }
-    return run, names
+    lines = [line for line in run.stderr.splitlines() if line.startswith("import time:")]
+    return run, {line.rsplit("|", 1)[1].strip() for line in lines[1:]}  # the first line is the header
 
 
 def job_file(folder: Path, job_id: str, front: str) -> Path:
