@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
 
 from aq_core import __version__
 from aq_core.errors import AqError, UsageError
+
+# Only what every command needs is imported here (json, time, pathlib where used): `aq add` and
+# `aq status` start with this module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, as every other bad input
         raise UsageError(message)
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse asks shutil for the width (shutil imports bz2, lzma and zlib); each add_argument
+        # makes a formatter, so every command would pay for it.
+        return self.formatter_class(prog=self.prog, width=_terminal_width() - 2)
+
+
+def _terminal_width() -> int:
+    """``shutil.get_terminal_size().columns``: ``$COLUMNS``, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 def _store(args: argparse.Namespace):
@@ -52,6 +73,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    import time
+
     from aq_core.store import State
 
     store = _store(args)
@@ -96,6 +119,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_engines(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
     from aq_core import plugins
     from aq_core.config import load_config
     from aq_core.store import default_root
@@ -138,6 +164,7 @@ def cmd_engines(args: argparse.Namespace) -> int:
 
 def cmd_insights(args: argparse.Namespace) -> int:
     import gc
+    import json
 
     from aq_core import insights
 

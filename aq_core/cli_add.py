@@ -13,12 +13,36 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from aq_core.errors import ConfigInvalid, JobInvalid, UsageError, shown
 
+# `aq add` is the start of every job's pick-up: this module, and what it imports on the way to the
+# store, stays off typing, dataclasses (inspect), PyYAML for simple frontmatter, pluggy and plugins.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _SLUG_WORDS = 6
 _SLUG_CHARS = 40
+
+
+class Checked:
+    """A job file that passed ``job.check_job``: its id and the ``Job`` fields it sets (what ``aq add``
+    records and plans with; the ``Job`` itself, a dataclass, is the runner's to build)."""
+
+    __slots__ = ("id", "values")
+
+    def __init__(self, job_id: str, values: dict[str, Any]) -> None:
+        self.id = job_id
+        self.values = values
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        return self.values["engines"]  # check_job refuses a job without one
+
+    @property
+    def after(self) -> tuple[str, ...]:
+        return self.values.get("after", ())
 
 
 def _err(message: str) -> None:
@@ -27,11 +51,11 @@ def _err(message: str) -> None:
 
 def _profiles(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], Path | None]:
     """The queue's profiles and root (none when the queue root does not exist yet)."""
-    from aq_core.config import load_config
+    from aq_core.config import load_settings
     from aq_core.store import default_root
 
     root = Path(args.root) if args.root else default_root()
-    return (load_config(root).profiles, root) if root.is_dir() else ({}, None)
+    return (load_settings(root).get("profiles", {}), root) if root.is_dir() else ({}, None)
 
 
 _FACTS: dict[tuple[Path | None, str | None], tuple[list[str], set[str]]] = {}
@@ -49,7 +73,7 @@ def engine_facts(root: Path | None) -> tuple[list[str], set[str]]:
 
 def validate_file(
     path: Path, default_cwd: Path, profiles: dict[str, dict[str, Any]], root: Path | None = None
-) -> tuple[Any, list[str], bytes]:
+) -> tuple[Checked | None, list[str], bytes]:
     """Return (job, problems, data) for one file; problems are one line each (``root``: the queue's,
     whose plugin index names the installed engines)."""
     from aq_core.store import read_regular_file
@@ -69,12 +93,12 @@ def validate_file(
 
 def _parse(
     path: Path, data: bytes, default_cwd: Path, profiles: dict, job_id: str | None = None, root: Path | None = None
-) -> tuple:
-    from aq_core.job import parse_job
+) -> tuple[Checked | None, list[str], bytes]:
+    from aq_core.job import check_job
 
     engines, classes = engine_facts(root)
     try:
-        job = parse_job(
+        job_id, _, values = check_job(
             path,
             data,
             engines=engines,
@@ -85,10 +109,10 @@ def _parse(
         )
     except JobInvalid as exc:
         return None, exc.problems, data
-    return job, [], data
+    return Checked(job_id, values), [], data
 
 
-def engine_warnings(job: Any, root: Path | None = None) -> list[str]:
+def engine_warnings(job: Checked, root: Path | None = None) -> list[str]:
     installed = engine_facts(root)[0]
     return [
         f"{job.id}: engine {name!r} is not installed; it will be skipped"
@@ -113,17 +137,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return status
 
 
-def add_meta(job: Any, here: Path) -> dict[str, Any]:
+def add_meta(job: Checked, here: Path) -> dict[str, Any]:
     """The first meta lines of a job: what ``aq status`` and the claim need without parsing its file."""
+    values = job.values
     return {
         "added": round(time.time(), 3),
         "add_dir": str(here),
-        "engine": job.engine,
-        "lock": job.lock,
+        "engine": job.engines[0],
+        "lock": values.get("lock"),
         "after": ",".join(job.after) or None,
-        "priority": job.priority or None,
-        "not_before": job.not_before,
-        "profile": job.profile,
+        "priority": values.get("priority") or None,
+        "not_before": values.get("not_before"),
+        "profile": values.get("profile"),
     }
 
 
@@ -136,12 +161,12 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise UsageError("aq add: --engine, --profile, --id and --cwd go with --prompt")
     store = open_store(args.root, url=args.store)
     try:
-        profiles = store.files.config().profiles
+        profiles = store.files.profiles()
     except ConfigInvalid as exc:  # one line per problem, as for a job file; nothing queued
         return _report(exc.problems)
     here = Path.cwd()
     status = 0
-    checked: list[tuple[str, Any, bytes]] = []  # (the name to report, job, data)
+    checked: list[tuple[str, Checked, bytes]] = []  # (the name to report, job, data)
     for name in args.files:
         job, problems, data = validate_file(Path(name), here, profiles, store.files.root)
         status = _report(problems) or status
@@ -183,7 +208,7 @@ def _report(problems: list[str]) -> int:
     return 2 if problems else 0
 
 
-def _plan_problems(store: Any, checked: list[tuple[str, Any, bytes]]) -> dict[str, list[str]]:
+def _plan_problems(store: Any, checked: list[tuple[str, Checked, bytes]]) -> dict[str, list[str]]:
     """The ``after:`` problems of the jobs being added, by job id; a job waiting for a refused one is
     refused too (it would wait for a job that is not in the queue)."""
     from aq_core.plan import check_after
@@ -208,14 +233,14 @@ def _plan_problems(store: Any, checked: list[tuple[str, Any, bytes]]) -> dict[st
             del new[job_id]
 
 
-def _parents_first(checked: list[tuple[str, Any, bytes]]) -> list[tuple[str, Any, bytes]]:
+def _parents_first(checked: list[tuple[str, Checked, bytes]]) -> list[tuple[str, Checked, bytes]]:
     """The jobs in an order where each comes after the jobs of this call it waits for: a runner never
     sees a job whose dependency is not queued yet (it would fail it as gone)."""
     by_id = {item[1].id: item for item in checked}
     done: set[str] = set()
-    ordered: list[tuple[str, Any, bytes]] = []
+    ordered: list[tuple[str, Checked, bytes]] = []
 
-    def visit(item: tuple[str, Any, bytes], path: set[str]) -> None:
+    def visit(item: tuple[str, Checked, bytes], path: set[str]) -> None:
         job = item[1]
         if job.id in done or job.id in path:
             return
@@ -234,7 +259,9 @@ def _parents_first(checked: list[tuple[str, Any, bytes]]) -> list[tuple[str, Any
     return ordered
 
 
-def _prompt_job(args: argparse.Namespace, here: Path, profiles: dict, root: Path) -> tuple[Any, list[str], bytes]:
+def _prompt_job(
+    args: argparse.Namespace, here: Path, profiles: dict, root: Path
+) -> tuple[Checked | None, list[str], bytes]:
     """A job from ``--prompt``: its file is written by aq (the prompt stays out of argv, meta and logs)."""
     import yaml
 

@@ -1,16 +1,31 @@
-"""The queue config: ``config.yaml`` in the queue root, validated like job files."""
+"""The queue config: ``config.yaml`` in the queue root, validated like job files.
+
+``load_config`` gives the ``QueueConfig`` (``config_model``); ``load_settings`` gives the same checked
+values as a plain mapping, for ``aq add``, which needs only ``profiles:`` and no dataclass.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from aq_core.durations import parse_duration
 from aq_core.errors import ConfigInvalid, UsageError
 
+TYPE_CHECKING = False  # typing and dataclasses cost `aq add` milliseconds: only type checkers read these
 if TYPE_CHECKING:
+    from typing import Any
+
+    from aq_core.config_model import QueueConfig
     from aq_core.engine import ModelPrice
+
+
+def __getattr__(name: str) -> object:
+    if name == "QueueConfig":  # imported on first use (see load_settings)
+        from aq_core.config_model import QueueConfig
+
+        return QueueConfig
+    raise AttributeError(f"module 'aq_core.config' has no attribute {name!r}")
+
 
 CONFIG_NAME = "config.yaml"
 KEYS = (
@@ -34,36 +49,6 @@ ENGINE_KEYS = ("bin",)
 PRICE_KEYS = ("input", "cached", "output", "cache_write")
 
 
-@dataclass(frozen=True)
-class QueueConfig:
-    """Settings for every job of one queue."""
-
-    engine_bins: dict[str, str] = field(default_factory=dict)
-    protected_branches: tuple[str, ...] = ("main", "master")
-    notify: str | list[str] | None = None
-    notify_timeout: float = 30.0
-    on_limit: str = "wait"
-    limit_hold: float = 300.0
-    limit_hold_max: float = 6 * 3600.0
-    limit_margin: float = 60.0
-    estimate_cost: bool = True
-    report_on_drain: bool = False  # `run --once` sends `queue_drained` with the report (aq_core.report)
-    plugins: dict[str, Any] = field(default_factory=dict)
-    budgets: dict[str, float] = field(default_factory=dict)
-    prices: dict[str, ModelPrice] = field(default_factory=dict)
-    sandbox: bool = False  # the default of the job key ``sandbox:``
-    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> job keys (``profile:``)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def plugin_settings(self, *names: str) -> dict[str, Any]:
-        """Return the settings under ``plugins:`` for the first of ``names`` that has some (else empty)."""
-        for name in names:
-            settings = self.plugins.get(name)
-            if settings is not None:
-                return settings
-        return {}
-
-
 def _near(key: str, choices: tuple[str, ...]) -> str:
     import difflib  # only a misspelt key needs it
 
@@ -73,11 +58,19 @@ def _near(key: str, choices: tuple[str, ...]) -> str:
 
 def load_config(root: Path) -> QueueConfig:
     """Return the queue's config (defaults when there is no file); raise ``UsageError`` naming every problem."""
+    from aq_core.config_model import QueueConfig
+
+    return QueueConfig(**load_settings(root))
+
+
+def load_settings(root: Path) -> dict[str, Any]:
+    """The ``QueueConfig`` fields ``config.yaml`` sets (none when there is no file), checked as
+    ``load_config`` checks them: raise ``UsageError`` naming every problem."""
     path = root / CONFIG_NAME
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return QueueConfig()
+        return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read ({exc})") from None
     import yaml
@@ -179,7 +172,7 @@ def load_config(root: Path) -> QueueConfig:
         values["profiles"] = _profiles(path, data["profiles"], problems)
     if problems:
         raise ConfigInvalid(problems)
-    return QueueConfig(**values)
+    return values
 
 
 def _profiles(path: Path, profiles: Any, problems: list[str]) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,10 @@ the text with PyYAML, so its answer and its error messages stay the same.
 from __future__ import annotations
 
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs `aq add` milliseconds: only type checkers read these
+if TYPE_CHECKING:
+    from typing import Any
 
 _KEY = re.compile(r"([a-z][a-z_]*): (.+)")
 # A plain scalar with no character YAML gives a meaning to (no ``:``, ``#``, ``,``, brackets, quotes).

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aq_core.errors import JobInvalid, shown
 from aq_core.job_keys import (
@@ -20,7 +18,12 @@ from aq_core.job_keys import (
     parse_retry,
     short,
 )
-from aq_core.retry import NO_RETRY, RetryPolicy
+
+TYPE_CHECKING = False  # typing itself costs `aq add` milliseconds: only type checkers read these
+if TYPE_CHECKING:
+    from typing import Any
+
+    from aq_core.job_model import Job
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_JOB_BYTES = 10 << 20  # the one job size limit: stores read no more than this (and a byte)
@@ -33,43 +36,20 @@ __all__ = [
     "PROFILE_KEYS",
     "RETRY_KEYS",
     "Job",
+    "check_job",
     "parse_job",
     "parse_retry",
 ]
-DEFAULT_GRACE = 10.0
 
 
-@dataclass(frozen=True)
-class Job:
-    """A validated job. ``prompt`` is never logged, recorded in meta or put in argv."""
+def __getattr__(name: str) -> object:
+    # ``Job`` and ``DEFAULT_GRACE`` live in ``job_model``, imported on first use: a dataclass costs
+    # `aq add` (which only checks jobs) a tenth of its start-up.
+    if name in ("Job", "DEFAULT_GRACE"):
+        from aq_core import job_model
 
-    id: str
-    engines: tuple[str, ...]
-    cwd: Path
-    prompt: str = field(repr=False)
-    timeout: float | None = None
-    lock: str | None = None
-    yolo: bool = False
-    model: str | None = None
-    verify: str | None = None
-    retry: RetryPolicy = NO_RETRY
-    command: tuple[str, ...] | str | None = None
-    isolation: str = "inplace"
-    grace: float = DEFAULT_GRACE
-    on_limit: str | None = None
-    max_cost_usd: float | None = None
-    pr: str | None = None  # open a pull request when the job ends ok: draft or ready (aq_core.pr)
-    sandbox: bool | None = None  # None: the queue config's ``sandbox``
-    stall_timeout: float | None = None
-    after: tuple[str, ...] = ()  # runs only once every job named here is done
-    priority: int = 0  # higher runs first; equal priorities oldest first
-    not_before: float | None = None  # epoch seconds: not eligible before
-    profile: str | None = None  # the config's profile its keys started from
-
-    @property
-    def engine(self) -> str:
-        """The first engine asked for (the others are fallbacks)."""
-        return self.engines[0]
+        return getattr(job_model, name)
+    raise AttributeError(f"module 'aq_core.job' has no attribute {name!r}")
 
 
 def job_id_for(path: Path) -> str:
@@ -132,6 +112,34 @@ def parse_job(
     :param job_id: the id when it is not the file's stem (the queue knows it).
     :param profiles: the queue config's ``profiles:`` (``None``: a ``profile:`` key is not looked up).
     """
+    from aq_core.job_model import Job
+
+    job_id, prompt, values = check_job(
+        path,
+        data,
+        engines=engines,
+        failure_classes=failure_classes,
+        default_cwd=default_cwd,
+        job_id=job_id,
+        check_cwd=check_cwd,
+        profiles=profiles,
+    )
+    return Job(id=job_id, prompt=prompt, **values)
+
+
+def check_job(
+    path: Path,
+    data: bytes,
+    *,
+    engines: Collection[str] | None = None,
+    failure_classes: Collection[str] = (),
+    default_cwd: Path | None = None,
+    job_id: str | None = None,
+    check_cwd: bool = True,
+    profiles: Mapping[str, Mapping[str, Any]] | None = None,
+) -> tuple[str, str, dict[str, Any]]:
+    """Validate a job file as ``parse_job`` does; return (its id, its prompt, the ``Job`` fields it
+    sets: the others take the ``Job``'s defaults) without building the ``Job`` (``aq add``'s way)."""
     where = shown(path)
     problems: list[str] = []
 
@@ -176,7 +184,7 @@ def parse_job(
 
     if problems:
         raise JobInvalid(problems)
-    return Job(id=job_id, prompt=prompt, **values)
+    return job_id, prompt, values
 
 
 _LOADER: Any = None

@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
 
 from aq_core.durations import parse_duration
-from aq_core.retry import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES, NO_RETRY, RetryPolicy
+
+TYPE_CHECKING = False  # typing and the retry policy's dataclass cost `aq add` milliseconds
+if TYPE_CHECKING:
+    from typing import Any
+
+    from aq_core.retry import RetryPolicy
 
 KEYS = (
     "engine",
@@ -227,6 +231,8 @@ def _cwd(value: Any, path: Path, default: Path | None, check: bool, bad: Bad) ->
 
 def parse_retry(value: Any, failure_classes: Collection[str] | None, bad: Bad) -> RetryPolicy:
     """Validate ``retry:``; report problems through ``bad(key, message)`` (``failure_classes`` None: any class)."""
+    from aq_core.retry import CORE_FAILURE_CLASSES, ENGINE_FAILURE_CLASSES, NO_RETRY, RetryPolicy
+
     if not isinstance(value, Mapping):
         bad("retry", f"{short(value)}: expected a mapping with max, backoff and on")
         return NO_RETRY

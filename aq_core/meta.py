@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs `aq add` milliseconds: only type checkers read these
+if TYPE_CHECKING:
+    from typing import Any
 
 KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_VALUE = 4096

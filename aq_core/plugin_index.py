@@ -17,7 +17,10 @@ import marshal
 import os
 import sys
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs `aq add` milliseconds: only type checkers read these
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = 1
 _METADATA = (".dist-info", ".egg-info")

@@ -8,22 +8,25 @@ decides what follows (``aq_core.plugins``). Lines go to stderr, which is the run
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from aq_core.errors import AqError
 
+# `aq add` reads ``tracing()`` (through the plugin index): it must not pay for typing or threading.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import pluggy
 
 TRACE_ENV = "AQ_TRACE_PLUGINS"
 _MARK = "_aq_traced"
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # threading.Lock() is this same lock
 
 
 class PluginError(Exception):

@@ -20,13 +20,17 @@ import os
 import stat
 import time
 from abc import ABC, abstractmethod
+from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple
 
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta
+
+TYPE_CHECKING = False  # typing costs `aq add` milliseconds: only type checkers read these
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The prefix of a host-scoped lock name (``host_lock``).
 HOST_LOCK = "host:"
@@ -42,17 +46,21 @@ class State(StrEnum):
 STATES = tuple(State)
 
 
-class Entry(NamedTuple):
-    """A job file as listed: its id, state and when it was queued (for oldest-first order).
+# A ``collections.namedtuple``, not a ``typing.NamedTuple``: importing typing costs `aq add` milliseconds.
+class Entry(namedtuple("Entry", ("id", "state", "queued", "version"), defaults=(None,))):
+    """A job file as listed: its id (str), state (``State``) and when it was queued (epoch seconds,
+    for oldest-first order).
 
     ``version`` changes whenever the job changes state or is rewritten (None: the store cannot say);
     caches of finished jobs' records are keyed by it.
     """
 
+    __slots__ = ()
+
     id: str
     state: State
     queued: float
-    version: object = None
+    version: object
 
 
 class Lock(ABC):
@@ -314,6 +322,13 @@ class LocalFiles:
         from aq_core.config import load_config
 
         return load_config(self.root)
+
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        """The config's ``profiles:``, the whole file checked as ``config()`` checks it, without
+        building the settings' dataclass (``aq add`` needs no more)."""
+        from aq_core.config import load_settings
+
+        return load_settings(self.root).get("profiles", {})
 
 
 def local_runners(root: Path) -> Iterator[Meta]:

@@ -13,7 +13,6 @@ import errno
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta, encode_lines
@@ -30,6 +29,10 @@ from aq_core.store import (
     read_regular_file,
     write_file,
 )
+
+TYPE_CHECKING = False  # typing costs `aq add` milliseconds: only type checkers read these
+if TYPE_CHECKING:
+    from typing import Any
 
 JOB_SUFFIX = ".md"
 

@@ -14,7 +14,6 @@ import contextlib
 import errno
 import os
 import stat
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +49,8 @@ class Listener:
     """A runner's FIFO and the thread that turns each byte in it into ``on_wake()``."""
 
     def __init__(self, root: Path, on_wake: Callable[[], None]) -> None:
+        import threading  # here: `aq add` only notifies
+
         folder = Path(root) / FOLDER
         folder.mkdir(mode=0o700, exist_ok=True)
         _remove_stale(folder)

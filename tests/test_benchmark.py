@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,20 @@ def test_only_runs_the_named_group(tmp_path: Path) -> None:
     keys_printed = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
     assert {"startup.version", "startup.status"} <= keys_printed
     assert not keys_printed & {"pickup.median", "status.10k", "parse.claude.speed"}
+
+
+def test_aq_runs_from_its_own_bytecode_cache_unless_asked_not_to(tmp_path: Path) -> None:
+    for flag, cached in (("", True), ("--no-bytecode", False)):
+        out_json = tmp_path / f"bench{flag}.json"
+        argv = [sys.executable, str(RUN), "--quick", "--only", "startup", "--keep", "--json", str(out_json)]
+        proc = subprocess.run([*argv, *([flag] if flag else [])], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        kept = Path(next(line for line in proc.stderr.splitlines() if "] kept " in line).split("] kept ", 1)[1])
+        try:
+            compiled = [p for p in (kept / "pycache").rglob("*.pyc") if "aq_core" in p.parts]
+            # As installed: aq's modules compiled once, into the run's own folder (not the source tree).
+            assert bool(compiled) is cached, compiled
+            assert any(p.name.startswith("cli_add.") for p in compiled) is cached
+            assert json.loads(out_json.read_text())["bytecode"].startswith("bytecode" if cached else "no bytecode")
+        finally:
+            shutil.rmtree(kept, ignore_errors=True)
