@@ -26,9 +26,21 @@ from aq_core.status import HEADERS, LAYOUT, body_lines, finished_entries, row_ce
 from aq_core.store import Entry, State, Store
 from aq_core.view_delta import copy_range, delta_path
 
-_MAGIC = b"aq-view-4\n"  # the layout of this file: a change makes older files unread
-_PARTS = ("listing", "table", "cells", "status", "insights", "recent", "top", "order", "table_off", "status_off")
-TOP = 200  # the newest rows kept apart for `aq insights` (its --limit, 20 by default)
+_MAGIC = b"aq-view-5\n"  # the layout of this file: a change makes older files unread
+_PARTS = (
+    "listing",
+    "table",
+    "cells",
+    "status",
+    "insights",
+    "recent",
+    "order",
+    "table_off",
+    "status_off",
+    "insights_off",
+    "iorder",
+    "tally",
+)
 
 
 def view_path(store: Store) -> Path:
@@ -116,7 +128,8 @@ def save(store: Store, key: bytes | None, rows: list, finished: list[Entry]) -> 
         return
     from operator import methodcaller
 
-    from aq_core.insights import rollup, select
+    from aq_core.insights import select
+    from aq_core.rollup import finish, tally
     from aq_core.status import in_status_order
     from aq_core.table import column_widths
     from aq_core.view_delta import offsets, row_blocks, width_counts
@@ -135,9 +148,12 @@ def save(store: Store, key: bytes | None, rows: list, finished: list[Entry]) -> 
     texts = [row.to_json().encode() for row in rows]
     parts["status"], parts["status_off"] = b",".join(texts), offsets(texts)
     recs = select(rows)
-    parts["insights"] = ",".join([row.to_json() for row in recs]).encode()
+    itexts = [row.to_json().encode() for row in recs]
+    parts["insights"], parts["insights_off"] = b",".join(itexts), offsets(itexts)
+    parts["iorder"] = marshal.dumps(([row.get("finished") or 0 for row in recs], [row["id"] for row in recs]))
+    counts = tally(recs)
+    parts["tally"] = marshal.dumps(counts)
     parts["recent"] = marshal.dumps([(row["id"], row["state"], row.get("finished")) for row in rows])
-    parts["top"] = marshal.dumps([row.to_json() for row in recs[:TOP]])
     order = in_status_order(finished)
     failed = sum(1 for e in order if e.state is State.FAILED)
     parts["order"] = marshal.dumps(([e.queued for e in order], [e.id for e in order]))
@@ -145,7 +161,7 @@ def save(store: Store, key: bytes | None, rows: list, finished: list[Entry]) -> 
     for name in _PARTS:
         spans[name] = (offset, len(parts[name]))
         offset += len(parts[name])
-    head = {"widths": widths, "count": len(rows), "rollup": json.dumps(rollup(recs)), "spans": spans}
+    head = {"widths": widths, "count": len(rows), "rollup": json.dumps(finish(counts)), "spans": spans}
     head.update(token=os.urandom(8).hex(), failed=failed, counts=width_counts([c for c, _ in pairs], widths))
     head = marshal.dumps(head)
     path = view_path(store)
@@ -270,39 +286,58 @@ def _print_table_with(view: View, rows: list, entries: list[Entry]) -> None:
     out.write("\n")
 
 
+def _insights_view(store: Store, finished: list[Entry], key: bytes | None, columns: list[list]) -> Any:
+    """The ``finished`` jobs for ``aq insights``: the view when it matches the listing ``key``, else the
+    view patched (``view_insights``), else None."""
+    from aq_core import view_insights
+
+    view = open_view(store, key)
+    if view is not None:
+        return view_insights.whole(view)
+    base = open_view(store, key, any_listing=True) if key is not None else None
+    if base is None:
+        return None
+    try:
+        return view_insights.patched(store, base, finished, columns, delta_path(view_path(store)))
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
+        return None  # a view of another shape or cut short: rebuilt as if there were none
+
+
 def print_insights_json(store: Store) -> None:
     """``aq insights --json`` with no filter: every finished job, newest first, and the rollup."""
     from aq_core import insights
-    from aq_core.status import finished_rows
+    from aq_core.status import finished_rows as rows_of
 
     finished = finished_entries(store)
-    key = listing_key(finished) if finished else None
-    view = open_view(store, key) if _stdout_takes_bytes() else None
+    columns = listing_columns(finished)
+    key = listing_key(finished, columns) if finished else None
+    view = _insights_view(store, finished, key, columns) if _stdout_takes_bytes() else None
     if view is None:
-        rows = finished_rows(store, finished)
+        rows = rows_of(store, finished)
         save(store, key, rows, finished)
         recs = insights.select(rows)
         write_json_rows(recs, insights.rollup(recs))
         return
     out = sys.stdout
     out.write('{"jobs": [')
-    view.copy("insights", out)
-    out.write(f'], "engines": {view.head["rollup"]}}}\n')
+    view.copy(out)
+    out.write(f'], "engines": {view.rollup}}}\n')
 
 
 def print_insights_text(store: Store, limit: int) -> bool:
-    """``aq insights`` with no filter from the view; False when there is none for this listing."""
-    if not 0 <= limit <= TOP:
+    """``aq insights`` with no filter from the view (patched when a few jobs changed); False when there is
+    none for this listing."""
+    if limit < 0:
         return False
     finished = finished_entries(store)
-    view = open_view(store, listing_key(finished) if finished else None)
+    columns = listing_columns(finished)
+    view = _insights_view(store, finished, listing_key(finished, columns) if finished else None, columns)
     if view is None:
         return False
     from aq_core.insights import render_overview
 
-    recs = [json.loads(text) for text in marshal.loads(view.part("top"))[:limit]]
-    total = view.head["count"]
-    print(render_overview(recs, json.loads(view.head["rollup"]), limit=limit, total=total))
+    recs = [json.loads(text) for text in view.first(limit)]
+    print(render_overview(recs, json.loads(view.rollup), limit=limit, total=view.count))
     return True
 
 
