@@ -111,6 +111,8 @@ def open_view(store: Store, key: bytes | None, any_listing: bool = False) -> Vie
         if not isinstance(head, dict) or set(head.get("spans", ())) != set(_PARTS):
             raise ValueError("another layout")
         view = View(fh, head, len(_MAGIC) + 4 + size)
+        if os.fstat(fh.fileno()).st_size != view.base + sum(size for _, size in head["spans"].values()):
+            raise ValueError("cut short")  # checked before any byte of it is copied out
         if any_listing:
             return view
         if head["spans"]["listing"][1] != len(key) or view.part("listing") != key:
