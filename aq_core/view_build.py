@@ -34,7 +34,7 @@ def share_of_rows(rows: list) -> dict[str, Any]:
 
 def _share_of_meta(store: Store, entries: list[Entry]) -> dict[str, Any]:
     """A share computed from the meta of ``entries``, with its part of the rows cache as bytes."""
-    from aq_core.records import _computed
+    from aq_core.records import _entry
     from aq_core.rollup import apply
     from aq_core.status import LAYOUT, finished_cells, row_maker
 
@@ -42,7 +42,8 @@ def _share_of_meta(store: Store, entries: list[Entry]) -> dict[str, Any]:
     cache, cells, texts, recent, counts = {}, [], [], [], {}
     for entry in entries:
         full = compute(entry)
-        key, text, summary, kept = _computed(entry, full, finished_cells)
+        key, text, summary = _entry(entry, full)
+        kept = finished_cells(full)  # what it gives a row of the summary's fields: it reads no other
         cache[entry.id] = (key, summary, kept, LAYOUT, text)
         cells.append(kept)
         texts.append(text.encode())
@@ -64,8 +65,11 @@ def _merge(counts: dict[str, Any], more: dict[str, Any]) -> None:
         mine["tokens"] = [a + b for a, b in zip(mine["tokens"], slot["tokens"], strict=True)]
 
 
-def write_view(store: Store, key: bytes, finished: list[Entry], shares: list[dict[str, Any]]) -> bool:
-    """Write the view for the listing ``key`` of ``finished``; ``shares`` hold its rows in status order."""
+def write_view(
+    store: Store, key: bytes, finished: list[Entry], shares: list[dict[str, Any]], order: list[Entry] | None = None
+) -> bool:
+    """Write the view for the listing ``key`` of ``finished``; ``shares`` hold its rows in status order
+    (``order``, the entries in status order, when the caller has it)."""
     from itertools import chain
     from operator import methodcaller
 
@@ -99,7 +103,7 @@ def write_view(store: Store, key: bytes, finished: list[Entry], shares: list[dic
     keys = [(finished or 0, job_id) for job_id, _, finished in recent]
     newest = sorted(range(n), key=keys.__getitem__, reverse=True)
     itexts = [texts[i] for i in newest]
-    order = in_status_order(finished)
+    order = in_status_order(finished) if order is None else order
     parts: dict[str, bytes] = {
         "listing": key,
         "cells": marshal.dumps(joined),
@@ -162,7 +166,7 @@ def rebuild(store: Store, key: bytes, finished: list[Entry]) -> bool:
     if taken is not None:
         with contextlib.suppress(OSError):
             os.unlink(taken)
-    return write_view(store, key, finished, shares)
+    return write_view(store, key, finished, shares, entries)
 
 
 def _spawn(store: Store, chunk: list[Entry]) -> tuple[int, Any]:
