@@ -15,22 +15,9 @@ from typing import Any
 
 _SUMMED = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd", "turns", "tool_calls", "duration_s")
 _SPENT = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd")
-# The run keys the row reads, and their types: 0 text, 1 integer, 2 number, 3 a list of names.
-_KINDS = tuple(
-    {
-        "engine": 0,
-        "model": 0,
-        "exit": 1,
-        "tokens_in": 1,
-        "tokens_out": 1,
-        "tokens_cached": 1,
-        "turns": 1,
-        "tool_calls": 1,
-        "duration_s": 2,
-        "cost_usd": 2,
-        "estimated": 3,
-    }.items()
-)
+# The run keys the row sums, by type (the integers first: a job's spend per engine keeps this order).
+_INTS = ("tokens_in", "tokens_out", "tokens_cached", "turns", "tool_calls")
+_FLOATS = ("cost_usd", "duration_s")
 _first = itemgetter(0)
 
 
@@ -69,13 +56,6 @@ def finished_row(job_id: str, state: str, pairs: list[tuple[str, str]]) -> dict[
     get = last.get
     engine = get("engine")
     attempts = _number(get("attempts"))
-    record: dict[str, Any] = {
-        "id": job_id,
-        "state": state,
-        "engine": engine,
-        "result": get("result"),
-        "attempts": int(attempts) if attempts is not None else 0,
-    }
     totals: dict[str, Any] = {}
     models: list[str] = []
     estimated: set[str] = set()
@@ -83,80 +63,78 @@ def finished_row(job_id: str, state: str, pairs: list[tuple[str, str]]) -> dict[
     by_engine: dict[str, dict[str, Any]] = {}
     fallback = engine or "?"
     exit_code = None
-    kinds = _KINDS
-    for raw in runs:
-        typed: dict[str, Any] = {}
-        for key, kind in kinds:
-            value = raw.get(key)
-            if not value:
-                continue
-            if kind == 0:
-                typed[key] = value
-            elif kind == 1:
-                number = _number(value)
-                if number is not None and abs(number) < 1e18:
-                    typed[key] = int(number)
-            elif kind == 2:
-                number = _number(value)
-                if number is not None:
-                    typed[key] = number
-            else:
-                names = [e for e in value.split(",") if e]
-                if names:
-                    typed[key] = names
-        for key in _SUMMED:
-            value = typed.get(key)
-            if value is not None:
-                totals[key] = totals.get(key, 0) + value
-        model = typed.get("model")
+    for raw in runs:  # typed as ``insights.run_records`` types them, summed as ``job_record`` sums them
+        rget = raw.get
+        ran_on = rget("engine")
+        model = rget("model")
         if model:
             models.append(model)
-        names = typed.get("estimated")
+        value = rget("estimated")
+        names = [e for e in value.split(",") if e] if value else None
         if names:
             estimated.update(names)
-        ran_on = typed.get("engine")
         if ran_on:
             engines.add(ran_on)
         spent = by_engine.setdefault(ran_on or fallback, {})
-        for key in _SPENT:
-            value = typed.get(key)
-            if value is not None:
-                spent[key] = spent.get(key, 0) + value
+        for key in _INTS:
+            value = rget(key)
+            if value:
+                number = _number(value)
+                if number is not None and abs(number) < 1e18:
+                    number = int(number)
+                    totals[key] = totals.get(key, 0) + number
+                    if key in _SPENT:
+                        spent[key] = spent.get(key, 0) + number
+        for key in _FLOATS:
+            value = rget(key)
+            if value:
+                number = _number(value)
+                if number is not None:
+                    totals[key] = totals.get(key, 0) + number
+                    if key == "cost_usd":
+                        spent[key] = spent.get(key, 0) + number
         if names and "cost_usd" in names:
             spent["cost_estimated"] = True
-        exit_code = typed.get("exit")
-    for key in _SUMMED:
-        total = totals.get(key)
-        if total is None:
-            record[key] = None
-        elif key == "cost_usd" or key == "duration_s":
-            record[key] = round(total, 6)
-        else:
-            record[key] = int(total)
-    record["exit"] = exit_code
-    record["model"] = models[-1] if models else None
-    record["files_changed"] = _integer(get("files_changed"))
-    record["lines_added"] = _integer(get("lines_added"))
-    record["lines_deleted"] = _integer(get("lines_deleted"))
-    record["estimated"] = sorted(estimated)
-    record["wip_branch"] = get("wip_branch")
-    record["wip_base"] = get("wip_base")
-    record["wip_commit"] = get("wip_commit")
-    record["last_failure"] = get("last_failure")
-    record["error"] = get("error")
-    record["engines"] = sorted(engines)
-    record["by_engine"] = by_engine
-    finished, added = get("finished"), get("added")
-    record["finished"] = _number(finished) if finished else None
-    record["added"] = _number(added) if added else None
-    record["lock"] = get("lock")
-    record["next_eligible"] = None  # only a waiting job waits for its backoff
-    after = get("after")
-    record["after"] = after.split(",") if after else None
-    priority = get("priority")
+        exit_code = _integer(rget("exit"))
+    tget = totals.get
+    cost, duration = tget("cost_usd"), tget("duration_s")
+    finished, added, after, priority = get("finished"), get("added"), get("after"), get("priority")
     if priority is not None:
         number = _number(priority)
         priority = int(number) if number is not None else 0
-    record["priority"] = priority
-    record["not_before"] = _number(get("not_before"))
+    # One dict display in ``job_row``'s key order (the JSON text keeps it).
+    record = {
+        "id": job_id,
+        "state": state,
+        "engine": engine,
+        "result": get("result"),
+        "attempts": int(attempts) if attempts is not None else 0,
+        "tokens_in": tget("tokens_in"),
+        "tokens_out": tget("tokens_out"),
+        "tokens_cached": tget("tokens_cached"),
+        "cost_usd": round(cost, 6) if cost is not None else None,
+        "turns": tget("turns"),
+        "tool_calls": tget("tool_calls"),
+        "duration_s": round(duration, 6) if duration is not None else None,
+        "exit": exit_code,
+        "model": models[-1] if models else None,
+        "files_changed": _integer(get("files_changed")),
+        "lines_added": _integer(get("lines_added")),
+        "lines_deleted": _integer(get("lines_deleted")),
+        "estimated": sorted(estimated),
+        "wip_branch": get("wip_branch"),
+        "wip_base": get("wip_base"),
+        "wip_commit": get("wip_commit"),
+        "last_failure": get("last_failure"),
+        "error": get("error"),
+        "engines": sorted(engines),
+        "by_engine": by_engine,
+        "finished": _number(finished) if finished else None,
+        "added": _number(added) if added else None,
+        "lock": get("lock"),
+        "next_eligible": None,  # only a waiting job waits for its backoff
+        "after": after.split(",") if after else None,
+        "priority": priority,
+        "not_before": _number(get("not_before")),
+    }
     return record
