@@ -70,6 +70,7 @@ def write_view(
 ) -> bool:
     """Write the view for the listing ``key`` of ``finished``; ``shares`` hold its rows in status order
     (``order``, the entries in status order, when the caller has it)."""
+    import json
     from itertools import chain
     from operator import methodcaller
 
@@ -100,7 +101,7 @@ def write_view(
         except UnicodeEncodeError:  # a value print() would refuse too: such a table is always rendered anew
             blocks, widths = [], []
     # Newest first, as ``insights.select`` orders them: by finish time (none: 0), then id, descending.
-    keys = [(finished or 0, job_id) for job_id, _, finished in recent]
+    keys = [(done_at or 0, job_id) for job_id, _, done_at in recent]
     newest = sorted(range(n), key=keys.__getitem__, reverse=True)
     itexts = [texts[i] for i in newest]
     order = in_status_order(finished) if order is None else order
@@ -118,8 +119,6 @@ def write_view(
         "recent": marshal.dumps(recent),
         "order": marshal.dumps(([e.queued for e in order], [e.id for e in order])),
     }
-    import json
-
     head = {
         "widths": widths,
         "count": n,
@@ -150,8 +149,7 @@ def rebuild(store: Store, key: bytes, finished: list[Entry]) -> bool:
     from aq_core.status import in_status_order
 
     entries = in_status_order(finished)
-    data, taken = _take(journal_path(store))  # every row is computed from meta: the journal is folded in
-    del data
+    _, taken = _take(journal_path(store))  # every row is computed from meta: the journal's rows are not needed
     parts = _fork_parts(store, len(entries))
     step = -(-len(entries) // parts)
     chunks = [entries[i : i + step] for i in range(0, len(entries), step)]
