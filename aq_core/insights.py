@@ -174,70 +174,11 @@ def select(recs: list[dict[str, Any]], since: float | None = None, engine: str |
 
 
 def rollup(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return one row per engine: jobs, outcomes, tokens, cost (marked when estimated), average time.
+    """Return one row per engine: jobs, outcomes, tokens, cost (marked when estimated), average time
+    (``aq_core.rollup``: a job counts under the engine of its last attempt, its spend under each)."""
+    from aq_core.rollup import finish, tally
 
-    A job counts under the engine of its last attempt; tokens and cost under the engine of each
-    attempt (``by_engine``), so a job that fell back from one engine to another credits both.
-    """
-    token_keys = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd")
-    acc: dict[str, dict[str, Any]] = {}
-
-    def slot(engine: str) -> dict[str, Any]:
-        if engine not in acc:
-            acc[engine] = {
-                "jobs": 0,
-                "ok": 0,
-                "failed": 0,
-                "dur": 0.0,
-                "ndur": 0,
-                "est": False,
-                **dict.fromkeys(token_keys),
-            }
-        return acc[engine]
-
-    for rec in recs:
-        get = rec.get
-        engine = get("engine")
-        if engine:  # a file that never validated ran on no engine
-            row = acc.get(engine) or slot(engine)
-            row["jobs"] += 1
-            if get("result") == "ok":
-                row["ok"] += 1
-            if get("state") == "failed":
-                row["failed"] += 1
-            duration = get("duration_s")
-            if duration is not None:
-                row["dur"] += duration
-                row["ndur"] += 1
-        by_engine = get("by_engine")
-        if not by_engine:
-            continue
-        for spent_on, spent in by_engine.items():
-            row = acc.get(spent_on) or slot(spent_on)
-            for key, value in spent.items():
-                if key == "cost_estimated":
-                    row["est"] = row["est"] or bool(value)
-                elif value is not None and key in row:
-                    current = row[key]
-                    row[key] = value if current is None else current + value
-    rows = []
-    for engine, a in sorted(acc.items()):
-        rows.append(
-            {
-                "engine": engine,
-                "jobs": a["jobs"],
-                "succeeded": a["ok"],
-                "failed": a["failed"],
-                "success_rate": round(a["ok"] / a["jobs"], 4) if a["jobs"] else None,
-                "tokens_in": a["tokens_in"],
-                "tokens_out": a["tokens_out"],
-                "tokens_cached": a["tokens_cached"],
-                "cost_usd": round(a["cost_usd"], 6) if a["cost_usd"] is not None else None,
-                "cost_estimated": a["est"],
-                "avg_duration_s": round(a["dur"] / a["ndur"], 3) if a["ndur"] else None,
-            }
-        )
-    return rows
+    return finish(tally(recs))
 
 
 def parse_since(text: str, now: float | None = None) -> float:

@@ -3,8 +3,8 @@
 A finished job's record changes only when the job changes state, so each record is kept with the
 job's listing ``version`` (see ``Entry``) and recomputed from meta when that differs. The cache is
 never the only record of anything: delete it and the next read rebuilds it from the folders and meta.
-It is a ``marshal`` file (fast to load) named after the Python version that wrote it; each job's value
-is ``(key, summary, extra, tag, json_text)``.
+It is a ``marshal`` file (fast to load; one or more dicts, each after its length) named after the
+Python version that wrote it; each job's value is ``(key, summary, extra, tag, json_text)``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from aq_core.store import Entry, State, Store
 
-FORMAT = 7  # 6: rows carry after, priority and not_before; 7: the status table's cells kept
+FORMAT = 8  # 6: rows carry after, priority and not_before; 7: the status table's cells kept; 8: in shares
 FINISHED = (State.DONE, State.FAILED)
 PARALLEL_MIN = 4000  # a rebuild of fewer rows is not worth a second process
 _ENCODE = json.JSONEncoder(allow_nan=False).encode  # json.dumps(..., allow_nan=False) makes one per call
@@ -115,21 +115,41 @@ def _take(path: Path) -> tuple[bytes, Path | None]:
 
 
 def _load(path: Path) -> dict[str, tuple]:
+    """The cache: one or more marshalled dicts, each after its length (shares written by forked processes)."""
     try:
         with open(path, "rb") as fh:
-            data = marshal.loads(fh.read())  # one read: load(fh) reads the file in many small pieces
-    except (OSError, EOFError, ValueError, TypeError):
+            data = fh.read()  # one read: load(fh) reads the file in many small pieces
+    except OSError:
         return {}
-    return data if isinstance(data, dict) else {}
+    cache: dict[str, tuple] = {}
+    pos, view = 0, memoryview(data)  # slices of a memoryview copy nothing
+    try:
+        while pos < len(data):
+            size = int.from_bytes(data[pos : pos + 8], "little")
+            part = marshal.loads(view[pos + 8 : pos + 8 + size]) if pos + 8 + size <= len(data) else None
+            if not isinstance(part, dict):
+                return {}  # cut short or not a cache: rebuilt
+            cache.update(part)
+            pos += 8 + size
+    except (EOFError, ValueError, TypeError):
+        return {}
+    return cache
 
 
 def _save(path: Path, data: dict[str, tuple]) -> None:
+    save_frames(path, [marshal.dumps(data)])
+
+
+def save_frames(path: Path, frames: list[bytes]) -> None:
+    """Write the cache from marshalled dicts (written whole, then renamed in)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(marshal.dumps(data))
+            for frame in frames:
+                fh.write(len(frame).to_bytes(8, "little"))
+                fh.write(frame)
         os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except OSError:
         with contextlib.suppress(OSError):
@@ -175,18 +195,26 @@ class Row(dict):
         return json.loads(text) if text is not None else dict(self)
 
 
-def _compute_all(store: Store, misses: list[Entry], compute: Any, extra: Any = None) -> list[tuple]:
-    """``_computed`` for each missed entry; a large rebuild is split over forked processes (one per CPU)."""
+def _fork_parts(store: Store, rows: int) -> int:
+    """Into how many processes a computation of ``rows`` rows is split (1: none forked)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    parts = min(cpus, 8, len(misses) // (PARALLEL_MIN // 2))
+    parts = min(cpus, 8, rows // (PARALLEL_MIN // 2))
     # Only a store whose reads are plain files may be forked (a database connection must not be
     # shared), and only a single-threaded process (a fork copies other threads' held locks).
     import threading  # here: `aq status` on a small queue does not pay for its import
 
     if parts < 2 or not getattr(store, "fork_safe", False) or threading.active_count() > 1 or not hasattr(os, "fork"):
+        return 1
+    return parts
+
+
+def _compute_all(store: Store, misses: list[Entry], compute: Any, extra: Any = None) -> list[tuple]:
+    """``_computed`` for each missed entry; a large rebuild is split over forked processes (one per CPU)."""
+    parts = _fork_parts(store, len(misses))
+    if parts < 2:
         return [_computed(e, compute(e), extra) for e in misses]
     import tempfile
 

@@ -134,11 +134,12 @@ class Patched:
             yield {"id": job_id, "state": state, "finished": finished}
 
 
-def patch(store: Any, view: Any, finished: list, columns: list[list], path: Path) -> Patched | None:
-    """``view`` (written for another listing) patched to the listing ``columns`` of ``finished``, or None.
+def changes(store: Any, view: Any, finished: list, columns: list[list], path: Path) -> tuple[list[int], list] | None:
+    """What changed since ``view``'s listing: the removed rows' places in status order (sorted) and the
+    added rows (``_added_rows``, with their place ``gap`` in status order); None past ``FOLD``.
 
     ``path`` is the delta file that keeps the added rows' bytes between reads."""
-    from aq_core.status import HEADERS, LAYOUT
+    from aq_core.status import LAYOUT
 
     head = view.head
     listing = marshal.loads(view.part("listing"))
@@ -158,6 +159,36 @@ def patch(store: Any, view: Any, finished: list, columns: list[list], path: Path
     rows = _added_rows(store, view, path, finished, added)
     if rows is None:
         return None
+    for row in rows:
+        row["gap"] = bisect_left(order, (row["code"] == 0, row["queued"], row["id"]))
+    rows.sort(key=lambda r: (r["code"] == 0, r["queued"], r["id"]))
+    return gone, rows
+
+
+def spliced(gone: list[int], rows: list[dict[str, Any]], count: int) -> list[tuple[int, int, list]]:
+    """The runs ``(from, to, added rows)`` of a part of ``count`` rows without the rows at ``gone`` and
+    with each of ``rows`` (in order) put before the row at its ``gap``."""
+    runs, start, i, dropped = [], 0, 0, set(gone)
+    for gap in sorted({*gone, *(r["gap"] for r in rows), count}):
+        here = []
+        while i < len(rows) and rows[i]["gap"] == gap:
+            here.append(rows[i])
+            i += 1
+        runs.append((start, gap, here))
+        start = gap + 1 if gap in dropped else gap
+    return runs
+
+
+def patch(store: Any, view: Any, finished: list, columns: list[list], path: Path) -> Patched | None:
+    """``view`` (written for another listing) patched to the listing ``columns`` of ``finished`` for
+    ``aq status``, or None (see ``changes``; also when a column would widen or narrow)."""
+    from aq_core.status import HEADERS
+
+    found = changes(store, view, finished, columns, path)
+    if found is None:
+        return None
+    gone, rows = found
+    head = view.head
     widths, kept = list(head["widths"]), head["widths"]
     if rows and kept:
         widths = [max(w, *(len(row["cells"].split("\0")[i]) for row in rows)) for i, w in enumerate(kept)]
@@ -172,18 +203,11 @@ def patch(store: Any, view: Any, finished: list, columns: list[list], path: Path
             grown = sum(1 for row in rows if len(row["cells"].split("\0")[i]) == w)
             if lost and head["counts"][i] - lost + grown <= 0:
                 return None  # the widest cell of a column left: the column narrows
-    for row in rows:
-        row["gap"] = bisect_left(order, (row["code"] == 0, row["queued"], row["id"]))
-    rows.sort(key=lambda r: (r["code"] == 0, r["queued"], r["id"]))
-    runs, start, i = [], 0, 0
-    for gap in sorted({*gone, *(r["gap"] for r in rows), len(ids)}):
-        here = []
-        while i < len(rows) and rows[i]["gap"] == gap:
-            here.append(rows[i])
-            i += 1
-        runs.append((start, gap, here))
-        start = gap + 1 if gap in gone else gap
-    plan = {"widths": widths, "count": head["count"] - len(gone) + len(rows), "runs": runs}
+    plan = {
+        "widths": widths,
+        "count": head["count"] - len(gone) + len(rows),
+        "runs": spliced(gone, rows, head["count"]),
+    }
     return Patched(view.fh, head, view.base, plan)
 
 
@@ -224,10 +248,10 @@ def _added_rows(store: Any, view: Any, path: Path, finished: list, added: set) -
     missing = [e for e in finished if e.id in names]  # a set lookup per job; the rest only for the few
     missing = [e for e in missing if (key := (_code(e), e.id, e.queued, e.version)) in wanted and key not in kept]
     if missing:
-        from aq_core.status import job_row
+        from aq_core.status import row_maker
 
-        compute = lambda e: job_row(e.id, e.state, store.read_meta(e.id))  # noqa: E731
-        for entry, row in zip(missing, rows_quick(store, missing, compute, finished_cells, LAYOUT), strict=True):
+        rows = rows_quick(store, missing, row_maker(store), finished_cells, LAYOUT)
+        for entry, row in zip(missing, rows, strict=True):
             cells, sub = row_cells(row, 0.0, {})
             joined = "\0".join([*cells, sub])
             if joined.count("\0") != 7:

@@ -26,9 +26,21 @@ from aq_core.status import HEADERS, LAYOUT, body_lines, finished_entries, row_ce
 from aq_core.store import Entry, State, Store
 from aq_core.view_delta import copy_range, delta_path
 
-_MAGIC = b"aq-view-4\n"  # the layout of this file: a change makes older files unread
-_PARTS = ("listing", "table", "cells", "status", "insights", "recent", "top", "order", "table_off", "status_off")
-TOP = 200  # the newest rows kept apart for `aq insights` (its --limit, 20 by default)
+_MAGIC = b"aq-view-5\n"  # the layout of this file: a change makes older files unread
+PARTS = (
+    "listing",
+    "table",
+    "cells",
+    "status",
+    "insights",
+    "recent",
+    "order",
+    "table_off",
+    "status_off",
+    "insights_off",
+    "iorder",
+    "tally",
+)
 
 
 def view_path(store: Store) -> Path:
@@ -96,9 +108,11 @@ def open_view(store: Store, key: bytes | None, any_listing: bool = False) -> Vie
         if start[: len(_MAGIC)] != _MAGIC:
             raise ValueError("not a view")
         head = marshal.loads(fh.read(size))
-        if not isinstance(head, dict) or set(head.get("spans", ())) != set(_PARTS):
+        if not isinstance(head, dict) or set(head.get("spans", ())) != set(PARTS):
             raise ValueError("another layout")
         view = View(fh, head, len(_MAGIC) + 4 + size)
+        if os.fstat(fh.fileno()).st_size != view.base + sum(size for _, size in head["spans"].values()):
+            raise ValueError("cut short")  # checked before any byte of it is copied out
         if any_listing:
             return view
         if head["spans"]["listing"][1] != len(key) or view.part("listing") != key:
@@ -114,56 +128,34 @@ def save(store: Store, key: bytes | None, rows: list, finished: list[Entry]) -> 
     of the ``finished`` entries."""
     if key is None:
         return
-    from operator import methodcaller
+    from aq_core.view_build import share_of_rows, write_view
 
-    from aq_core.insights import rollup, select
-    from aq_core.status import in_status_order
-    from aq_core.table import column_widths
-    from aq_core.view_delta import offsets, row_blocks, width_counts
+    write_view(store, key, finished, [share_of_rows(rows)])
 
-    pairs = [row_cells(row, 0.0, {}) for row in rows]
-    widths = column_widths([cells for cells, _ in pairs], HEADERS)
-    joined = ["\0".join([*cells, sub]) for cells, sub in pairs]
-    parts: dict[str, bytes] = {"listing": key, "cells": marshal.dumps(joined)}
-    try:
-        blocks = [block.encode("utf-8") for block in row_blocks(pairs, widths)]
-    except UnicodeEncodeError:  # a value print() would refuse too: such a table is always rendered anew
-        blocks, widths = [], []
-    parts["table"], parts["table_off"] = b"\n".join(blocks), offsets(blocks)
-    if sum(map(methodcaller("count", "\0"), joined)) != 7 * len(joined):
-        widths = []  # a NUL inside a value: its cells cannot be split again, the table is rendered anew
-    texts = [row.to_json().encode() for row in rows]
-    parts["status"], parts["status_off"] = b",".join(texts), offsets(texts)
-    recs = select(rows)
-    parts["insights"] = ",".join([row.to_json() for row in recs]).encode()
-    parts["recent"] = marshal.dumps([(row["id"], row["state"], row.get("finished")) for row in rows])
-    parts["top"] = marshal.dumps([row.to_json() for row in recs[:TOP]])
-    order = in_status_order(finished)
-    failed = sum(1 for e in order if e.state is State.FAILED)
-    parts["order"] = marshal.dumps(([e.queued for e in order], [e.id for e in order]))
+
+def write_parts(path: Path, head: dict[str, Any], parts: dict[str, bytes]) -> bool:
+    """Write a view file: the magic, the head (with each part's span), the parts; then its delta goes."""
     spans, offset = {}, 0
-    for name in _PARTS:
+    for name in PARTS:
         spans[name] = (offset, len(parts[name]))
         offset += len(parts[name])
-    head = {"widths": widths, "count": len(rows), "rollup": json.dumps(rollup(recs)), "spans": spans}
-    head.update(token=os.urandom(8).hex(), failed=failed, counts=width_counts([c for c, _ in pairs], widths))
-    head = marshal.dumps(head)
-    path = view_path(store)
+    data = marshal.dumps({**head, "spans": spans})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(_MAGIC + len(head).to_bytes(4, "little") + head)
-            for name in _PARTS:
+            fh.write(_MAGIC + len(data).to_bytes(4, "little") + data)
+            for name in PARTS:
                 fh.write(parts[name])
         os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        return
+        return False
     with contextlib.suppress(OSError):  # patches of the view replaced (their token no longer matches)
         os.unlink(delta_path(path))
+    return True
 
 
 def _split(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
@@ -194,7 +186,7 @@ def print_status(store: Store, as_json: bool) -> None:
     key = listing_key(finished, columns) if finished else None
     view = open_view(store, key) if _stdout_takes_bytes() else None
     if view is None and key is not None and _stdout_takes_bytes():
-        view = _patched(store, key, finished, columns)
+        view = _patched(store, key, finished, columns) or _rebuilt(store, key, finished)
     if view is not None and not as_json and not view.head["widths"]:
         view = None
     if view is None:
@@ -238,6 +230,16 @@ def _patched(store: Store, key: bytes, finished: list[Entry], columns: list[list
         return None  # a view of another shape or cut short: rebuilt as if there were none
 
 
+def _rebuilt(store: Store, key: bytes, finished: list[Entry]) -> View | None:
+    """With no rows cache at all: every row computed from meta in shares (``view_build``), and the view
+    written from them; None when that is not the way (the caller builds the rows)."""
+    from aq_core import view_build
+
+    if not view_build.can_rebuild(store, finished) or not view_build.rebuild(store, key, finished):
+        return None
+    return open_view(store, key)
+
+
 def _print_table(rows: list, engines: list) -> None:
     from aq_core.status import render_engines, render_table
 
@@ -270,39 +272,63 @@ def _print_table_with(view: View, rows: list, entries: list[Entry]) -> None:
     out.write("\n")
 
 
+def _insights_view(store: Store, finished: list[Entry], key: bytes | None, columns: list[list]) -> Any:
+    """The ``finished`` jobs for ``aq insights``: the view when it matches the listing ``key``, else the
+    view patched (``view_insights``), else None."""
+    from aq_core import view_insights
+
+    view = open_view(store, key)
+    if view is not None:
+        return view_insights.whole(view)
+    if key is None:
+        return None
+    base = open_view(store, key, any_listing=True)
+    if base is not None:
+        try:
+            found = view_insights.patched(store, base, finished, columns, delta_path(view_path(store)))
+        except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
+            found = None  # a view of another shape or cut short: rebuilt as if there were none
+        if found is not None:
+            return found
+    view = _rebuilt(store, key, finished)
+    return view_insights.whole(view) if view is not None else None
+
+
 def print_insights_json(store: Store) -> None:
     """``aq insights --json`` with no filter: every finished job, newest first, and the rollup."""
     from aq_core import insights
-    from aq_core.status import finished_rows
+    from aq_core.status import finished_rows as rows_of
 
     finished = finished_entries(store)
-    key = listing_key(finished) if finished else None
-    view = open_view(store, key) if _stdout_takes_bytes() else None
+    columns = listing_columns(finished)
+    key = listing_key(finished, columns) if finished else None
+    view = _insights_view(store, finished, key, columns) if _stdout_takes_bytes() else None
     if view is None:
-        rows = finished_rows(store, finished)
+        rows = rows_of(store, finished)
         save(store, key, rows, finished)
         recs = insights.select(rows)
         write_json_rows(recs, insights.rollup(recs))
         return
     out = sys.stdout
     out.write('{"jobs": [')
-    view.copy("insights", out)
-    out.write(f'], "engines": {view.head["rollup"]}}}\n')
+    view.copy(out)
+    out.write(f'], "engines": {view.rollup}}}\n')
 
 
 def print_insights_text(store: Store, limit: int) -> bool:
-    """``aq insights`` with no filter from the view; False when there is none for this listing."""
-    if not 0 <= limit <= TOP:
+    """``aq insights`` with no filter from the view (patched when a few jobs changed); False when there is
+    none for this listing."""
+    if limit < 0:
         return False
     finished = finished_entries(store)
-    view = open_view(store, listing_key(finished) if finished else None)
+    columns = listing_columns(finished)
+    view = _insights_view(store, finished, listing_key(finished, columns) if finished else None, columns)
     if view is None:
         return False
     from aq_core.insights import render_overview
 
-    recs = [json.loads(text) for text in marshal.loads(view.part("top"))[:limit]]
-    total = view.head["count"]
-    print(render_overview(recs, json.loads(view.head["rollup"]), limit=limit, total=total))
+    recs = [json.loads(text) for text in view.first(limit)]
+    print(render_overview(recs, json.loads(view.rollup), limit=limit, total=view.count))
     return True
 
 

@@ -22,6 +22,7 @@ FIGURES = [
     "insights.1k",
     "insights.10k",
     "insights.100k",
+    "insights.100k.after_change",
     "insights.growth",
     "startup.add",
     "rebuild.10k",
