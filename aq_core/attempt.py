@@ -96,12 +96,14 @@ class Attempt(AttemptEnd):
     # -- the attempt ---------------------------------------------------------------------------
 
     def run(self) -> None:
+        self.journal.hold(self.job.id)
         try:
             self._run()
         except Exception as exc:  # a plugin's bug must not take the runner down or strand the job
             self.internal_error(exc)
         finally:
             try:
+                self.journal.release(self.job.id)
                 for lock in reversed(self.locks):
                     lock.release()
             finally:  # whatever happened, the runner must see this attempt over (its worker is reused)
@@ -166,6 +168,7 @@ class Attempt(AttemptEnd):
 
         engine = plugins.get_engine(self.engine)
         prompt_file = store.files.tmp_path(f"{job.id}.{number}.prompt")
+        log_path = store.files.log_path(job.id, number)
         ctx = LaunchContext(
             job=job,
             attempt=number,
@@ -174,7 +177,7 @@ class Attempt(AttemptEnd):
             prompt_file=prompt_file,
             session_id=resumable_session(meta, self.engine) if engine.resumes_sessions else None,
             max_cost_usd=budget,
-            log_path=store.files.log_path(job.id, number),
+            log_path=log_path,
             settings=plugins.settings(self.engine, self.runner.config),
         )
         try:
@@ -184,10 +187,9 @@ class Attempt(AttemptEnd):
             self.fail_unstarted("invalid", str(exc))
             return
 
-        log_path = store.files.log_path(job.id, number)
         extra = {**spec.env, "AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.files.root)}
         # Built from the bytes the process started with: no decoding and encoding again per variable.
-        env = dict(os.environb)
+        env = environ_bytes()
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
         prompt = spec.prompt_text if spec.prompt_text is not None else job.prompt
         if spec.prompt == "file":
@@ -244,7 +246,8 @@ class Attempt(AttemptEnd):
             send_prompt(stdin_w, prompt.encode("utf-8"))
         pidfd = open_pidfd(proc.pid)
         try:
-            self._attempt(proc, pidfd, number, workdir, log_path, prompt_file, started, tmpdir)
+            written = prompt_file if spec.prompt == "file" else None  # the only prompt file to remove
+            self._attempt(proc, pidfd, number, workdir, log_path, written, started, tmpdir)
         finally:
             if pidfd is not None:
                 os.close(pidfd)
@@ -256,7 +259,7 @@ class Attempt(AttemptEnd):
         number: int,
         workdir: Path,
         log_path: Path,
-        prompt_file: Path,
+        prompt_file: Path | None,
         started: float,
         tmpdir: Path | None,
     ) -> None:
@@ -291,8 +294,9 @@ class Attempt(AttemptEnd):
         meta = store.read_meta(job.id)  # read once: cancel, usage, the checkpoint and the decision use it
         if ended_by == "exit" and meta.get("cancel_requested") == "1":
             ended_by = "cancel"  # `aq cancel` asks in meta first, then ends the group
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(prompt_file)
+        if prompt_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(prompt_file)
         outcome = Outcome(
             exit_code=proc.returncode,
             timed_out=ended_by in ("timeout", "stalled"),
@@ -361,6 +365,13 @@ def find_program(name: str, path: str | None) -> str | None:
             _FOUND.clear()
         _FOUND[key] = (now, found)
     return found
+
+
+def environ_bytes() -> dict[bytes, bytes]:
+    """A copy of the process's environment as bytes (what ``os.environb`` holds), made in C where the
+    interpreter keeps it as such: iterating ``os.environb`` is a Python call per variable."""
+    data = getattr(os.environb, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(os.environb)
 
 
 RESUMABLE = ("usage_limit", "rate_limited", "timeout", "stalled", "crash", "stopped", "orphaned")
