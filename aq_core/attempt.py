@@ -28,7 +28,16 @@ from aq_core.notifications import Notifier
 from aq_core.procs import start_time
 from aq_core.stall import StallWatch
 from aq_core.store import Lock, Store
-from aq_core.supervise import STOP_GRACE, end_group, group_gone, open_pidfd, send_prompt, started_marker, wait_exit
+from aq_core.supervise import (
+    STOP_GRACE,
+    end_group,
+    group_gone,
+    open_pidfd,
+    send_prompt,
+    start_script,
+    started_marker,
+    wait_exit,
+)
 
 CANCEL_CHECK = 0.5
 _COMMIT = re.compile(r"[0-9a-f]{7,64}")
@@ -208,17 +217,29 @@ class Attempt(AttemptEnd):
             argv = sandbox.wrap(
                 bwrap, argv, workdir, tmpdir, engine.state_dirs, log_path, [*spec.argv, *spec.env.values()]
             )
-        log_fd = store.files.open_log(log_path)
         # The started marker is written by the child itself, just before it becomes the engine: if
         # the runner dies at any instant after the fork, recovery still knows the attempt began.
-        marker = started_marker(store, job.id, number)
-        os.close(store.files.open_log(marker))  # created 0600 by us; the child only appends its pid
+        # It is a line in the job's log of aq's lines, which this attempt holds open (created 0600,
+        # never through a symlink): the child only appends to a file that is there.
+        marker = started_marker(store, job.id)
+        if not self.journal.holds(job.id):
+            try:
+                os.close(store.files.open_log(marker))
+            except OSError as exc:  # e.g. a symlink planted there: nothing is written through it
+                if tmpdir is not None:
+                    shutil.rmtree(tmpdir, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError):
+                    prompt_file.unlink()
+                self.commit(workdir, "invalid")
+                self.fail_unstarted("invalid", f"logs/{marker.name}: cannot be written ({exc.strerror})")
+                return
+        log_fd = store.files.open_log(log_path)
         # The prompt goes through a pipe of our own, written without a thread when it fits (send_prompt).
         stdin_r, stdin_w = os.pipe() if spec.prompt == "stdin" else (subprocess.DEVNULL, None)
         started = time.time()
         try:
             self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", 'echo $$ >>"$0" && exec "$@"', str(marker), *argv],
+                ["/bin/sh", "-c", start_script(number), str(marker), *argv],
                 cwd=workdir,
                 env=env,
                 stdin=stdin_r,

@@ -59,6 +59,10 @@ class Journal:
         if old is not None:
             os.close(old)
 
+    def holds(self, job_id: str) -> bool:
+        """Whether the job's log is held open (it is then a regular file, opened without following a link)."""
+        return job_id in self._held
+
     def release(self, job_id: str) -> None:
         with self._lock:
             fd = self._held.pop(job_id, None)

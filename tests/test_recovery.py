@@ -436,7 +436,7 @@ def test_an_agent_that_started_and_ended_before_it_was_recorded_is_still_counted
     dead.wait()
     _claim_by_hand(root, "quick", dead.pid, pidstart=time.time() - 5, attempted=False)
     # What the engine's process writes as it starts (see started_marker): it ran, then exited.
-    (root / "logs" / "quick.1.started").write_text(f"{dead.pid}\n")
+    (root / "logs" / "quick.aq.log").write_text(f"aq: attempt 1: agent started, pid {dead.pid}\n")
     assert "recovered 1 orphan" in aq("recover", root=root).stdout
     m = meta(root, "quick")
     assert (m["attempts"], m["result"], state_of(root, "quick")) == ("1", "orphaned", "inbox")
