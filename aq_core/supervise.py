@@ -63,19 +63,28 @@ _STARTED = re.compile(rb"^aq: attempt (\d+): agent started, pid (\d+)$", re.MULT
 
 
 def started_pids(store: Store, job_id: str, attempt: int) -> list[int]:
-    """The pids that wrote a started line for ``attempt`` (empty: its agent never started)."""
+    """The pids that wrote a started line for ``attempt`` (empty: its agent never started).
+
+    An attempt started by an aq that marked starts in a file of their own (``logs/<id>.<N>.started``,
+    one pid a line) counts too: a runner killed across an upgrade leaves its start there."""
+    data = _read(started_marker(store, job_id))
+    found = [int(pid) for number, pid in _STARTED.findall(data) if int(number) == attempt]
+    legacy = _read(store.files.log_path(job_id, attempt).with_suffix(".started"))
+    return found + [int(word) for word in legacy.split() if word.isdigit()]
+
+
+def _read(path: Path) -> bytes:
     try:
-        fd = os.open(started_marker(store, job_id), os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
-        return []
+        return b""
     try:
         with open(fd, "rb", closefd=False) as fh:
-            data = fh.read()
+            return fh.read()
     except OSError:
-        return []
+        return b""
     finally:
         os.close(fd)
-    return [int(pid) for number, pid in _STARTED.findall(data) if int(number) == attempt]
 
 
 def send_prompt(fd: int, data: bytes) -> None:
