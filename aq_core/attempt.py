@@ -28,7 +28,16 @@ from aq_core.notifications import Notifier
 from aq_core.procs import start_time
 from aq_core.stall import StallWatch
 from aq_core.store import Lock, Store
-from aq_core.supervise import STOP_GRACE, end_group, group_gone, open_pidfd, send_prompt, started_marker, wait_exit
+from aq_core.supervise import (
+    STOP_GRACE,
+    end_group,
+    group_gone,
+    open_pidfd,
+    send_prompt,
+    start_script,
+    started_marker,
+    wait_exit,
+)
 
 CANCEL_CHECK = 0.5
 _COMMIT = re.compile(r"[0-9a-f]{7,64}")
@@ -96,12 +105,14 @@ class Attempt(AttemptEnd):
     # -- the attempt ---------------------------------------------------------------------------
 
     def run(self) -> None:
+        self.journal.hold(self.job.id)
         try:
             self._run()
         except Exception as exc:  # a plugin's bug must not take the runner down or strand the job
             self.internal_error(exc)
         finally:
             try:
+                self.journal.release(self.job.id)
                 for lock in reversed(self.locks):
                     lock.release()
             finally:  # whatever happened, the runner must see this attempt over (its worker is reused)
@@ -166,6 +177,7 @@ class Attempt(AttemptEnd):
 
         engine = plugins.get_engine(self.engine)
         prompt_file = store.files.tmp_path(f"{job.id}.{number}.prompt")
+        log_path = store.files.log_path(job.id, number)
         ctx = LaunchContext(
             job=job,
             attempt=number,
@@ -174,7 +186,7 @@ class Attempt(AttemptEnd):
             prompt_file=prompt_file,
             session_id=resumable_session(meta, self.engine) if engine.resumes_sessions else None,
             max_cost_usd=budget,
-            log_path=store.files.log_path(job.id, number),
+            log_path=log_path,
             settings=plugins.settings(self.engine, self.runner.config),
         )
         try:
@@ -184,10 +196,9 @@ class Attempt(AttemptEnd):
             self.fail_unstarted("invalid", str(exc))
             return
 
-        log_path = store.files.log_path(job.id, number)
         extra = {**spec.env, "AQ_JOB_ID": job.id, "AQ_ATTEMPT": str(number), "AQ_ROOT": str(store.files.root)}
         # Built from the bytes the process started with: no decoding and encoding again per variable.
-        env = dict(os.environb)
+        env = environ_bytes()
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in extra.items())
         prompt = spec.prompt_text if spec.prompt_text is not None else job.prompt
         if spec.prompt == "file":
@@ -206,17 +217,29 @@ class Attempt(AttemptEnd):
             argv = sandbox.wrap(
                 bwrap, argv, workdir, tmpdir, engine.state_dirs, log_path, [*spec.argv, *spec.env.values()]
             )
-        log_fd = store.files.open_log(log_path)
         # The started marker is written by the child itself, just before it becomes the engine: if
         # the runner dies at any instant after the fork, recovery still knows the attempt began.
-        marker = started_marker(store, job.id, number)
-        os.close(store.files.open_log(marker))  # created 0600 by us; the child only appends its pid
+        # It is a line in the job's log of aq's lines, which this attempt holds open (created 0600,
+        # never through a symlink): the child only appends to a file that is there.
+        marker = started_marker(store, job.id)
+        if not self.journal.holds(job.id):
+            try:
+                os.close(store.files.open_log(marker))
+            except OSError as exc:  # e.g. a symlink planted there: nothing is written through it
+                if tmpdir is not None:
+                    shutil.rmtree(tmpdir, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError):
+                    prompt_file.unlink()
+                self.commit(workdir, "invalid")
+                self.fail_unstarted("invalid", f"logs/{marker.name}: cannot be written ({exc.strerror})")
+                return
+        log_fd = store.files.open_log(log_path)
         # The prompt goes through a pipe of our own, written without a thread when it fits (send_prompt).
         stdin_r, stdin_w = os.pipe() if spec.prompt == "stdin" else (subprocess.DEVNULL, None)
         started = time.time()
         try:
             self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", 'echo $$ >>"$0" && exec "$@"', str(marker), *argv],
+                ["/bin/sh", "-c", start_script(number), str(marker), *argv],
                 cwd=workdir,
                 env=env,
                 stdin=stdin_r,
@@ -244,7 +267,8 @@ class Attempt(AttemptEnd):
             send_prompt(stdin_w, prompt.encode("utf-8"))
         pidfd = open_pidfd(proc.pid)
         try:
-            self._attempt(proc, pidfd, number, workdir, log_path, prompt_file, started, tmpdir)
+            written = prompt_file if spec.prompt == "file" else None  # the only prompt file to remove
+            self._attempt(proc, pidfd, number, workdir, log_path, written, started, tmpdir)
         finally:
             if pidfd is not None:
                 os.close(pidfd)
@@ -256,7 +280,7 @@ class Attempt(AttemptEnd):
         number: int,
         workdir: Path,
         log_path: Path,
-        prompt_file: Path,
+        prompt_file: Path | None,
         started: float,
         tmpdir: Path | None,
     ) -> None:
@@ -291,8 +315,9 @@ class Attempt(AttemptEnd):
         meta = store.read_meta(job.id)  # read once: cancel, usage, the checkpoint and the decision use it
         if ended_by == "exit" and meta.get("cancel_requested") == "1":
             ended_by = "cancel"  # `aq cancel` asks in meta first, then ends the group
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(prompt_file)
+        if prompt_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(prompt_file)
         outcome = Outcome(
             exit_code=proc.returncode,
             timed_out=ended_by in ("timeout", "stalled"),
@@ -361,6 +386,13 @@ def find_program(name: str, path: str | None) -> str | None:
             _FOUND.clear()
         _FOUND[key] = (now, found)
     return found
+
+
+def environ_bytes() -> dict[bytes, bytes]:
+    """A copy of the process's environment as bytes (what ``os.environb`` holds), made in C where the
+    interpreter keeps it as such: iterating ``os.environb`` is a Python call per variable."""
+    data = getattr(os.environb, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(os.environb)
 
 
 RESUMABLE = ("usage_limit", "rate_limited", "timeout", "stalled", "crash", "stopped", "orphaned")

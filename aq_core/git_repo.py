@@ -97,7 +97,7 @@ class Repo:
         """Run git in the top level; return (exit code, stdout, stderr); raise ``GitFailed`` unless ``ok``."""
         full_env = _git_env()
         if env:
-            full_env.update(env)
+            full_env.update((os.fsencode(k), os.fsencode(v)) for k, v in env.items())
         proc = subprocess.run(
             ["git", *GIT_OPTIONS, *args],
             cwd=self.top,
@@ -175,24 +175,32 @@ class Repo:
         return None
 
 
-def _git_env() -> dict[str, str]:
-    """Our environment without the variables that would locate another repository, plus quiet settings."""
+def _git_env() -> dict[bytes, bytes]:
+    """Our environment without the variables that would locate another repository, plus quiet settings.
+
+    As bytes, copied in C where the interpreter keeps it so (``os.environb``): a checkpoint runs
+    three git processes a job, and a ``str`` environment costs a Python call per variable to copy and
+    two to encode again for each."""
     for name in _LOCATING_VARS:
         if name in os.environ:
             # A GIT_DIR inherited by aq would point every git we run, and every agent aq starts, at
             # another repository than the job's: drop it from aq's own environment.
             del os.environ[name]
-    env = dict(os.environ)
-    env.update(
-        GIT_TERMINAL_PROMPT="0",
-        GIT_PAGER="cat",
-        PAGER="cat",
-        GIT_EDITOR="true",
-        GIT_OPTIONAL_LOCKS="0",  # status must not rewrite the user's index behind their back
-        LANGUAGE="C",
-        LC_ALL="C",
-    )
+    data = getattr(os.environb, "_data", None)
+    env = dict(data) if isinstance(data, dict) else dict(os.environb)
+    env.update(_QUIET)
     return env
+
+
+_QUIET = {
+    b"GIT_TERMINAL_PROMPT": b"0",
+    b"GIT_PAGER": b"cat",
+    b"PAGER": b"cat",
+    b"GIT_EDITOR": b"true",
+    b"GIT_OPTIONAL_LOCKS": b"0",  # status must not rewrite the user's index behind their back
+    b"LANGUAGE": b"C",
+    b"LC_ALL": b"C",
+}
 
 
 # Directories seen to hold neither a `.git` nor a `HEAD` entry, with their identity and change times
@@ -220,7 +228,7 @@ def find_repo(workdir: Path) -> Repo | None:
         key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
         if _PLAIN.get(directory) == key:
             continue
-        found = _look(Path(directory))
+        found = _look(directory)
         if found is not None:
             return found or None
         if max(st.st_mtime_ns, st.st_ctime_ns) < now - _SETTLED_NS:
@@ -259,18 +267,21 @@ def _levels(path: str) -> list[tuple[str, os.stat_result]] | None:
     return levels
 
 
-def _look(directory: Path) -> Repo | None | bool:
-    """What ``directory`` says: the work tree it is the top of; False when it is a git dir (no work
-    tree above counts); None when it is neither (its parent must be asked)."""
-    dot_git = directory / ".git"
+def _look(name: str) -> Repo | None | bool:
+    """What the directory ``name`` says: the work tree it is the top of; False when it is a git dir
+    (no work tree above counts); None when it is neither (its parent must be asked)."""
+    # Plain strings for the two look-ups most levels end with: a pathlib join costs more than the lstat.
+    prefix = name if name.endswith("/") else name + "/"
     try:
-        os.lstat(dot_git)
+        os.lstat(prefix + ".git")
     except OSError:
         try:
-            os.lstat(directory / "HEAD")
+            os.lstat(prefix + "HEAD")
         except OSError:
             return None  # neither name: nothing here, whatever lies above
-        return False if _is_git_dir(directory) else None
+        return False if _is_git_dir(Path(name)) else None
+    directory = Path(name)
+    dot_git = directory / ".git"
     if dot_git.is_dir():
         if _is_git_dir(dot_git):
             return Repo(directory, dot_git, _common_dir(dot_git))

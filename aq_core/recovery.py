@@ -19,7 +19,7 @@ from aq_core.journal import Journal
 from aq_core.meta import Meta
 from aq_core.procs import kill_orphan_group
 from aq_core.store import State, Store, host_id
-from aq_core.supervise import started_marker
+from aq_core.supervise import started_pids
 
 __all__ = ["MAX_ORPHANS", "recover", "recover_one"]
 
@@ -92,11 +92,10 @@ def _recover(
         from aq_core.procs import find_by_env
 
         number = meta.integer("attempts") + 1
-        marker = started_marker(store, job_id, number)
-        began = marker.exists() and marker.stat().st_size > 0
+        began = started_pids(store, job_id, number)
         strays = find_by_env({"AQ_JOB_ID": job_id, "AQ_ROOT": str(store.files.root)})
         if began or strays:
-            agent = strays[0] if strays else _marker_pid(marker)
+            agent = strays[0] if strays else began[0]
             store.append_meta(
                 job_id, {"attempt": number, "attempts": number, "agent_pid": agent, "note": "started, unrecorded"}
             )
@@ -137,13 +136,6 @@ def _recover(
         extra = f", ended {killed} leftover agent process(es)" if killed else ""
         said = f"recovered orphan: runner pid {pid} gone; attempt {attempt} counted{extra}; back to inbox/"
     return transitions.recover_orphan(store, journal, job_id, decision, base, said, notify)
-
-
-def _marker_pid(marker: Path) -> int | None:
-    try:
-        return int(marker.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _exists(pid: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import shutil
 import signal
@@ -45,9 +46,45 @@ def end_group(proc: subprocess.Popen, grace: float) -> None:
     proc.wait()
 
 
-def started_marker(store: Store, job_id: str, attempt: int) -> Path:
-    """The file an attempt's process writes its pid to as it starts (see ``Attempt._run``)."""
-    return store.files.log_path(job_id, attempt).with_suffix(".started")
+def started_marker(store: Store, job_id: str) -> Path:
+    """The file an attempt's process writes its started line to as it starts: the job's own log of
+    aq's lines (``logs/<id>.aq.log``), which the runner holds open through the attempt anyway, so
+    marking a start creates no file (see ``Attempt._run``)."""
+    return store.files.aq_log_path(job_id)
+
+
+def start_script(attempt: int) -> str:
+    """The ``sh -c`` script that writes the started line with its own pid, then becomes the agent
+    (``$0``: the marker, ``$@``: the agent's argv)."""
+    return f'echo "aq: attempt {int(attempt)}: agent started, pid $$" >>"$0" && exec "$@"'
+
+
+_STARTED = re.compile(rb"^aq: attempt (\d+): agent started, pid (\d+)$", re.MULTILINE)
+
+
+def started_pids(store: Store, job_id: str, attempt: int) -> list[int]:
+    """The pids that wrote a started line for ``attempt`` (empty: its agent never started).
+
+    An attempt started by an aq that marked starts in a file of their own (``logs/<id>.<N>.started``,
+    one pid a line) counts too: a runner killed across an upgrade leaves its start there."""
+    data = _read(started_marker(store, job_id))
+    found = [int(pid) for number, pid in _STARTED.findall(data) if int(number) == attempt]
+    legacy = _read(store.files.log_path(job_id, attempt).with_suffix(".started"))
+    return found + [int(word) for word in legacy.split() if word.isdigit()]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return b""
+    try:
+        with open(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def send_prompt(fd: int, data: bytes) -> None:

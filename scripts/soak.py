@@ -10,7 +10,8 @@ runner or a running agent at random instants (restarting the runner when it was 
 
 - every job is in exactly one folder, and it is done/ or failed/ (nothing stranded);
 - `attempts` in meta equals the number of times the agent really started (counted exactly once: from
-  the agent's own record, and from the pid each start wrote to its started marker as it became the agent);
+  the agent's own record, and from the pid each start wrote to its started line, in its job's `logs/<id>.aq.log`, as it
+  became the agent);
 - every file the agent recorded as written is on `aq/wip/<id>` or in the working tree.
 
 It prints one line per round and a tally, and exits 1 if anything was lost. With ``--sandbox`` the
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -46,8 +48,9 @@ def note(text):
     os.close(fd)
 pid = os.getpid()
 if len(sys.argv) > 3:
-    marker = os.path.join(os.environ["AQ_ROOT"], "logs", f"{job}.{attempt}.started")
-    pid = int(open(marker).read().split()[-1])
+    marker = os.path.join(os.environ["AQ_ROOT"], "logs", f"{job}.aq.log")
+    prefix = f"aq: attempt {attempt}: agent started, pid "
+    pid = int([l for l in open(marker).read().splitlines() if l.startswith(prefix)][-1][len(prefix):])
 note(f"start {job} {attempt} {pid}")
 for i in range(steps):
     name = f"{job}-a{attempt}-s{i}.txt"
@@ -58,6 +61,10 @@ for i in range(steps):
     note(f"wrote {job} {name}")
     time.sleep(0.03 + 0.05 * (hash(name) % 3))
 """
+
+
+# The started line each start writes to its job's log of aq's lines as it becomes the agent.
+STARTED = re.compile(r"^aq: attempt \d+: agent started, pid (\d+)$", re.MULTILINE)
 
 
 def sh(*args: str, cwd: Path | None = None) -> str:
@@ -154,9 +161,9 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int, sandbox: bo
     # An agent can be ended before it records its own start: in a sandbox, a runner's kill -9 ends it
     # at once (--die-with-parent); without one, recovery ends the orphan a killed runner left. The pid
     # each start wrote as it became the agent (the process that then runs it, or bubblewrap) counts it.
-    for marker in (root / "logs").glob("*.started"):
-        job_id = marker.name.rsplit(".", 2)[0]
-        started.update((job_id, int(pid)) for pid in marker.read_text().split())
+    for marker in (root / "logs").glob("*.aq.log"):
+        job_id = marker.name.removesuffix(".aq.log")
+        started.update((job_id, int(pid)) for pid in STARTED.findall(marker.read_text()))
     for line in "".join(r.read_text() for r in records if r.exists()).splitlines():
         parts = line.split()
         if parts[0] == "start":

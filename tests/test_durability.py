@@ -48,8 +48,8 @@ if at == "started":
     class KilledAfterStart(popen):
         def __init__(self, argv, *args, **kwargs):
             super().__init__(argv, *args, **kwargs)
-            marker = argv[3]  # the started marker the engine's shell writes its pid to
-            while not os.path.getsize(marker):
+            marker = argv[3]  # the job's log the engine's shell writes its started line to
+            while b"agent started, pid" not in open(marker, "rb").read():
                 time.sleep(0.001)
             self.wait()  # the agent is done: only the runner's record of it is missing
             os.kill(os.getpid(), signal.SIGKILL)
@@ -108,6 +108,12 @@ def test_a_runner_killed_between_its_writes_loses_nothing(
     add_job(root, tmp_path, "job", count, retry={"max": 0})
     run_killed_at(root, instant)
     assert state_of(root, "job") == "building"
+    started = [line for line in (root / "logs" / "job.aq.log").read_text().splitlines() if "agent started" in line]
+    # The started line (the marker recovery counts a start by) is there exactly when the agent started.
+    assert len(started) == int(attempts) and all(
+        line.startswith("aq: attempt 1: agent started, pid ") for line in started
+    )
+    assert not list((root / "logs").glob("*.started")), "marking a start creates no file of its own"
     result = aq("recover", root=root)
     assert result.returncode == 0, result.stderr
     assert state_of(root, "job") == state

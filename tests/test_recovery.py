@@ -428,15 +428,22 @@ def test_worktree_isolation_leaves_the_users_checkout_untouched(root: Path, tmp_
     assert a["start"] < b["end"] and b["start"] < a["end"], "worktree jobs in one repo may run at once"
 
 
-def test_an_agent_that_started_and_ended_before_it_was_recorded_is_still_counted(root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("marker", ["line", "legacy file"])
+def test_an_agent_that_started_and_ended_before_it_was_recorded_is_still_counted(
+    root: Path, tmp_path: Path, marker: str
+) -> None:
     work = tmp_path / "w"
     work.mkdir()
     add(root, tmp_path / "jobs", "quick", {"engine": "command", "cwd": str(work), "command": stub()})
     dead = subprocess.Popen(["true"])
     dead.wait()
     _claim_by_hand(root, "quick", dead.pid, pidstart=time.time() - 5, attempted=False)
-    # What the engine's process writes as it starts (see started_marker): it ran, then exited.
-    (root / "logs" / "quick.1.started").write_text(f"{dead.pid}\n")
+    # What the engine's process writes as it starts (see started_marker): it ran, then exited. An aq
+    # before this one wrote the pid to a file of its own: a runner killed across an upgrade left it.
+    if marker == "line":
+        (root / "logs" / "quick.aq.log").write_text(f"aq: attempt 1: agent started, pid {dead.pid}\n")
+    else:
+        (root / "logs" / "quick.1.started").write_text(f"{dead.pid}\n")
     assert "recovered 1 orphan" in aq("recover", root=root).stdout
     m = meta(root, "quick")
     assert (m["attempts"], m["result"], state_of(root, "quick")) == ("1", "orphaned", "inbox")
