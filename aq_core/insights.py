@@ -220,6 +220,12 @@ def rollup(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 elif value is not None and key in row:
                     current = row[key]
                     row[key] = value if current is None else current + value
+    return rollup_rows(acc)
+
+
+def rollup_rows(acc: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rollup's rows from each engine's sums (``jobs``, ``ok``, ``failed``, ``dur``, ``ndur``,
+    ``est`` and the token and cost sums): also what ``store_pg.reads`` gives for the server's sums."""
     rows = []
     for engine, a in sorted(acc.items()):
         rows.append(

@@ -166,6 +166,13 @@ def save(store: Store, key: bytes | None, rows: list, finished: list[Entry]) -> 
         os.unlink(delta_path(path))
 
 
+def _from_server(store: Store, what: str, limit: int = 20) -> bool:
+    """A store that prints a read itself (PostgreSQL, from the rows its server keeps) does, on a host
+    with no rows cache: that host builds none (see ``store_pg.reads``)."""
+    read = getattr(store, "print_read", None)
+    return read is not None and not cache_path(store).exists() and read(what, limit)
+
+
 def _split(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
     live = [e for e in entries if e.state is State.INBOX or e.state is State.BUILDING]
     finished = [e for e in entries if e.state is State.DONE or e.state is State.FAILED]
@@ -188,6 +195,8 @@ def print_status(store: Store, as_json: bool) -> None:
     """``aq status`` (``--json``): the finished jobs from the view when it matches the listing."""
     from aq_core.status import engine_rows, status_rows
 
+    if _from_server(store, "status-json" if as_json else "status"):
+        return
     entries = store.scan()
     live, finished = _split(entries)
     columns = listing_columns(finished)
@@ -275,6 +284,8 @@ def print_insights_json(store: Store) -> None:
     from aq_core import insights
     from aq_core.status import finished_rows
 
+    if _from_server(store, "insights-json"):
+        return
     finished = finished_entries(store)
     key = listing_key(finished) if finished else None
     view = open_view(store, key) if _stdout_takes_bytes() else None
@@ -292,6 +303,8 @@ def print_insights_json(store: Store) -> None:
 
 def print_insights_text(store: Store, limit: int) -> bool:
     """``aq insights`` with no filter from the view; False when there is none for this listing."""
+    if limit >= 0 and _from_server(store, "insights", limit):
+        return True
     if not 0 <= limit <= TOP:
         return False
     finished = finished_entries(store)

@@ -6,7 +6,8 @@ all done (whichever host decided to claim it); every write carries a one-time to
 applies twice. The leases themselves are ``leases.PgCoordination``'s (``store.coord``).
 
 It also keeps finished jobs' status rows on the server (``rows``; the optional capabilities
-``finished_rows``, ``keep_finished_row`` and ``keep_finished_rows`` that ``records`` looks for).
+``finished_rows``, ``keep_finished_row`` and ``keep_finished_rows`` that ``records`` looks for), and
+prints a read from them for a host with no rows cache (``print_read``, see ``reads``).
 """
 
 from __future__ import annotations
@@ -262,6 +263,12 @@ class PgStore(Store):
     def keep_finished_rows(self, rows: list[tuple[str, object, str, list]]) -> None:
         """Keep rows (id, version, JSON text, summary) a reader computed, for every host's next read."""
         kept_rows.keep_many(self.conn, rows)
+
+    def print_read(self, what: str, limit: int = 20) -> bool:
+        """Print ``aq status`` or ``aq insights`` from the rows the server keeps (``reads``); False: cannot."""
+        from aq_core.store_pg.reads import read
+
+        return read(self, what, limit)
 
     def read_job(self, job_id: str, state: State) -> bytes:
         row = self.conn.do(
