@@ -101,7 +101,7 @@ def test_store_init_migrates_version_3_and_keeps_the_rows_of_finished_jobs(
     from aq_core.store_fs import FsStore
     from aq_core.store_pg.schema import MIGRATIONS, SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     root = tmp_path / "fsq"
     queue_data.add_finished_jobs(root, 0, 40)
     expected = _reads(root)
@@ -132,8 +132,8 @@ def test_store_init_migrates_version_3_and_keeps_the_rows_of_finished_jobs(
     from aq_core.store_pg import init_schema, rows
 
     monkeypatch.setattr(rows, "FILL_BATCH", 7)  # several batches of meta
-    assert init_schema(url) == (3, 4)
-    assert "schema is up to date (version 4)" in aqpg(url, "store", "init", host="h", root=tmp_path / "r").stdout
+    assert init_schema(url) == (3, 5)
+    assert "schema is up to date (version 5)" in aqpg(url, "store", "init", host="h", root=tmp_path / "r").stdout
     kept = pg_server.sql("SELECT id, state, row_token, row_json, row_summary FROM aq_jobs", dbname=db)
     assert len(kept) == 40
     for job_id, state, token, text, summary in kept:
@@ -149,4 +149,4 @@ def test_store_init_again_is_a_no_op(new_db: NewDb, tmp_path: Path) -> None:  # 
     again = subprocess.run(
         [sys.executable, "-m", "aq_core", "store", "init", "--store", url], capture_output=True, text=True
     )
-    assert again.returncode == 0 and "schema is up to date (version 4)" in again.stdout, again.stderr
+    assert again.returncode == 0 and "schema is up to date (version 5)" in again.stdout, again.stderr

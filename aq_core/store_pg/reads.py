@@ -14,43 +14,56 @@ Python does (ids in code point order: ``COLLATE "C"``) and sums floats in the or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
 
+from aq_core.records import SUMMARY
 from aq_core.store import Entry, State
 from aq_core.store_pg.rows import CELLS
 
+_FINISHED = SUMMARY.index("finished")
+
 # A kept row the server can print: finished, computed after the job's last move, in this layout.
-_KEPT = "state IN ('done', 'failed') AND row_token = op_token AND row_layout = %(layout)s"
-_MISSES = (
-    "SELECT id, state, queued, op_token FROM aq_jobs WHERE state IN ('done', 'failed')"
-    " AND (row_token IS DISTINCT FROM op_token OR row_layout IS DISTINCT FROM %(layout)s)"
-)
+_USABLE = "coalesce(row_token = op_token AND row_layout = %(layout)s, false)"
+_KEPT = f"state IN ('done', 'failed') AND {_USABLE}"
+_MISSES = f"SELECT id, state, queued, op_token FROM aq_jobs WHERE state IN ('done', 'failed') AND NOT {_USABLE}"
 _LIVE = "SELECT id, state, queued, op_token FROM aq_jobs WHERE state IN ('inbox', 'building')"
-# Status order for finished jobs: failed, then done; oldest first in each (``status.in_status_order``).
-_STATUS_ORDER = " ORDER BY state = 'done', queued, id COLLATE \"C\""
-# ``insights.select``'s order: newest first (finished or 0), then id, descending.
-_NEWEST = ' ORDER BY row_finished DESC, id COLLATE "C" DESC'
-_NEWEST_SUM = 'ORDER BY row_finished DESC, id COLLATE "C" DESC'
-_JOBS_SUMS = f"""
-SELECT row_engine, count(*), count(*) FILTER (WHERE row_result = 'ok'), count(*) FILTER (WHERE state = 'failed'),
-    sum(row_duration {_NEWEST_SUM}), count(row_duration)
-FROM aq_jobs WHERE {_KEPT} AND row_engine <> '' GROUP BY row_engine
+# The finished jobs in status order (failed, then done; oldest first in each: ``status.in_status_order``),
+# a usable kept row's cells or JSON text, else what the host needs to compute it (in its place). The
+# order names the table's columns: a CASE column is named after its ELSE branch's (``queued``).
+_STATUS = f"""
+SELECT id, state, row_finished, CASE WHEN {_USABLE} THEN {{column}} END,
+    CASE WHEN {_USABLE} THEN NULL ELSE queued END, CASE WHEN {_USABLE} THEN NULL ELSE op_token END
+FROM aq_jobs j WHERE state IN ('done', 'failed') ORDER BY j.state = 'done', j.queued, j.id COLLATE "C"
 """
-_SPEND_SUMS = f"""
-SELECT spend_engine, sum(spend_in), sum(spend_out), sum(spend_cached), sum(spend_cost {_NEWEST_SUM}),
-    bool_or(spend_est)
-FROM (
-    SELECT id, row_finished, spend_engine, spend_in, spend_out, spend_cached, spend_cost, spend_est
-    FROM aq_jobs WHERE {_KEPT} AND spend_engine IS NOT NULL
+# ``insights.select``'s order: newest first (finished or 0), then id, descending.
+_NEWEST = 'ORDER BY j.row_finished DESC, j.id COLLATE "C" DESC'
+# ``insights.rollup``'s sums per engine in one scan: a job counts under its engine, its spend under
+# each engine it ran on.
+_SUMS = f"""
+SELECT s.engine, count(*) FILTER (WHERE s.job), count(*) FILTER (WHERE s.job AND row_result = 'ok'),
+    count(*) FILTER (WHERE s.job AND state = 'failed'),
+    sum(row_duration {_NEWEST}) FILTER (WHERE s.job), count(row_duration) FILTER (WHERE s.job),
+    sum(s.tin), sum(s.tout), sum(s.tcached), sum(s.cost {_NEWEST}), bool_or(s.est)
+FROM aq_jobs j CROSS JOIN LATERAL (
+    SELECT row_engine, true, NULL::numeric, NULL::numeric, NULL::numeric, NULL::float8, NULL::boolean
+    WHERE row_engine <> ''
     UNION ALL
-    SELECT id, row_finished, x.key, (x.value->>'tokens_in')::numeric, (x.value->>'tokens_out')::numeric,
+    SELECT spend_engine, false, spend_in, spend_out, spend_cached, spend_cost, spend_est WHERE spend_engine IS NOT NULL
+    UNION ALL
+    SELECT x.key, false, (x.value->>'tokens_in')::numeric, (x.value->>'tokens_out')::numeric,
         (x.value->>'tokens_cached')::numeric, (x.value->>'cost_usd')::float8,
         coalesce((x.value->>'cost_estimated')::boolean, false)
-    FROM aq_jobs CROSS JOIN LATERAL json_each(spend_multi::json) AS x WHERE {_KEPT} AND spend_multi IS NOT NULL
-) spent GROUP BY spend_engine
+    FROM json_each(spend_multi::json) AS x
+) AS s(engine, job, tin, tout, tcached, cost, est)
+WHERE {_KEPT} GROUP BY s.engine
 """
+# Every finished job newest first: a usable kept row's JSON text, else NULL (the host computes it).
+_TEXTS = f"SELECT CASE WHEN {_USABLE} THEN row_json END FROM aq_jobs j WHERE state IN ('done', 'failed') {_NEWEST}"
+_TOP = f"SELECT row_json FROM aq_jobs j WHERE {_KEPT} {_NEWEST} LIMIT %(limit)s"
+_COUNTS = f"SELECT count(*), count(*) FILTER (WHERE NOT {_USABLE}) FROM aq_jobs WHERE state IN ('done', 'failed')"
 ROUNDS = 3  # reads of the snapshot before giving up on printing from the server (jobs keep finishing)
 
 
@@ -62,7 +75,7 @@ def read(store: Any, what: str, limit: int = 20) -> bool:
     params = {"layout": LAYOUT, "limit": limit}
     last: set[str] | None = None
     for _ in range(ROUNDS):
-        got = store.conn.do(lambda db, _: _snapshot(db, what, params))
+        got = store.conn.do(lambda db, _: _snapshot(db, store, what, params))
         if got[0] == "ok":
             _print(store, what, limit, *got[1:])
             return True
@@ -74,30 +87,62 @@ def read(store: Any, what: str, limit: int = 20) -> bool:
     return False
 
 
-def _snapshot(db: Any, what: str, params: dict) -> tuple:
-    """In one read-only snapshot: ("misses", rows) when a finished job has no usable kept row, else
-    ("ok", live entries, finished rows, extra) for ``what``."""
+def _begin(db: Any) -> None:
+    """A read-only snapshot; no JIT (its compilation costs more than these scans) and sorts in memory."""
+    db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    db.execute("SET LOCAL jit = off")
+    db.execute("SET LOCAL work_mem = '64MB'")
+
+
+def _snapshot(db: Any, store: Any, what: str, params: dict) -> tuple:
+    """In one read-only snapshot: ("ok", live entries, finished rows, extra) for ``what``, or for
+    ``aq insights`` ("misses", rows) when a finished job has no usable kept row."""
     with db.transaction():
-        db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        misses = db.execute(_MISSES, params).fetchall()
-        if misses:
-            return ("misses", misses)
+        _begin(db)
         if what in ("status", "status-json"):
             live = db.execute(_LIVE).fetchall()
             column = "row_cells" if what == "status" else "row_json"
-            rows = db.execute(
-                f"SELECT id, state, row_finished, {column} FROM aq_jobs WHERE {_KEPT}{_STATUS_ORDER}", params
-            ).fetchall()
-            return ("ok", live, rows, None)
-        sums = (db.execute(_JOBS_SUMS, params).fetchall(), db.execute(_SPEND_SUMS, params).fetchall())
-        limit = " LIMIT %(limit)s" if what == "insights" else ""
-        texts = db.execute(f"SELECT row_json FROM aq_jobs WHERE {_KEPT}{_NEWEST}{limit}", params).fetchall()
-        count = db.execute(f"SELECT count(*) FROM aq_jobs WHERE {_KEPT}", params).fetchone()[0]
-        return ("ok", [], texts, (sums, count))
+            return ("ok", live, db.execute(_STATUS.format(column=column), params).fetchall(), None)
+        # The sums are a scan of their own: a second connection runs them in the same snapshot meanwhile.
+        sums = _Sums(store, db.execute("SELECT pg_export_snapshot()").fetchone()[0], params)
+        if what == "insights-json":
+            texts = db.execute(_TEXTS, params).fetchall()
+            count, missing = len(texts), sum(1 for (text,) in texts if text is None)
+        else:
+            texts = db.execute(_TOP, params).fetchall()
+            count, missing = db.execute(_COUNTS, params).fetchone()
+        if missing:
+            return ("misses", db.execute(_MISSES, params).fetchall())
+        return ("ok", [], texts, (sums.result(db, params), count))
 
 
-def _keep_misses(store: Any, misses: list[Entry]) -> None:
-    """Compute the rows of ``misses`` (from the server's kept row, else meta) and keep them there."""
+class _Sums:
+    """``_SUMS`` run on a connection of its own in an exported snapshot, in a thread."""
+
+    def __init__(self, store: Any, snapshot: str, params: dict) -> None:
+        import threading
+
+        self.rows: list | None = None
+        self.thread = threading.Thread(target=self._run, args=(store, snapshot, params), daemon=True)
+        self.thread.start()
+
+    def _run(self, store: Any, snapshot: str, params: dict) -> None:
+        from psycopg import sql
+
+        # Any failure (no connection to spare, say): the first connection runs them (``result``).
+        with contextlib.suppress(Exception), store.conn.connect("reads") as db, db.transaction():
+            _begin(db)
+            db.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            self.rows = db.execute(_SUMS, params).fetchall()
+
+    def result(self, db: Any, params: dict) -> list:
+        self.thread.join()
+        return self.rows if self.rows is not None else db.execute(_SUMS, params).fetchall()
+
+
+def _keep_misses(store: Any, misses: list[Entry]) -> list[tuple]:
+    """Compute the rows of ``misses`` (from the server's kept row, else meta) and keep them there;
+    return ``records.compute_rows``' ``(key, json_text, summary, cells)`` for each."""
     from aq_core.records import compute_rows
     from aq_core.status import finished_cells, job_row
 
@@ -106,27 +151,38 @@ def _keep_misses(store: Any, misses: list[Entry]) -> None:
     store.keep_finished_rows(
         [(e.id, e.version, text, list(summary)) for e, (_, text, summary, _) in zip(misses, rows, strict=True)]
     )
+    return rows
 
 
 def _print(store: Any, what: str, limit: int, live: list, rows: list, extra: Any) -> None:
-    if what == "status":
-        _status_table(store, live, rows)
-    elif what == "status-json":
-        _status_json(store, live, rows)
+    if what in ("status", "status-json"):
+        _fill_misses(store, rows, cells=what == "status")
+        (_status_table if what == "status" else _status_json)(store, live, rows)
+        return
+    sums, count = extra
+    engines = rollup(sums)
+    if what == "insights-json":
+        out = sys.stdout
+        out.write('{"jobs": [')
+        for start in range(0, len(rows), 2000):
+            out.write(("," if start else "") + ",".join([text for (text,) in rows[start : start + 2000]]))
+        out.write(f'], "engines": {json.dumps(engines)}}}\n')
     else:
-        sums, count = extra
-        engines = rollup(*sums)
-        if what == "insights-json":
-            out = sys.stdout
-            out.write('{"jobs": [')
-            for start in range(0, len(rows), 2000):
-                out.write(("," if start else "") + ",".join([text for (text,) in rows[start : start + 2000]]))
-            out.write(f'], "engines": {json.dumps(engines)}}}\n')
-        else:
-            from aq_core.insights import render_overview
+        from aq_core.insights import render_overview
 
-            recs = [json.loads(text) for (text,) in rows]
-            print(render_overview(recs, engines, limit=limit, total=count))
+        recs = [json.loads(text) for (text,) in rows]
+        print(render_overview(recs, engines, limit=limit, total=count))
+
+
+def _fill_misses(store: Any, rows: list, cells: bool) -> None:
+    """Put the rows of finished jobs the server had no usable row for in their places (computed here)."""
+    at = [i for i, row in enumerate(rows) if row[4] is not None]
+    if not at:
+        return
+    misses = [Entry(rows[i][0], State(rows[i][1]), rows[i][4], rows[i][5]) for i in at]
+    for i, (_, text, summary, kept) in zip(at, _keep_misses(store, misses), strict=True):
+        finished = summary[_FINISHED]
+        rows[i] = (rows[i][0], rows[i][1], finished, kept.replace("\0", CELLS) if cells else text, None, None)
 
 
 def _live_rows(store: Any, live: list) -> list:
@@ -138,7 +194,7 @@ def _live_rows(store: Any, live: list) -> list:
 
 def _recent(rows: list) -> list[dict[str, Any]]:
     """Each finished job's id, state and finish time (for the daily budgets, as ``views.View.recent``)."""
-    return [{"id": job_id, "state": state, "finished": finished or None} for job_id, state, finished, _ in rows]
+    return [{"id": row[0], "state": row[1], "finished": row[2] or None} for row in rows]
 
 
 def _status_json(store: Any, live: list, rows: list) -> None:
@@ -150,7 +206,7 @@ def _status_json(store: Any, live: list, rows: list) -> None:
     out.write('{"jobs": [' + ",".join([row.to_json() for row in live_rows]))
     for start in range(0, len(rows), 2000):
         comma = "," if start or live_rows else ""
-        out.write(comma + ",".join([text for _, _, _, text in rows[start : start + 2000]]))
+        out.write(comma + ",".join([row[3] for row in rows[start : start + 2000]]))
     out.write(f'], "engines": {json.dumps(engines)}}}\n')
 
 
@@ -167,12 +223,12 @@ def _status_table(store: Any, live: list, rows: list) -> None:
         now = time.time()
         states = {row["id"]: row["state"] for row in live_rows}
         if any(row.get("after") for row in live_rows):  # what a waiting job waits for: every job's state
-            states.update((job_id, state) for job_id, state, _, _ in rows)
+            states.update((row[0], row[1]) for row in rows)
         pairs = [row_cells(row, now, states) for row in live_rows]
-        for job_id, state, _, cells in rows:
-            parts = cells.split(CELLS) if cells is not None else ()
+        for row in rows:
+            parts = row[3].split(CELLS) if row[3] is not None else ()
             if len(parts) != 8:  # a separator inside a value: the cells from the row itself
-                parts = _cells_again(store, job_id, state)
+                parts = _cells_again(store, row[0])
             pairs.append((parts[:7], parts[7]))
         widths = column_widths([cells for cells, _ in pairs], HEADERS)
         print("\n".join(head_lines(HEADERS, widths) + body_lines(pairs, widths)))
@@ -181,8 +237,8 @@ def _status_table(store: Any, live: list, rows: list) -> None:
         print("\n" + text)
 
 
-def _cells_again(store: Any, job_id: str, state: str) -> list[str]:
-    from aq_core.records import SUMMARY, Row
+def _cells_again(store: Any, job_id: str) -> list[str]:
+    from aq_core.records import Row
     from aq_core.status import table_cells
 
     (summary,) = store.conn.do(
@@ -192,27 +248,23 @@ def _cells_again(store: Any, job_id: str, state: str) -> list[str]:
     return [*cells, sub]
 
 
-def rollup(jobs: list[tuple], spend: list[tuple]) -> list[dict[str, Any]]:
-    """``insights.rollup``'s rows from the server's sums per engine (``_JOBS_SUMS``, ``_SPEND_SUMS``)."""
+def rollup(sums: list[tuple]) -> list[dict[str, Any]]:
+    """``insights.rollup``'s rows from the server's sums per engine (``_SUMS``)."""
     from aq_core.insights import rollup_rows
 
     acc: dict[str, dict[str, Any]] = {}
-
-    def slot(engine: str) -> dict[str, Any]:
-        return acc.setdefault(
-            engine,
-            {"jobs": 0, "ok": 0, "failed": 0, "dur": 0.0, "ndur": 0, "est": False}
-            | dict.fromkeys(("tokens_in", "tokens_out", "tokens_cached", "cost_usd")),
-        )
-
-    for engine, count, ok, failed, duration, timed in jobs:
-        row = slot(engine)
-        # insights.rollup adds to 0.0; the server's sum starts from the first value (equal but for -0.0)
-        row.update(jobs=count, ok=ok, failed=failed, dur=0.0 + (duration or 0.0), ndur=timed)
-    for engine, tokens_in, tokens_out, tokens_cached, cost, estimated in spend:
-        row = slot(engine)
-        for key, value in (("tokens_in", tokens_in), ("tokens_out", tokens_out), ("tokens_cached", tokens_cached)):
-            row[key] = int(value) if value is not None else None
-        row["cost_usd"] = cost
-        row["est"] = bool(estimated)
+    for engine, count, ok, failed, duration, timed, tokens_in, tokens_out, tokens_cached, cost, est in sums:
+        acc[engine] = {
+            "jobs": count,
+            "ok": ok,
+            "failed": failed,
+            # insights.rollup adds to 0.0; the server's sum starts from the first value (equal but for -0.0)
+            "dur": 0.0 + (duration or 0.0),
+            "ndur": timed,
+            "est": bool(est),
+            "tokens_in": int(tokens_in) if tokens_in is not None else None,
+            "tokens_out": int(tokens_out) if tokens_out is not None else None,
+            "tokens_cached": int(tokens_cached) if tokens_cached is not None else None,
+            "cost_usd": cost,
+        }
     return rollup_rows(acc)
