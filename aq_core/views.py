@@ -49,7 +49,9 @@ def listing_key(finished: list[Entry], columns: list[list] | None = None) -> byt
 
     The view keeps these bytes and is used only when they are equal (no digest: equal is exact)."""
     try:
-        return marshal.dumps((LAYOUT, *(columns or listing_columns(finished))))
+        # Version 2 marks no object as shared: the bytes depend on the values only, not on how many
+        # holders each value has (a store's own columns and an entry list's give the same key).
+        return marshal.dumps((LAYOUT, *(columns or listing_columns(finished))), 2)
     except ValueError:  # a version marshal cannot write: this store gets no view
         return None
 
@@ -164,6 +166,17 @@ def save(store: Store, key: bytes | None, rows: list, finished: list[Entry]) -> 
         return
     with contextlib.suppress(OSError):  # patches of the view replaced (their token no longer matches)
         os.unlink(delta_path(path))
+
+
+def _finished_key(store: Store) -> bytes | None:
+    """``listing_key`` of the finished jobs; from a store's own columns when it gives them (PostgreSQL:
+    no object per job for a read the view answers)."""
+    columns_of = getattr(store, "finished_columns", None)
+    if columns_of is not None:
+        columns = columns_of()
+        return listing_key([], columns) if columns[0] else None
+    finished = finished_entries(store)
+    return listing_key(finished) if finished else None
 
 
 def _from_server(store: Store, what: str, limit: int = 20) -> bool:
@@ -286,10 +299,10 @@ def print_insights_json(store: Store) -> None:
 
     if _from_server(store, "insights-json"):
         return
-    finished = finished_entries(store)
-    key = listing_key(finished) if finished else None
+    key = _finished_key(store)
     view = open_view(store, key) if _stdout_takes_bytes() else None
     if view is None:
+        finished = finished_entries(store)
         rows = finished_rows(store, finished)
         save(store, key, rows, finished)
         recs = insights.select(rows)
@@ -307,8 +320,7 @@ def print_insights_text(store: Store, limit: int) -> bool:
         return True
     if not 0 <= limit <= TOP:
         return False
-    finished = finished_entries(store)
-    view = open_view(store, listing_key(finished) if finished else None)
+    view = open_view(store, _finished_key(store))
     if view is None:
         return False
     from aq_core.insights import render_overview

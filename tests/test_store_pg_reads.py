@@ -173,3 +173,21 @@ def test_store_init_migrates_version_4_and_fills_what_the_server_prints_from(
     _drop_meta(pg_server, url)
     fresh = _reads(tmp_path / "new-host", url, host="new-host")
     assert fresh == expected
+
+
+def test_a_host_with_a_cache_writes_one_view_that_status_and_insights_share(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = new_db()
+    _, expected = _migrated(tmp_path, url)
+    host = tmp_path / "migrating-host"  # its rows cache was filled by the migration
+    first = aqpg(url, "status", host="m", root=host)
+    assert first.stdout == expected["status"]
+    (view,) = (host / "cache").glob("view-*.bin")
+    written = view.stat()
+    for args in (["insights", "--json"], ["insights"], ["status", "--json"], ["status"]):
+        result = aqpg(url, *args, host="m", root=host)
+        assert result.stdout == expected[" ".join(args)], args
+        now = view.stat()
+        assert (now.st_ino, now.st_mtime_ns) == (written.st_ino, written.st_mtime_ns), f"{args} wrote the view again"
