@@ -60,8 +60,11 @@ FROM aq_jobs j CROSS JOIN LATERAL (
 ) AS s(engine, job, tin, tout, tcached, cost, est)
 WHERE {_KEPT} GROUP BY s.engine
 """
-# Every finished job newest first: a usable kept row's JSON text, else NULL (the host computes it).
-_TEXTS = f"SELECT CASE WHEN {_USABLE} THEN row_json END FROM aq_jobs j WHERE state IN ('done', 'failed') {_NEWEST}"
+# Every finished job with what it sorts by: a usable kept row's JSON text, else NULL (the host
+# computes it). The host sorts them: a server sorts a hundred thousand JSON texts on disk.
+_TEXTS = (
+    f"SELECT row_finished, id, CASE WHEN {_USABLE} THEN row_json END FROM aq_jobs WHERE state IN ('done', 'failed')"
+)
 _TOP = f"SELECT row_json FROM aq_jobs j WHERE {_KEPT} {_NEWEST} LIMIT %(limit)s"
 _COUNTS = f"SELECT count(*), count(*) FILTER (WHERE NOT {_USABLE}) FROM aq_jobs WHERE state IN ('done', 'failed')"
 ROUNDS = 3  # reads of the snapshot before giving up on printing from the server (jobs keep finishing)
@@ -107,12 +110,16 @@ def _snapshot(db: Any, store: Any, what: str, params: dict) -> tuple:
         sums = _Sums(store, db.execute("SELECT pg_export_snapshot()").fetchone()[0], params)
         if what == "insights-json":
             texts = db.execute(_TEXTS, params).fetchall()
-            count, missing = len(texts), sum(1 for (text,) in texts if text is None)
+            count, missing = len(texts), sum(1 for _, _, text in texts if text is None)
         else:
             texts = db.execute(_TOP, params).fetchall()
             count, missing = db.execute(_COUNTS, params).fetchone()
         if missing:
             return ("misses", db.execute(_MISSES, params).fetchall())
+        if what == "insights-json":
+            # insights.select's order: newest first (finished or 0), then id, descending (ids are unique)
+            texts.sort(reverse=True)
+            texts = [(text,) for _, _, text in texts]
         return ("ok", [], texts, (sums.result(db, params), count))
 
 
