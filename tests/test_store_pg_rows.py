@@ -80,6 +80,8 @@ def test_the_runner_keeps_each_finished_row_and_a_moved_job_is_never_shown_from_
     kept = pg_server.sql("SELECT id, state, row_json FROM aq_jobs WHERE row_token = op_token ORDER BY id", dbname=db)
     assert [(i, s) for i, s, _ in kept] == [("also", "done"), ("bad", "failed"), ("good", "done")]
     assert {i: json.loads(t)["result"] for i, _, t in kept} == {"also": "ok", "bad": "crash", "good": "ok"}
+    # The host has no rows cache to fold a journal into (it prints from the server): none grows there.
+    assert not list((tmp_path / "a").glob("cache/*.journal"))
     here = aqpg(url, "status", "--json", host="a", root=tmp_path / "a").stdout
     assert aqpg(url, "status", "--json", host="b", root=tmp_path / "b").stdout == here
 
