@@ -134,12 +134,16 @@ def test_waiting_jobs_beside_the_servers_rows_print_as_on_a_host_with_a_cache(
         str(write_job(jobs, "next-one", {"engine": "command", "command": "true", "after": ["job-000001", "later"]})),
     ]
     assert aqpg(url, "add", *paths, host="a", root=tmp_path / "migrating-host").returncode == 0
+    for host in ("migrating-host", "new-host"):  # budgets: the lines under the table read every row
+        (tmp_path / host).mkdir(exist_ok=True)
+        (tmp_path / host / "config.yaml").write_text("budgets:\n  daily_usd: 25\n  claude: 20\n")
     for args in (["status"], ["status", "--json"]):
         cached = aqpg(url, *args, host="a", root=tmp_path / "migrating-host")
         fresh = aqpg(url, *args, host="b", root=tmp_path / "new-host")
         assert cached.returncode == 0 and fresh.returncode == 0, fresh.stderr
         assert fresh.stdout == cached.stdout
-    assert "after later" in aqpg(url, "status", host="b", root=tmp_path / "new-host").stdout
+    table = aqpg(url, "status", host="b", root=tmp_path / "new-host").stdout
+    assert "after later" in table and "of $20.00 spent today" in table
     assert _no_cache(tmp_path / "new-host")
 
 

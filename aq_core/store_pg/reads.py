@@ -199,16 +199,19 @@ def _live_rows(store: Any, live: list) -> list:
     return status_rows(store, entries=entries) if entries else []
 
 
-def _recent(rows: list) -> list[dict[str, Any]]:
-    """Each finished job's id, state and finish time (for the daily budgets, as ``views.View.recent``)."""
-    return [{"id": row[0], "state": row[1], "finished": row[2] or None} for row in rows]
+def _recent(live_rows: list, rows: list) -> Any:
+    """The live rows, then each finished job's id, state and finish time (for the daily budgets, as
+    ``views.View.recent``), made only when read (``status.engine_rows`` reads them only for budgets)."""
+    import itertools
+
+    return itertools.chain(live_rows, ({"id": r[0], "state": r[1], "finished": r[2] or None} for r in rows))
 
 
 def _status_json(store: Any, live: list, rows: list) -> None:
     from aq_core.status import engine_rows
 
     live_rows = _live_rows(store, live)
-    engines = engine_rows(store, [*live_rows, *_recent(rows)])
+    engines = engine_rows(store, _recent(live_rows, rows))
     out = sys.stdout
     out.write('{"jobs": [' + ",".join([row.to_json() for row in live_rows]))
     for start in range(0, len(rows), 2000):
@@ -239,7 +242,7 @@ def _status_table(store: Any, live: list, rows: list) -> None:
             pairs.append((parts[:7], parts[7]))
         widths = column_widths([cells for cells, _ in pairs], HEADERS)
         print("\n".join(head_lines(HEADERS, widths) + body_lines(pairs, widths)))
-    text = render_engines(engine_rows(store, [*live_rows, *_recent(rows)]))
+    text = render_engines(engine_rows(store, _recent(live_rows, rows)))
     if text:
         print("\n" + text)
 
