@@ -58,6 +58,7 @@ _COPY_KEPT = f"COPY aq_kept (id, token, row_json, row_summary, {', '.join(DERIVE
 _NONE = (None,) * len(DERIVED)
 CELLS = "\x1f"  # between a kept row's cells (row_cells is None when a value holds one)
 _TOKENS = ("tokens_in", "tokens_out", "tokens_cached")
+_SPENT = frozenset((*_TOKENS, "cost_usd", "cost_estimated"))  # what ``insights.job_record`` puts in by_engine
 
 
 def _number(value: Any, kind: type) -> bool:
@@ -77,7 +78,7 @@ def derived(summary: list) -> tuple:
     if not (_number(finished, float) and _number(duration, float) and isinstance(spend, dict)):
         return _NONE
     for values in spend.values():
-        if not isinstance(values, dict) or not _number(values.get("cost_usd"), float):
+        if not isinstance(values, dict) or not _SPENT.issuperset(values) or not _number(values.get("cost_usd"), float):
             return _NONE
         if not all(_number(values.get(key), int) for key in _TOKENS):
             return _NONE
