@@ -215,6 +215,11 @@ def init_schema(url: str) -> tuple[int, int]:
                     )
                 return before, SCHEMA_VERSION
 
-        return connection.do(op)
+        before, now = connection.do(op)
+        if 0 < before < now:  # rows were rewritten (kept rows computed): see ``rows.settle``
+            from aq_core.store_pg.rows import settle
+
+            connection.do(lambda conn, _: settle(conn))
+        return before, now
     finally:
         connection.close()
