@@ -76,6 +76,8 @@ def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any])
     """
     keep = getattr(store, "keep_finished_row", None)  # a store that keeps rows itself (PostgreSQL)
     version = keep(job_id, state, _ENCODE(full), list(map(full.get, SUMMARY))) if keep is not None else None
+    if version is not None and not cache_path(store).exists():
+        return  # kept on the server, and this host prints from there (no rows cache to fold a journal into)
     entry = Entry(job_id, state, 0.0, version) if version is not None else store.entry(job_id, state)
     if entry is None or entry.version is None:
         return

@@ -61,7 +61,9 @@ def listing_key(finished: list[Entry], columns: list[list] | None = None) -> byt
 
     The view keeps these bytes and is used only when they are equal (no digest: equal is exact)."""
     try:
-        return marshal.dumps((LAYOUT, *(columns or listing_columns(finished))))
+        # Version 2 marks no object as shared: the bytes depend on the values only, not on how many
+        # holders each value has (a store's own columns and an entry list's give the same key).
+        return marshal.dumps((LAYOUT, *(columns or listing_columns(finished))), 2)
     except ValueError:  # a version marshal cannot write: this store gets no view
         return None
 
@@ -158,6 +160,13 @@ def write_parts(path: Path, head: dict[str, Any], parts: dict[str, bytes]) -> bo
     return True
 
 
+def _from_server(store: Store, what: str, limit: int = 20) -> bool:
+    """A store that prints a read itself (PostgreSQL, from the rows its server keeps) does, on a host
+    with no rows cache: that host builds none (see ``store_pg.reads``)."""
+    read = getattr(store, "print_read", None)
+    return read is not None and not cache_path(store).exists() and read(what, limit)
+
+
 def _split(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
     live = [e for e in entries if e.state is State.INBOX or e.state is State.BUILDING]
     finished = [e for e in entries if e.state is State.DONE or e.state is State.FAILED]
@@ -180,6 +189,8 @@ def print_status(store: Store, as_json: bool) -> None:
     """``aq status`` (``--json``): the finished jobs from the view when it matches the listing."""
     from aq_core.status import engine_rows, status_rows
 
+    if _from_server(store, "status-json" if as_json else "status"):
+        return
     entries = store.scan()
     live, finished = _split(entries)
     columns = listing_columns(finished)
@@ -272,11 +283,20 @@ def _print_table_with(view: View, rows: list, entries: list[Entry]) -> None:
     out.write("\n")
 
 
-def _insights_view(store: Store, finished: list[Entry], key: bytes | None, columns: list[list]) -> Any:
-    """The ``finished`` jobs for ``aq insights``: the view when it matches the listing ``key``, else the
-    view patched (``view_insights``), else None."""
+def _insights_view(store: Store) -> Any:
+    """The finished jobs for ``aq insights``: the view when it matches their listing, else the view
+    patched (``view_insights``), else rebuilt from shares, else None (the caller builds the rows)."""
     from aq_core import view_insights
 
+    columns_of = getattr(store, "finished_columns", None)
+    if columns_of is not None:  # a store's own columns: no object per job when the view matches (PostgreSQL)
+        columns = columns_of()
+        view = open_view(store, listing_key([], columns) if columns[0] else None)
+        if view is not None:
+            return view_insights.whole(view)
+    finished = finished_entries(store)
+    columns = listing_columns(finished)
+    key = listing_key(finished, columns) if finished else None
     view = open_view(store, key)
     if view is not None:
         return view_insights.whole(view)
@@ -299,11 +319,12 @@ def print_insights_json(store: Store) -> None:
     from aq_core import insights
     from aq_core.status import finished_rows as rows_of
 
-    finished = finished_entries(store)
-    columns = listing_columns(finished)
-    key = listing_key(finished, columns) if finished else None
-    view = _insights_view(store, finished, key, columns) if _stdout_takes_bytes() else None
+    if _from_server(store, "insights-json"):
+        return
+    view = _insights_view(store) if _stdout_takes_bytes() else None
     if view is None:
+        finished = finished_entries(store)
+        key = listing_key(finished) if finished else None
         rows = rows_of(store, finished)
         save(store, key, rows, finished)
         recs = insights.select(rows)
@@ -316,13 +337,13 @@ def print_insights_json(store: Store) -> None:
 
 
 def print_insights_text(store: Store, limit: int) -> bool:
-    """``aq insights`` with no filter from the view (patched when a few jobs changed); False when there is
-    none for this listing."""
+    """``aq insights`` with no filter from the view (patched when a few jobs changed), or from the server
+    on a host with no rows cache (PostgreSQL); False when there is none for this listing."""
     if limit < 0:
         return False
-    finished = finished_entries(store)
-    columns = listing_columns(finished)
-    view = _insights_view(store, finished, listing_key(finished, columns) if finished else None, columns)
+    if _from_server(store, "insights", limit):
+        return True
+    view = _insights_view(store)
     if view is None:
         return False
     from aq_core.insights import render_overview

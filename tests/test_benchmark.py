@@ -34,6 +34,7 @@ FIGURES = [
     "pg.status.100k",
     "pg.insights.100k",
     "pg.status.first",
+    "pg.insights.first",
     "pickup.median",
     "pickup.p95",
     "pickup.add_part",

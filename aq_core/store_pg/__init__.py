@@ -9,7 +9,8 @@ The package's modules, each with one job:
 - ``runners``: every host's live runners (``aq_runners``), and ``aq stop``'s request to each;
 - ``store``: ``PgStore``: job state and meta, and the engine records (``store.engines``);
 - ``migrate``: ``aq store migrate``, a filesystem queue copied in one transaction;
-- ``rows``: finished jobs' status rows kept on the server, fetched by a host's first read.
+- ``rows``: finished jobs' status rows kept on the server, with their table cells and typed figures;
+- ``reads``: ``aq status`` and ``aq insights`` printed from those rows for a host with no rows cache.
 
 This host's own files (logs, tmp, its runners, ``config.yaml``) stay in its local directory
 (``store.files``), as with the filesystem store.

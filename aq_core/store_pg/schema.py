@@ -14,6 +14,10 @@ Tables:
   request to each.
 - version 4: ``aq_jobs.row_token``, ``row_json``, ``row_summary``: a finished job's status row, kept
   for the transition it was computed after (``rows``); the migration computes it for finished jobs.
+- version 5: beside each kept row, its status table cells (``row_layout``, ``row_cells``) and typed
+  figures (``row_finished``, ``row_engine``, ``row_result``, ``row_duration``, ``spend_*``), so a host
+  with no rows cache prints ``aq status`` and ``aq insights`` from the server (``reads``); the
+  migration computes them from the kept rows.
 - ``aq_schema_version``: one row per migration applied.
 """
 
@@ -24,7 +28,7 @@ from typing import Any
 from aq_core.errors import AqError
 from aq_core.store_pg.connection import Connection, psycopg
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _SCHEMA_LOCK = 0x6171_5F73_6368  # pg_advisory_xact_lock key for `aq store init` (a transaction lock only)
 
 #: A job's plan columns from the last ``after``, ``priority`` and ``not_before`` of its meta (written
@@ -126,6 +130,14 @@ MIGRATIONS: dict[int, list[str]] = {
         # less to write at each transition.
         "DROP INDEX aq_jobs_by_state",
     ],
+    # What the server needs to print and sum kept rows for a host with no rows cache (``reads``).
+    5: [
+        "ALTER TABLE aq_jobs ADD COLUMN row_layout text, ADD COLUMN row_cells text,"
+        " ADD COLUMN row_finished double precision, ADD COLUMN row_engine text, ADD COLUMN row_result text,"
+        " ADD COLUMN row_duration double precision, ADD COLUMN spend_engine text, ADD COLUMN spend_in numeric,"
+        " ADD COLUMN spend_out numeric, ADD COLUMN spend_cached numeric,"
+        " ADD COLUMN spend_cost double precision, ADD COLUMN spend_est boolean, ADD COLUMN spend_multi text",
+    ],
 }
 
 
@@ -135,8 +147,14 @@ def _fill_rows(conn: Any) -> None:
     fill(conn)
 
 
+def _fill_derived(conn: Any) -> None:
+    from aq_core.store_pg.rows import fill_derived
+
+    fill_derived(conn)
+
+
 #: Work a migration does in Python after its statements, in the same transaction.
-AFTER: dict[int, Any] = {4: _fill_rows}
+AFTER: dict[int, Any] = {4: _fill_rows, 5: _fill_derived}
 
 
 def schema_version(conn: Any) -> int | None:
@@ -197,6 +215,11 @@ def init_schema(url: str) -> tuple[int, int]:
                     )
                 return before, SCHEMA_VERSION
 
-        return connection.do(op)
+        before, now = connection.do(op)
+        if 0 < before < now:  # rows were rewritten (kept rows computed): see ``rows.settle``
+            from aq_core.store_pg.rows import settle
+
+            connection.do(lambda conn, _: settle(conn))
+        return before, now
     finally:
         connection.close()

@@ -6,7 +6,8 @@ all done (whichever host decided to claim it); every write carries a one-time to
 applies twice. The leases themselves are ``leases.PgCoordination``'s (``store.coord``).
 
 It also keeps finished jobs' status rows on the server (``rows``; the optional capabilities
-``finished_rows``, ``keep_finished_row`` and ``keep_finished_rows`` that ``records`` looks for).
+``finished_rows``, ``keep_finished_row`` and ``keep_finished_rows`` that ``records`` looks for), and
+prints a read from them for a host with no rows cache (``print_read``, see ``reads``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta, encode_lines, parse_lines
-from aq_core.store import EngineRecords, Entry, LocalFiles, State, Store, default_root, read_limit
+from aq_core.store import STATES, EngineRecords, Entry, LocalFiles, State, Store, default_root, read_limit
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
@@ -33,6 +34,12 @@ SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t
 _INSERT_ENGINE_META = """
 INSERT INTO aq_engine_meta (engine, key, value, batch)
 SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
+"""
+_FINISHED_COLUMNS = """
+SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WHERE state = 'done'),
+    array_agg(op_token) FILTER (WHERE state = 'done'), array_agg(id) FILTER (WHERE state = 'failed'),
+    array_agg(queued) FILTER (WHERE state = 'failed'), array_agg(op_token) FILTER (WHERE state = 'failed')
+FROM aq_jobs
 """
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
 _CLAIM = f"""
@@ -232,11 +239,54 @@ class PgStore(Store):
         return self._entries(" WHERE state = %s ORDER BY priority DESC, queued, id", (state.value,))
 
     def scan(self, state: State | None = None) -> list[Entry]:
-        return self._entries("" if state is None else " WHERE state = %s", () if state is None else (state.value,))
+        if state is None:
+            return self._grouped(STATES)
+        return self._entries(" WHERE state = %s", (state.value,))
 
-    def entry(self, job_id: str, state: State) -> Entry | None:
-        found = self._entries(" WHERE id = %s AND state = %s", (job_id, State(state).value))
-        return found[0] if found else None
+    def scan_finished(self) -> list[Entry]:
+        """``scan(DONE) + scan(FAILED)``: the finished part of ``scan()``, in the same order (the listing
+        the rows cache and the view are kept for, so ``aq status`` and ``aq insights`` share one view)."""
+        return self._grouped((State.DONE, State.FAILED))
+
+    def finished_columns(self) -> list[list]:
+        """``views.listing_columns(scan_finished())`` without an object per job: the columns as arrays,
+        in the same order, decoded in C."""
+        done_ids, done_queued, done_tokens, failed_ids, failed_queued, failed_tokens = self._in_table_order(
+            _FINISHED_COLUMNS, binary=True
+        )[0]
+        done_ids, failed_ids = done_ids or [], failed_ids or []
+        return [
+            [0] * len(done_ids) + [1] * len(failed_ids),
+            done_ids + failed_ids,
+            (done_queued or []) + (failed_queued or []),
+            (done_tokens or []) + (failed_tokens or []),
+        ]
+
+    def _grouped(self, states: tuple[State, ...]) -> list[Entry]:
+        """Entries in ``states``, grouped by state in that order, each in the table's order."""
+        rows = self._in_table_order("SELECT id, state, queued, op_token FROM aq_jobs")
+        groups: dict[str, list[Entry]] = {state.value: [] for state in states}
+        make, kinds = tuple.__new__, {state.value: state for state in State}
+        for job_id, st, queued, token in rows:
+            group = groups.get(st)
+            if group is not None:
+                group.append(make(Entry, (job_id, kinds[st], queued, token)))
+        return [entry for group in groups.values() for entry in group]
+
+    def _in_table_order(self, sql: str, binary: bool = False) -> list[tuple]:
+        """The rows of a query over the whole of ``aq_jobs`` in one process's sequential scan from its
+        first page: the same order for every such query (no index, no parallel workers, no scan
+        joining another one midway), so the listings the view is kept for agree byte for byte."""
+
+        def op(db: Any, _: bool) -> list[tuple]:
+            cursor = db.cursor(binary=binary)
+            with db.pipeline(), db.transaction():  # one round trip
+                db.execute("SET LOCAL synchronize_seqscans = off")
+                db.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                cursor.execute(sql)
+            return cursor.fetchall()
+
+        return self.conn.do(op)
 
     def _entries(self, where: str, params: tuple) -> list[Entry]:
         sql = "SELECT id, state, queued, op_token FROM aq_jobs" + where
@@ -262,6 +312,12 @@ class PgStore(Store):
     def keep_finished_rows(self, rows: list[tuple[str, object, str, list]]) -> None:
         """Keep rows (id, version, JSON text, summary) a reader computed, for every host's next read."""
         kept_rows.keep_many(self.conn, rows)
+
+    def print_read(self, what: str, limit: int = 20) -> bool:
+        """Print ``aq status`` or ``aq insights`` from the rows the server keeps (``reads``); False: cannot."""
+        from aq_core.store_pg.reads import read
+
+        return read(self, what, limit)
 
     def read_job(self, job_id: str, state: State) -> bytes:
         row = self.conn.do(
