@@ -16,7 +16,7 @@ from aq_core import decisions, limits, plugins, transitions
 from aq_core.attempt import Attempt
 from aq_core.config import QueueConfig
 from aq_core.errors import AqError, StoreUnavailable
-from aq_core.inbox import Inbox
+from aq_core.inbox import Inbox, read_ahead
 from aq_core.journal import Journal
 from aq_core.notifications import Notifier, send_job_finished
 from aq_core.procs import start_time
@@ -156,7 +156,9 @@ class Runner:
             self.journal.say(None, f"engine {name!r} is provided by {' and '.join(dists)}; {dists[0]} wins")
         if not self.store.engines.names():
             # Engine records lost (or never written): pauses are also in the waiting jobs' meta.
-            inbox = ((e.id, self.store.read_meta(e.id)) for e in self.store.list(State.INBOX))
+            entries = self.store.list(State.INBOX)
+            with read_ahead(self.store, [e.id for e in entries], data=False):  # one round trip, not one a job
+                inbox = [(e.id, self.store.read_meta(e.id)) for e in entries]
             if limits.rebuild_engine_meta(self.store, inbox):
                 self.journal.say(None, "engine pauses rebuilt from the waiting jobs' meta")
 

@@ -148,6 +148,8 @@ class PgCoordination(Coordination):
         self._heartbeat: threading.Thread | None = None
         self._runner: str | None = None  # this process's row in aq_runners, once it runs jobs
         self._wake = threading.Event()
+        # The store's reads ahead (``PgStore.prefetched``): (known, version) of a job in a state.
+        self.read_ahead: Callable[[str, State], tuple[bool, object | None]] | None = None
 
     # -- the store's book-keeping of its own claims ---------------------------------------------------
 
@@ -407,6 +409,10 @@ class PgCoordination(Coordination):
         )
 
     def job_version(self, job_id: str, state: State) -> object | None:
+        if self.read_ahead is not None:
+            known, version = self.read_ahead(job_id, state)
+            if known:
+                return version
         row = self.conn.do(
             lambda conn, _: conn.execute(
                 "SELECT rev, octet_length(data) FROM aq_jobs WHERE id = %s AND state = %s",

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,12 @@ _INSERT_ENGINE_META = """
 INSERT INTO aq_engine_meta (engine, key, value, batch)
 SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
 """
+_INSERT_META_ONCE = """
+INSERT INTO aq_meta (job_id, key, value, batch)
+SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n)
+WHERE NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %s AND m.batch = %s)
+ORDER BY t.n
+"""
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
 _CLAIM = f"""
 UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
@@ -50,6 +57,21 @@ WHERE id = (
 )
 RETURNING id
 """
+
+
+# Many jobs' rows and meta in one round trip (``PgStore.prefetched``): the picker reads each new
+# waiting job's meta, version and file, and each of those was a round trip of its own.
+_PREFETCH = """
+SELECT j.id, j.state, j.rev, octet_length(j.data), CASE WHEN %(data)s THEN j.data END, m.k, m.v,
+    j.queued, j.op_token
+FROM aq_jobs j LEFT JOIN LATERAL (
+    SELECT array_agg(key ORDER BY seq) AS k, array_agg(value ORDER BY seq) AS v FROM aq_meta WHERE job_id = j.id
+) m ON true
+WHERE j.id = ANY(%(ids)s::text[])
+"""
+_PREFETCH_CHUNK = 1000
+# A job read ahead: (state, version, file bytes or None, meta pairs, queued, last transition's token)
+_Ahead = tuple[str, tuple, "bytes | None", tuple, float, "str | None"]
 
 
 def pairs(items: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -81,6 +103,10 @@ def append_rows(
     conn.do(op)
 
 
+def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) -> tuple:
+    return (job_id, batch, keys, values, job_id, batch) if once else (job_id, batch, keys, values)
+
+
 class PgStore(Store):
     """Jobs, states and meta in PostgreSQL; this host's logs, tmp, runners and config in ``files``."""
 
@@ -94,8 +120,14 @@ class PgStore(Store):
         else:
             self.files = LocalFiles(default_root())
         self.coord = PgCoordination(self.conn, self.files)
+        self.coord.read_ahead = self.ahead_version
         self._finished: dict[str, tuple[str, str]] = {}  # job -> (state, token) of this store's move into it
         self.engines = PgEngineRecords(self.conn)
+        self._ahead = threading.local()  # .rows: job -> (state, version, data, meta) read ahead
+        self._state = threading.Lock()
+        # job -> meta batches (batch, keys, values) committed without waiting for the disk, not yet
+        # followed by a durable append to the job
+        self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
         self.conn.open()
         if check:
             check_schema(self.conn)
@@ -155,6 +187,7 @@ class PgStore(Store):
         return self._transition(job_id, State(src), State(dst))
 
     def _transition(self, job_id: str, src: State, dst: State) -> bool:
+        self._forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
         holding = coord.holding(job_id) if src is State.BUILDING else None
@@ -208,15 +241,54 @@ class PgStore(Store):
                 coord.claimed(job_id, started)
             elif src is State.BUILDING:
                 coord.let_go(job_id)
+                with self._state:
+                    self._unflushed.pop(job_id, None)  # the attempt is over
         return moved
 
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
             # An attempt that lost its lease records nothing more: recovery accounts for it.
             raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
-        append_rows(self.conn, _INSERT_META, "aq_meta", "job_id", job_id, items)
+        self._forget(job_id)
+        rows = pairs(items)
+        if not rows:
+            return
+        batch = secrets.token_hex(8)
+        keys, values = [k for k, _ in rows], [v for _, v in rows]
+        with self._state:
+            earlier = list(self._unflushed.get(job_id, ()))
+
+        def op(db: Any, retrying: bool) -> None:
+            # Lines appended without waiting for the disk are committed again (once: by their batch)
+            # with the next durable append to the job: a server crash may have lost them, and this
+            # commit is what the caller relies on for both.
+            todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
+            if len(todo) == 1 and durable:
+                db.execute(_INSERT_META_ONCE if retrying else _INSERT_META, _meta_params(job_id, *todo[0], retrying))
+                return
+            with db.pipeline(), db.transaction():  # one round trip
+                if not durable:
+                    db.execute("SET LOCAL synchronous_commit TO off")
+                for item in todo:
+                    db.execute(_INSERT_META_ONCE, _meta_params(job_id, *item, True))
+
+        self.conn.do(op)
+        with self._state:
+            if durable:
+                kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
+                if kept:
+                    self._unflushed[job_id] = kept
+                else:
+                    self._unflushed.pop(job_id, None)
+            else:
+                if len(self._unflushed) > 1000:  # attempts that ended without a durable append
+                    self._unflushed.clear()
+                self._unflushed.setdefault(job_id, []).append((batch, keys, values))
 
     def read_meta(self, job_id: str) -> Meta:
+        ahead = self._read_ahead(job_id)
+        if ahead is not None:
+            return Meta(list(ahead[3]))
         rows = self.conn.do(
             lambda conn, _: conn.execute(
                 "SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,)
@@ -235,6 +307,11 @@ class PgStore(Store):
         return self._entries("" if state is None else " WHERE state = %s", () if state is None else (state.value,))
 
     def entry(self, job_id: str, state: State) -> Entry | None:
+        ahead = self._read_ahead(job_id)
+        if ahead is not None:
+            if ahead[0] != State(state).value:
+                return None
+            return Entry(job_id, State(state), ahead[4], ahead[5])
         found = self._entries(" WHERE id = %s AND state = %s", (job_id, State(state).value))
         return found[0] if found else None
 
@@ -243,6 +320,47 @@ class PgStore(Store):
         rows = self.conn.do(lambda conn, _: conn.execute(sql, params).fetchall())
         states = {state.value: state for state in State}  # a dict look-up, not State(...), per row
         return [Entry(job_id, states[st], queued, token) for job_id, st, queued, token in rows]
+
+    # -- reading ahead ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def prefetched(self, job_ids: Iterable[str], data: bool = True) -> Iterator[None]:
+        """Within the block, this thread's reads of these jobs' meta, file and version (``read_meta``,
+        ``read_job``, ``coord.job_version``) are served from one query made on entry.
+
+        Each answer is what the same read would have returned at entry. A job this store writes
+        (meta, a move) is read from the database again, so a thread always sees its own writes.
+        """
+        ids = list(dict.fromkeys(job_ids))
+        previous = getattr(self._ahead, "rows", None)
+        rows: dict[str, _Ahead] = {}
+        for start in range(0, len(ids), _PREFETCH_CHUNK):
+            params = {"ids": ids[start : start + _PREFETCH_CHUNK], "data": data}
+            found = self.conn.do(lambda conn, _, p=params: conn.execute(_PREFETCH, p).fetchall())
+            for job_id, state, rev, size, body, keys, values, queued, token in found:
+                meta = tuple(zip(keys, values, strict=True)) if keys else ()
+                rows[job_id] = (state, (rev, size), None if body is None else bytes(body), meta, queued, token)
+        self._ahead.rows = rows
+        try:
+            yield
+        finally:
+            self._ahead.rows = previous
+
+    def _read_ahead(self, job_id: str) -> _Ahead | None:
+        rows = getattr(self._ahead, "rows", None)
+        return rows.get(job_id) if rows else None
+
+    def ahead_version(self, job_id: str, state: State) -> tuple[bool, object | None]:
+        """(True, the job's version in ``state`` as read ahead) or (False, None): not read ahead."""
+        ahead = self._read_ahead(job_id)
+        if ahead is None:
+            return False, None
+        return True, (ahead[1] if ahead[0] == State(state).value else None)
+
+    def _forget(self, job_id: str) -> None:
+        rows = getattr(self._ahead, "rows", None)
+        if rows:
+            rows.pop(job_id, None)
 
     # -- finished jobs' rows kept on the server (optional capabilities, see ``records``) --------------
 
@@ -264,6 +382,9 @@ class PgStore(Store):
         kept_rows.keep_many(self.conn, rows)
 
     def read_job(self, job_id: str, state: State) -> bytes:
+        ahead = self._read_ahead(job_id)
+        if ahead is not None and ahead[2] is not None and ahead[0] == State(state).value:
+            return ahead[2][: read_limit()]
         row = self.conn.do(
             lambda conn, _: conn.execute(
                 "SELECT data FROM aq_jobs WHERE id = %s AND state = %s", (job_id, State(state).value)
