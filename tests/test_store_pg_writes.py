@@ -1,0 +1,127 @@
+"""The PostgreSQL store's fewer round trips: reads ahead, and meta committed without waiting for the disk.
+
+Against a real server started by the tests (loopback, a temp dir).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
+from test_store_pg import NewDb, dbname, new_db  # noqa: F401  (new_db is a fixture)
+
+from aq_core.store import State
+
+pytestmark = pytest.mark.requires("postgresql")
+
+
+def _store(url: str, local: Path):
+    from aq_core.store_pg import PgStore
+
+    return PgStore(url, local=local)
+
+
+def _counting(store) -> list[int]:
+    """Count the store's statements (each ``conn.do`` is one round trip or one pipeline)."""
+    calls = [0]
+    do = store.conn.do
+
+    def counted(fn, retry_for=None):
+        calls[0] += 1
+        return do(fn, retry_for)
+
+    store.conn.do = counted
+    return calls
+
+
+def test_reads_ahead_answer_as_fresh_reads_in_one_query_and_see_the_stores_own_writes(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = new_db()
+    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
+    try:
+        for n in range(3):
+            store.add(f"j{n}", f"job {n}\n".encode(), {"add_dir": "/x", "priority": n})
+        store.claim("j2")
+        ids = ["j0", "j1", "j2", "nope"]
+        fresh = {
+            i: (
+                store.read_meta(i).last,
+                store.coord.job_version(i, State.INBOX),
+                store.coord.job_version(i, State.BUILDING),
+                store.entry(i, State.INBOX),
+            )
+            for i in ids
+        }
+        calls = _counting(store)
+        with store.prefetched(ids):
+            assert calls[0] == 1
+            for i in ids[:3]:
+                got = (
+                    store.read_meta(i).last,
+                    store.coord.job_version(i, State.INBOX),
+                    store.coord.job_version(i, State.BUILDING),
+                    store.entry(i, State.INBOX),
+                )
+                assert got == fresh[i], i
+            assert store.read_job("j0", State.INBOX) == b"job 0\n"
+            assert calls[0] == 1
+            assert store.read_meta("nope").last == fresh["nope"][0]  # not in the database: read as before
+            assert calls[0] == 2
+            # Another writer's line is not in what was read ahead; this store's own writes are.
+            other.append_meta("j1", {"by_other": 1})
+            assert "by_other" not in store.read_meta("j1").last
+            store.append_meta("j0", {"mine": 1})
+            assert store.read_meta("j0").get("mine") == "1"
+            assert store.move("j1", State.INBOX, State.FAILED)
+            assert store.entry("j1", State.INBOX) is None
+            assert store.coord.job_version("j1", State.FAILED) is not None
+            # Reads ahead are this thread's: another thread reads the database.
+            seen = []
+            reader = threading.Thread(target=lambda: seen.append(store.read_meta("j0").get("mine")))
+            reader.start()
+            reader.join()
+            assert seen == ["1"]
+        assert store.read_meta("j1").get("by_other") == "1"
+    finally:
+        store.close()
+        other.close()
+
+
+def test_meta_appended_without_waiting_is_committed_again_with_the_next_durable_append(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+    pg_server: PgServer,  # noqa: F811
+) -> None:
+    url = new_db()
+    store = _store(url, tmp_path / "a")
+    try:
+        for job in ("lost", "kept"):
+            store.add(job, b"x", {})
+            assert store.claim(job)
+            store.append_meta(job, {"claimed": 1, "host": "h"}, durable=False)
+        # A server crash loses a commit that did not wait for the disk: take its rows away.
+        db = dbname(url)
+        pg_server.sql("ALTER TABLE aq_meta DISABLE TRIGGER aq_meta_insert_only", dbname=db)
+        pg_server.sql("DELETE FROM aq_meta WHERE job_id = 'lost' AND key IN ('claimed', 'host')", dbname=db)
+        pg_server.sql("ALTER TABLE aq_meta ENABLE TRIGGER aq_meta_insert_only", dbname=db)
+        assert store.read_meta("lost").get("claimed") is None
+        for job in ("lost", "kept"):
+            store.append_meta(job, {"attempt": 1, "attempts": 1})
+            # The lines are back before the durable ones, and none is there twice.
+            keys = [
+                k
+                for k, _ in pg_server.sql(
+                    "SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job,), dbname=db
+                )
+            ]
+            assert keys == ["claimed", "host", "attempt", "attempts"], (job, keys)
+        # Once a durable append followed, they are not sent again.
+        store.append_meta("lost", {"result": "ok"})
+        keys = [k for (k,) in pg_server.sql("SELECT key FROM aq_meta WHERE job_id = 'lost' ORDER BY seq", dbname=db)]
+        assert keys == ["claimed", "host", "attempt", "attempts", "result"]
+    finally:
+        store.close()
