@@ -225,7 +225,7 @@ class Runner:
         """Take the chosen job's locks and claim it: ``started``, ``busy``, or ``lock:<name>`` (held elsewhere)."""
         job_id = choice.job
         job = self.inbox.job(job_id)
-        job_lock = self.store.coord.try_lock("job:" + job_id)
+        job_lock = self.store.coord.try_lock_to_claim("job:" + job_id)
         if job_lock is None or job is None or not self.inbox.still_waiting(job_id):
             if job_lock is not None:
                 job_lock.release()
@@ -233,7 +233,7 @@ class Runner:
             return "busy"
         locks: list[Lock] = [job_lock]
         for name in choice.locks:
-            held = self.store.coord.try_lock(name)
+            held = self.store.coord.try_lock_to_claim(name)
             if held is None:
                 for lock in locks:
                     lock.release()

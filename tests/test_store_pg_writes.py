@@ -125,3 +125,31 @@ def test_meta_appended_without_waiting_is_committed_again_with_the_next_durable_
         assert keys == ["claimed", "host", "attempt", "attempts", "result"]
     finally:
         store.close()
+
+
+def test_a_lock_taken_to_claim_is_confirmed_by_the_claim_and_a_lost_one_fails_it(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+    pg_server: PgServer,  # noqa: F811
+) -> None:
+    url = new_db()
+    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
+    try:
+        for job in ("a", "b"):
+            store.add(job, b"x", {})
+        lock = store.coord.try_lock_to_claim("job:a")
+        assert lock is not None
+        assert other.coord.try_lock("job:a") is None  # seen by every runner at once
+        # A server crash may lose a commit that did not wait for the disk: take the row away.
+        pg_server.sql("DELETE FROM aq_locks WHERE name = 'job:a'", dbname=dbname(url))
+        assert not store.claim("a")  # the claim applies only while the lock is held
+        assert store.locate("a") is State.INBOX
+        lock.release()
+        lock = store.coord.try_lock_to_claim("job:b")
+        assert store.claim("b")
+        assert store.coord.unconfirmed() == []  # the durable claim made the lock durable with it
+        assert other.coord.try_lock("job:b") is None
+        lock.release()
+    finally:
+        store.close()
+        other.close()

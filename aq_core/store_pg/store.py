@@ -73,6 +73,13 @@ _PREFETCH_CHUNK = 1000
 # A job read ahead: (state, version, file bytes or None, meta pairs, queued, last transition's token)
 _Ahead = tuple[str, tuple, "bytes | None", tuple, float, "str | None"]
 
+# This thread's locks taken without waiting for the disk (``try_lock_to_claim``) are all still held.
+_HELD = (
+    " AND (SELECT count(*) FROM aq_locks WHERE name = ANY(%(lock_names)s::text[])"
+    " AND token = ANY(%(lock_tokens)s::text[])) = %(locks)s"
+)
+_CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n    FOR UPDATE OF j SKIP LOCKED")
+
 
 def pairs(items: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The (key, value) pairs ``items`` makes, exactly as a meta file would read them back."""
@@ -204,8 +211,13 @@ class PgStore(Store):
             "pidstart": coord.pidstart,
             "lease": coord.lease,
         }
+        unconfirmed = coord.unconfirmed()
+        if unconfirmed:
+            params["lock_names"] = [lock.name for lock in unconfirmed]
+            params["lock_tokens"] = [lock.token for lock in unconfirmed]
+            params["locks"] = len(unconfirmed)
         if dst is State.BUILDING:
-            statement = _CLAIM
+            statement = _CLAIM_CONFIRMING if unconfirmed else _CLAIM
         else:
             # A runner finishing its own attempt moves the job only while its lease holds: once it ran
             # out, the job may be another runner's already (recovered, claimed again).
@@ -214,7 +226,7 @@ class PgStore(Store):
                 "UPDATE aq_jobs SET state = %(dst)s, op_token = %(nonce)s, changed = clock_timestamp(),"
                 " lease_token = NULL, lease_host = NULL, lease_pid = NULL, lease_pidstart = NULL,"
                 " lease_expires = NULL"
-                f" WHERE id = %(id)s AND state = %(src)s{guard} RETURNING id"
+                f" WHERE id = %(id)s AND state = %(src)s{guard}{_HELD if unconfirmed else ''} RETURNING id"
             )
         if dst is State.INBOX:
             # One statement: the move and the inbox counter (idle runners poll it) change together.
@@ -232,6 +244,8 @@ class PgStore(Store):
             return conn.execute(statement, params).fetchone() is not None
 
         moved = self.conn.do(op)
+        if moved and unconfirmed:
+            coord.confirmed()
         if moved and dst in (State.DONE, State.FAILED):
             if len(self._finished) > 10_000:  # moves nobody kept a row for (a tool, not a runner)
                 self._finished.clear()
