@@ -3,6 +3,7 @@ and runs its attempt on a worker thread; recovers orphans, renews leases, ends e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -174,9 +175,12 @@ class Runner:
         Which job is next is ``decisions.choose``'s to say; this gathers the facts and takes the locks.
         """
         now = time.time()
-        self._end_pauses(now)
-        self.pauses = limits.active_pauses(self.store, now)
-        self.probing = limits.probing_engines(self.store, now)
+        # A shared store reads every engine's records in one query here, not one per engine and use.
+        with getattr(self.store.engines, "prefetched", contextlib.nullcontext)():
+            expired = limits.expired_pauses(self.store, now)
+            self.pauses = limits.active_pauses(self.store, now)
+            self.probing = limits.probing_engines(self.store, now)
+        self._end_pauses(expired)  # each read again under the engine's lock
         if self.config.budgets and time.monotonic() - self._spend_at > SPEND_REFRESH:
             self._refresh_spend(now)
         spent = {n: why for n in plugins.installed_engines() if (why := self._budget_block(n))}
@@ -276,8 +280,8 @@ class Runner:
         self._spend = self._daily.totals(self.store, now)  # reads only the meta of jobs that changed
         self._spend_at = time.monotonic()
 
-    def _end_pauses(self, now: float) -> None:
-        for pause in limits.expired_pauses(self.store, now):
+    def _end_pauses(self, expired: list[limits.Pause]) -> None:
+        for pause in expired:
             ended = limits.end_pause(self.store, pause.engine, "expired")
             if ended is None:
                 continue  # another runner ended it first

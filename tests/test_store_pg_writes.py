@@ -153,3 +153,25 @@ def test_a_lock_taken_to_claim_is_confirmed_by_the_claim_and_a_lost_one_fails_it
     finally:
         store.close()
         other.close()
+
+
+def test_engine_records_read_ahead_in_one_query_and_an_append_is_seen(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = new_db()
+    store = _store(url, tmp_path / "a")
+    try:
+        store.engines.append("claude", {"paused": 1, "pause_until": 5})
+        store.engines.append("codex", {"limit_streak": 2})
+        fresh = {name: store.engines.read(name).last for name in store.engines.names()}
+        calls = _counting(store)
+        with store.engines.prefetched():
+            assert {name: store.engines.read(name).last for name in store.engines.names()} == fresh
+            assert store.engines.read("nobody").last == {}
+            assert calls[0] == 1
+            store.engines.append("codex", {"limit_streak": 0})
+            assert store.engines.read("codex").get("limit_streak") == "0"
+        assert store.engines.read("codex").get("limit_streak") == "0"
+    finally:
+        store.close()

@@ -8,7 +8,8 @@ The package's modules, each with one job:
   change tokens;
 - ``lockrows``: the statements that take and release lock rows, and whether a holder is alive;
 - ``runners``: every host's live runners (``aq_runners``), and ``aq stop``'s request to each;
-- ``store``: ``PgStore``: job state and meta, and the engine records (``store.engines``);
+- ``store``: ``PgStore``: job state and meta, read ahead for many jobs in one query;
+- ``engines``: the engine records (``store.engines``);
 - ``migrate``: ``aq store migrate``, a filesystem queue copied in one transaction;
 - ``rows``: finished jobs' status rows kept on the server, fetched by a host's first read.
 

@@ -21,18 +21,15 @@ from typing import Any
 
 import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
-from aq_core.meta import Meta, encode_lines, parse_lines
-from aq_core.store import EngineRecords, Entry, LocalFiles, State, Store, default_root, read_limit
+from aq_core.meta import Meta
+from aq_core.store import Entry, LocalFiles, State, Store, default_root, read_limit
 from aq_core.store_pg.connection import Connection
+from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
 _INSERT_META = """
 INSERT INTO aq_meta (job_id, key, value, batch)
-SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
-"""
-_INSERT_ENGINE_META = """
-INSERT INTO aq_engine_meta (engine, key, value, batch)
 SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
 """
 _INSERT_META_ONCE = """
@@ -79,35 +76,6 @@ _HELD = (
     " AND token = ANY(%(lock_tokens)s::text[])) = %(locks)s"
 )
 _CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n    FOR UPDATE OF j SKIP LOCKED")
-
-
-def pairs(items: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The (key, value) pairs ``items`` makes, exactly as a meta file would read them back."""
-    # A NUL cannot be stored in a text column; a meta value never needs one.
-    return [(k, v.replace("\x00", "\ufffd")) for k, v in parse_lines(encode_lines(items))]
-
-
-def append_rows(
-    conn: Connection, statement: str, table: str, column: str, owner: str, items: Mapping[str, Any]
-) -> None:
-    """Insert ``items`` as meta rows of ``owner``, once even when the statement is retried."""
-    rows = pairs(items)
-    if not rows:
-        return
-    batch = secrets.token_hex(8)
-    keys, values = [k for k, _ in rows], [v for _, v in rows]
-
-    def op(db: Any, retrying: bool) -> None:
-        if (
-            retrying
-            and db.execute(
-                f"SELECT 1 FROM {table} WHERE {column} = %s AND batch = %s LIMIT 1", (owner, batch)
-            ).fetchone()
-        ):
-            return
-        db.execute(statement, (owner, batch, keys, values))
-
-    conn.do(op)
 
 
 def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) -> tuple:
@@ -413,29 +381,3 @@ class PgStore(Store):
             lambda conn, _: conn.execute("SELECT state FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
         )
         return State(row[0]) if row else None
-
-
-class PgEngineRecords(EngineRecords):
-    """Engine records as insert-only rows of ``aq_engine_meta``."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def append(self, engine: str, items: Mapping[str, Any]) -> None:
-        if not engine:
-            raise AqError(f"bad engine name {engine!r}")
-        append_rows(self.conn, _INSERT_ENGINE_META, "aq_engine_meta", "engine", engine, items)
-
-    def read(self, engine: str) -> Meta:
-        rows = self.conn.do(
-            lambda conn, _: conn.execute(
-                "SELECT key, value FROM aq_engine_meta WHERE engine = %s ORDER BY seq", (engine,)
-            ).fetchall()
-        )
-        return Meta([(k, v) for k, v in rows])
-
-    def names(self) -> list[str]:
-        rows = self.conn.do(
-            lambda conn, _: conn.execute("SELECT DISTINCT engine FROM aq_engine_meta ORDER BY engine").fetchall()
-        )
-        return [name for (name,) in rows]
