@@ -175,3 +175,28 @@ def test_engine_records_read_ahead_in_one_query_and_an_append_is_seen(
         assert store.engines.read("codex").get("limit_streak") == "0"
     finally:
         store.close()
+
+
+def test_a_move_to_done_brings_the_meta_its_row_is_computed_from(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = new_db()
+    store = _store(url, tmp_path / "a")
+    try:
+        for job in ("a", "b"):
+            store.add(job, b"x", {"add_dir": "/x"})
+            assert store.claim(job)
+            store.append_meta(job, {"result": "ok", "decision": "done"})
+        calls = _counting(store)
+        assert store.move("a", State.BUILDING, State.DONE)
+        assert calls[0] == 1
+        assert store.read_meta("a").last == {"add_dir": "/x", "result": "ok", "decision": "done"}
+        assert calls[0] == 1  # read with the move
+        assert store.read_meta("a").last["result"] == "ok"
+        assert calls[0] == 2  # once only: the next read asks the database
+        assert store.move("b", State.BUILDING, State.DONE)
+        store.append_meta("b", {"wip_commit": "abc"})  # written after the move: read again
+        assert store.read_meta("b").get("wip_commit") == "abc"
+    finally:
+        store.close()

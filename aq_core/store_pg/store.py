@@ -38,6 +38,11 @@ SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t
 WHERE NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %s AND m.batch = %s)
 ORDER BY t.n
 """
+# A move into done/ or failed/ returns the job's meta as of the move, in the same round trip.
+_WITH_META = (
+    ", (SELECT array_agg(key ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s),"
+    " (SELECT array_agg(value ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s)"
+)
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
 _CLAIM = f"""
 UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
@@ -196,6 +201,8 @@ class PgStore(Store):
                 " lease_expires = NULL"
                 f" WHERE id = %(id)s AND state = %(src)s{guard}{_HELD if unconfirmed else ''} RETURNING id"
             )
+            if dst in (State.DONE, State.FAILED):
+                statement += _WITH_META  # its finished row is computed from it next (``transitions.arrived``)
         if dst is State.INBOX:
             # One statement: the move and the inbox counter (idle runners poll it) change together.
             statement = (
@@ -209,8 +216,12 @@ class PgStore(Store):
                 row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
                 if row is not None and row[0] == dst.value and row[1] == nonce:
                     return True
-            return conn.execute(statement, params).fetchone() is not None
+            row = conn.execute(statement, params).fetchone()
+            if row is not None and len(row) == 3:
+                self._ahead.moved = (job_id, tuple(zip(row[1] or (), row[2] or (), strict=True)))
+            return row is not None
 
+        self._ahead.moved = None
         moved = self.conn.do(op)
         if moved and unconfirmed:
             coord.confirmed()
@@ -271,6 +282,10 @@ class PgStore(Store):
         ahead = self._read_ahead(job_id)
         if ahead is not None:
             return Meta(list(ahead[3]))
+        moved = getattr(self._ahead, "moved", None)
+        if moved is not None and moved[0] == job_id:
+            self._ahead.moved = None  # once: the first read after the move, by the thread that made it
+            return Meta(list(moved[1]))
         rows = self.conn.do(
             lambda conn, _: conn.execute(
                 "SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,)
@@ -340,6 +355,7 @@ class PgStore(Store):
         return True, (ahead[1] if ahead[0] == State(state).value else None)
 
     def _forget(self, job_id: str) -> None:
+        self._ahead.moved = None
         rows = getattr(self._ahead, "rows", None)
         if rows:
             rows.pop(job_id, None)
