@@ -200,3 +200,27 @@ def test_a_move_to_done_brings_the_meta_its_row_is_computed_from(
         assert store.read_meta("b").get("wip_commit") == "abc"
     finally:
         store.close()
+
+
+def test_reads_ahead_hold_one_chunk_at_a_time_in_the_order_given(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aq_core.store_pg.store as pg
+
+    monkeypatch.setattr(pg, "_PREFETCH_CHUNK", 2)
+    url = new_db()
+    store = _store(url, tmp_path / "a")
+    try:
+        ids = [f"j{n}" for n in range(5)]
+        for n, job in enumerate(ids):
+            store.add(job, b"x", {"n": n})
+        calls = _counting(store)
+        with store.prefetched(ids):
+            assert [store.read_meta(job).get("n") for job in ids] == ["0", "1", "2", "3", "4"]
+            assert calls[0] == 3  # chunks of 2, 2 and 1
+            assert store.read_meta("j0").get("n") == "0"  # its chunk is gone: asked afresh
+            assert calls[0] == 4
+    finally:
+        store.close()

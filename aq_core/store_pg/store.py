@@ -71,7 +71,7 @@ FROM aq_jobs j LEFT JOIN LATERAL (
 ) m ON true
 WHERE j.id = ANY(%(ids)s::text[])
 """
-_PREFETCH_CHUNK = 1000
+_PREFETCH_CHUNK = 500
 # A job read ahead: (state, version, file bytes or None, meta pairs, queued, last transition's token)
 _Ahead = tuple[str, tuple, "bytes | None", tuple, float, "str | None"]
 
@@ -85,6 +85,40 @@ _CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n   
 
 def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) -> tuple:
     return (job_id, batch, keys, values, job_id, batch) if once else (job_id, batch, keys, values)
+
+
+class _ReadAhead:
+    """The rows of ``PgStore.prefetched``: one chunk of jobs held at a time (memory stays small)."""
+
+    def __init__(self, conn: Connection, ids: list[str], data: bool) -> None:
+        self.conn, self.ids, self.data = conn, ids, data
+        self.place = {job_id: n for n, job_id in enumerate(ids)}
+        self.rows: dict[str, _Ahead] = {}
+        self.next = 0  # ids before this were read (their chunk is gone or going)
+        if ids:
+            self._fetch(0)
+
+    def __bool__(self) -> bool:
+        return bool(self.ids)
+
+    def get(self, job_id: str) -> _Ahead | None:
+        row = self.rows.get(job_id)
+        if row is None and self.place.get(job_id, -1) >= self.next:
+            self._fetch(self.place[job_id])
+            row = self.rows.get(job_id)
+        return row
+
+    def pop(self, job_id: str, default: object = None) -> None:
+        self.rows.pop(job_id, None)
+
+    def _fetch(self, start: int) -> None:
+        params = {"ids": self.ids[start : start + _PREFETCH_CHUNK], "data": self.data}
+        found = self.conn.do(lambda conn, _: conn.execute(_PREFETCH, params).fetchall())
+        self.next = start + len(params["ids"])
+        self.rows = {}
+        for job_id, state, rev, size, body, keys, values, queued, token in found:
+            meta = tuple(zip(keys, values, strict=True)) if keys else ()
+            self.rows[job_id] = (state, (rev, size), None if body is None else bytes(body), meta, queued, token)
 
 
 class PgStore(Store):
@@ -323,21 +357,15 @@ class PgStore(Store):
     @contextlib.contextmanager
     def prefetched(self, job_ids: Iterable[str], data: bool = True) -> Iterator[None]:
         """Within the block, this thread's reads of these jobs' meta, file and version (``read_meta``,
-        ``read_job``, ``coord.job_version``) are served from one query made on entry.
+        ``read_job``, ``coord.job_version``) are served from one query for many jobs: the first
+        ``_PREFETCH_CHUNK`` on entry, the next when a read reaches them (in the order given, which
+        is the order the caller reads them in; a job read again after its chunk is asked afresh).
 
-        Each answer is what the same read would have returned at entry. A job this store writes
-        (meta, a move) is read from the database again, so a thread always sees its own writes.
+        Each answer is what the same read would have returned when its chunk was read. A job this
+        store writes (meta, a move) is read from the database again: a thread sees its own writes.
         """
-        ids = list(dict.fromkeys(job_ids))
         previous = getattr(self._ahead, "rows", None)
-        rows: dict[str, _Ahead] = {}
-        for start in range(0, len(ids), _PREFETCH_CHUNK):
-            params = {"ids": ids[start : start + _PREFETCH_CHUNK], "data": data}
-            found = self.conn.do(lambda conn, _, p=params: conn.execute(_PREFETCH, p).fetchall())
-            for job_id, state, rev, size, body, keys, values, queued, token in found:
-                meta = tuple(zip(keys, values, strict=True)) if keys else ()
-                rows[job_id] = (state, (rev, size), None if body is None else bytes(body), meta, queued, token)
-        self._ahead.rows = rows
+        self._ahead.rows = _ReadAhead(self.conn, list(dict.fromkeys(job_ids)), data)
         try:
             yield
         finally:
