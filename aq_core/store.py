@@ -147,13 +147,6 @@ class Coordination(ABC):
         across every runner of the queue; ``host_lock(name)`` makes one that holds on this host only.
         """
 
-    def try_lock_to_claim(self, name: str) -> Lock | None:
-        """``try_lock`` for a lock this thread's next claim or move follows at once (the runner's pick).
-
-        A store may commit it without waiting for the disk and have that claim or move confirm it:
-        it applies only while the lock is still held, and makes the lock durable with itself."""
-        return self.try_lock(name)
-
     def try_lock_wait(self, name: str, timeout: float = 10.0) -> Lock:
         """Take the named lock, waiting up to ``timeout`` seconds (for short critical sections)."""
         deadline = time.monotonic() + timeout
