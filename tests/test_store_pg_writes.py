@@ -224,3 +224,18 @@ def test_reads_ahead_hold_one_chunk_at_a_time_in_the_order_given(
             assert calls[0] == 4
     finally:
         store.close()
+
+
+def test_a_connection_left_busy_by_a_cut_off_pipeline_counts_as_lost(new_db: NewDb) -> None:  # noqa: F811
+    import psycopg
+
+    from aq_core.store_pg.connection import _connection_lost
+
+    url = new_db()
+    with psycopg.connect(url, autocommit=True) as conn:
+        error = psycopg.OperationalError("cannot exit pipeline mode while busy")
+        assert not _connection_lost(error, conn)  # idle: a statement's own error
+        with conn.pipeline():
+            conn.execute("SELECT pg_sleep(0.2)")
+            conn.pgconn.flush()
+            assert _connection_lost(error, conn)  # results still due: retried on a new connection
