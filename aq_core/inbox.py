@@ -118,17 +118,19 @@ class Inbox:
         # before the claim (``still_waiting``).
         cands, skip = self.cands, self.skip
         kept = {}
-        for entry in entries:
-            job_id = entry.id
-            if job_id in skip:
-                continue
-            cached = cands.get(job_id)
-            if cached is None or cached[0] != entry.version:
-                cached = next(((entry.version, c) for c in self._candidate(entry)), None)
-                if cached is None:
+        new = [e.id for e in entries if e.id not in skip and cands.get(e.id, (None,))[0] != e.version]
+        with read_ahead(self.store, new):  # a shared store: the new jobs' meta and files in one query
+            for entry in entries:
+                job_id = entry.id
+                if job_id in skip:
                     continue
-            kept[job_id] = cached
-            yield cached[1]
+                cached = cands.get(job_id)
+                if cached is None or cached[0] != entry.version:
+                    cached = next(((entry.version, c) for c in self._candidate(entry)), None)
+                    if cached is None:
+                        continue
+                kept[job_id] = cached
+                yield cached[1]
         self.cands = kept
 
     def _candidate(self, entry: Entry) -> Iterator[decisions.Candidate]:
@@ -253,13 +255,15 @@ class Inbox:
     def still_waiting(self, job_id: str) -> bool:
         """Just before a claim: False (and the move finished) when a move out of inbox/ was decided
         but not done; the caller holds the job's lock."""
-        current = self.store.entry(job_id, State.INBOX)
-        cached = self.cands.get(job_id)
-        self.entries.pop(job_id, None)  # claimed next, or changed: listed afresh either way
-        if current is None or cached is None or cached[0] != current.version:
-            self.cands.pop(job_id, None)
-            return False
-        dst = transitions.pending(self.store.read_meta(job_id), State.INBOX)
+        with read_ahead(self.store, [job_id] if job_id in self.cands else [], data=False):
+            current = self.store.entry(job_id, State.INBOX)
+            cached = self.cands.get(job_id)
+            self.entries.pop(job_id, None)  # claimed next, or changed: listed afresh either way
+            if current is None or cached is None or cached[0] != current.version:
+                self.cands.pop(job_id, None)
+                return False
+            meta = self.store.read_meta(job_id)
+        dst = transitions.pending(meta, State.INBOX)
         if dst in (State.DONE, State.FAILED):
             said = f"recovered: a move to {dst.value}/ was decided but not done; moved to {dst.value}/"
             transitions.replay(self.store, self.journal, job_id, State.INBOX, dst, said, self.notify)
@@ -304,6 +308,12 @@ class _Round:
     def __iter__(self) -> Iterator[decisions.Candidate]:
         skip = self._skip
         return iter([c for c in self._found if c.id not in skip] if skip else self._found)
+
+
+def read_ahead(store: Store, job_ids: list[str], data: bool = True) -> contextlib.AbstractContextManager:
+    """Read these jobs ahead in one round trip where the store can (``PgStore.prefetched``)."""
+    prefetched = getattr(store, "prefetched", None)
+    return prefetched(job_ids, data) if prefetched is not None and job_ids else contextlib.nullcontext()
 
 
 def view_wake(view: decisions.View) -> float | None:

@@ -3,6 +3,7 @@ and runs its attempt on a worker thread; recovers orphans, renews leases, ends e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -16,7 +17,7 @@ from aq_core import decisions, limits, plugins, transitions
 from aq_core.attempt import Attempt
 from aq_core.config import QueueConfig
 from aq_core.errors import AqError, StoreUnavailable
-from aq_core.inbox import Inbox
+from aq_core.inbox import Inbox, read_ahead
 from aq_core.journal import Journal
 from aq_core.notifications import Notifier, send_job_finished
 from aq_core.procs import start_time
@@ -156,7 +157,9 @@ class Runner:
             self.journal.say(None, f"engine {name!r} is provided by {' and '.join(dists)}; {dists[0]} wins")
         if not self.store.engines.names():
             # Engine records lost (or never written): pauses are also in the waiting jobs' meta.
-            inbox = ((e.id, self.store.read_meta(e.id)) for e in self.store.list(State.INBOX))
+            entries = self.store.list(State.INBOX)
+            with read_ahead(self.store, [e.id for e in entries], data=False):  # one round trip, not one a job
+                inbox = [(e.id, self.store.read_meta(e.id)) for e in entries]
             if limits.rebuild_engine_meta(self.store, inbox):
                 self.journal.say(None, "engine pauses rebuilt from the waiting jobs' meta")
 
@@ -172,9 +175,12 @@ class Runner:
         Which job is next is ``decisions.choose``'s to say; this gathers the facts and takes the locks.
         """
         now = time.time()
-        self._end_pauses(now)
-        self.pauses = limits.active_pauses(self.store, now)
-        self.probing = limits.probing_engines(self.store, now)
+        # A shared store reads every engine's records in one query here, not one per engine and use.
+        with getattr(self.store.engines, "prefetched", contextlib.nullcontext)():
+            expired = limits.expired_pauses(self.store, now)
+            self.pauses = limits.active_pauses(self.store, now)
+            self.probing = limits.probing_engines(self.store, now)
+        self._end_pauses(expired)  # each read again under the engine's lock
         if self.config.budgets and time.monotonic() - self._spend_at > SPEND_REFRESH:
             self._refresh_spend(now)
         spent = {n: why for n in plugins.installed_engines() if (why := self._budget_block(n))}
@@ -223,7 +229,9 @@ class Runner:
         """Take the chosen job's locks and claim it: ``started``, ``busy``, or ``lock:<name>`` (held elsewhere)."""
         job_id = choice.job
         job = self.inbox.job(job_id)
-        job_lock = self.store.coord.try_lock("job:" + job_id)
+        # A store may take the locks a claim follows without waiting for the disk, confirmed by the claim.
+        take = getattr(self.store.coord, "try_lock_to_claim", self.store.coord.try_lock)
+        job_lock = take("job:" + job_id)
         if job_lock is None or job is None or not self.inbox.still_waiting(job_id):
             if job_lock is not None:
                 job_lock.release()
@@ -231,7 +239,7 @@ class Runner:
             return "busy"
         locks: list[Lock] = [job_lock]
         for name in choice.locks:
-            held = self.store.coord.try_lock(name)
+            held = take(name)
             if held is None:
                 for lock in locks:
                     lock.release()
@@ -274,8 +282,8 @@ class Runner:
         self._spend = self._daily.totals(self.store, now)  # reads only the meta of jobs that changed
         self._spend_at = time.monotonic()
 
-    def _end_pauses(self, now: float) -> None:
-        for pause in limits.expired_pauses(self.store, now):
+    def _end_pauses(self, expired: list[limits.Pause]) -> None:
+        for pause in expired:
             ended = limits.end_pause(self.store, pause.engine, "expired")
             if ended is None:
                 continue  # another runner ended it first

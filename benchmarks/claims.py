@@ -9,7 +9,11 @@ Two figures per store, each with ``--procs`` processes:
   ``true``), from the first claim to the last finish (as recorded in meta), so process start-up
   is not counted;
 - claims: raw ``store.claim`` calls per second, every process walking the same ``--claims`` ids
-  (from its own offset), exactly one winning each.
+  (from its own offset), exactly one winning each;
+- for PostgreSQL, beside them: the server's transactions and WAL flushes per job of the run
+  (``pg_stat_database``, ``pg_stat_wal``: how many round trips and durable commits a job costs), and
+  the claims' floor: durable commits per second of ``--procs`` processes that each insert one row
+  per commit, nothing else.
 
 It starts its own PostgreSQL (``tests/pgserver.py``: loopback, a temp dir, as the ``postgres``
 user when run as root). The server is durable (fsync on, as the filesystem store fsyncs every
@@ -99,6 +103,58 @@ def run_throughput(base: Path, url: str | None, jobs: int, procs: int) -> float:
     return jobs / (last_finish - first_claim)
 
 
+def server_counts(url: str) -> tuple[int, int]:
+    """(transactions committed in the URL's database, WAL flushes of the whole server) so far."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        xacts = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+        syncs = conn.execute("SELECT wal_sync FROM pg_stat_wal")
+        return int(xacts.fetchone()[0]), int(syncs.fetchone()[0])
+
+
+def run_counted(base: Path, url: str, jobs: int, procs: int) -> tuple[float, float, float]:
+    """``run_throughput`` on PostgreSQL, with the server's transactions and WAL flushes per job."""
+    xacts, syncs = server_counts(url)
+    rate = run_throughput(base, url, jobs, procs)
+    time.sleep(1.0)  # backends report their counts within a second of their last transaction
+    xacts2, syncs2 = server_counts(url)
+    return rate, (xacts2 - xacts) / jobs, (syncs2 - syncs) / jobs
+
+
+def _committer(url: str, count: int, start: multiprocessing.Event, out: multiprocessing.Queue) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        start.wait()
+        for n in range(count):
+            conn.execute("INSERT INTO aq_bench_commits (n) VALUES (%s)", (n,), prepare=True)
+        out.put(time.monotonic())
+
+
+def commit_floor(url: str, count: int, procs: int) -> float:
+    """Durable commits per second of ``procs`` processes inserting one row per commit: a claim's floor."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS aq_bench_commits (n integer)")
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    workers = [ctx.Process(target=_committer, args=(url, count // procs, start, out)) for _ in range(procs)]
+    for proc in workers:
+        proc.start()
+    time.sleep(2.0)
+    began = time.monotonic()
+    start.set()
+    ends = [out.get(timeout=600) for _ in workers]
+    for proc in workers:
+        proc.join()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE aq_bench_commits")
+    return (count // procs) * procs / (max(ends) - began)
+
+
 def _claimer(url: str | None, local: str, ids: list[str], start: multiprocessing.Event, out: multiprocessing.Queue):
     store = open_store(url, Path(local))
     start.wait()
@@ -150,6 +206,7 @@ def main() -> int:
     server = PgServer(durable=not args.fast).start()
     base = Path(tempfile.mkdtemp(prefix="aq-bench-"))
     rows = []
+    extra = ""
     try:
         for name in ("filesystem", "postgresql"):
             url = None
@@ -161,7 +218,15 @@ def main() -> int:
             (base / name).mkdir()
             (base / name / "run").mkdir()
             (base / name / "claim").mkdir()
-            jobs_s = run_throughput(base / name / "run", url, args.jobs, args.procs)
+            if url:
+                jobs_s, xacts, syncs = run_counted(base / name / "run", url, args.jobs, args.procs)
+                floor = commit_floor(url, args.claims, args.procs)
+                extra = (
+                    f"postgresql, a job of the run: {xacts:.1f} transactions, {syncs:.1f} WAL flushes;"
+                    f" durable commits/s of {args.procs} processes, one row each (the claims' floor): {floor:.0f}"
+                )
+            else:
+                jobs_s = run_throughput(base / name / "run", url, args.jobs, args.procs)
             claims_s = claim_throughput(base / name / "claim", url, args.claims, args.procs)
             rows.append((name, jobs_s, claims_s))
     finally:
@@ -174,6 +239,7 @@ def main() -> int:
     print(f"{'':<12} {f'({args.jobs} jobs)':>12} {f'({args.claims})':>10}")
     for name, jobs_s, claims_s in rows:
         print(f"{name:<12} {jobs_s:>12.1f} {claims_s:>10.0f}")
+    print(extra)
     return 0
 
 

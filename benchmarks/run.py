@@ -498,6 +498,7 @@ def bench_budget(b: Bench, root: Path, size: int, label: str) -> None:
 PG_FIGURES = (
     ("pg.run", "PostgreSQL store, 4 hosts, `true` jobs", "jobs/s"),
     ("pg.claims", "PostgreSQL raw claims, 4 processes", "claims/s"),
+    ("pg.commits", "PostgreSQL durable commits, 4 processes, one row each", "commits/s"),
     ("pg.status.100k", "aq status on PostgreSQL, 100,000 jobs, warm", "s"),
     ("pg.insights.100k", "aq insights --json on PostgreSQL, 100,000 jobs, warm", "s"),
     ("pg.status.first", "aq status on PostgreSQL, 100,000 jobs, first read on a host", "s"),
@@ -507,6 +508,7 @@ PG_FIGURES = (
 PG_GOALS = {
     "pg.run": (">= the filesystem store", lambda value, floor: value >= floor),
     "pg.claims": (">= 5,000/s", lambda value, floor: value >= 5000),
+    "pg.commits": ("", lambda value, floor: None),
     "pg.status.100k": ("<= 0.5 s", lambda value, floor: value <= 0.5),
     "pg.insights.100k": ("<= 0.5 s", lambda value, floor: value <= 0.5),
     "pg.status.first": ("<= 1 s", lambda value, floor: value <= 1.0),
@@ -565,18 +567,39 @@ def bench_pg(b: Bench) -> None:
             base = b.tmp / f"pg-{name}"
             (base / "run").mkdir(parents=True)
             (base / "claim").mkdir()
-            rates[name] = (
-                claims.run_throughput(base / "run", url, jobs, 4),
-                claims.claim_throughput(base / "claim", url, count, 4),
-            )
-        how = "benchmarks/claims.py's measures: first claim to last finish (meta), 4 `aq run --once` processes"
-        fs = "(filesystem store)"
-        pg_row(
-            b, "pg.run", f"PostgreSQL store, 4 hosts, `true` jobs ({jobs})", [rates["pg"][0]], rates["fs"][0], fs, how
+            if url:
+                run = claims.run_counted(base / "run", url, jobs, 4)
+            else:
+                run = (claims.run_throughput(base / "run", url, jobs, 4), 0.0, 0.0)
+            rates[name] = (run, claims.claim_throughput(base / "claim", url, count, 4))
+            if url:
+                commits = claims.commit_floor(url, count, 4)
+        (rate, xacts, syncs), claimed = rates["pg"]
+        how = (
+            "benchmarks/claims.py's measures: first claim to last finish (meta), 4 `aq run --once` processes;"
+            f" a job: {xacts:.1f} transactions (round trips, about), {syncs:.1f} WAL flushes (the server's counts)"
         )
+        fs = "(filesystem store)"
+        pg_row(b, "pg.run", f"PostgreSQL store, 4 hosts, `true` jobs ({jobs})", [rate], rates["fs"][0][0], fs, how)
         how = "store.claim calls racing for the same ids, exactly one winning each"
         pg_row(
-            b, "pg.claims", f"PostgreSQL raw claims, 4 processes ({count})", [rates["pg"][1]], rates["fs"][1], fs, how
+            b,
+            "pg.claims",
+            f"PostgreSQL raw claims, 4 processes ({count})",
+            [claimed],
+            commits,
+            "(durable commits)",
+            how,
+        )
+        how = "the claims' floor on this server: each process inserts one row per durable commit, nothing else"
+        pg_row(
+            b,
+            "pg.commits",
+            f"PostgreSQL durable commits, 4 processes, one row each ({count})",
+            [commits],
+            None,
+            "-",
+            how,
         )
         bench_pg_reads(b, database())
     finally:

@@ -31,6 +31,7 @@ FIGURES = [
     "budget.refresh",
     "pg.run",
     "pg.claims",
+    "pg.commits",
     "pg.status.100k",
     "pg.insights.100k",
     "pg.status.first",

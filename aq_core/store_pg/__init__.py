@@ -6,8 +6,10 @@ The package's modules, each with one job:
 - ``schema``: the tables, versioned migrations (``aq store init``) and the version check;
 - ``leases``: ``store.coord``: locks and claims as lease rows renewed by a heartbeat, liveness,
   change tokens;
+- ``lockrows``: the statements that take and release lock rows, and whether a holder is alive;
 - ``runners``: every host's live runners (``aq_runners``), and ``aq stop``'s request to each;
-- ``store``: ``PgStore``: job state and meta, and the engine records (``store.engines``);
+- ``store``: ``PgStore``: job state and meta, read ahead for many jobs in one query;
+- ``engines``: the engine records (``store.engines``);
 - ``migrate``: ``aq store migrate``, a filesystem queue copied in one transaction;
 - ``rows``: finished jobs' status rows kept on the server, with their table cells and typed figures;
 - ``reads``: ``aq status`` and ``aq insights`` printed from those rows for a host with no rows cache.

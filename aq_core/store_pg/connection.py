@@ -108,7 +108,13 @@ def _connection_lost(exc: BaseException, conn: Any) -> bool:
     if state.startswith("08") or state in ("57P01", "57P02", "57P03"):
         return True
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return conn is None or conn.closed or getattr(conn, "broken", False)
+        if conn is None or conn.closed or getattr(conn, "broken", False):
+            return True
+        # A pipeline cut off mid-way ("cannot exit pipeline mode while busy") leaves the connection
+        # waiting for results that never come: it is as good as lost, and the outcome unknown.
+        with contextlib.suppress(Exception):
+            status = conn.pgconn.transaction_status
+            return status in (psycopg.pq.TransactionStatus.ACTIVE, psycopg.pq.TransactionStatus.UNKNOWN)
     return False
 
 

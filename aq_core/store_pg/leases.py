@@ -10,7 +10,6 @@ holder is detected at once by its pid and start time.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import threading
 import time
@@ -23,22 +22,8 @@ from aq_core.errors import StoreUnavailable
 from aq_core.meta import Meta
 from aq_core.store import Coordination, LocalFiles, Lock, State
 from aq_core.store_pg.connection import Connection, psycopg
+from aq_core.store_pg.lockrows import LEASE_SQL, STEAL_LOCK, TAKE_LOCK, delete_lock, holder_alive, write
 
-LEASE_SQL = "clock_timestamp() + make_interval(secs => %(lease)s)"
-_TAKE_LOCK = f"""
-INSERT INTO aq_locks (name, token, host, pid, pidstart, expires_at)
-VALUES (%(name)s, %(token)s, %(host)s, %(pid)s, %(pidstart)s, {LEASE_SQL})
-ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, host = EXCLUDED.host, pid = EXCLUDED.pid,
-    pidstart = EXCLUDED.pidstart, acquired = clock_timestamp(), expires_at = EXCLUDED.expires_at
-WHERE aq_locks.expires_at <= clock_timestamp()
-RETURNING token
-"""
-_STEAL_LOCK = f"""
-UPDATE aq_locks SET token = %(token)s, host = %(host)s, pid = %(pid)s, pidstart = %(pidstart)s,
-    acquired = clock_timestamp(), expires_at = {LEASE_SQL}
-WHERE name = %(name)s AND token = %(old)s
-RETURNING token
-"""
 _RENEW = f"""
 WITH j AS (
     UPDATE aq_jobs SET lease_expires = {LEASE_SQL}
@@ -68,36 +53,6 @@ FROM aq_jobs WHERE id = %(id)s
 # not here was left by a release that could not reach the database, and may be taken at once.
 _LIVE_TOKENS: set[str] = set()
 _LIVE_GUARD = threading.Lock()
-
-
-def holder_alive(pid: int | None, pidstart: float | None) -> bool:
-    """Whether the process ``pid`` (started at ``pidstart``, when known) still runs on this host."""
-    from aq_core.procs import alive
-
-    if not pid or pid <= 0:
-        return False
-    if pidstart is None:  # no start time was known: only the pid can say
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return alive(pid, pidstart)
-
-
-def _delete_lock(conn: Any, name: str, token: str) -> None:
-    """Release a lock row in one round trip, committed without waiting for the disk.
-
-    A release lost in a server crash leaves the row as a release that never reached the database
-    does (handled already): held until its lease runs out, or until its holder is seen dead (or not
-    live, ``_LIVE_TOKENS``) on its own host. Holding a lock longer is always safe; the lock's taking
-    and everything done under it stay durable commits.
-    """
-    with conn.pipeline(), conn.transaction():
-        conn.execute("SET LOCAL synchronous_commit TO off")
-        conn.execute("DELETE FROM aq_locks WHERE name = %s AND token = %s", (name, token))
 
 
 class PgLock(Lock):
@@ -144,10 +99,13 @@ class PgCoordination(Coordination):
         self._locks: dict[str, PgLock] = {}  # token -> lock
         self._lock_job: dict[str, str] = {}  # token -> the job it was taken for
         self._pending = threading.local()  # locks a thread took since its last claim
+        self._unconfirmed = threading.local()  # .locks: taken without waiting for the disk, unconfirmed
         self._last: dict[str, object] = {}  # last cheap versions (served while the store is away)
         self._heartbeat: threading.Thread | None = None
         self._runner: str | None = None  # this process's row in aq_runners, once it runs jobs
         self._wake = threading.Event()
+        # The store's reads ahead (``PgStore.prefetched``): (known, version) of a job in a state.
+        self.read_ahead: Callable[[str, State], tuple[bool, object | None]] | None = None
 
     # -- the store's book-keeping of its own claims ---------------------------------------------------
 
@@ -179,6 +137,36 @@ class PgCoordination(Coordination):
     # -- locks ------------------------------------------------------------------------------------
 
     def try_lock(self, name: str) -> Lock | None:
+        return self._take(name, durable=True)
+
+    def try_lock_to_claim(self, name: str) -> Lock | None:
+        """Take a lock without waiting for the disk; this thread's next claim or move confirms it.
+
+        That claim or move applies only while the lock's row is still there (``unconfirmed``), and
+        its durable commit makes the row durable too: the server's log is flushed in order. A
+        server that restarted in between and lost the row fails the claim, and the runner lets go.
+        """
+        lock = self._take(name, durable=False)
+        if lock is not None:
+            held = getattr(self._unconfirmed, "locks", None)
+            if held is None:
+                held = self._unconfirmed.locks = []
+            held.append(lock)
+        return lock
+
+    def unconfirmed(self) -> list[PgLock]:
+        """The locks this thread took without waiting for the disk and still holds, unconfirmed."""
+        held = getattr(self._unconfirmed, "locks", None)
+        if not held:
+            return []
+        held[:] = [lock for lock in held if not lock.released]
+        return list(held)
+
+    def confirmed(self) -> None:
+        """A durable claim or move of this thread found every lock of ``unconfirmed`` held."""
+        self._unconfirmed.locks = []
+
+    def _take(self, name: str, durable: bool) -> Lock | None:
         token = secrets.token_hex(12)
         params = {
             "name": name,
@@ -195,7 +183,7 @@ class PgCoordination(Coordination):
                 if row is not None and row[0] == token:
                     return True
             for _ in range(3):
-                if conn.execute(_TAKE_LOCK, params).fetchone() is not None:
+                if write(conn, TAKE_LOCK, params, durable) is not None:
                     return True
                 holder = conn.execute(
                     "SELECT token, host, pid, pidstart FROM aq_locks WHERE name = %s", (name,)
@@ -204,8 +192,7 @@ class PgCoordination(Coordination):
                     continue  # released meanwhile: try again
                 if not self._stale(*holder):
                     return False
-                stolen = conn.execute(_STEAL_LOCK, {**params, "old": holder[0]}).fetchone()
-                return stolen is not None
+                return write(conn, STEAL_LOCK, {**params, "old": holder[0]}, durable) is not None
             return False
 
         if not self.conn.do(op):
@@ -244,7 +231,7 @@ class PgCoordination(Coordination):
                 self._last.pop("meta:" + lock.job, None)
         with contextlib.suppress(StoreUnavailable, Exception):
             # Best effort: a row we cannot delete runs out with its lease (and is ours to take again).
-            self.conn.do(lambda conn, _: _delete_lock(conn, lock.name, lock.token), retry_for=1.0)
+            self.conn.do(lambda conn, _: delete_lock(conn, lock.name, lock.token), retry_for=1.0)
 
     # -- leases -----------------------------------------------------------------------------------
 
@@ -407,6 +394,10 @@ class PgCoordination(Coordination):
         )
 
     def job_version(self, job_id: str, state: State) -> object | None:
+        if self.read_ahead is not None:
+            known, version = self.read_ahead(job_id, state)
+            if known:
+                return version
         row = self.conn.do(
             lambda conn, _: conn.execute(
                 "SELECT rev, octet_length(data) FROM aq_jobs WHERE id = %s AND state = %s",

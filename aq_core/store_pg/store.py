@@ -14,26 +14,31 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
-from aq_core.meta import Meta, encode_lines, parse_lines
-from aq_core.store import STATES, EngineRecords, Entry, LocalFiles, State, Store, default_root, read_limit
+from aq_core.meta import Meta
+from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root, read_limit
 from aq_core.store_pg.connection import Connection
+from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
+from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
 _INSERT_META = """
 INSERT INTO aq_meta (job_id, key, value, batch)
 SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
 """
-_INSERT_ENGINE_META = """
-INSERT INTO aq_engine_meta (engine, key, value, batch)
-SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
+_INSERT_META_ONCE = """
+INSERT INTO aq_meta (job_id, key, value, batch)
+SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n)
+WHERE NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %s AND m.batch = %s)
+ORDER BY t.n
 """
 _FINISHED_COLUMNS = """
 SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WHERE state = 'done'),
@@ -41,6 +46,11 @@ SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WH
     array_agg(queued) FILTER (WHERE state = 'failed'), array_agg(op_token) FILTER (WHERE state = 'failed')
 FROM aq_jobs
 """
+# A move into done/ or failed/ returns the job's meta as of the move, in the same round trip.
+_WITH_META = (
+    ", (SELECT array_agg(key ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s),"
+    " (SELECT array_agg(value ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s)"
+)
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
 _CLAIM = f"""
 UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
@@ -59,33 +69,16 @@ RETURNING id
 """
 
 
-def pairs(items: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The (key, value) pairs ``items`` makes, exactly as a meta file would read them back."""
-    # A NUL cannot be stored in a text column; a meta value never needs one.
-    return [(k, v.replace("\x00", "\ufffd")) for k, v in parse_lines(encode_lines(items))]
+# This thread's locks taken without waiting for the disk (``try_lock_to_claim``) are all still held.
+_HELD = (
+    " AND (SELECT count(*) FROM aq_locks WHERE name = ANY(%(lock_names)s::text[])"
+    " AND token = ANY(%(lock_tokens)s::text[])) = %(locks)s"
+)
+_CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n    FOR UPDATE OF j SKIP LOCKED")
 
 
-def append_rows(
-    conn: Connection, statement: str, table: str, column: str, owner: str, items: Mapping[str, Any]
-) -> None:
-    """Insert ``items`` as meta rows of ``owner``, once even when the statement is retried."""
-    rows = pairs(items)
-    if not rows:
-        return
-    batch = secrets.token_hex(8)
-    keys, values = [k for k, _ in rows], [v for _, v in rows]
-
-    def op(db: Any, retrying: bool) -> None:
-        if (
-            retrying
-            and db.execute(
-                f"SELECT 1 FROM {table} WHERE {column} = %s AND batch = %s LIMIT 1", (owner, batch)
-            ).fetchone()
-        ):
-            return
-        db.execute(statement, (owner, batch, keys, values))
-
-    conn.do(op)
+def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) -> tuple:
+    return (job_id, batch, keys, values, job_id, batch) if once else (job_id, batch, keys, values)
 
 
 class PgStore(Store):
@@ -101,8 +94,14 @@ class PgStore(Store):
         else:
             self.files = LocalFiles(default_root())
         self.coord = PgCoordination(self.conn, self.files)
+        self.coord.read_ahead = self.ahead_version
         self._finished: dict[str, tuple[str, str]] = {}  # job -> (state, token) of this store's move into it
         self.engines = PgEngineRecords(self.conn)
+        self._ahead = threading.local()  # .rows: job -> (state, version, data, meta) read ahead
+        self._state = threading.Lock()
+        # job -> meta batches (batch, keys, values) committed without waiting for the disk, not yet
+        # followed by a durable append to the job
+        self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
         self.conn.open()
         if check:
             check_schema(self.conn)
@@ -162,6 +161,7 @@ class PgStore(Store):
         return self._transition(job_id, State(src), State(dst))
 
     def _transition(self, job_id: str, src: State, dst: State) -> bool:
+        self._forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
         holding = coord.holding(job_id) if src is State.BUILDING else None
@@ -178,8 +178,13 @@ class PgStore(Store):
             "pidstart": coord.pidstart,
             "lease": coord.lease,
         }
+        unconfirmed = coord.unconfirmed()
+        if unconfirmed:
+            params["lock_names"] = [lock.name for lock in unconfirmed]
+            params["lock_tokens"] = [lock.token for lock in unconfirmed]
+            params["locks"] = len(unconfirmed)
         if dst is State.BUILDING:
-            statement = _CLAIM
+            statement = _CLAIM_CONFIRMING if unconfirmed else _CLAIM
         else:
             # A runner finishing its own attempt moves the job only while its lease holds: once it ran
             # out, the job may be another runner's already (recovered, claimed again).
@@ -188,8 +193,10 @@ class PgStore(Store):
                 "UPDATE aq_jobs SET state = %(dst)s, op_token = %(nonce)s, changed = clock_timestamp(),"
                 " lease_token = NULL, lease_host = NULL, lease_pid = NULL, lease_pidstart = NULL,"
                 " lease_expires = NULL"
-                f" WHERE id = %(id)s AND state = %(src)s{guard} RETURNING id"
+                f" WHERE id = %(id)s AND state = %(src)s{guard}{_HELD if unconfirmed else ''} RETURNING id"
             )
+            if dst in (State.DONE, State.FAILED):
+                statement += _WITH_META  # its finished row is computed from it next (``transitions.arrived``)
         if dst is State.INBOX:
             # One statement: the move and the inbox counter (idle runners poll it) change together.
             statement = (
@@ -203,9 +210,15 @@ class PgStore(Store):
                 row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
                 if row is not None and row[0] == dst.value and row[1] == nonce:
                     return True
-            return conn.execute(statement, params).fetchone() is not None
+            row = conn.execute(statement, params).fetchone()
+            if row is not None and len(row) == 3:
+                self._ahead.moved = (job_id, tuple(zip(row[1] or (), row[2] or (), strict=True)))
+            return row is not None
 
+        self._ahead.moved = None
         moved = self.conn.do(op)
+        if moved and unconfirmed:
+            coord.confirmed()
         if moved and dst in (State.DONE, State.FAILED):
             if len(self._finished) > 10_000:  # moves nobody kept a row for (a tool, not a runner)
                 self._finished.clear()
@@ -215,15 +228,58 @@ class PgStore(Store):
                 coord.claimed(job_id, started)
             elif src is State.BUILDING:
                 coord.let_go(job_id)
+                with self._state:
+                    self._unflushed.pop(job_id, None)  # the attempt is over
         return moved
 
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
             # An attempt that lost its lease records nothing more: recovery accounts for it.
             raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
-        append_rows(self.conn, _INSERT_META, "aq_meta", "job_id", job_id, items)
+        self._forget(job_id)
+        rows = pairs(items)
+        if not rows:
+            return
+        batch = secrets.token_hex(8)
+        keys, values = [k for k, _ in rows], [v for _, v in rows]
+        with self._state:
+            earlier = list(self._unflushed.get(job_id, ()))
+
+        def op(db: Any, retrying: bool) -> None:
+            # Lines appended without waiting for the disk are committed again (once: by their batch)
+            # with the next durable append to the job: a server crash may have lost them, and this
+            # commit is what the caller relies on for both.
+            todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
+            if len(todo) == 1 and durable:
+                db.execute(_INSERT_META_ONCE if retrying else _INSERT_META, _meta_params(job_id, *todo[0], retrying))
+                return
+            with db.pipeline(), db.transaction():  # one round trip
+                if not durable:
+                    db.execute("SET LOCAL synchronous_commit TO off")
+                for item in todo:
+                    db.execute(_INSERT_META_ONCE, _meta_params(job_id, *item, True))
+
+        self.conn.do(op)
+        with self._state:
+            if durable:
+                kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
+                if kept:
+                    self._unflushed[job_id] = kept
+                else:
+                    self._unflushed.pop(job_id, None)
+            else:
+                if len(self._unflushed) > 1000:  # attempts that ended without a durable append
+                    self._unflushed.clear()
+                self._unflushed.setdefault(job_id, []).append((batch, keys, values))
 
     def read_meta(self, job_id: str) -> Meta:
+        ahead = self._read_ahead(job_id)
+        if ahead is not None:
+            return Meta(list(ahead[3]))
+        moved = getattr(self._ahead, "moved", None)
+        if moved is not None and moved[0] == job_id:
+            self._ahead.moved = None  # once: the first read after the move, by the thread that made it
+            return Meta(list(moved[1]))
         rows = self.conn.do(
             lambda conn, _: conn.execute(
                 "SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,)
@@ -288,11 +344,56 @@ class PgStore(Store):
 
         return self.conn.do(op)
 
+    def entry(self, job_id: str, state: State) -> Entry | None:
+        ahead = self._read_ahead(job_id)
+        if ahead is not None:
+            if ahead[0] != State(state).value:
+                return None
+            return Entry(job_id, State(state), ahead[4], ahead[5])
+        found = self._entries(" WHERE id = %s AND state = %s", (job_id, State(state).value))
+        return found[0] if found else None
+
     def _entries(self, where: str, params: tuple) -> list[Entry]:
         sql = "SELECT id, state, queued, op_token FROM aq_jobs" + where
         rows = self.conn.do(lambda conn, _: conn.execute(sql, params).fetchall())
         states = {state.value: state for state in State}  # a dict look-up, not State(...), per row
         return [Entry(job_id, states[st], queued, token) for job_id, st, queued, token in rows]
+
+    # -- reading ahead ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def prefetched(self, job_ids: Iterable[str], data: bool = True) -> Iterator[None]:
+        """Within the block, this thread's reads of these jobs' meta, file and version (``read_meta``,
+        ``read_job``, ``coord.job_version``) are served from one query for many jobs: the first
+        ``readahead.PREFETCH_CHUNK`` on entry, the next when a read reaches them (in the order given, which
+        is the order the caller reads them in; a job read again after its chunk is asked afresh).
+
+        Each answer is what the same read would have returned when its chunk was read. A job this
+        store writes (meta, a move) is read from the database again: a thread sees its own writes.
+        """
+        previous = getattr(self._ahead, "rows", None)
+        self._ahead.rows = ReadAhead(self.conn, list(dict.fromkeys(job_ids)), data)
+        try:
+            yield
+        finally:
+            self._ahead.rows = previous
+
+    def _read_ahead(self, job_id: str) -> Ahead | None:
+        rows = getattr(self._ahead, "rows", None)
+        return rows.get(job_id) if rows else None
+
+    def ahead_version(self, job_id: str, state: State) -> tuple[bool, object | None]:
+        """(True, the job's version in ``state`` as read ahead) or (False, None): not read ahead."""
+        ahead = self._read_ahead(job_id)
+        if ahead is None:
+            return False, None
+        return True, (ahead[1] if ahead[0] == State(state).value else None)
+
+    def _forget(self, job_id: str) -> None:
+        self._ahead.moved = None
+        rows = getattr(self._ahead, "rows", None)
+        if rows:
+            rows.pop(job_id, None)
 
     # -- finished jobs' rows kept on the server (optional capabilities, see ``records``) --------------
 
@@ -320,6 +421,9 @@ class PgStore(Store):
         return read(self, what, limit)
 
     def read_job(self, job_id: str, state: State) -> bytes:
+        ahead = self._read_ahead(job_id)
+        if ahead is not None and ahead[2] is not None and ahead[0] == State(state).value:
+            return ahead[2][: read_limit()]
         row = self.conn.do(
             lambda conn, _: conn.execute(
                 "SELECT data FROM aq_jobs WHERE id = %s AND state = %s", (job_id, State(state).value)
@@ -334,29 +438,3 @@ class PgStore(Store):
             lambda conn, _: conn.execute("SELECT state FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
         )
         return State(row[0]) if row else None
-
-
-class PgEngineRecords(EngineRecords):
-    """Engine records as insert-only rows of ``aq_engine_meta``."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def append(self, engine: str, items: Mapping[str, Any]) -> None:
-        if not engine:
-            raise AqError(f"bad engine name {engine!r}")
-        append_rows(self.conn, _INSERT_ENGINE_META, "aq_engine_meta", "engine", engine, items)
-
-    def read(self, engine: str) -> Meta:
-        rows = self.conn.do(
-            lambda conn, _: conn.execute(
-                "SELECT key, value FROM aq_engine_meta WHERE engine = %s ORDER BY seq", (engine,)
-            ).fetchall()
-        )
-        return Meta([(k, v) for k, v in rows])
-
-    def names(self) -> list[str]:
-        rows = self.conn.do(
-            lambda conn, _: conn.execute("SELECT DISTINCT engine FROM aq_engine_meta ORDER BY engine").fetchall()
-        )
-        return [name for (name,) in rows]
