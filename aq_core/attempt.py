@@ -206,10 +206,9 @@ class Attempt(AttemptEnd):
         search = extra.get("PATH", os.environ.get("PATH"))
         program = find_program(spec.argv[0], search) if spec.argv else None
         if program is None:
-            with contextlib.suppress(FileNotFoundError):
-                prompt_file.unlink()
-            self.commit(workdir, "invalid")
-            self.fail_unstarted("invalid", f"engine {self.engine}: cannot start {spec.argv[:1]!r}: not found")
+            self._not_started(
+                workdir, prompt_file, None, f"engine {self.engine}: cannot start {spec.argv[:1]!r}: not found"
+            )
             return
         argv, tmpdir = [program, *spec.argv[1:]], None
         if bwrap is not None:
@@ -226,12 +225,9 @@ class Attempt(AttemptEnd):
             try:
                 os.close(store.files.open_log(marker))
             except OSError as exc:  # e.g. a symlink planted there: nothing is written through it
-                if tmpdir is not None:
-                    shutil.rmtree(tmpdir, ignore_errors=True)
-                with contextlib.suppress(FileNotFoundError):
-                    prompt_file.unlink()
-                self.commit(workdir, "invalid")
-                self.fail_unstarted("invalid", f"logs/{marker.name}: cannot be written ({exc.strerror})")
+                self._not_started(
+                    workdir, prompt_file, tmpdir, f"logs/{marker.name}: cannot be written ({exc.strerror})"
+                )
                 return
         log_fd = store.files.open_log(log_path)
         # The prompt goes through a pipe of our own, written without a thread when it fits (send_prompt).
@@ -253,12 +249,9 @@ class Attempt(AttemptEnd):
             if stdin_w is not None:
                 os.close(stdin_r)
                 os.close(stdin_w)
-            if tmpdir is not None:
-                shutil.rmtree(tmpdir, ignore_errors=True)
-            with contextlib.suppress(FileNotFoundError):
-                prompt_file.unlink()
-            self.commit(workdir, "invalid")
-            self.fail_unstarted("invalid", f"engine {self.engine}: cannot start {spec.argv[0]!r}: {exc.strerror}")
+            self._not_started(
+                workdir, prompt_file, tmpdir, f"engine {self.engine}: cannot start {spec.argv[0]!r}: {exc.strerror}"
+            )
             return
         os.close(log_fd)
         proc = self.proc
@@ -361,6 +354,15 @@ class Attempt(AttemptEnd):
                     if self.store.read_meta(job.id).get("cancel_requested") == "1":
                         end_group(proc, min(job.grace, STOP_GRACE))
                         return "cancel"
+
+    def _not_started(self, workdir: Path, prompt_file: Path, tmpdir: Path | None, reason: str) -> None:
+        """Undo what was made for an agent that never started, and fail its job as invalid."""
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            prompt_file.unlink()
+        self.commit(workdir, "invalid")
+        self.fail_unstarted("invalid", reason)
 
     def fail_unstarted(self, result: str, reason: str) -> None:
         """End a claimed job whose engine never started (no attempt is counted)."""

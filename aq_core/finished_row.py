@@ -13,23 +13,14 @@ import contextlib
 from operator import itemgetter
 from typing import Any
 
+from aq_core.meta import finite as _number
+
 _SUMMED = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd", "turns", "tool_calls", "duration_s")
 _SPENT = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd")
 # The run keys the row sums, by type (the integers first: a job's spend per engine keeps this order).
 _INTS = ("tokens_in", "tokens_out", "tokens_cached", "turns", "tool_calls")
 _FLOATS = ("cost_usd", "duration_s")
 _first = itemgetter(0)
-
-
-def _number(value: str | None) -> float | None:
-    """A finite float, else None (``meta.finite``, inlined)."""
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if number - number == 0.0 else None  # nan and inf give nan
 
 
 def _integer(value: str | None) -> int | None:

@@ -21,9 +21,7 @@ def finite(value: str | None) -> float | None:
         number = float(value)
     except ValueError:
         return None
-    if number != number or number in (float("inf"), float("-inf")):
-        return None
-    return number
+    return number if number - number == 0.0 else None  # nan and inf give nan
 
 
 def encode_value(value: Any) -> str:

@@ -213,37 +213,49 @@ def _fork_parts(store: Store, rows: int) -> int:
     return parts
 
 
+def fork_share(work: Any) -> tuple[int, Any]:
+    """Run ``work()`` in a forked process; its result comes back, marshalled, through ``reap_share``."""
+    import tempfile
+
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - closed after the child is reaped
+    pid = os.fork()
+    if pid == 0:  # the child: compute, write, leave without running the parent's exit handlers
+        code = 1
+        try:
+            out.write(marshal.dumps(work()))
+            out.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid, out
+
+
+def reap_share(pid: int, out: Any) -> Any:
+    """What a ``fork_share`` process computed; None when it failed (the caller computes that share)."""
+    _, status = os.waitpid(pid, 0)
+    share = None
+    if status == 0:
+        out.seek(0)
+        with contextlib.suppress(EOFError, ValueError, TypeError):
+            share = marshal.loads(out.read())
+    out.close()
+    return share
+
+
 def _compute_all(store: Store, misses: list[Entry], compute: Any, extra: Any = None) -> list[tuple]:
     """``_computed`` for each missed entry; a large rebuild is split over forked processes (one per CPU)."""
     parts = _fork_parts(store, len(misses))
     if parts < 2:
         return [_computed(e, compute(e), extra) for e in misses]
-    import tempfile
-
     step = -(-len(misses) // parts)
     chunks = [misses[i : i + step] for i in range(0, len(misses), step)]
-    children = []
-    for chunk in chunks[1:]:
-        out = tempfile.TemporaryFile()  # noqa: SIM115 - closed after the child is reaped
-        pid = os.fork()
-        if pid == 0:  # the child: compute, write, leave without running the parent's exit handlers
-            code = 1
-            try:
-                out.write(marshal.dumps([_computed(e, compute(e), extra) for e in chunk]))
-                out.flush()
-                code = 0
-            finally:
-                os._exit(code)
-        children.append((pid, out, chunk))
+    children = [
+        (*fork_share(lambda chunk=chunk: [_computed(e, compute(e), extra) for e in chunk]), chunk)
+        for chunk in chunks[1:]
+    ]
     results = [_computed(e, compute(e), extra) for e in chunks[0]]
     for pid, out, chunk in children:
-        _, status = os.waitpid(pid, 0)
-        part = None
-        if status == 0:
-            out.seek(0)
-            with contextlib.suppress(EOFError, ValueError, TypeError):
-                part = marshal.loads(out.read())
-        out.close()
+        part = reap_share(pid, out)
         if not isinstance(part, list) or len(part) != len(chunk):
             part = [_computed(e, compute(e), extra) for e in chunk]  # the child failed: do its share here
         results.extend(part)

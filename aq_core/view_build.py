@@ -145,7 +145,7 @@ def can_rebuild(store: Store, finished: list[Entry]) -> bool:
 def rebuild(store: Store, key: bytes, finished: list[Entry]) -> bool:
     """Compute every finished job's row from meta (over forked processes when there are many) and write
     the rows cache and the view from the shares; False when the view could not be written."""
-    from aq_core.records import _fork_parts, _take, cache_path, journal_path, save_frames
+    from aq_core.records import _fork_parts, _take, cache_path, fork_share, journal_path, reap_share, save_frames
     from aq_core.status import in_status_order
 
     entries = in_status_order(finished)
@@ -153,42 +153,14 @@ def rebuild(store: Store, key: bytes, finished: list[Entry]) -> bool:
     parts = _fork_parts(store, len(entries))
     step = -(-len(entries) // parts)
     chunks = [entries[i : i + step] for i in range(0, len(entries), step)]
-    children = [_spawn(store, chunk) for chunk in chunks[1:]]
+    children = [fork_share(lambda chunk=chunk: _share_of_meta(store, chunk)) for chunk in chunks[1:]]
     shares = [_share_of_meta(store, chunks[0])] if chunks else []
     for (pid, out), chunk in zip(children, chunks[1:], strict=True):
-        share = _reap(pid, out)
-        shares.append(
-            share if share is not None and len(share["cells"]) == len(chunk) else _share_of_meta(store, chunk)
-        )
+        share = reap_share(pid, out)
+        ok = isinstance(share, dict) and len(share["cells"]) == len(chunk)
+        shares.append(share if ok else _share_of_meta(store, chunk))
     save_frames(cache_path(store), [share["cache"] for share in shares])
     if taken is not None:
         with contextlib.suppress(OSError):
             os.unlink(taken)
     return write_view(store, key, finished, shares, entries)
-
-
-def _spawn(store: Store, chunk: list[Entry]) -> tuple[int, Any]:
-    import tempfile
-
-    out = tempfile.TemporaryFile()  # noqa: SIM115 - closed after the child is reaped
-    pid = os.fork()
-    if pid == 0:  # the child: compute, write, leave without running the parent's exit handlers
-        code = 1
-        try:
-            out.write(marshal.dumps(_share_of_meta(store, chunk)))
-            out.flush()
-            code = 0
-        finally:
-            os._exit(code)
-    return pid, out
-
-
-def _reap(pid: int, out: Any) -> dict[str, Any] | None:
-    _, status = os.waitpid(pid, 0)
-    share = None
-    if status == 0:
-        out.seek(0)
-        with contextlib.suppress(EOFError, ValueError, TypeError):
-            share = marshal.loads(out.read())
-    out.close()
-    return share if isinstance(share, dict) else None
