@@ -283,9 +283,10 @@ def _print_table_with(view: View, rows: list, entries: list[Entry]) -> None:
     out.write("\n")
 
 
-def _insights_view(store: Store) -> Any:
+def _insights_view(store: Store) -> tuple[Any, list[Entry] | None]:
     """The finished jobs for ``aq insights``: the view when it matches their listing, else the view
-    patched (``view_insights``), else rebuilt from shares, else None (the caller builds the rows)."""
+    patched (``view_insights``), else rebuilt from shares, else None (the caller builds the rows); and
+    the finished entries listed on the way (None when the store's own columns matched the view)."""
     from aq_core import view_insights
 
     columns_of = getattr(store, "finished_columns", None)
@@ -293,15 +294,15 @@ def _insights_view(store: Store) -> Any:
         columns = columns_of()
         view = open_view(store, listing_key([], columns) if columns[0] else None)
         if view is not None:
-            return view_insights.whole(view)
+            return view_insights.whole(view), None
     finished = finished_entries(store)
     columns = listing_columns(finished)
     key = listing_key(finished, columns) if finished else None
     view = open_view(store, key)
     if view is not None:
-        return view_insights.whole(view)
+        return view_insights.whole(view), finished
     if key is None:
-        return None
+        return None, finished
     base = open_view(store, key, any_listing=True)
     if base is not None:
         try:
@@ -309,9 +310,9 @@ def _insights_view(store: Store) -> Any:
         except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
             found = None  # a view of another shape or cut short: rebuilt as if there were none
         if found is not None:
-            return found
+            return found, finished
     view = _rebuilt(store, key, finished)
-    return view_insights.whole(view) if view is not None else None
+    return (view_insights.whole(view) if view is not None else None), finished
 
 
 def print_insights_json(store: Store) -> None:
@@ -321,9 +322,10 @@ def print_insights_json(store: Store) -> None:
 
     if _from_server(store, "insights-json"):
         return
-    view = _insights_view(store) if _stdout_takes_bytes() else None
+    view, finished = _insights_view(store) if _stdout_takes_bytes() else (None, None)
     if view is None:
-        finished = finished_entries(store)
+        if finished is None:
+            finished = finished_entries(store)
         key = listing_key(finished) if finished else None
         rows = rows_of(store, finished)
         save(store, key, rows, finished)
@@ -343,7 +345,7 @@ def print_insights_text(store: Store, limit: int) -> bool:
         return False
     if _from_server(store, "insights", limit):
         return True
-    view = _insights_view(store)
+    view, _ = _insights_view(store)
     if view is None:
         return False
     from aq_core.insights import render_overview

@@ -98,12 +98,12 @@ def test_insights_from_a_stale_or_torn_view_or_delta(queue: Path, tmp_path: Path
     warm(queue)
     FsStore(queue).path("s5", State.DONE).unlink()
     monkeypatch.setattr(rollup, "_put", lambda values, value, sign: values.remove(object()))
-    assert views._insights_view(store) is None
+    assert views._insights_view(store)[0] is None
     monkeypatch.undo()
     # Many changes at once: folded into a full rewrite, the output the same.
     finish(queue, tmp_path, *(f"s{i}" for i in range(6, 10)))
     monkeypatch.setattr(view_delta, "FOLD_MIN", 2)
-    assert views._insights_view(store) is None
+    assert views._insights_view(store)[0] is None
 
 
 def test_the_patched_insights_read_loads_no_rows_cache(queue: Path, tmp_path: Path, monkeypatch, capfd) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
