@@ -734,11 +734,17 @@ def test_a_symlinked_prompt_file_is_never_written_through(planted, tmp_path: Pat
     assert state_of(root, "via-file") in ("done", "failed")
 
 
-def test_a_symlinked_lock_file_is_never_written_through_and_said_in_one_line(planted) -> None:
+def test_a_symlinked_lock_file_is_never_written_through_and_said_in_one_line(planted, tmp_path: Path) -> None:
     root, outside, job = planted
-    digest = hashlib.sha256(b"job:locked").hexdigest()[:32]
+    # A job's own lock is its meta file; a ``lock:`` name has a file in locks/.
+    digest = hashlib.sha256(b"lock:shared").hexdigest()[:32]
     os.symlink(outside, root / "locks" / f"{digest}.lock")
-    assert aq("add", str(job("locked")), root=root).returncode == 0
+    locked = write_job(
+        tmp_path / "jobs",
+        "locked",
+        {"engine": "command", "cwd": str(tmp_path / "work"), "command": stub(), "lock": "shared"},
+    )
+    assert aq("add", str(locked), root=root).returncode == 0
     assert aq("add", str(job("other")), root=root).returncode == 0
     run = aq("run", "--once", root=root, timeout=60)
     assert outside.read_bytes() == b"precious\n"

@@ -122,6 +122,33 @@ class TestFsStore(StoreContract):
             mode = stat.S_IMODE(path.stat().st_mode)
             assert mode in (0o700, 0o600), f"{path} has mode {oct(mode)}"
 
+    def test_a_jobs_lock_is_its_meta_file_and_creates_no_file(self, tmp_path: Path) -> None:
+        store = FsStore(tmp_path / "q")
+        store.add("a", b"A", {"added": 1})
+        before = store.meta_path("a").read_bytes()
+        held = store.coord.try_lock("job:a")
+        assert held is not None
+        assert store.coord.try_lock("job:a") is None
+        with multiprocessing.get_context("spawn").Pool(1) as pool:  # another process: still held
+            assert pool.apply(_lock_taken, (str(store.root), "job:a")) is False
+        assert store.coord.try_lock("job:b") is not None, "another job's lock is another file"
+        held.release()
+        again = store.coord.try_lock("job:a")
+        assert again is not None
+        again.release()
+        assert list((store.root / "locks").iterdir()) == [], "no lock file made for a job"
+        assert store.meta_path("a").read_bytes() == before, "taking the lock writes nothing to meta"
+
+    def test_a_jobs_lock_with_a_symlinked_meta_writes_nothing_through_it(self, tmp_path: Path) -> None:
+        store = FsStore(tmp_path / "q")
+        outside = tmp_path / "outside"
+        outside.write_bytes(b"precious\n")
+        os.symlink(outside, store.meta_path("x"))
+        held = store.coord.try_lock("job:x")
+        assert held is not None and store.coord.try_lock("job:x") is None
+        held.release()
+        assert outside.read_bytes() == b"precious\n" and os.path.islink(store.meta_path("x"))
+
     def test_torn_and_garbage_meta_lines_are_tolerated(self, tmp_path: Path) -> None:
         store = FsStore(tmp_path / "q")
         store.add("a", b"A", {"attempts": 1})
@@ -208,3 +235,11 @@ def test_meta_encoding_round_trips() -> None:
     assert meta.last == values
     with pytest.raises(ValueError):
         encode_lines({"Bad Key": 1})
+
+
+def _lock_taken(root: str, name: str) -> bool:
+    lock = FsStore(root).coord.try_lock(name)
+    if lock is None:
+        return False
+    lock.release()
+    return True
