@@ -54,6 +54,8 @@ class Inbox:
         self.skip: set[str] = set()
         self.busy = False  # a job's lock was held elsewhere this round: look again soon
         self.work_locks: dict[tuple[Path, str], str | None] = {}
+        self._order: list[decisions.Candidate] = []  # the last full round's candidates, sorted
+        self._versions: dict[str, object] = {}  # their entries' versions (and refused files')
 
     def round(self, running: set[str]) -> _Round:
         """Start a round of picks: the candidates in the queue's order, minus ``running`` and ``skip``;
@@ -62,14 +64,33 @@ class Inbox:
         self.busy = False
         self.work_locks = {}
         entries = self._entries()
-        found = sorted(self.candidates(entries), key=decisions.queue_key)
-        waiting = {e.id for e in entries}
+        found = self._kept_order(entries)
+        if found is None:
+            found = sorted(self.candidates(entries), key=decisions.queue_key)
+            self._order = found
+            self._versions = {c.id: self.cands[c.id][0] for c in found}
+            self._versions.update((e.id, e.version) for e in entries if e.id in self.refused)
+        waiting = self.entries
         self.states = {}
         for c in found:
             for dep in c.after:
                 if dep not in self.states:
                     self.states[dep] = self._state_of(dep, waiting, running)
         return _Round(found, self.skip)
+
+    def _kept_order(self, entries: list[Entry]) -> list[decisions.Candidate] | None:
+        """The last sorted round again, minus the jobs gone since, when no entry is new or changed
+        (a runner's own claims are most rounds' only change): no candidate looked at, no sort.
+        None when anything else changed, or a job's candidate was dropped since (``still_waiting``)."""
+        skip = self.skip
+        current = {e.id: e.version for e in entries if e.id not in skip}
+        if not current.items() <= self._versions.items():
+            return None
+        cands = self.cands
+        for gone in cands.keys() - current.keys():
+            del cands[gone]
+        found = [c for c in self._order if c.id in current]
+        return found if len(found) == len(cands) else None
 
     def _entries(self) -> list[Entry]:
         """The inbox's entries (unsorted: the queue's order is decisions'). A full listing (one

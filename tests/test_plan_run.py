@@ -227,3 +227,34 @@ def test_a_job_that_left_and_came_back_between_listings_is_read_afresh_before_it
     view = decisions.View(now=time.time())
     assert [decisions.blocked(c, view) is not False for c in fresh] == [True]
     assert stale[0].next_eligible is None and fresh[0].next_eligible is not None
+
+
+def test_rounds_between_claims_keep_the_queue_order_and_see_new_and_changed_jobs(tmp_path: Path) -> None:
+    import io
+
+    from aq_core.config import QueueConfig
+    from aq_core.inbox import Inbox
+    from aq_core.journal import Journal
+    from aq_core.store import State
+    from aq_core.store_fs import FsStore
+
+    root, work = tmp_path / "q", tmp_path / "w"
+    work.mkdir()
+    for name in ("a", "b", "c"):
+        assert aq("add", str(job(tmp_path, name, work)), root=root).returncode == 0
+        time.sleep(0.01)  # distinct add times: the queue's order is a, b, c
+    store = FsStore(root)
+    inbox = Inbox(store, QueueConfig(), Journal(store, out=io.StringIO()), None)  # type: ignore[arg-type]
+    assert [c.id for c in inbox.round(set())] == ["a", "b", "c"]
+    assert store.claim("a")
+    assert [c.id for c in inbox.round({"a"})] == ["b", "c"], "the claimed job is gone, the rest in order"
+    assert [c.id for c in inbox.round(set())] == ["b", "c"]
+    assert aq("add", str(job(tmp_path, "d", work, priority=5)), root=root).returncode == 0
+    assert [c.id for c in inbox.round(set())] == ["d", "b", "c"], "a job added between rounds is seen"
+    time.sleep(0.01)  # a distinct ctime
+    path = root / "inbox" / "c.md"
+    path.write_text(path.read_text().replace("engine: command", "engine: command\npriority: 9"))
+    inbox.listed_at = float("-inf")  # a changed file is seen at the next full listing (a stat each)
+    assert [c.id for c in inbox.round(set())] == ["c", "d", "b"], "a changed file is read again"
+    assert store.move("b", State.INBOX, State.FAILED)
+    assert [c.id for c in inbox.round(set())] == ["c", "d"]
