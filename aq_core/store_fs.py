@@ -217,7 +217,9 @@ class FsCoordination(Coordination):
         if name.startswith("job:"):
             with contextlib.suppress(OSError):  # a symlink planted there: the job's file in locks/
                 # Created for a job dropped into inbox/ without ``aq add``: its claim writes it anyway.
-                return os.open(self.store._meta_file(name[4:]), os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                # Opened for writing (never written through) as a lock file is: NFS emulates ``flock``
+                # with ``fcntl`` locks, and an exclusive one needs a file open for writing.
+                return os.open(self.store._meta_file(name[4:]), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         import hashlib
 
         digest = hashlib.sha256(name.encode()).hexdigest()[:32]
