@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aq_core.git_repo import GitFailed, Repo, Status, find_repo
+from aq_core.git_switch import switch_new
 from aq_core.hookspecs import hookimpl
 from aq_core.wip_commit import WIP_PREFIX, commit_tree, commit_work, set_wip_ref, snapshot
 
@@ -163,9 +164,12 @@ def _prepare(
         log(f"wip: repo is in the middle of {busy}: HEAD left as is; snapshots go to {branch} via a temporary index")
         return
     if not created:
+        # Creates the branch at HEAD (never an existing one) and points HEAD at it. The commit is the
+        # same, so neither the index nor the files are read or written: on the files ref backend aq
+        # writes the two refs and their reflog lines as git does; elsewhere one git does it.
+        if switch_new(repo, branch, head):
+            return
         with contextlib.suppress(GitFailed):
-            # One git: creates the branch at HEAD (never an existing one) and points HEAD at it. The
-            # commit is the same, so git reads neither the index nor the files, and writes neither.
             repo.git("switch", "-q", "--no-track", "-c", branch)
             return
         if not repo.may_have_ref(ref):  # a git without `switch`, or a lock held: the same in two steps
