@@ -8,7 +8,6 @@ import contextlib
 import os
 import re
 import time
-from pathlib import Path
 
 from aq_core.git_repo import GitFailed, Repo
 
@@ -46,6 +45,8 @@ _GIT_DECIDES = (
     "GIT_REFLOG_ACTION",
     "GIT_TEST_DATE_NOW",
 )
+_SYMREF = re.compile(rb"ref: (refs/heads/\S+)\n")
+_OID = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
 # The identity git writes in reflog lines, by everything it is read from; None: git could not tell.
 _IDENTITY: dict[tuple[object, ...], str | None] = {}
 
@@ -60,99 +61,101 @@ def switch_new(repo: Repo, branch: str, head: str) -> bool:
     if any(name in os.environ for name in _GIT_DECIDES):
         return False
     ref = "refs/heads/" + branch
-    git_dir, common = repo.git_dir, repo.common_dir
+    git_dir, common = f"{repo.git_dir}/", f"{repo.common_dir}/"  # plain strings: this runs once a job
     try:
         if not _BRANCH_STATE.isdisjoint(os.listdir(git_dir)):
             return False
-        head_text = (git_dir / "HEAD").read_bytes()
-        configs = _configs(repo)
+        head_text = _read(git_dir + "HEAD")
     except OSError:
         return False
-    if configs is None or (common / "reftable").exists():
-        return False
-    match = re.fullmatch(rb"ref: (refs/heads/\S+)\n", head_text)
-    if match is None or match[1].decode() == ref:
-        return False  # detached, or not a branch: git
+    match = _SYMREF.fullmatch(head_text)
+    if match is None or match[1].decode() == ref or os.path.lexists(common + "reftable"):
+        return False  # detached, or not on a branch, or not the files backend: git
+    configs = _configs(repo)
     old_ref = match[1].decode()
-    packed = _read(common / "packed-refs")
-    if _value(common, old_ref, packed) != head or _taken(common, ref, packed):
+    packed = _read(common + "packed-refs")
+    if configs is None or _value(common, old_ref, packed) != head or _taken(common, ref, packed):
         return False
     ident = _identity(repo, configs)
     if ident is None:
         return False
     stamp = _stamp()
     zero = "0" * len(head)
-    ref_path = common / ref
-    try:
-        ref_path.parent.mkdir(parents=True, exist_ok=True)
-        (common / "logs" / ref).parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # e.g. refs/heads/aq is a branch (a file): git's refusal to give
+    created = f"{zero} {head} {ident} {stamp}\tbranch: Created from HEAD\n"
+    if not _write_locked(common + ref, head + "\n", common + "logs/" + ref, created):
         return False
-    if not _write_locked(
-        ref_path, head + "\n", common / "logs" / ref, f"{zero} {head} {ident} {stamp}\tbranch: Created from HEAD\n"
-    ):
-        return False
-    old = old_ref.removeprefix("refs/heads/")
-    message = f"checkout: moving from {old} to {branch}"
+    message = f"checkout: moving from {old_ref.removeprefix('refs/heads/')} to {branch}"
     line = f"{head} {head} {ident} {stamp}\t{message}\n"
-    with contextlib.suppress(OSError):  # without it, the reflog line cannot be written: git below
-        (git_dir / "logs").mkdir(exist_ok=True)
-    if not _write_locked(git_dir / "HEAD", f"ref: {ref}\n", git_dir / "logs" / "HEAD", line, expect=head_text):
+    if not _write_locked(git_dir + "HEAD", f"ref: {ref}\n", git_dir + "logs/HEAD", line, expect=head_text):
         # The branch exists now; HEAD was taken or moved meanwhile: git points it there, or says why not.
         repo.git("symbolic-ref", "-m", message, "HEAD", ref)
     return True
 
 
-def _write_locked(path: Path, content: str, log: Path, line: str, *, expect: bytes | None = None) -> bool:
+def _write_locked(path: str, content: str, log: str, line: str, *, expect: bytes | None = None) -> bool:
     """Replace ``path`` with ``content`` through ``<path>.lock`` as git does, appending ``line`` to its
     reflog first; False, with nothing written, when the lock is held or ``path`` is not as expected
     (``expect``: its content; ``None``: it must not exist)."""
-    lock = path.with_name(path.name + ".lock")
+    lock = path + ".lock"
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    except OSError:
+        fd = _open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
+    except OSError:  # held, or a folder on the way is a file (e.g. a branch named aq): git's to refuse
         return False
     try:
-        ok = path.read_bytes() == expect if expect is not None else not os.path.lexists(path)
-        if ok:
+        if (_read(path) == expect) if expect is not None else not os.path.lexists(path):
             os.write(fd, content.encode())
-            with open(log, "ab") as reflog:
-                reflog.write(line.encode())
+            log_fd = _open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC)
+            try:
+                os.write(log_fd, line.encode())
+            finally:
+                os.close(log_fd)
             os.replace(lock, path)
             return True
     except OSError:
         pass
     finally:
         os.close(fd)
-    lock.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        os.unlink(lock)
     return False
 
 
-def _read(path: Path) -> bytes:
+def _open(path: str, flags: int) -> int:
+    """``os.open`` with git's mode, creating the folders on the way when they are missing."""
     try:
-        return path.read_bytes()
+        return os.open(path, flags, 0o666)
     except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o666)
+
+
+def _read(path: str) -> bytes:
+    """A file's bytes; empty when it does not exist."""
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except (FileNotFoundError, NotADirectoryError):
         return b""
 
 
-def _value(common: Path, ref: str, packed: bytes) -> str | None:
+def _value(common: str, ref: str, packed: bytes) -> str | None:
     """The commit a branch points at (loose, else packed); None when it is symbolic or missing."""
-    try:
-        text = (common / ref).read_bytes().strip()
-    except (FileNotFoundError, NotADirectoryError):
-        found = re.search(rb"^([0-9a-f]{40,64}) " + re.escape(ref.encode()) + rb"$", packed, re.MULTILINE)
-        return found[1].decode() if found else None
-    return text.decode() if re.fullmatch(rb"[0-9a-f]{40,64}", text) else None
+    text = _read(common + ref).strip()
+    if not text:
+        at = packed.find(b" " + ref.encode() + b"\n")
+        text = packed[packed.rfind(b"\n", 0, at) + 1 : at] if at > 0 else b""
+    return text.decode() if _OID.fullmatch(text) else None
 
 
-def _taken(common: Path, ref: str, packed: bytes) -> bool:
-    """Whether ``ref`` or a ref it conflicts with (a parent folder's name or one below it) exists."""
-    if os.path.lexists(common / ref):
+def _taken(common: str, ref: str, packed: bytes) -> bool:
+    """Whether ``ref`` or a ref it conflicts with (one named like a folder above it, or one below it) exists."""
+    if os.path.lexists(common + ref):
         return True
     parts = ref.split("/")
-    names = [re.escape("/".join(parts[:i]).encode()) for i in range(3, len(parts) + 1)]
-    pattern = rb" (?:" + b"|".join(names) + rb")(?:$|/)"
-    return re.search(pattern, packed, re.MULTILINE) is not None
+    above = ("/".join(parts[:i]) for i in range(3, len(parts)))
+    return any(f" {name}\n".encode() in packed for name in above) or any(
+        f" {ref}{end}".encode() in packed for end in ("\n", "/")
+    )
 
 
 def _configs(repo: Repo) -> tuple[bytes, ...] | None:
@@ -166,8 +169,8 @@ def _configs(repo: Repo) -> tuple[bytes, ...] | None:
         names.append(env["GIT_CONFIG_GLOBAL"])
     else:
         names += [f"{xdg}/git/config" if xdg else "", f"{home}/.gitconfig" if home else ""]
-    outer = tuple(_read(Path(name)) if name else b"" for name in names)
-    local = _read(repo.common_dir / "config")
+    outer = tuple(_read(name) if name else b"" for name in names)
+    local = _read(f"{repo.common_dir}/config")
     for text in (*outer, local):
         lowered = text.lower()
         if any(word in lowered for word in _CONFIG_WORDS):

@@ -34,7 +34,7 @@ def git_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (shim / "git").write_text(
         "#!/bin/sh\n"
         'first=""; skip=0\n'
-        'for a in "$@"; do if [ $skip = 1 ]; then skip=0; elif [ "$a" = -c ]; then skip=1; '
+        'for a in "$@"; do if [ $skip = 1 ]; then skip=0; elif [ "$a" = -c ] || [ "$a" = -C ]; then skip=1; '
         "else first=$a; break; fi; done\n"
         f'echo "$first" >> {log}\n'
         f'exec {real} "$@"\n'
