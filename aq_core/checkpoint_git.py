@@ -40,6 +40,8 @@ def checkpoint(stage: str, ctx: CheckpointContext) -> dict[str, str] | None:
     """Create or resume ``aq/wip/<id>`` at ``prepare``; snapshot the work tree onto it at ``commit``."""
     job_id, workdir, result, meta, log = ctx.job_id, ctx.workdir, ctx.result, ctx.meta, ctx.log
     isolation, protected = ctx.isolation, ctx.protected
+    if stage == "finish" and f"/aq-worktrees/{job_id}" not in os.fspath(workdir):
+        return None  # only aq's own worktree is removed at the end; a job that ran in place needs no look
     repo = find_repo(Path(workdir))
     if repo is None:
         if stage == "prepare":

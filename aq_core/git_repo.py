@@ -151,27 +151,30 @@ class Repo:
 
         Saves a git process for the common question "is this work branch new?"; git has the last word.
         """
-        if (self.common_dir / "reftable").is_dir() or (self.common_dir / ref).exists():
+        common = f"{self.common_dir}/"  # plain strings: asked every job, where a pathlib join costs more
+        if os.path.isdir(common + "reftable") or os.path.exists(common + ref):
             return True
         try:
-            with open(self.common_dir / "packed-refs", "rb") as packed:
+            with open(common + "packed-refs", "rb") as packed:
                 return b" " + ref.encode() + b"\n" in packed.read()
         except FileNotFoundError:
             return False
 
     def head_ref(self) -> str | None:
         """Return the ref HEAD points at (``refs/heads/x``, maybe unborn), or ``None`` when detached."""
-        if (self.common_dir / "reftable").is_dir():  # the reftable backend keeps no readable HEAD file
+        if os.path.isdir(f"{self.common_dir}/reftable"):  # the reftable backend keeps no readable HEAD file
             return self.run("symbolic-ref", "-q", "HEAD", ok=(0, 1))[1].strip() or None
-        head = (self.git_dir / "HEAD").read_text(errors="replace").strip()
+        with open(f"{self.git_dir}/HEAD", "rb") as file:
+            head = file.read().decode(errors="replace").strip()
         return head[5:].strip() if head.startswith("ref:") else None
 
     def in_progress(self) -> str | None:
         """Name the operation under way in this work tree (rebase, merge, ...), or ``None``."""
-        for name, what in _IN_PROGRESS:
-            if (self.git_dir / name).exists():
-                return what
-        return None
+        try:
+            present = set(os.listdir(self.git_dir))  # one call, not one `stat` a name
+        except OSError:
+            return None
+        return next((what for name, what in _IN_PROGRESS if name in present), None)
 
 
 def _spawn(argv: list[str], env: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
@@ -328,11 +331,11 @@ def _look(name: str) -> Repo | None | bool:
             os.lstat(prefix + "HEAD")
         except OSError:
             return None  # neither name: nothing here, whatever lies above
-        return False if _is_git_dir(Path(name)) else None
+        return False if _is_git_dir(prefix) else None
     directory = Path(name)
     dot_git = directory / ".git"
     if dot_git.is_dir():
-        if _is_git_dir(dot_git):
+        if _is_git_dir(prefix + ".git/"):
             return Repo(directory, dot_git, _common_dir(dot_git))
     elif dot_git.is_file():  # a linked worktree or submodule: "gitdir: <path>"
         try:
@@ -343,16 +346,18 @@ def _look(name: str) -> Repo | None | bool:
             git_dir = Path(os.path.realpath(directory / text[7:].strip()))
             if (git_dir / "HEAD").is_file():
                 return Repo(directory, git_dir, _common_dir(git_dir))
-    return False if _is_git_dir(directory) else None
+    return False if _is_git_dir(prefix) else None
 
 
-def _is_git_dir(path: Path) -> bool:
-    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+def _is_git_dir(prefix: str) -> bool:
+    """Whether the folder ``prefix`` (ending in ``/``) holds a ``HEAD`` file, ``objects`` and ``refs``."""
+    return os.path.isfile(prefix + "HEAD") and os.path.isdir(prefix + "objects") and os.path.isdir(prefix + "refs")
 
 
 def _common_dir(git_dir: Path) -> Path:
     try:
-        rel = (git_dir / "commondir").read_text().strip()
-    except OSError:
+        with open(f"{git_dir}/commondir", "rb") as file:
+            rel = file.read().decode().strip()
+    except (OSError, UnicodeDecodeError):
         return git_dir
     return Path(os.path.realpath(git_dir / rel))

@@ -70,7 +70,7 @@ def prepare(repo: Path, job_id: str) -> tuple[dict[str, str], list[str]]:
 
 def reflog(path: Path) -> str:
     """A reflog file with each line's time replaced (the two switches ran at different seconds)."""
-    return re.sub(r"> \d+ ([+-]\d{4})\t", r"> T \1\t", path.read_text())
+    return re.sub(r"> \d+ ([+-]\d{4})(\t|\n)", r"> T \1\2", path.read_text())  # a line may have no message
 
 
 def seen(repo: Path, branch: str) -> dict[str, object]:
