@@ -34,7 +34,15 @@ _BRANCH_STATE = frozenset(
     }
 )
 # Settings under which git would write other files or modes, or read config this module does not see.
-_CONFIG_WORDS = (b"include", b"refstorage", b"sharedrepository", b"sparse", b"recurse", b"worktreeconfig")
+_CONFIG_WORDS = (
+    b"include",
+    b"refstorage",
+    b"sharedrepository",
+    b"sparse",
+    b"recurse",
+    b"worktreeconfig",
+    b"fsync",  # git would flush the ref files
+)
 _LOG_ALL_ON = re.compile(rb"\s*logallrefupdates\s*=\s*(true|always|yes|on|1)\s*", re.IGNORECASE)
 # Variables that change what git would write (its config, time or reflog message): then git does it.
 _GIT_DECIDES = (

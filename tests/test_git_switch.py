@@ -178,6 +178,12 @@ def unusual(repo: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
         git(repo, "config", "core.logAllRefUpdates", "false")
     elif kind == "shared":
         git(repo, "config", "core.sharedRepository", "group")
+    elif kind == "flushed refs":
+        git(repo, "config", "core.fsync", "reference")
+    elif kind == "sparse":
+        git(repo, "config", "core.sparseCheckout", "true")
+    elif kind == "recursing into submodules":
+        git(repo, "config", "submodule.recurse", "true")
     elif kind == "reftable":
         (dot / "reftable").mkdir()
     elif kind == "config from the environment":
@@ -197,6 +203,9 @@ UNUSUAL = [
     "merge message",
     "no reflogs",
     "shared",
+    "flushed refs",
+    "sparse",
+    "recursing into submodules",
     "reftable",
     "config from the environment",
     "included config",
