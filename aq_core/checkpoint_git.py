@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aq_core.git_repo import GitFailed, Repo, Status, find_repo
-from aq_core.git_switch import switch_new
+from aq_core.git_switch import clear_stale_locks, switch_new
 from aq_core.hookspecs import hookimpl
 from aq_core.wip_commit import WIP_PREFIX, commit_tree, commit_work, set_wip_ref, snapshot
 
@@ -90,6 +90,7 @@ def _prepare(
     worktree = repo.common_dir / "aq-worktrees" / job_id
     status: Status | None = None
     if isolation == "inplace":  # whether the user's checkout has changes decides how the job starts
+        clear_stale_locks(repo, branch)
         status = repo.status()
         head = status.head
         tip = repo.resolve(ref)[0] if repo.may_have_ref(ref) else None

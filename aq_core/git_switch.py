@@ -11,7 +11,7 @@ import time
 
 from aq_core.git_repo import GitFailed, Repo
 
-__all__ = ["switch_new"]
+__all__ = ["clear_stale_locks", "switch_new"]
 
 # Files `git switch` removes or acts on when present (merge and sequencer state, an autostash to apply):
 # with any of them there, git does more than move HEAD, so git does it.
@@ -55,6 +55,7 @@ _GIT_DECIDES = (
 )
 _SYMREF = re.compile(rb"ref: (refs/heads/\S+)\n")
 _OID = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
+_STALE_S = 10.0
 # The identity git writes in reflog lines, by everything it is read from; None: git could not tell.
 _IDENTITY: dict[tuple[object, ...], str | None] = {}
 
@@ -98,6 +99,26 @@ def switch_new(repo: Repo, branch: str, head: str) -> bool:
         # The branch exists now; HEAD was taken or moved meanwhile: git points it there, or says why not.
         repo.git("symbolic-ref", "-m", message, "HEAD", ref)
     return True
+
+
+def clear_stale_locks(repo: Repo, branch: str) -> None:
+    """Remove the lock files a killed aq could have left by ``switch_new``: this job's branch's, and a
+    ``HEAD.lock`` that would point HEAD at a work branch, each once it is ``_STALE_S`` old.
+
+    aq writes them in its own process, so a kill -9 between creating and renaming one leaves it, and
+    git then refuses every ref update it guards. Git holds such a lock for milliseconds; only aq
+    writes ``aq/wip/*``, and in-place jobs in one work tree are serialised, so an old one is aq's.
+    """
+    now = time.time()
+    for lock, mine in (
+        (f"{repo.git_dir}/HEAD.lock", b"ref: refs/heads/aq/wip/"),
+        (f"{repo.common_dir}/refs/heads/{branch}.lock", b""),
+    ):
+        try:
+            if now - os.lstat(lock).st_mtime >= _STALE_S and _read(lock).startswith(mine):
+                os.unlink(lock)
+        except OSError:
+            continue
 
 
 def _write_locked(path: str, content: str, log: str, line: str, *, expect: bytes | None = None) -> bool:

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gitutil import commit_all, git, head, init_repo, status, write
+from gitutil import commit_all, git, head, init_repo, note_git_calls, status, write
+from gitutil import git_calls_since as calls
 
 from aq_core import plugins
 from aq_core.checkpoint import CheckpointContext
@@ -26,21 +27,9 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def git_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Put a ``git`` on PATH that notes each command (its first word after the ``-c`` options)."""
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    log = tmp_path / "git-calls.log"
-    real = next(Path(d) / "git" for d in os.environ["PATH"].split(os.pathsep) if (Path(d) / "git").is_file())
-    (shim / "git").write_text(
-        "#!/bin/sh\n"
-        'first=""; skip=0\n'
-        'for a in "$@"; do if [ $skip = 1 ]; then skip=0; elif [ "$a" = -c ] || [ "$a" = -C ]; then skip=1; '
-        "else first=$a; break; fi; done\n"
-        f'echo "$first" >> {log}\n'
-        f'exec {real} "$@"\n'
-    )
-    (shim / "git").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    """Put a ``git`` on PATH that notes each command."""
+    log, path = note_git_calls(tmp_path, os.environ["PATH"])
+    monkeypatch.setenv("PATH", path)
     return log
 
 
@@ -57,12 +46,6 @@ def run_job(
     ctx = CheckpointContext(job_id, Path(meta["workdir"]), "ok", dict(meta), "inplace", ("main",), logs.append)
     meta.update(plugins.checkpoint("commit", ctx))
     return meta, logs
-
-
-def calls(log: Path) -> list[str]:
-    lines = log.read_text().split() if log.exists() else []
-    log.unlink(missing_ok=True)
-    return lines
 
 
 def known_identity(repo: Path, git_calls: Path) -> None:

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from gitutil import commit_all, git, head, init_repo, non_wip_refs, status, write
+from gitutil import commit_all, git, head, init_repo, non_wip_refs, note_git_calls, status, write
+from gitutil import git_calls_since as calls
 
 from aq_core import plugins
 from aq_core.checkpoint import CheckpointContext
@@ -38,28 +39,10 @@ def pair(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def git_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Put a ``git`` on PATH that notes each command (its first word after the ``-c`` options)."""
-    shim = tmp_path / "shim"
-    shim.mkdir()
-    log = tmp_path / "git-calls.log"
-    real = next(Path(d) / "git" for d in os.environ["PATH"].split(os.pathsep) if (Path(d) / "git").is_file())
-    (shim / "git").write_text(
-        "#!/bin/sh\n"
-        'first=""; skip=0\n'
-        'for a in "$@"; do if [ $skip = 1 ]; then skip=0; elif [ "$a" = -c ] || [ "$a" = -C ]; then skip=1; '
-        "else first=$a; break; fi; done\n"
-        f'echo "$first" >> {log}\n'
-        f'exec {real} "$@"\n'
-    )
-    (shim / "git").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    """Put a ``git`` on PATH that notes each command."""
+    log, path = note_git_calls(tmp_path, os.environ["PATH"])
+    monkeypatch.setenv("PATH", path)
     return log
-
-
-def calls(log: Path) -> list[str]:
-    lines = log.read_text().split() if log.exists() else []
-    log.unlink(missing_ok=True)
-    return lines
 
 
 def prepare(repo: Path, job_id: str) -> tuple[dict[str, str], list[str]]:
@@ -293,3 +276,35 @@ def test_worktrees_of_one_repository_switch_at_once(tmp_path: Path) -> None:
     git(repo, "fsck", "--strict", "--no-progress")
     assert not list((repo / ".git").rglob("*.lock"))
     assert len((repo / ".git/logs/refs/heads/aq/wip/same").read_text().splitlines()) == 1
+
+
+def test_a_lock_left_by_a_killed_aq_is_cleared_once_it_is_old(tmp_path: Path, git_calls: Path) -> None:
+    repo = init_repo(tmp_path / "repo", files={"a.txt": "1\n"})
+    dot = repo / ".git"
+    (dot / "refs/heads/aq/wip").mkdir(parents=True)
+    old = time.time() - 60
+    left = {
+        dot / "HEAD.lock": "ref: refs/heads/aq/wip/killed\n",  # aq was killed between writing and renaming
+        dot / "refs/heads/aq/wip/k1.lock": git(repo, "rev-parse", "HEAD") + "\n",
+    }
+    for lock, text in left.items():
+        lock.write_text(text)
+        os.utime(lock, (old, old))
+    calls(git_calls)
+    answer, logs = prepare(repo, "k1")
+    assert "switch" not in calls(git_calls) and logs == []
+    assert head(repo) == "refs/heads/aq/wip/k1" and not list(dot.rglob("*.lock"))
+    git(repo, "fsck", "--strict", "--no-progress")
+
+
+@pytest.mark.parametrize("what", ["young", "the user's"])
+def test_a_lock_that_may_be_live_is_left_alone(tmp_path: Path, what: str) -> None:
+    repo = init_repo(tmp_path / "repo", files={"a.txt": "1\n"})
+    lock = repo / ".git/HEAD.lock"
+    lock.write_text("ref: refs/heads/aq/wip/other\n" if what == "young" else "ref: refs/heads/feature\n")
+    if what == "the user's":
+        old = time.time() - 60
+        os.utime(lock, (old, old))
+    _, logs = prepare(repo, "k2")
+    assert lock.exists() and head(repo) == "refs/heads/main"  # git refused, as it would have for the user
+    assert any("HEAD.lock" in line for line in logs), logs
