@@ -214,19 +214,34 @@ def _configs(repo: Repo) -> tuple[bytes, ...] | None:
 
 
 def _identity(repo: Repo, configs: tuple[bytes, ...]) -> str | None:
-    """``Name <email>`` as git puts it in a reflog line: asked of git once per set of config files and
-    environment (``git var``), then remembered; None when git has no identity to give."""
+    """``Name <email>`` as git puts it in a reflog line, asked of git once per set of config files and
+    environment (``git var -l``: the identity, guessed as the reflog's is when none is configured, and
+    the config in effect from every file git reads), then remembered. None when that config holds a
+    setting under which git would write something else."""
     env = os.environ
     names = ("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL", "HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL")
     key = (*configs, *(env.get(name) for name in names), env.get("GIT_CONFIG_SYSTEM"), env.get("GIT_CONFIG_NOSYSTEM"))
     if key not in _IDENTITY:
-        try:
-            out = repo.git("var", "GIT_COMMITTER_IDENT").strip()
-        except GitFailed:  # no identity configured: git's reflog guesses one; let git write it
-            out = ""
-        name_email = out.rsplit(" ", 2)[0] if out.count(" ") >= 2 else ""
-        _IDENTITY[key] = name_email if name_email.endswith(">") else None
+        _IDENTITY[key] = _ask_identity(repo)
     return _IDENTITY[key]
+
+
+def _ask_identity(repo: Repo) -> str | None:
+    try:
+        lines = repo.git("var", "-l").splitlines()
+    except GitFailed:
+        return None
+    ident = None
+    for line in lines:
+        name, _, value = line.partition("=")
+        if name == "GIT_COMMITTER_IDENT":
+            ident = value.rsplit(" ", 2)[0] if value.count(" ") >= 2 else None
+        elif name == "core.logallrefupdates":
+            if value.lower() not in ("true", "always", "yes", "on", "1"):
+                return None
+        elif any(word.decode() in name for word in _CONFIG_WORDS):
+            return None
+    return ident if ident and ident.endswith(">") else None
 
 
 def _stamp() -> str:

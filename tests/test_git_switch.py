@@ -104,6 +104,20 @@ def test_the_switch_leaves_what_git_switch_c_leaves(
     assert line.endswith("\tcheckout: moving from feature to aq/wip/j1") and " aq tests <tests@aq.invalid> " in line
 
 
+def test_without_a_configured_identity_the_reflog_has_the_one_git_guesses(
+    pair: tuple[Path, Path], git_calls: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    ours, theirs = pair
+    calls(git_calls)
+    prepare(ours, "anon")
+    assert "switch" not in calls(git_calls)
+    git(theirs, "-c", "user.useConfigOnly=true", "switch", "-q", "--no-track", "-c", "aq/wip/anon")
+    assert seen(ours, "aq/wip/anon") == seen(theirs, "aq/wip/anon")
+    assert "aq tests" not in (ours / ".git/logs/HEAD").read_text().splitlines()[-1]
+
+
 def test_a_job_that_changes_nothing_costs_two_git_processes_once_the_identity_is_known(
     tmp_path: Path, git_calls: Path
 ) -> None:
@@ -176,9 +190,6 @@ def unusual(repo: Path, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     elif kind == "included config":
         (repo.parent / "extra.config").write_text("[core]\n\tlogAllRefUpdates = false\n")
         git(repo, "config", "include.path", str(repo.parent / "extra.config"))
-    elif kind == "no identity":
-        for name in ("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "EMAIL"):
-            monkeypatch.delenv(name, raising=False)
 
 
 UNUSUAL = [
@@ -192,7 +203,6 @@ UNUSUAL = [
     "reftable",
     "config from the environment",
     "included config",
-    "no identity",
 ]
 
 
