@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aq_core.git_repo import GitFailed, Repo, Status, find_repo
+from aq_core.git_switch import clear_stale_locks, switch_new
 from aq_core.hookspecs import hookimpl
 from aq_core.wip_commit import WIP_PREFIX, commit_tree, commit_work, set_wip_ref, snapshot
 
@@ -39,6 +40,8 @@ def checkpoint(stage: str, ctx: CheckpointContext) -> dict[str, str] | None:
     """Create or resume ``aq/wip/<id>`` at ``prepare``; snapshot the work tree onto it at ``commit``."""
     job_id, workdir, result, meta, log = ctx.job_id, ctx.workdir, ctx.result, ctx.meta, ctx.log
     isolation, protected = ctx.isolation, ctx.protected
+    if stage == "finish" and f"/aq-worktrees/{job_id}" not in os.fspath(workdir):
+        return None  # only aq's own worktree is removed at the end; a job that ran in place needs no look
     repo = find_repo(Path(workdir))
     if repo is None:
         if stage == "prepare":
@@ -87,6 +90,7 @@ def _prepare(
     worktree = repo.common_dir / "aq-worktrees" / job_id
     status: Status | None = None
     if isolation == "inplace":  # whether the user's checkout has changes decides how the job starts
+        clear_stale_locks(repo, branch)
         status = repo.status()
         head = status.head
         tip = repo.resolve(ref)[0] if repo.may_have_ref(ref) else None
@@ -163,9 +167,12 @@ def _prepare(
         log(f"wip: repo is in the middle of {busy}: HEAD left as is; snapshots go to {branch} via a temporary index")
         return
     if not created:
+        # Creates the branch at HEAD (never an existing one) and points HEAD at it. The commit is the
+        # same, so neither the index nor the files are read or written: on the files ref backend aq
+        # writes the two refs and their reflog lines as git does; elsewhere one git does it.
+        if switch_new(repo, branch, head):
+            return
         with contextlib.suppress(GitFailed):
-            # One git: creates the branch at HEAD (never an existing one) and points HEAD at it. The
-            # commit is the same, so git reads neither the index nor the files, and writes neither.
             repo.git("switch", "-q", "--no-track", "-c", branch)
             return
         if not repo.may_have_ref(ref):  # a git without `switch`, or a lock held: the same in two steps

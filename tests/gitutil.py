@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -79,3 +80,29 @@ def tree_files(repo: Path, rev: str) -> dict[str, bytes]:
 def status(repo: Path) -> str:
     """``git status --porcelain`` including ignored files: what the user would see."""
     return git(repo, "--no-optional-locks", "status", "--porcelain", "--untracked-files=all", "--ignored")
+
+
+def note_git_calls(tmp_path: Path, env_path: str) -> tuple[Path, str]:
+    """A ``git`` that notes each command (its first word after ``-c``/``-C`` options) in a log, then runs
+    the real one. Returns the log and the ``PATH`` to set (the shim's folder first)."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    log = tmp_path / "git-calls.log"
+    real = next(Path(d) / "git" for d in env_path.split(os.pathsep) if (Path(d) / "git").is_file())
+    (shim / "git").write_text(
+        "#!/bin/sh\n"
+        'first=""; skip=0\n'
+        'for a in "$@"; do if [ $skip = 1 ]; then skip=0; elif [ "$a" = -c ] || [ "$a" = -C ]; then skip=1; '
+        "else first=$a; break; fi; done\n"
+        f'echo "$first" >> {log}\n'
+        f'exec {real} "$@"\n'
+    )
+    (shim / "git").chmod(0o755)
+    return log, f"{shim}{os.pathsep}{env_path}"
+
+
+def git_calls_since(log: Path) -> list[str]:
+    """The commands noted since the last call (the log is emptied)."""
+    lines = log.read_text().split() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return lines
