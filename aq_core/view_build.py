@@ -1,11 +1,17 @@
 """Writing the view (``views``) whole, and the cold rebuild that writes it with the rows cache.
 
-The view is assembled from shares: per share of the finished jobs (in status order), each row's
-table cells, JSON text and ``(id, state, finished)``, and the share's rollup tally. ``views.save``
-makes one share from rows it has; the cold rebuild (no rows cache at all) has forked processes
-compute the rows of their share from meta and hand back that share and their part of the rows
-cache already serialised, so the parent only joins bytes, lays out the table and sorts the newest
-first order: no row object is made in the parent, and no rows cache is built twice.
+The view is assembled from shares: per share of the finished jobs (in status order), what the view
+keeps of its rows, already as bytes: the table's lines (laid out at the share's own column widths),
+the JSON texts in status order and newest first, each with per-row offsets, the cells and the
+``(id, state, finished)`` of each row (lists' bodies marshalled with version 2, which has no
+references, so the parent joins them into one list by concatenation), and the rollup's tally.
+``views.save`` makes one share from rows it has; the cold rebuild (no rows cache at all) has forked
+processes compute the rows of their share from meta, lay out and join their bytes, and write their
+part of the rows cache ahead of the share in the file they hand back, which the parent copies into
+the cache file in the kernel (``copy_file_range``). The parent finishes its own share before it
+waits for the others, then only concatenates: a share whose column widths differ from the table's
+is laid out again from its cells, and the newest-first order is a merge of each share's, copied in
+runs.
 """
 
 from __future__ import annotations
@@ -13,9 +19,63 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+from array import array
+from itertools import accumulate
+from operator import methodcaller
 from typing import Any
 
 from aq_core.store import Entry, State, Store
+
+
+def _body(items: list) -> bytes:
+    """``items`` marshalled (version 2) without the list's head: such bodies concatenate."""
+    return marshal.dumps(items, 2)[5:]
+
+
+def _listed(bodies: list[bytes], count: int) -> bytes:
+    """The marshal of one list made of list ``bodies`` holding ``count`` items in all."""
+    return b"[" + count.to_bytes(4, "little") + b"".join(bodies)
+
+
+def _offsets(lengths: Any) -> bytes:
+    """Where each piece starts once joined by a one-byte separator (and one past the end), from lengths."""
+    return array("Q", accumulate((n + 1 for n in lengths), initial=0)).tobytes()
+
+
+def _lay_out(split: list[list[str]], widths: list[int]) -> list[bytes] | None:
+    """Each row's table lines at ``widths`` as bytes; None for a value print() would refuse too."""
+    from aq_core.view_delta import row_blocks
+
+    try:
+        return [block.encode("utf-8") for block in row_blocks([(p[:7], p[7]) for p in split], widths)]
+    except UnicodeEncodeError:  # such a table is always rendered anew
+        return None
+
+
+def finish_share(cells: list[str], texts: list[bytes], recent: list[tuple], counts: dict, cache: Any = None) -> dict:
+    """A share of the view from its rows' NUL-joined ``cells``, JSON ``texts``, ``(id, state, finished)``
+    and rollup tally ``counts`` (and its part of the rows cache, marshalled, or None)."""
+    from aq_core.status import HEADERS
+
+    n = len(cells)
+    share: dict[str, Any] = {"n": n, "cells": _body(cells), "recent": _body(recent), "tally": counts}
+    share.update(cache=cache, widths=None, counts=None, table=b"", table_off=b"")
+    if n and sum(map(methodcaller("count", "\0"), cells)) == 7 * n:  # else a NUL in a value: no table
+        split = [text.split("\0") for text in cells]
+        columns = list(zip(*split, strict=True))[:7]
+        widths = [max(len(h), *map(len, column)) for h, column in zip(HEADERS, columns, strict=True)]
+        blocks = _lay_out(split, widths)
+        if blocks is not None:
+            share["widths"], share["table"], share["table_off"] = widths, b"\n".join(blocks), _offsets(map(len, blocks))
+            share["counts"] = [list(map(len, column)).count(w) for column, w in zip(columns, widths, strict=True)]
+    share["status"], share["status_off"] = b",".join(texts), _offsets(map(len, texts))
+    # Newest first, as ``insights.select`` orders them: by finish time (none: 0), then id, descending.
+    keys = [(done_at or 0, job_id) for job_id, _, done_at in recent]
+    newest = sorted(range(n), key=keys.__getitem__, reverse=True)
+    itexts = [texts[i] for i in newest]
+    share["insights"], share["insights_off"] = b",".join(itexts), _offsets(map(len, itexts))
+    share["ikeys"] = [keys[i] for i in newest]
+    return share
 
 
 def share_of_rows(rows: list) -> dict[str, Any]:
@@ -29,7 +89,7 @@ def share_of_rows(rows: list) -> dict[str, Any]:
         cells.append("\0".join([*pair[0], pair[1]]))
     texts = [row.to_json().encode() for row in rows]
     recent = [(row["id"], row["state"], row.get("finished")) for row in rows]
-    return {"cells": cells, "texts": texts, "recent": recent, "tally": tally(rows), "cache": None}
+    return finish_share(cells, texts, recent, tally(rows))
 
 
 def _share_of_meta(store: Store, entries: list[Entry]) -> dict[str, Any]:
@@ -49,7 +109,7 @@ def _share_of_meta(store: Store, entries: list[Entry]) -> dict[str, Any]:
         texts.append(text.encode())
         recent.append((full["id"], full["state"], full.get("finished")))
         apply(counts, full)
-    return {"cells": cells, "texts": texts, "recent": recent, "tally": counts, "cache": marshal.dumps(cache)}
+    return finish_share(cells, texts, recent, counts, marshal.dumps(cache))
 
 
 def _merge(counts: dict[str, Any], more: dict[str, Any]) -> None:
@@ -65,59 +125,115 @@ def _merge(counts: dict[str, Any], more: dict[str, Any]) -> None:
         mine["tokens"] = [a + b for a, b in zip(mine["tokens"], slot["tokens"], strict=True)]
 
 
+def _joined(shares: list[dict[str, Any]], name: str, sep: bytes) -> tuple[list[bytes], bytes]:
+    """The shares' part ``name`` joined by ``sep`` (as pieces to write), and its per-row offsets."""
+    pieces: list[bytes] = []
+    starts = array("Q", [0])
+    for share in shares:
+        if not share["n"]:
+            continue
+        if pieces:
+            pieces.append(sep)
+        pieces.append(share[name])
+        base = starts.pop()
+        more = array("Q", share[name + "_off"])
+        starts.extend([start + base for start in more] if base else more)
+    return pieces, starts.tobytes()
+
+
+def _table(shares: list[dict[str, Any]]) -> tuple[list[int], list[int], list[bytes], bytes]:
+    """The table's widths, per column how many rows are that wide, its lines (pieces) and offsets: each
+    share's own lines where its widths are the table's, else laid out again from its cells."""
+    if any(share["n"] and share["widths"] is None for share in shares):
+        return [], [], [], array("Q", [0]).tobytes()
+    from aq_core.status import HEADERS
+
+    kept = [share for share in shares if share["n"]]
+    widths = [max(len(h), *(share["widths"][i] for share in kept)) for i, h in enumerate(HEADERS)]
+    counts = [0] * len(widths)
+    for share in kept:
+        if share["widths"][:-1] != widths[:-1]:  # the last column is not padded: its lines stand
+            split = [text.split("\0") for text in marshal.loads(_listed([share["cells"]], share["n"]))]
+            blocks = _lay_out(split, widths)
+            if blocks is None:
+                return [], [], [], array("Q", [0]).tobytes()
+            share["table"], share["table_off"] = b"\n".join(blocks), _offsets(map(len, blocks))
+        # A share narrower than the table has no row as wide as it in that column.
+        own = zip(counts, share["counts"], share["widths"], widths, strict=True)
+        counts = [c + (n if w == width else 0) for c, n, w, width in own]
+    pieces, starts = _joined(kept, "table", b"\n")
+    return widths, counts, pieces, starts
+
+
+def _newest(shares: list[dict[str, Any]]) -> tuple[list[bytes], bytes, list, list]:
+    """Every row newest first: the shares' own newest-first orders merged, their bytes copied in runs;
+    the pieces, their per-row offsets, and each row's finish time (none: 0) and id in that order."""
+    if len(shares) == 1:
+        keys = shares[0]["ikeys"]
+        return [shares[0]["insights"]], shares[0]["insights_off"], [k[0] for k in keys], [k[1] for k in keys]
+    merged = sorted(
+        ((key, s, i) for s, share in enumerate(shares) for i, key in enumerate(share["ikeys"])), reverse=True
+    )
+    starts = [array("Q", share["insights_off"]) for share in shares]
+    views = [memoryview(share["insights"]) for share in shares]
+    pieces: list[Any] = []
+    offsets = array("Q")
+    base = 0
+
+    def run(s: int, first: int, last: int) -> None:
+        nonlocal base
+        own = starts[s]
+        pieces.append(views[s][own[first] : own[last] - 1])
+        shift = base - own[first]
+        offsets.extend([start + shift for start in own[first:last]])
+        base += own[last] - own[first]
+
+    at, first, last = -1, 0, 0
+    for _, s, i in merged:
+        if s == at and i == last:
+            last += 1
+            continue
+        if at >= 0:
+            run(at, first, last)
+        at, first, last = s, i, i + 1
+    if at >= 0:
+        run(at, first, last)
+    offsets.append(base)
+    return [b",".join(pieces)], offsets.tobytes(), [k[0] for k, _, _ in merged], [k[1] for k, _, _ in merged]
+
+
 def write_view(
     store: Store, key: bytes, finished: list[Entry], shares: list[dict[str, Any]], order: list[Entry] | None = None
 ) -> bool:
     """Write the view for the listing ``key`` of ``finished``; ``shares`` hold its rows in status order
     (``order``, the entries in status order, when the caller has it)."""
     import json
-    from itertools import chain
-    from operator import methodcaller
 
     from aq_core.rollup import finish
-    from aq_core.status import HEADERS, in_status_order
-    from aq_core.view_delta import offsets, row_blocks
+    from aq_core.status import in_status_order
     from aq_core.views import view_path, write_parts
 
-    joined = list(chain.from_iterable(s["cells"] for s in shares))
-    texts = list(chain.from_iterable(s["texts"] for s in shares))
-    recent = list(chain.from_iterable(s["recent"] for s in shares))
+    n = sum(share["n"] for share in shares)
     counts: dict[str, Any] = {}
     for share in shares:
         _merge(counts, share["tally"])
-    n = len(joined)
-    widths: list[int] = []
-    blocks: list[bytes] = []
-    width_counts: list[int] = []
-    if sum(map(methodcaller("count", "\0"), joined)) == 7 * n:  # else a NUL in a value: no table kept
-        split = [text.split("\0") for text in joined]
-        columns = list(zip(*split, strict=True))[:7] if n else [()] * 7
-        widths = [
-            max(len(h), *map(len, column)) if column else len(h) for h, column in zip(HEADERS, columns, strict=True)
-        ]
-        try:
-            blocks = [block.encode("utf-8") for block in row_blocks([(p[:7], p[7]) for p in split], widths)]
-            width_counts = [list(map(len, column)).count(w) for column, w in zip(columns, widths, strict=True)]
-        except UnicodeEncodeError:  # a value print() would refuse too: such a table is always rendered anew
-            blocks, widths = [], []
-    # Newest first, as ``insights.select`` orders them: by finish time (none: 0), then id, descending.
-    keys = [(done_at or 0, job_id) for job_id, _, done_at in recent]
-    newest = sorted(range(n), key=keys.__getitem__, reverse=True)
-    itexts = [texts[i] for i in newest]
+    widths, width_counts, table, table_off = _table(shares)
+    status, status_off = _joined(shares, "status", b",")
+    insights, insights_off, done_at, ids = _newest(shares)
     order = in_status_order(finished) if order is None else order
-    parts: dict[str, bytes] = {
-        "listing": key,
-        "cells": marshal.dumps(joined),
-        "table": b"\n".join(blocks),
-        "table_off": offsets(blocks),
-        "status": b",".join(texts),
-        "status_off": offsets(texts),
-        "insights": b",".join(itexts),
-        "insights_off": offsets(itexts),
-        "iorder": marshal.dumps(([keys[i][0] for i in newest], [keys[i][1] for i in newest])),
-        "tally": marshal.dumps(counts),
-        "recent": marshal.dumps(recent),
-        "order": marshal.dumps(([e.queued for e in order], [e.id for e in order])),
+    parts: dict[str, Any] = {
+        "listing": [key],
+        "cells": [_listed([share["cells"] for share in shares], n)],
+        "table": table,
+        "table_off": [table_off],
+        "status": status,
+        "status_off": [status_off],
+        "insights": insights,
+        "insights_off": [insights_off],
+        "iorder": [marshal.dumps((done_at, ids), 2)],
+        "tally": [marshal.dumps(counts)],
+        "recent": [_listed([share["recent"] for share in shares], n)],
+        "order": [marshal.dumps(([e.queued for e in order], [e.id for e in order]), 2)],
     }
     head = {
         "widths": widths,
@@ -142,10 +258,104 @@ def can_rebuild(store: Store, finished: list[Entry]) -> bool:
     )
 
 
+def _fork(work: Any) -> tuple[int, Any]:
+    """Run ``work()`` (a share) in a forked process. It writes, to a temporary file, its part of the
+    rows cache as a frame of the cache file (its length, then the bytes), then the rest marshalled."""
+    import tempfile
+
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - closed after the child is reaped
+    pid = os.fork()
+    if pid == 0:  # the child: compute, write, leave without running the parent's exit handlers
+        code = 1
+        try:
+            share = work()
+            frame = share.pop("cache")
+            share["frame"] = 8 + len(frame)
+            out.write(len(frame).to_bytes(8, "little"))
+            out.write(frame)
+            out.write(marshal.dumps(share, 2))
+            out.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    return pid, out
+
+
+def _reap(pid: int, out: Any, rows: int) -> dict[str, Any] | None:
+    """The share a ``_fork`` process computed (its frame left in ``out``); None when it failed."""
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        return None
+    with contextlib.suppress(OSError, EOFError, ValueError, TypeError):
+        out.seek(8 + int.from_bytes(os.pread(out.fileno(), 8, 0), "little"))  # past the frame
+        share = marshal.loads(out.read())
+        if isinstance(share, dict) and share.get("n") == rows:
+            return share
+    return None
+
+
+class _CacheFile:
+    """The rows cache written as frames (``records._load`` reads them in any order), renamed in whole."""
+
+    def __init__(self, path: Any) -> None:
+        self.path, self.tmp, self.fd = path, path.with_name(f".{path.name}.{os.getpid()}.tmp"), -1
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+
+    def add(self, frame: bytes) -> None:
+        self._write([len(frame).to_bytes(8, "little"), frame])
+
+    def copy(self, src: Any, size: int) -> None:
+        """Copy the first ``size`` bytes of the file ``src`` (a frame), in the kernel where it can."""
+        if self.fd < 0:
+            return
+        done = 0
+        with contextlib.suppress(OSError, AttributeError):
+            while done < size:
+                sent = os.copy_file_range(src.fileno(), self.fd, size - done, done)
+                if sent <= 0:
+                    break
+                done += sent
+        while done < size and self.fd >= 0:  # refused (another file system, an old kernel): plain copies
+            chunk = os.pread(src.fileno(), min(size - done, 1 << 24), done)
+            if not chunk:
+                self.abandon()
+                return
+            self._write([chunk])
+            done += len(chunk)
+
+    def _write(self, pieces: list[bytes]) -> None:
+        try:
+            for piece in pieces:
+                view = memoryview(piece)
+                while view and self.fd >= 0:
+                    view = view[os.write(self.fd, view) :]
+        except OSError:
+            self.abandon()
+
+    def abandon(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.close(self.fd)
+            self.fd = -1
+            os.replace(self.tmp, self.path)  # readers see the old file or the new one, never half of one
+        except OSError:
+            self.abandon()
+
+
 def rebuild(store: Store, key: bytes, finished: list[Entry]) -> bool:
     """Compute every finished job's row from meta (over forked processes when there are many) and write
     the rows cache and the view from the shares; False when the view could not be written."""
-    from aq_core.records import _fork_parts, _take, cache_path, fork_share, journal_path, reap_share, save_frames
+    from aq_core.records import _fork_parts, _take, cache_path, journal_path
     from aq_core.status import in_status_order
 
     entries = in_status_order(finished)
@@ -153,13 +363,21 @@ def rebuild(store: Store, key: bytes, finished: list[Entry]) -> bool:
     parts = _fork_parts(store, len(entries))
     step = -(-len(entries) // parts)
     chunks = [entries[i : i + step] for i in range(0, len(entries), step)]
-    children = [fork_share(lambda chunk=chunk: _share_of_meta(store, chunk)) for chunk in chunks[1:]]
+    children = [_fork(lambda chunk=chunk: _share_of_meta(store, chunk)) for chunk in chunks[1:]]
     shares = [_share_of_meta(store, chunks[0])] if chunks else []
+    cache = _CacheFile(cache_path(store))
+    for share in shares:  # the parent's own frame written while the others still compute theirs
+        cache.add(share.pop("cache"))
     for (pid, out), chunk in zip(children, chunks[1:], strict=True):
-        share = reap_share(pid, out)
-        ok = isinstance(share, dict) and len(share["cells"]) == len(chunk)
-        shares.append(share if ok else _share_of_meta(store, chunk))
-    save_frames(cache_path(store), [share["cache"] for share in shares])
+        share = _reap(pid, out, len(chunk))
+        if share is None:  # the child failed: its share done here
+            share = _share_of_meta(store, chunk)
+            cache.add(share.pop("cache"))
+        else:
+            cache.copy(out, share.pop("frame"))
+        out.close()
+        shares.append(share)
+    cache.close()
     if taken is not None:
         with contextlib.suppress(OSError):
             os.unlink(taken)
