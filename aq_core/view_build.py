@@ -52,18 +52,26 @@ def _lay_out(split: list[list[str]], widths: list[int]) -> list[bytes] | None:
         return None
 
 
-def finish_share(cells: list[str], texts: list[bytes], recent: list[tuple], counts: dict, cache: Any = None) -> dict:
+def finish_share(
+    cells: list[str], texts: list[bytes], recent: list[tuple], counts: dict, cache: Any = None, agree: Any = None
+) -> dict:
     """A share of the view from its rows' NUL-joined ``cells``, JSON ``texts``, ``(id, state, finished)``
-    and rollup tally ``counts`` (and its part of the rows cache, marshalled, or None)."""
+    and rollup tally ``counts`` (and its part of the rows cache, marshalled, or None). Its table is laid
+    out at the widths ``agree(own widths)`` gives (every share's, agreed: ``view_fork``), else at its own."""
     from aq_core.status import HEADERS
 
     n = len(cells)
     share: dict[str, Any] = {"n": n, "cells": _body(cells), "recent": _body(recent), "tally": counts}
     share.update(cache=cache, widths=None, counts=None, table=b"", table_off=b"")
+    widths: list[int] | None = None
     if n and sum(map(methodcaller("count", "\0"), cells)) == 7 * n:  # else a NUL in a value: no table
         split = [text.split("\0") for text in cells]
         columns = list(zip(*split, strict=True))[:7]
         widths = [max(len(h), *map(len, column)) for h, column in zip(HEADERS, columns, strict=True)]
+    agreed = agree(widths) if agree is not None else None
+    if widths is not None:
+        if isinstance(agreed, list) and len(agreed) == 7 and all(map(int.__le__, widths, agreed)):
+            widths = agreed
         blocks = _lay_out(split, widths)
         if blocks is not None:
             share["widths"], share["table"], share["table_off"] = widths, b"\n".join(blocks), _offsets(map(len, blocks))
@@ -92,8 +100,9 @@ def share_of_rows(rows: list) -> dict[str, Any]:
     return finish_share(cells, texts, recent, tally(rows))
 
 
-def _share_of_meta(store: Store, entries: list[Entry]) -> dict[str, Any]:
-    """A share computed from the meta of ``entries``, with its part of the rows cache as bytes."""
+def _share_of_meta(store: Store, entries: list[Entry], agree: Any = None) -> dict[str, Any]:
+    """A share computed from the meta of ``entries``, with its part of the rows cache as bytes (its
+    table's widths agreed through ``agree``, see ``finish_share``)."""
     from aq_core.records import _entry
     from aq_core.rollup import apply
     from aq_core.status import LAYOUT, finished_cells, row_maker
@@ -109,7 +118,7 @@ def _share_of_meta(store: Store, entries: list[Entry]) -> dict[str, Any]:
         texts.append(text.encode())
         recent.append((full["id"], full["state"], full.get("finished")))
         apply(counts, full)
-    return finish_share(cells, texts, recent, counts, marshal.dumps(cache))
+    return finish_share(cells, texts, recent, counts, marshal.dumps(cache), agree)
 
 
 def _merge(counts: dict[str, Any], more: dict[str, Any]) -> None:
@@ -168,38 +177,38 @@ def _table(shares: list[dict[str, Any]]) -> tuple[list[int], list[int], list[byt
 def _newest(shares: list[dict[str, Any]]) -> tuple[list[bytes], bytes, list, list]:
     """Every row newest first: the shares' own newest-first orders merged, their bytes copied in runs;
     the pieces, their per-row offsets, and each row's finish time (none: 0) and id in that order."""
+    from bisect import bisect_right
+    from itertools import chain
+
+    keys = list(chain.from_iterable(share["ikeys"] for share in shares))
     if len(shares) == 1:
-        keys = shares[0]["ikeys"]
-        return [shares[0]["insights"]], shares[0]["insights_off"], [k[0] for k in keys], [k[1] for k in keys]
-    merged = sorted(
-        ((key, s, i) for s, share in enumerate(shares) for i, key in enumerate(share["ikeys"])), reverse=True
-    )
+        share = shares[0]
+        return [share["insights"]], share["insights_off"], [k[0] for k in keys], [k[1] for k in keys]
+    order = sorted(range(len(keys)), key=keys.__getitem__, reverse=True)  # a merge of sorted runs
+    bases = list(accumulate((share["n"] for share in shares), initial=0))
+    runs, first, last = [], -1, -1
+    for at in order:  # runs of consecutive rows of one share
+        if at != last or at in bases:
+            if first >= 0:
+                runs.append((first, last))
+            first = at
+        last = at + 1
+    if first >= 0:
+        runs.append((first, last))
     starts = [array("Q", share["insights_off"]) for share in shares]
     views = [memoryview(share["insights"]) for share in shares]
     pieces: list[Any] = []
     offsets = array("Q")
     base = 0
-
-    def run(s: int, first: int, last: int) -> None:
-        nonlocal base
-        own = starts[s]
-        pieces.append(views[s][own[first] : own[last] - 1])
-        shift = base - own[first]
-        offsets.extend([start + shift for start in own[first:last]])
-        base += own[last] - own[first]
-
-    at, first, last = -1, 0, 0
-    for _, s, i in merged:
-        if s == at and i == last:
-            last += 1
-            continue
-        if at >= 0:
-            run(at, first, last)
-        at, first, last = s, i, i + 1
-    if at >= 0:
-        run(at, first, last)
+    for first, last in runs:
+        s = bisect_right(bases, first) - 1
+        own, lo, hi = starts[s], first - bases[s], last - bases[s]
+        pieces.append(views[s][own[lo] : own[hi] - 1])
+        shift = base - own[lo]
+        offsets.extend([start + shift for start in own[lo:hi]])
+        base += own[hi] - own[lo]
     offsets.append(base)
-    return [b",".join(pieces)], offsets.tobytes(), [k[0] for k, _, _ in merged], [k[1] for k, _, _ in merged]
+    return [b",".join(pieces)], offsets.tobytes(), [keys[i][0] for i in order], [keys[i][1] for i in order]
 
 
 def write_view(
@@ -258,124 +267,31 @@ def can_rebuild(store: Store, finished: list[Entry]) -> bool:
     )
 
 
-def _fork(work: Any) -> tuple[int, Any]:
-    """Run ``work()`` (a share) in a forked process. It writes, to a temporary file, its part of the
-    rows cache as a frame of the cache file (its length, then the bytes), then the rest marshalled."""
-    import tempfile
-
-    out = tempfile.TemporaryFile()  # noqa: SIM115 - closed after the child is reaped
-    pid = os.fork()
-    if pid == 0:  # the child: compute, write, leave without running the parent's exit handlers
-        code = 1
-        try:
-            share = work()
-            frame = share.pop("cache")
-            share["frame"] = 8 + len(frame)
-            out.write(len(frame).to_bytes(8, "little"))
-            out.write(frame)
-            out.write(marshal.dumps(share, 2))
-            out.flush()
-            code = 0
-        finally:
-            os._exit(code)
-    return pid, out
-
-
-def _reap(pid: int, out: Any, rows: int) -> dict[str, Any] | None:
-    """The share a ``_fork`` process computed (its frame left in ``out``); None when it failed."""
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        return None
-    with contextlib.suppress(OSError, EOFError, ValueError, TypeError):
-        out.seek(8 + int.from_bytes(os.pread(out.fileno(), 8, 0), "little"))  # past the frame
-        share = marshal.loads(out.read())
-        if isinstance(share, dict) and share.get("n") == rows:
-            return share
-    return None
-
-
-class _CacheFile:
-    """The rows cache written as frames (``records._load`` reads them in any order), renamed in whole."""
-
-    def __init__(self, path: Any) -> None:
-        self.path, self.tmp, self.fd = path, path.with_name(f".{path.name}.{os.getpid()}.tmp"), -1
-        with contextlib.suppress(OSError):
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-
-    def add(self, frame: bytes) -> None:
-        self._write([len(frame).to_bytes(8, "little"), frame])
-
-    def copy(self, src: Any, size: int) -> None:
-        """Copy the first ``size`` bytes of the file ``src`` (a frame), in the kernel where it can."""
-        if self.fd < 0:
-            return
-        done = 0
-        with contextlib.suppress(OSError, AttributeError):
-            while done < size:
-                sent = os.copy_file_range(src.fileno(), self.fd, size - done, done)
-                if sent <= 0:
-                    break
-                done += sent
-        while done < size and self.fd >= 0:  # refused (another file system, an old kernel): plain copies
-            chunk = os.pread(src.fileno(), min(size - done, 1 << 24), done)
-            if not chunk:
-                self.abandon()
-                return
-            self._write([chunk])
-            done += len(chunk)
-
-    def _write(self, pieces: list[bytes]) -> None:
-        try:
-            for piece in pieces:
-                view = memoryview(piece)
-                while view and self.fd >= 0:
-                    view = view[os.write(self.fd, view) :]
-        except OSError:
-            self.abandon()
-
-    def abandon(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
-
-    def close(self) -> None:
-        if self.fd < 0:
-            return
-        try:
-            os.close(self.fd)
-            self.fd = -1
-            os.replace(self.tmp, self.path)  # readers see the old file or the new one, never half of one
-        except OSError:
-            self.abandon()
-
-
 def rebuild(store: Store, key: bytes, finished: list[Entry]) -> bool:
     """Compute every finished job's row from meta (over forked processes when there are many) and write
     the rows cache and the view from the shares; False when the view could not be written."""
     from aq_core.records import _fork_parts, _take, cache_path, journal_path
     from aq_core.status import in_status_order
+    from aq_core.view_fork import CacheFile, Child, agree_with
 
     entries = in_status_order(finished)
     _, taken = _take(journal_path(store))  # every row is computed from meta: the journal's rows are not needed
     parts = _fork_parts(store, len(entries))
     step = -(-len(entries) // parts)
     chunks = [entries[i : i + step] for i in range(0, len(entries), step)]
-    children = [_fork(lambda chunk=chunk: _share_of_meta(store, chunk)) for chunk in chunks[1:]]
-    shares = [_share_of_meta(store, chunks[0])] if chunks else []
-    cache = _CacheFile(cache_path(store))
-    for share in shares:  # the parent's own frame written while the others still compute theirs
+    children = [Child(lambda agree, chunk=chunk: _share_of_meta(store, chunk, agree)) for chunk in chunks[1:]]
+    shares = [_share_of_meta(store, chunks[0], agree_with(children))] if chunks else []
+    cache = CacheFile(cache_path(store))
+    for share in shares:  # the parent's own frame written while the others still finish theirs
         cache.add(share.pop("cache"))
-    for (pid, out), chunk in zip(children, chunks[1:], strict=True):
-        share = _reap(pid, out, len(chunk))
-        if share is None:  # the child failed: its share done here
+    for child, chunk in zip(children, chunks[1:], strict=True):
+        share = child.reap(len(chunk))
+        if share is None:  # the child failed: its share done here (its table laid out again if need be)
             share = _share_of_meta(store, chunk)
             cache.add(share.pop("cache"))
         else:
-            cache.copy(out, share.pop("frame"))
-        out.close()
+            cache.copy(child.out, share.pop("frame"))
+        child.out.close()
         shares.append(share)
     cache.close()
     if taken is not None:
