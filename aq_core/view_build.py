@@ -1,17 +1,15 @@
 """Writing the view (``views``) whole, and the cold rebuild that writes it with the rows cache.
 
 The view is assembled from shares: per share of the finished jobs (in status order), what the view
-keeps of its rows, already as bytes: the table's lines (laid out at the share's own column widths),
-the JSON texts in status order and newest first, each with per-row offsets, the cells and the
-``(id, state, finished)`` of each row (lists' bodies marshalled with version 2, which has no
-references, so the parent joins them into one list by concatenation), and the rollup's tally.
-``views.save`` makes one share from rows it has; the cold rebuild (no rows cache at all) has forked
-processes compute the rows of their share from meta, lay out and join their bytes, and write their
-part of the rows cache ahead of the share in the file they hand back, which the parent copies into
-the cache file in the kernel (``copy_file_range``). The parent finishes its own share before it
-waits for the others, then only concatenates: a share whose column widths differ from the table's
-is laid out again from its cells, and the newest-first order is a merge of each share's, copied in
-runs.
+keeps of its rows, already as bytes: the table's lines, the JSON texts in status order and newest
+first (each with per-row offsets), the cells and the ``(id, state, finished)`` of each row (list
+bodies marshalled with version 2, which has no references, so they concatenate into one list), and
+the rollup's tally. ``views.save`` makes one share from rows it has; the cold rebuild (no rows cache
+at all) has forked processes (``view_fork``) compute the rows of their share from meta, agree on the
+table's column widths and lay out, join and write their bytes, and the parent does its own share the
+same way meanwhile. The parent then only concatenates: a share laid out at other widths (its process
+died before the widths were agreed) is laid out again, and the newest-first order is a merge of the
+shares' own, copied in runs. No row object is made in the parent, and no rows cache is built twice.
 """
 
 from __future__ import annotations
