@@ -14,19 +14,27 @@ from aq_core import records, view_build, view_fork, views
 from aq_core.store_fs import FsStore
 
 
-def _cold_in_process(root: Path, capfd, monkeypatch) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
-    """``aq status --json`` and ``aq insights --json`` run cold in this process (so they may fork)."""
+def _reads(root: Path, capfd, table: bool = False) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """``aq status --json``, ``aq insights --json`` (and ``aq status``) run in this process, each with
+    no cache (so they may fork)."""
     got = {}
-    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)
-    for name, run in (
+    runs = [
         ("status", lambda store: views.print_status(store, as_json=True)),
         ("insights", views.print_insights_json),
-    ):
+        ("table", lambda store: views.print_status(store, as_json=False)),
+    ]
+    for name, run in runs if table else runs[:2]:
         shutil.rmtree(root / "cache", ignore_errors=True)
         capfd.readouterr()
         run(FsStore(root))
         got[name] = capfd.readouterr().out.encode()
     return got
+
+
+def _cold_in_process(root: Path, capfd, monkeypatch, table: bool = False) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """The reads of ``_reads`` from the view (the rebuild writes it)."""
+    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)
+    return _reads(root, capfd, table)
 
 
 def test_a_rebuild_over_forked_processes_prints_what_meta_says(queue: Path, monkeypatch, capfd) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -102,29 +110,11 @@ def _finished_queue(root: Path, jobs: list[tuple[str, str, str, str, float]]) ->
 
 def _reference(root: Path, capfd, monkeypatch) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     """What the commands print with no view at all: every row built and rendered."""
-    got = {}
     with monkeypatch.context() as patch:
         patch.setattr(views, "_stdout_takes_bytes", lambda: False)
         patch.setattr(views, "save", lambda *args: None)
-        for name, run in (
-            ("table", lambda store: views.print_status(store, as_json=False)),
-            ("status", lambda store: views.print_status(store, as_json=True)),
-            ("insights", views.print_insights_json),
-        ):
-            shutil.rmtree(root / "cache", ignore_errors=True)
-            capfd.readouterr()
-            run(FsStore(root))
-            got[name] = capfd.readouterr().out.encode()
+        got = _reads(root, capfd, table=True)
     shutil.rmtree(root / "cache", ignore_errors=True)
-    return got
-
-
-def _cold_all(root: Path, capfd, monkeypatch) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
-    got = _cold_in_process(root, capfd, monkeypatch)
-    shutil.rmtree(root / "cache", ignore_errors=True)
-    capfd.readouterr()
-    views.print_status(FsStore(root), as_json=False)
-    got["table"] = capfd.readouterr().out.encode()
     return got
 
 
@@ -168,14 +158,14 @@ def test_shares_of_other_widths_agree_on_the_table(tmp_path: Path, monkeypatch, 
             return share
 
         monkeypatch.setattr(view_build, "finish_share", finish_then_die)
-    got = _cold_all(root, capfd, monkeypatch)
+    got = _cold_in_process(root, capfd, monkeypatch, table=True)
     assert got == expected
     assert heard and heard[0][2] == len("long-engine-name") and heard[0][4] == len("verify-failed")
     # The rows cache copied from the shares' frames holds every row, as one process computes them.
     forked = records._load(records.cache_path(FsStore(root)))
     monkeypatch.setattr(records, "_fork_parts", lambda store, rows: 1)
     shutil.rmtree(root / "cache")
-    _cold_all(root, capfd, monkeypatch)
+    _cold_in_process(root, capfd, monkeypatch, table=True)
     assert forked == records._load(records.cache_path(FsStore(root))) and len(forked) == len(WIDE)
 
 
