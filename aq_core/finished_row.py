@@ -15,11 +15,17 @@ from typing import Any
 
 from aq_core.meta import finite as _number
 
-_SUMMED = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd", "turns", "tool_calls", "duration_s")
-_SPENT = ("tokens_in", "tokens_out", "tokens_cached", "cost_usd")
-# The run keys the row sums, by type (the integers first: a job's spend per engine keeps this order).
-_INTS = ("tokens_in", "tokens_out", "tokens_cached", "turns", "tool_calls")
-_FLOATS = ("cost_usd", "duration_s")
+# The run keys the row sums, in the order a job's spend per engine keeps them: the key, whether it
+# is an integer, whether it is spend (``by_engine``).
+_KINDS = (
+    ("tokens_in", True, True),
+    ("tokens_out", True, True),
+    ("tokens_cached", True, True),
+    ("turns", True, False),
+    ("tool_calls", True, False),
+    ("cost_usd", False, True),
+    ("duration_s", False, False),
+)
 _first = itemgetter(0)
 
 
@@ -67,23 +73,21 @@ def finished_row(job_id: str, state: str, pairs: list[tuple[str, str]]) -> dict[
         if ran_on:
             engines.add(ran_on)
         spent = by_engine.setdefault(ran_on or fallback, {})
-        for key in _INTS:
+        for key, integer, spend in _KINDS:  # ``finite`` inlined: seven keys a run, 100,000 jobs a rebuild
             value = rget(key)
-            if value:
-                number = _number(value)
-                if number is not None and abs(number) < 1e18:
-                    number = int(number)
-                    totals[key] = totals.get(key, 0) + number
-                    if key in _SPENT:
-                        spent[key] = spent.get(key, 0) + number
-        for key in _FLOATS:
-            value = rget(key)
-            if value:
-                number = _number(value)
-                if number is not None:
-                    totals[key] = totals.get(key, 0) + number
-                    if key == "cost_usd":
-                        spent[key] = spent.get(key, 0) + number
+            if not value:
+                continue
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            if number - number != 0.0 or (integer and not abs(number) < 1e18):  # nan, inf; too big an integer
+                continue
+            if integer:
+                number = int(number)
+            totals[key] = totals.get(key, 0) + number
+            if spend:
+                spent[key] = spent.get(key, 0) + number
         if names and "cost_usd" in names:
             spent["cost_estimated"] = True
         exit_code = _integer(rget("exit"))

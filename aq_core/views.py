@@ -135,12 +135,15 @@ def save(store: Store, key: bytes | None, rows: list, finished: list[Entry]) -> 
     write_view(store, key, finished, [share_of_rows(rows)])
 
 
-def write_parts(path: Path, head: dict[str, Any], parts: dict[str, bytes]) -> bool:
-    """Write a view file: the magic, the head (with each part's span), the parts; then its delta goes."""
+def write_parts(path: Path, head: dict[str, Any], parts: dict[str, Any]) -> bool:
+    """Write a view file: the magic, the head (with each part's span), the parts (each bytes, or a list
+    of pieces written one after another: no join of a part made of shares); then its delta goes."""
+    pieces = {name: [parts[name]] if isinstance(parts[name], bytes) else parts[name] for name in PARTS}
     spans, offset = {}, 0
     for name in PARTS:
-        spans[name] = (offset, len(parts[name]))
-        offset += len(parts[name])
+        size = sum(map(len, pieces[name]))
+        spans[name] = (offset, size)
+        offset += size
     data = marshal.dumps({**head, "spans": spans})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -149,7 +152,8 @@ def write_parts(path: Path, head: dict[str, Any], parts: dict[str, bytes]) -> bo
         with os.fdopen(fd, "wb") as fh:
             fh.write(_MAGIC + len(data).to_bytes(4, "little") + data)
             for name in PARTS:
-                fh.write(parts[name])
+                for piece in pieces[name]:
+                    fh.write(piece)
         os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except OSError:
         with contextlib.suppress(OSError):

@@ -10,23 +10,31 @@ from pathlib import Path
 import pytest
 from test_views import finish, no_cache, out, queue, warm  # noqa: F401 (queue: a fixture)
 
-from aq_core import records, view_build, views
+from aq_core import records, view_build, view_fork, views
 from aq_core.store_fs import FsStore
 
 
-def _cold_in_process(root: Path, capfd, monkeypatch) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
-    """``aq status --json`` and ``aq insights --json`` run cold in this process (so they may fork)."""
+def _reads(root: Path, capfd, table: bool = False) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """``aq status --json``, ``aq insights --json`` (and ``aq status``) run in this process, each with
+    no cache (so they may fork)."""
     got = {}
-    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)
-    for name, run in (
+    runs = [
         ("status", lambda store: views.print_status(store, as_json=True)),
         ("insights", views.print_insights_json),
-    ):
+        ("table", lambda store: views.print_status(store, as_json=False)),
+    ]
+    for name, run in runs if table else runs[:2]:
         shutil.rmtree(root / "cache", ignore_errors=True)
         capfd.readouterr()
         run(FsStore(root))
         got[name] = capfd.readouterr().out.encode()
     return got
+
+
+def _cold_in_process(root: Path, capfd, monkeypatch, table: bool = False) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """The reads of ``_reads`` from the view (the rebuild writes it)."""
+    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)
+    return _reads(root, capfd, table)
 
 
 def test_a_rebuild_over_forked_processes_prints_what_meta_says(queue: Path, monkeypatch, capfd) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
@@ -52,10 +60,10 @@ def test_a_share_whose_process_failed_is_computed_by_the_parent(queue: Path, mon
     real = view_build._share_of_meta
     parent = os.getpid()
 
-    def dying(store, entries):  # type: ignore[no-untyped-def]
+    def dying(store, entries, agree=None):  # type: ignore[no-untyped-def]
         if os.getpid() != parent:
             os._exit(3)  # the child dies before handing its share back
-        return real(store, entries)
+        return real(store, entries, agree)
 
     monkeypatch.setattr(view_build, "_share_of_meta", dying)
     got = _cold_in_process(queue, capfd, monkeypatch)
@@ -83,3 +91,96 @@ def test_a_cold_read_with_a_journal_left_behind(queue: Path, tmp_path: Path, arg
     first = out(queue, *args)
     assert not records.journal_path(store).exists(), "folded into the rebuilt cache"
     assert first == no_cache(queue)[args]
+
+
+def _finished_queue(root: Path, jobs: list[tuple[str, str, str, str, float]]) -> None:
+    """A queue of finished jobs written straight to disk: ``(id, state, engine, result, finished)`` each."""
+    for name in ("inbox", "building", "done", "failed", "meta", "logs", "tmp", "locks", "runners", "engines"):
+        (root / name).mkdir(parents=True, exist_ok=True, mode=0o700)
+    for i, (job_id, state, engine, result, done_at) in enumerate(jobs):
+        meta = (
+            f"added={1_790_000_000 + 60 * i}.000\nengine={engine}\nattempt=1\nattempts=1\nengine={engine}\n"
+            f"exit=0\nduration_s={10 + i}.5\ntokens_in={1000 * i}\ntokens_out={7 * i}\ncost_usd=0.{i + 1:04d}\n"
+            f"lines_added={i}\nlines_deleted=1\nfinished={done_at:.3f}\nresult={result}\ndecision={state}\n"
+        )
+        (root / "meta" / f"{job_id}.meta").write_text(meta)
+        (root / state / f"{job_id}.md").write_text(f"---\nengine: {engine}\n---\nwork\n")
+        os.utime(root / state / f"{job_id}.md", (1_790_000_000 + 60 * i, 1_790_000_000 + 60 * i))
+
+
+def _reference(root: Path, capfd, monkeypatch) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+    """What the commands print with no view at all: every row built and rendered."""
+    with monkeypatch.context() as patch:
+        patch.setattr(views, "_stdout_takes_bytes", lambda: False)
+        patch.setattr(views, "save", lambda *args: None)
+        got = _reads(root, capfd, table=True)
+    shutil.rmtree(root / "cache", ignore_errors=True)
+    return got
+
+
+# The first share (failed jobs come first in status order) has the widest RESULT column, the last the
+# widest ENGINE; finish times out of queue order, so the newest-first order interleaves the shares.
+WIDE = [
+    (
+        f"j{i:02d}",
+        "failed" if i < 3 else "done",
+        "long-engine-name" if i == 11 else "cmd",
+        "verify-failed" if i < 3 else "ok",
+        1_800_000_000 + (i * 7919) % 13 * 100,
+    )
+    for i in range(12)
+]
+
+
+@pytest.mark.parametrize("dies", [False, True])
+def test_shares_of_other_widths_agree_on_the_table(tmp_path: Path, monkeypatch, capfd, dies: bool) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "q"
+    _finished_queue(root, WIDE)
+    expected = _reference(root, capfd, monkeypatch)
+    assert b"long-engine-name" in expected["table"] and b"verify-failed" in expected["table"]
+    monkeypatch.setattr(records, "PARALLEL_MIN", 2)
+    monkeypatch.setattr(records, "_fork_parts", lambda store, rows: 3)  # three shares, whatever the CPUs
+    heard = []
+    real_agree = view_fork.agree_with
+
+    def agree_with(children):  # type: ignore[no-untyped-def]
+        agree = real_agree(children)
+        return lambda mine: heard.append(agree(mine)) or heard[-1]
+
+    monkeypatch.setattr(view_fork, "agree_with", agree_with)
+    if dies:  # a child that dies after the widths were agreed: its share is computed again by the parent
+        real_finish, parent = view_build.finish_share, os.getpid()
+
+        def finish_then_die(*args, **kwargs):  # type: ignore[no-untyped-def]
+            share = real_finish(*args, **kwargs)
+            if os.getpid() != parent:
+                os._exit(3)
+            return share
+
+        monkeypatch.setattr(view_build, "finish_share", finish_then_die)
+    got = _cold_in_process(root, capfd, monkeypatch, table=True)
+    assert got == expected
+    assert heard and heard[0][2] == len("long-engine-name") and heard[0][4] == len("verify-failed")
+    # The rows cache copied from the shares' frames holds every row, as one process computes them.
+    forked = records._load(records.cache_path(FsStore(root)))
+    monkeypatch.setattr(records, "_fork_parts", lambda store, rows: 1)
+    shutil.rmtree(root / "cache")
+    _cold_in_process(root, capfd, monkeypatch, table=True)
+    assert forked == records._load(records.cache_path(FsStore(root))) and len(forked) == len(WIDE)
+
+
+def test_a_share_laid_out_at_other_widths_is_laid_out_again(tmp_path: Path) -> None:
+    """Shares that never agreed (a child gone before it told its widths) still make the table's lines."""
+    rows = [
+        (["j1", "done", "cmd", "1", "ok", "", ""], "1s"),
+        (["j2", "failed", "long-engine", "2", "crash", "", ""], ""),
+    ]
+    shares = [
+        view_build.finish_share(["\0".join([*cells, sub])], [b"{}"], [(cells[0], cells[1], 1.0)], {})
+        for cells, sub in rows
+    ]
+    widths, counts, pieces, starts = view_build._table(shares)
+    assert widths == [2, 6, 11, 8, 6, 4, 4] and counts == [2, 1, 1, 0, 0, 0, 0]
+    from aq_core.status import body_lines
+
+    assert b"".join(pieces).decode() == "\n".join(body_lines(rows, widths))

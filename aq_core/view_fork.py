@@ -1,0 +1,170 @@
+"""The forked processes of the cold rebuild (``view_build.rebuild``), and the rows cache they write.
+
+Each child computes its share of the rows, tells the parent its table's column widths and waits for
+the widths every share agreed on (the largest of each column), so it lays out its table lines at the
+table's widths while the parent lays out its own: no share is laid out twice (a share of done jobs
+only would otherwise have a narrower RESULT column than one with failed jobs). It then writes, to a
+temporary file, its part of the rows cache as a frame of the cache file (its length, then its
+bytes) followed by the rest of its share, marshalled; the parent copies that frame into the cache
+file in the kernel (``copy_file_range``) and reads only the rest. A child that dies, or a parent
+that never answers, costs time, never a wrong table: a share laid out at other widths is laid out
+again by ``view_build._table``, and a failed child's share is computed by the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _send(fd: int, value: Any) -> None:
+    data = marshal.dumps(value, 2)
+    view = memoryview(len(data).to_bytes(4, "little") + data)
+    with contextlib.suppress(OSError):  # a reader gone (BrokenPipeError): it lays out at its own widths
+        while view:
+            view = view[os.write(fd, view) :]
+
+
+def _receive(fd: int) -> Any:
+    """One ``_send`` message from ``fd``; None when the writer is gone first."""
+    data = b""
+    with contextlib.suppress(OSError):
+        while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "little"):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            data += chunk
+        with contextlib.suppress(EOFError, ValueError, TypeError):
+            return marshal.loads(data[4:])
+    return None
+
+
+class Child:
+    """A forked process computing ``work(agree)``: a share, its table's widths agreed through ``agree``."""
+
+    def __init__(self, work: Any) -> None:
+        import tempfile
+
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the caller after ``reap``
+        up, self._up = os.pipe()  # the child's widths to the parent
+        self._down, down = os.pipe()  # the agreed widths back
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: compute, write, leave without running the parent's exit handlers
+            code = 1
+            try:
+                os.close(up)
+                os.close(down)
+                share = work(self._agree)
+                frame = share.pop("cache")
+                share["frame"] = 8 + len(frame)
+                self.out.write(len(frame).to_bytes(8, "little"))
+                self.out.write(frame)
+                self.out.write(marshal.dumps(share, 2))
+                self.out.flush()
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(self._up)
+        os.close(self._down)
+        self._up, self._down = up, down  # the parent's ends
+
+    def _agree(self, widths: list[int] | None) -> Any:
+        """In the child: send its widths, wait for the agreed ones (None: the parent is gone)."""
+        _send(self._up, widths)
+        os.close(self._up)
+        return _receive(self._down)
+
+    def hear(self) -> Any:
+        """In the parent: the child's widths (None: none, or it is gone)."""
+        return _receive(self._up)
+
+    def tell(self, widths: list[int]) -> None:
+        _send(self._down, widths)
+
+    def reap(self, rows: int) -> dict[str, Any] | None:
+        """The share the child computed (its frame left in ``out``); None when it failed."""
+        for fd in (self._up, self._down):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _, status = os.waitpid(self.pid, 0)
+        if status != 0:
+            return None
+        with contextlib.suppress(OSError, EOFError, ValueError, TypeError):
+            self.out.seek(8 + int.from_bytes(os.pread(self.out.fileno(), 8, 0), "little"))  # past the frame
+            share = marshal.loads(self.out.read())
+            if isinstance(share, dict) and share.get("n") == rows:
+                return share
+        return None
+
+
+def agree_with(children: list[Child]) -> Any:
+    """The parent's ``agree``: every share's widths heard, the largest of each column told to all."""
+
+    def agree(mine: list[int] | None) -> list[int]:
+        known = [widths for widths in [mine, *(child.hear() for child in children)] if isinstance(widths, list)]
+        agreed = [max(column) for column in zip(*known, strict=True)] if known else []
+        for child in children:
+            child.tell(agreed)
+        return agreed
+
+    return agree
+
+
+class CacheFile:
+    """The rows cache written as frames (``records._load`` reads them in any order), renamed in whole."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.tmp, self.fd = path, path.with_name(f".{path.name}.{os.getpid()}.tmp"), -1
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+
+    def add(self, frame: bytes) -> None:
+        self._write(len(frame).to_bytes(8, "little"))
+        self._write(frame)
+
+    def copy(self, src: Any, size: int) -> None:
+        """Append the first ``size`` bytes of the file ``src`` (a frame), in the kernel where it can."""
+        done = 0
+        with contextlib.suppress(OSError, AttributeError):
+            while self.fd >= 0 and done < size:
+                sent = os.copy_file_range(src.fileno(), self.fd, size - done, done)
+                if sent <= 0:
+                    break
+                done += sent
+        while self.fd >= 0 and done < size:  # refused (another file system, an old kernel): plain copies
+            chunk = os.pread(src.fileno(), min(size - done, 1 << 24), done)
+            if not chunk:
+                self.abandon()
+                return
+            self._write(chunk)
+            done += len(chunk)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view and self.fd >= 0:
+                view = view[os.write(self.fd, view) :]
+        except OSError:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """No cache written (a full disk): the next read computes the rows again."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        try:
+            os.close(self.fd)
+            self.fd = -1
+            os.replace(self.tmp, self.path)  # readers see the old file or the new one, never half of one
+        except OSError:
+            self.abandon()
