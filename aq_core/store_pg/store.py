@@ -27,6 +27,7 @@ from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root,
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
+from aq_core.store_pg.lockrows import NO_WAIT
 from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
@@ -34,12 +35,17 @@ _INSERT_META = """
 INSERT INTO aq_meta (job_id, key, value, batch)
 SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
 """
-_INSERT_META_ONCE = """
+# Batches (each its lines' batch token) inserted once each, in order: a retry, or lines committed
+# again after a commit that did not wait for the disk, never doubles a line. ``{source}``: NO_WAIT.
+_INSERT_BATCHES = """
 INSERT INTO aq_meta (job_id, key, value, batch)
-SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n)
-WHERE NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %s AND m.batch = %s)
+SELECT %(id)s, t.k, t.v, t.b FROM unnest(%(keys)s::text[], %(values)s::text[], %(batches)s::text[])
+    WITH ORDINALITY AS t(k, v, b, n){source}
+WHERE NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %(id)s AND m.batch = t.b)
 ORDER BY t.n
 """
+_INSERT_ONCE = _INSERT_BATCHES.format(source="")
+_INSERT_ONCE_NO_WAIT = _INSERT_BATCHES.format(source=" CROSS JOIN " + NO_WAIT)
 _FINISHED_COLUMNS = """
 SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WHERE state = 'done'),
     array_agg(op_token) FILTER (WHERE state = 'done'), array_agg(id) FILTER (WHERE state = 'failed'),
@@ -77,8 +83,16 @@ _HELD = (
 _CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n    FOR UPDATE OF j SKIP LOCKED")
 
 
-def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) -> tuple:
-    return (job_id, batch, keys, values, job_id, batch) if once else (job_id, batch, keys, values)
+def _batches_params(job_id: str, batches: list[tuple[str, list, list]]) -> dict:
+    """``_INSERT_BATCHES``' parameters for (batch, keys, values) batches, in order."""
+    keys: list = []
+    values: list = []
+    tokens: list = []
+    for batch, batch_keys, batch_values in batches:
+        keys += batch_keys
+        values += batch_values
+        tokens += [batch] * len(batch_keys)
+    return {"id": job_id, "keys": keys, "values": values, "batches": tokens}
 
 
 class PgStore(Store):
@@ -245,19 +259,15 @@ class PgStore(Store):
         with self._state:
             earlier = list(self._unflushed.get(job_id, ()))
 
+        # Lines appended without waiting for the disk are committed again (once: by their batch)
+        # with the next durable append to the job, in its one statement: a server crash may have
+        # lost them, and this commit is what the caller relies on for both.
+        todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
+        statement = _INSERT_ONCE if durable else _INSERT_ONCE_NO_WAIT
+        params = _batches_params(job_id, todo)
+
         def op(db: Any, retrying: bool) -> None:
-            # Lines appended without waiting for the disk are committed again (once: by their batch)
-            # with the next durable append to the job: a server crash may have lost them, and this
-            # commit is what the caller relies on for both.
-            todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
-            if len(todo) == 1 and durable:
-                db.execute(_INSERT_META_ONCE if retrying else _INSERT_META, _meta_params(job_id, *todo[0], retrying))
-                return
-            with db.pipeline(), db.transaction():  # one round trip
-                if not durable:
-                    db.execute("SET LOCAL synchronous_commit TO off")
-                for item in todo:
-                    db.execute(_INSERT_META_ONCE, _meta_params(job_id, *item, True))
+            db.execute(statement, params)
 
         self.conn.do(op)
         with self._state:
