@@ -5,12 +5,14 @@ Against a real server started by the tests (loopback, a temp dir).
 
 from __future__ import annotations
 
+import shlex
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, dbname, new_db  # noqa: F401  (new_db is a fixture)
+from test_store_pg import NewDb, add_jobs, aqpg, dbname, new_db  # noqa: F401  (new_db is a fixture)
 
 from aq_core.store import State
 
@@ -299,3 +301,28 @@ def test_writes_that_need_not_wait_for_the_disk_commit_without_waiting_and_durab
             _standby_wait(server, False)
             store.close()
         server.destroy()
+
+
+def test_a_cancel_in_meta_before_the_runners_first_look_ends_the_agent(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+    """The runner asks for no meta version when the agent starts: its first look reads meta, so a
+    cancel another host wrote before it (here: the agent itself, then it sleeps) still ends the agent."""
+    url = new_db()
+    work = tmp_path / "work"
+    work.mkdir()
+    ask = (
+        "import os; from aq_core.store_pg import PgStore; s = PgStore(os.environ['AQ_STORE'], local=os.environ['PEEK']);"
+        " s.append_meta(os.environ['AQ_JOB_ID'], {'cancel_requested': 1}); s.close()"
+    )
+    command = f"PEEK={shlex.quote(str(tmp_path / 'peek'))} {shlex.quote(sys.executable)} -c {shlex.quote(ask)}; exec sleep 600"
+    add_jobs(
+        url, tmp_path / "jobs", {"asked": {"engine": "command", "cwd": str(work), "command": command}}, tmp_path / "a"
+    )
+    ran = aqpg(url, "run", "--once", host="host-a", root=tmp_path / "a")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    store = _store(url, tmp_path / "check")
+    try:
+        meta = store.read_meta("asked")
+        assert (meta.get("result"), meta.get("attempts")) == ("cancelled", "1")
+        assert store.locate("asked") is State.FAILED
+    finally:
+        store.close()
