@@ -20,7 +20,7 @@ from aq_core.attempt_end import AttemptEnd, spent_on
 from aq_core.checkpoint import CheckpointContext
 from aq_core.config import QueueConfig
 from aq_core.engine import LaunchContext, Outcome
-from aq_core.errors import AqError
+from aq_core.errors import AqError, StoreUnavailable
 from aq_core.job import Job
 from aq_core.journal import Journal
 from aq_core.meta import Meta
@@ -352,8 +352,12 @@ class Attempt(AttemptEnd):
                 next_check = time.monotonic() + CANCEL_CHECK
                 version = self.store.coord.meta_version(job.id)
                 if version != meta_version:
+                    try:
+                        asked = self.store.read_meta(job.id).get("cancel_requested") == "1"
+                    except StoreUnavailable:
+                        continue  # asked again at the next check; meanwhile the lease decides
                     meta_version = version
-                    if self.store.read_meta(job.id).get("cancel_requested") == "1":
+                    if asked:
                         end_group(proc, min(job.grace, STOP_GRACE))
                         return "cancel"
 

@@ -27,36 +27,16 @@ from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root,
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
-from aq_core.store_pg.lockrows import NO_WAIT
+from aq_core.store_pg.metalines import ADDED, INSERT_META, INSERT_ONCE, INSERT_ONCE_NO_WAIT, WITH_META, batches_params
 from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
-_INSERT_META = """
-INSERT INTO aq_meta (job_id, key, value, batch)
-SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
-"""
-# Batches (each its lines' batch token) inserted once each, in order: a retry, or lines committed
-# again after a commit that did not wait for the disk, never doubles a line. ``{source}``: NO_WAIT.
-_INSERT_BATCHES = """
-INSERT INTO aq_meta (job_id, key, value, batch)
-SELECT %(id)s, t.k, t.v, t.b FROM unnest(%(keys)s::text[], %(values)s::text[], %(batches)s::text[])
-    WITH ORDINALITY AS t(k, v, b, n){source}
-WHERE NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %(id)s AND m.batch = t.b)
-ORDER BY t.n
-"""
-_INSERT_ONCE = _INSERT_BATCHES.format(source="")
-_INSERT_ONCE_NO_WAIT = _INSERT_BATCHES.format(source=" CROSS JOIN " + NO_WAIT)
 _FINISHED_COLUMNS = """
 SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WHERE state = 'done'),
     array_agg(op_token) FILTER (WHERE state = 'done'), array_agg(id) FILTER (WHERE state = 'failed'),
     array_agg(queued) FILTER (WHERE state = 'failed'), array_agg(op_token) FILTER (WHERE state = 'failed')
 FROM aq_jobs
 """
-# A move into done/ or failed/ returns the job's meta as of the move, in the same round trip.
-_WITH_META = (
-    ", (SELECT array_agg(key ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s),"
-    " (SELECT array_agg(value ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s)"
-)
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
 _CLAIM = f"""
 UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
@@ -81,18 +61,6 @@ _HELD = (
     " AND token = ANY(%(lock_tokens)s::text[])) = %(locks)s"
 )
 _CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n    FOR UPDATE OF j SKIP LOCKED")
-
-
-def _batches_params(job_id: str, batches: list[tuple[str, list, list]]) -> dict:
-    """``_INSERT_BATCHES``' parameters for (batch, keys, values) batches, in order."""
-    keys: list = []
-    values: list = []
-    tokens: list = []
-    for batch, batch_keys, batch_values in batches:
-        keys += batch_keys
-        values += batch_values
-        tokens += [batch] * len(batch_keys)
-    return {"id": job_id, "keys": keys, "values": values, "batches": tokens}
 
 
 class PgStore(Store):
@@ -162,7 +130,7 @@ class PgStore(Store):
                 if inserted is None:
                     raise UsageError(f"job {job_id!r} already exists (in inbox/)")
                 if rows:
-                    conn.execute(_INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
+                    conn.execute(INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
                     conn.execute(PLAN_FROM_META, ([job_id],))
                 conn.execute(BUMP_INBOX)
 
@@ -174,12 +142,20 @@ class PgStore(Store):
     def move(self, job_id: str, src: State, dst: State) -> bool:
         return self._transition(job_id, State(src), State(dst))
 
-    def _transition(self, job_id: str, src: State, dst: State) -> bool:
+    def move_deciding(self, job_id: str, src: State, dst: State, items: Mapping[str, Any]) -> bool:
+        """``append_meta(job_id, items)`` then ``move(job_id, src, dst)`` in one statement and one
+        durable commit (``transitions``' decision and its move): the lines are appended even when the
+        move finds the job gone, as the two calls would; a move is never seen without its decision."""
+        return self._transition(job_id, State(src), State(dst), items)
+
+    def _transition(self, job_id: str, src: State, dst: State, items: Mapping[str, Any] | None = None) -> bool:
         self._forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
         holding = coord.holding(job_id) if src is State.BUILDING else None
         if holding is False:
+            if items is not None:
+                self._refuse_lost(job_id)
             return False  # its lease was lost: the job is recovery's now, not this attempt's
         params = {
             "id": job_id,
@@ -210,13 +186,23 @@ class PgStore(Store):
                 f" WHERE id = %(id)s AND state = %(src)s{guard}{_HELD if unconfirmed else ''} RETURNING id"
             )
             if dst in (State.DONE, State.FAILED):
-                statement += _WITH_META  # its finished row is computed from it next (``transitions.arrived``)
+                statement += WITH_META  # its finished row is computed from it next (``transitions.arrived``)
+        # One statement: the decision's meta lines, the move and the inbox counter (idle runners poll
+        # it) change together. The meta a move into done/ or failed/ returns is the snapshot's, before
+        # the lines added here: those come back from the insert.
+        steps = [f"moved AS ({statement})"]
+        earlier: list[tuple[str, list, list]] = []
+        if items is not None:
+            rows = pairs(items)
+            with self._state:
+                earlier = list(self._unflushed.get(job_id, ()))
+            batch = (secrets.token_hex(8), [k for k, _ in rows], [v for _, v in rows])
+            params.update(batches_params(job_id, [*earlier, batch]))
+            steps.insert(0, f"added AS ({INSERT_ONCE} RETURNING seq, key, value)")
         if dst is State.INBOX:
-            # One statement: the move and the inbox counter (idle runners poll it) change together.
-            statement = (
-                f"WITH moved AS ({statement}), bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))"
-                " SELECT id FROM moved"
-            )
+            steps.append(f"bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))")
+        if len(steps) > 1:
+            statement = f"WITH {', '.join(steps)} SELECT moved.*" + (ADDED if items is not None else "") + " FROM moved"
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
@@ -225,12 +211,17 @@ class PgStore(Store):
                 if row is not None and row[0] == dst.value and row[1] == nonce:
                     return True
             row = conn.execute(statement, params).fetchone()
-            if row is not None and len(row) == 3:
-                self._ahead.moved = (job_id, tuple(zip(row[1] or (), row[2] or (), strict=True)))
+            if row is not None and len(row) in (3, 5):
+                pairs_ = [*zip(row[1] or (), row[2] or (), strict=True)]
+                if len(row) == 5:
+                    pairs_ += zip(row[3] or (), row[4] or (), strict=True)
+                self._ahead.moved = (job_id, tuple(pairs_))
             return row is not None
 
         self._ahead.moved = None
         moved = self.conn.do(op)
+        if items is not None:
+            self._flushed(job_id, earlier)
         if moved and unconfirmed:
             coord.confirmed()
         if moved and dst in (State.DONE, State.FAILED):
@@ -246,10 +237,23 @@ class PgStore(Store):
                     self._unflushed.pop(job_id, None)  # the attempt is over
         return moved
 
+    @staticmethod
+    def _refuse_lost(job_id: str) -> None:
+        # An attempt that lost its lease records nothing more: recovery accounts for it.
+        raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
+
+    def _flushed(self, job_id: str, earlier: list[tuple[str, list, list]]) -> None:
+        """A durable commit wrote ``earlier`` (batches committed without waiting): not to be sent again."""
+        with self._state:
+            kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
+            if kept:
+                self._unflushed[job_id] = kept
+            else:
+                self._unflushed.pop(job_id, None)
+
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
-            # An attempt that lost its lease records nothing more: recovery accounts for it.
-            raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
+            self._refuse_lost(job_id)
         self._forget(job_id)
         rows = pairs(items)
         if not rows:
@@ -263,24 +267,20 @@ class PgStore(Store):
         # with the next durable append to the job, in its one statement: a server crash may have
         # lost them, and this commit is what the caller relies on for both.
         todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
-        statement = _INSERT_ONCE if durable else _INSERT_ONCE_NO_WAIT
-        params = _batches_params(job_id, todo)
+        statement = INSERT_ONCE if durable else INSERT_ONCE_NO_WAIT
+        params = batches_params(job_id, todo)
 
         def op(db: Any, retrying: bool) -> None:
             db.execute(statement, params)
 
         self.conn.do(op)
+        if durable:
+            self._flushed(job_id, earlier)
+            return
         with self._state:
-            if durable:
-                kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
-                if kept:
-                    self._unflushed[job_id] = kept
-                else:
-                    self._unflushed.pop(job_id, None)
-            else:
-                if len(self._unflushed) > 1000:  # attempts that ended without a durable append
-                    self._unflushed.clear()
-                self._unflushed.setdefault(job_id, []).append((batch, keys, values))
+            if len(self._unflushed) > 1000:  # attempts that ended without a durable append
+                self._unflushed.clear()
+            self._unflushed.setdefault(job_id, []).append((batch, keys, values))
 
     def read_meta(self, job_id: str) -> Meta:
         ahead = self._read_ahead(job_id)
