@@ -362,5 +362,14 @@ def test_a_decision_and_its_move_commit_in_one_statement(new_db: NewDb, tmp_path
         assert not transitions.finish(store, journal, "gone", State.FAILED, {"result": "crash"}, "crash")
         assert store.read_meta("gone").get("decision") == "failed"
         assert store.locate("gone") is State.INBOX
+        # Back to the queue with a decision: the same thread's next read is the whole meta.
+        assert store.claim("gone")
+        assert transitions.requeue(store, journal, "gone", {"next_eligible": 5}, "again")
+        assert dict(store.read_meta("gone").pairs) == {
+            "claimed": "1",
+            "result": "crash",
+            "decision": "inbox",
+            "next_eligible": "5",
+        }
     finally:
         store.close()

@@ -211,7 +211,7 @@ class PgStore(Store):
                 if row is not None and row[0] == dst.value and row[1] == nonce:
                     return True
             row = conn.execute(statement, params).fetchone()
-            if row is not None and len(row) in (3, 5):
+            if row is not None and dst in (State.DONE, State.FAILED):  # (id, keys, values[, added keys, values])
                 pairs_ = [*zip(row[1] or (), row[2] or (), strict=True)]
                 if len(row) == 5:
                     pairs_ += zip(row[3] or (), row[4] or (), strict=True)
