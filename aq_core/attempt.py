@@ -20,7 +20,7 @@ from aq_core.attempt_end import AttemptEnd, spent_on
 from aq_core.checkpoint import CheckpointContext
 from aq_core.config import QueueConfig
 from aq_core.engine import LaunchContext, Outcome
-from aq_core.errors import AqError, StoreUnavailable
+from aq_core.errors import AqError
 from aq_core.job import Job
 from aq_core.journal import Journal
 from aq_core.meta import Meta
@@ -323,9 +323,7 @@ class Attempt(AttemptEnd):
         """Wait for the engine; return ``exit``, ``timeout``, ``stalled``, ``stop``, ``lost`` or ``cancel``."""
         job = self.job
         deadline = started + job.timeout if job.timeout else None
-        # No version asked up front (a round trip on a shared store): the first check reads meta,
-        # so a cancel asked from the start on is seen there, and a job shorter than it asks nothing.
-        meta_version: object = object()  # equal to no version
+        meta_version = self.store.coord.meta_version(job.id)
         next_check = time.monotonic() + CANCEL_CHECK
         while True:
             if wait_exit(proc, pidfd, 0.05):
@@ -352,12 +350,8 @@ class Attempt(AttemptEnd):
                 next_check = time.monotonic() + CANCEL_CHECK
                 version = self.store.coord.meta_version(job.id)
                 if version != meta_version:
-                    try:
-                        asked = self.store.read_meta(job.id).get("cancel_requested") == "1"
-                    except StoreUnavailable:
-                        continue  # asked again at the next check; meanwhile the lease decides
                     meta_version = version
-                    if asked:
+                    if self.store.read_meta(job.id).get("cancel_requested") == "1":
                         end_group(proc, min(job.grace, STOP_GRACE))
                         return "cancel"
 

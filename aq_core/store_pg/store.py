@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aq_core.store_pg.metalines as lines
 import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta
@@ -27,7 +28,6 @@ from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root,
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
-from aq_core.store_pg.metalines import ADDED, INSERT_META, INSERT_ONCE, INSERT_ONCE_NO_WAIT, WITH_META, batches_params
 from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
@@ -130,7 +130,7 @@ class PgStore(Store):
                 if inserted is None:
                     raise UsageError(f"job {job_id!r} already exists (in inbox/)")
                 if rows:
-                    conn.execute(INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
+                    conn.execute(lines.INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
                     conn.execute(PLAN_FROM_META, ([job_id],))
                 conn.execute(BUMP_INBOX)
 
@@ -186,7 +186,7 @@ class PgStore(Store):
                 f" WHERE id = %(id)s AND state = %(src)s{guard}{_HELD if unconfirmed else ''} RETURNING id"
             )
             if dst in (State.DONE, State.FAILED):
-                statement += WITH_META  # its finished row is computed from it next (``transitions.arrived``)
+                statement += lines.WITH_META  # its finished row is computed from it next (``transitions.arrived``)
         # One statement: the decision's meta lines, the move and the inbox counter (idle runners poll
         # it) change together. The meta a move into done/ or failed/ returns is the snapshot's, before
         # the lines added here: those come back from the insert.
@@ -197,12 +197,14 @@ class PgStore(Store):
             with self._state:
                 earlier = list(self._unflushed.get(job_id, ()))
             batch = (secrets.token_hex(8), [k for k, _ in rows], [v for _, v in rows])
-            params.update(batches_params(job_id, [*earlier, batch]))
-            steps.insert(0, f"added AS ({INSERT_ONCE} RETURNING seq, key, value)")
+            params.update(lines.batches_params(job_id, [*earlier, batch]))
+            steps.insert(0, f"added AS ({lines.INSERT_ONCE} RETURNING seq, key, value)")
         if dst is State.INBOX:
             steps.append(f"bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))")
         if len(steps) > 1:
-            statement = f"WITH {', '.join(steps)} SELECT moved.*" + (ADDED if items is not None else "") + " FROM moved"
+            statement = (
+                f"WITH {', '.join(steps)} SELECT moved.*" + (lines.ADDED if items is not None else "") + " FROM moved"
+            )
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
@@ -267,15 +269,12 @@ class PgStore(Store):
         # with the next durable append to the job, in its one statement: a server crash may have
         # lost them, and this commit is what the caller relies on for both.
         todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
-        statement = INSERT_ONCE if durable else INSERT_ONCE_NO_WAIT
-        params = batches_params(job_id, todo)
-
-        def op(db: Any, retrying: bool) -> None:
-            db.execute(statement, params)
-
-        self.conn.do(op)
+        statement = lines.INSERT_ONCE_COUNTED if durable else lines.INSERT_ONCE_NO_WAIT
+        params = lines.batches_params(job_id, todo)
+        cursor = self.conn.do(lambda db, _: db.execute(statement, params))
         if durable:
             self._flushed(job_id, earlier)
+            self.coord.meta_seen(job_id, cursor.fetchone()[0])
             return
         with self._state:
             if len(self._unflushed) > 1000:  # attempts that ended without a durable append
