@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aq_core.store_pg.metalines as lines
 import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta
@@ -30,27 +31,12 @@ from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
 from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
-_INSERT_META = """
-INSERT INTO aq_meta (job_id, key, value, batch)
-SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
-"""
-_INSERT_META_ONCE = """
-INSERT INTO aq_meta (job_id, key, value, batch)
-SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n)
-WHERE NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %s AND m.batch = %s)
-ORDER BY t.n
-"""
 _FINISHED_COLUMNS = """
 SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WHERE state = 'done'),
     array_agg(op_token) FILTER (WHERE state = 'done'), array_agg(id) FILTER (WHERE state = 'failed'),
     array_agg(queued) FILTER (WHERE state = 'failed'), array_agg(op_token) FILTER (WHERE state = 'failed')
 FROM aq_jobs
 """
-# A move into done/ or failed/ returns the job's meta as of the move, in the same round trip.
-_WITH_META = (
-    ", (SELECT array_agg(key ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s),"
-    " (SELECT array_agg(value ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s)"
-)
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
 _CLAIM = f"""
 UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
@@ -75,10 +61,6 @@ _HELD = (
     " AND token = ANY(%(lock_tokens)s::text[])) = %(locks)s"
 )
 _CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n    FOR UPDATE OF j SKIP LOCKED")
-
-
-def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) -> tuple:
-    return (job_id, batch, keys, values, job_id, batch) if once else (job_id, batch, keys, values)
 
 
 class PgStore(Store):
@@ -148,7 +130,7 @@ class PgStore(Store):
                 if inserted is None:
                     raise UsageError(f"job {job_id!r} already exists (in inbox/)")
                 if rows:
-                    conn.execute(_INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
+                    conn.execute(lines.INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
                     conn.execute(PLAN_FROM_META, ([job_id],))
                 conn.execute(BUMP_INBOX)
 
@@ -160,12 +142,20 @@ class PgStore(Store):
     def move(self, job_id: str, src: State, dst: State) -> bool:
         return self._transition(job_id, State(src), State(dst))
 
-    def _transition(self, job_id: str, src: State, dst: State) -> bool:
+    def move_deciding(self, job_id: str, src: State, dst: State, items: Mapping[str, Any]) -> bool:
+        """``append_meta(job_id, items)`` then ``move(job_id, src, dst)`` in one statement and one
+        durable commit (``transitions``' decision and its move): the lines are appended even when the
+        move finds the job gone, as the two calls would; a move is never seen without its decision."""
+        return self._transition(job_id, State(src), State(dst), items)
+
+    def _transition(self, job_id: str, src: State, dst: State, items: Mapping[str, Any] | None = None) -> bool:
         self._forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
         holding = coord.holding(job_id) if src is State.BUILDING else None
         if holding is False:
+            if items is not None:
+                self._refuse_lost(job_id)
             return False  # its lease was lost: the job is recovery's now, not this attempt's
         params = {
             "id": job_id,
@@ -196,12 +186,24 @@ class PgStore(Store):
                 f" WHERE id = %(id)s AND state = %(src)s{guard}{_HELD if unconfirmed else ''} RETURNING id"
             )
             if dst in (State.DONE, State.FAILED):
-                statement += _WITH_META  # its finished row is computed from it next (``transitions.arrived``)
+                statement += lines.WITH_META  # its finished row is computed from it next (``transitions.arrived``)
+        # One statement: the decision's meta lines, the move and the inbox counter (idle runners poll
+        # it) change together. The meta a move into done/ or failed/ returns is the snapshot's, before
+        # the lines added here: those come back from the insert.
+        steps = [f"moved AS ({statement})"]
+        earlier: list[tuple[str, list, list]] = []
+        if items is not None:
+            rows = pairs(items)
+            with self._state:
+                earlier = list(self._unflushed.get(job_id, ()))
+            batch = (secrets.token_hex(8), [k for k, _ in rows], [v for _, v in rows])
+            params.update(lines.batches_params(job_id, [*earlier, batch]))
+            steps.insert(0, f"added AS ({lines.INSERT_ONCE} RETURNING seq, key, value)")
         if dst is State.INBOX:
-            # One statement: the move and the inbox counter (idle runners poll it) change together.
+            steps.append(f"bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))")
+        if len(steps) > 1:
             statement = (
-                f"WITH moved AS ({statement}), bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))"
-                " SELECT id FROM moved"
+                f"WITH {', '.join(steps)} SELECT moved.*" + (lines.ADDED if items is not None else "") + " FROM moved"
             )
         started = time.monotonic()
 
@@ -211,12 +213,17 @@ class PgStore(Store):
                 if row is not None and row[0] == dst.value and row[1] == nonce:
                     return True
             row = conn.execute(statement, params).fetchone()
-            if row is not None and len(row) == 3:
-                self._ahead.moved = (job_id, tuple(zip(row[1] or (), row[2] or (), strict=True)))
+            if row is not None and dst in (State.DONE, State.FAILED):  # (id, keys, values[, added keys, values])
+                pairs_ = [*zip(row[1] or (), row[2] or (), strict=True)]
+                if len(row) == 5:
+                    pairs_ += zip(row[3] or (), row[4] or (), strict=True)
+                self._ahead.moved = (job_id, tuple(pairs_))
             return row is not None
 
         self._ahead.moved = None
         moved = self.conn.do(op)
+        if items is not None:
+            self._flushed(job_id, earlier)
         if moved and unconfirmed:
             coord.confirmed()
         if moved and dst in (State.DONE, State.FAILED):
@@ -232,10 +239,23 @@ class PgStore(Store):
                     self._unflushed.pop(job_id, None)  # the attempt is over
         return moved
 
+    @staticmethod
+    def _refuse_lost(job_id: str) -> None:
+        # An attempt that lost its lease records nothing more: recovery accounts for it.
+        raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
+
+    def _flushed(self, job_id: str, earlier: list[tuple[str, list, list]]) -> None:
+        """A durable commit wrote ``earlier`` (batches committed without waiting): not to be sent again."""
+        with self._state:
+            kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
+            if kept:
+                self._unflushed[job_id] = kept
+            else:
+                self._unflushed.pop(job_id, None)
+
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
-            # An attempt that lost its lease records nothing more: recovery accounts for it.
-            raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
+            self._refuse_lost(job_id)
         self._forget(job_id)
         rows = pairs(items)
         if not rows:
@@ -245,32 +265,21 @@ class PgStore(Store):
         with self._state:
             earlier = list(self._unflushed.get(job_id, ()))
 
-        def op(db: Any, retrying: bool) -> None:
-            # Lines appended without waiting for the disk are committed again (once: by their batch)
-            # with the next durable append to the job: a server crash may have lost them, and this
-            # commit is what the caller relies on for both.
-            todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
-            if len(todo) == 1 and durable:
-                db.execute(_INSERT_META_ONCE if retrying else _INSERT_META, _meta_params(job_id, *todo[0], retrying))
-                return
-            with db.pipeline(), db.transaction():  # one round trip
-                if not durable:
-                    db.execute("SET LOCAL synchronous_commit TO off")
-                for item in todo:
-                    db.execute(_INSERT_META_ONCE, _meta_params(job_id, *item, True))
-
-        self.conn.do(op)
+        # Lines appended without waiting for the disk are committed again (once: by their batch)
+        # with the next durable append to the job, in its one statement: a server crash may have
+        # lost them, and this commit is what the caller relies on for both.
+        todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
+        statement = lines.INSERT_ONCE_COUNTED if durable else lines.INSERT_ONCE_NO_WAIT
+        params = lines.batches_params(job_id, todo)
+        cursor = self.conn.do(lambda db, _: db.execute(statement, params))
+        if durable:
+            self._flushed(job_id, earlier)
+            self.coord.meta_seen(job_id, cursor.fetchone()[0])
+            return
         with self._state:
-            if durable:
-                kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
-                if kept:
-                    self._unflushed[job_id] = kept
-                else:
-                    self._unflushed.pop(job_id, None)
-            else:
-                if len(self._unflushed) > 1000:  # attempts that ended without a durable append
-                    self._unflushed.clear()
-                self._unflushed.setdefault(job_id, []).append((batch, keys, values))
+            if len(self._unflushed) > 1000:  # attempts that ended without a durable append
+                self._unflushed.clear()
+            self._unflushed.setdefault(job_id, []).append((batch, keys, values))
 
     def read_meta(self, job_id: str) -> Meta:
         ahead = self._read_ahead(job_id)
