@@ -1,9 +1,8 @@
 """The PostgreSQL store's job state and records: one queue shared by runners on many hosts.
 
-A claim is one ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)`` that also writes the
-claimer's lease and takes only a job whose ``not_before`` has passed and whose ``after:`` jobs are
-all done (whichever host decided to claim it); every write carries a one-time token, so a retry after an unknown outcome never
-applies twice. The leases themselves are ``leases.PgCoordination``'s (``store.coord``).
+A claim is one ``UPDATE`` that also writes the claimer's lease (``claims``); every write carries a
+one-time token, so a retry after an unknown outcome never applies twice. The leases themselves are
+``leases.PgCoordination``'s (``store.coord``).
 
 It also keeps finished jobs' status rows on the server (``rows``; the optional capabilities
 ``finished_rows``, ``keep_finished_row`` and ``keep_finished_rows`` that ``records`` looks for), and
@@ -24,9 +23,11 @@ import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta
 from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root, read_limit
+from aq_core.store_pg.claims import CLAIM as _CLAIM
+from aq_core.store_pg.claims import CLAIM_ARGS, CLAIM_PREPARED
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
-from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
+from aq_core.store_pg.leases import PgCoordination
 from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
@@ -52,21 +53,6 @@ _WITH_META = (
     " (SELECT array_agg(value ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s)"
 )
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
-_CLAIM = f"""
-UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
-    lease_token = %(token)s, lease_host = %(host)s, lease_pid = %(pid)s, lease_pidstart = %(pidstart)s,
-    lease_expires = {LEASE_SQL}
-WHERE id = (
-    SELECT j.id FROM aq_jobs j WHERE j.id = %(id)s AND j.state = %(src)s
-    AND (j.not_before IS NULL OR j.not_before <= extract(epoch FROM clock_timestamp()))
-    AND NOT EXISTS (
-        SELECT 1 FROM unnest(j.after) AS d(dep) LEFT JOIN aq_jobs p ON p.id = d.dep
-        WHERE p.state IS DISTINCT FROM 'done'
-    )
-    FOR UPDATE OF j SKIP LOCKED
-)
-RETURNING id
-"""
 
 
 # This thread's locks taken without waiting for the disk (``try_lock_to_claim``) are all still held.
@@ -79,6 +65,12 @@ _CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n   
 
 def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) -> tuple:
     return (job_id, batch, keys, values, job_id, batch) if once else (job_id, batch, keys, values)
+
+
+def _applied(conn: Any, job_id: str, dst: State, nonce: str) -> bool:
+    """Whether the transition to ``dst`` with ``nonce`` was committed (its outcome was unknown)."""
+    row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
+    return row is not None and row[0] == dst.value and row[1] == nonce
 
 
 class PgStore(Store):
@@ -102,6 +94,8 @@ class PgStore(Store):
         # job -> meta batches (batch, keys, values) committed without waiting for the disk, not yet
         # followed by a durable append to the job
         self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
+        claimer = [getattr(self.coord, name) for name in CLAIM_ARGS[3:]]  # as text; a NUL: psycopg's path
+        self._claimer = None if "\x00" in str(claimer) else [None if v is None else str(v) for v in claimer]
         self.conn.open()
         if check:
             check_schema(self.conn)
@@ -164,6 +158,9 @@ class PgStore(Store):
         self._forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
+        common = dst is State.BUILDING and src is not State.BUILDING and self._claimer and "\x00" not in job_id
+        if common and not coord.unconfirmed():
+            return self._claim(job_id, src, nonce)
         holding = coord.holding(job_id) if src is State.BUILDING else None
         if holding is False:
             return False  # its lease was lost: the job is recovery's now, not this attempt's
@@ -206,10 +203,8 @@ class PgStore(Store):
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
-            if retrying:
-                row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
-                if row is not None and row[0] == dst.value and row[1] == nonce:
-                    return True
+            if retrying and _applied(conn, job_id, dst, nonce):
+                return True
             row = conn.execute(statement, params).fetchone()
             if row is not None and len(row) == 3:
                 self._ahead.moved = (job_id, tuple(zip(row[1] or (), row[2] or (), strict=True)))
@@ -231,6 +226,21 @@ class PgStore(Store):
                 with self._state:
                     self._unflushed.pop(job_id, None)  # the attempt is over
         return moved
+
+    def _claim(self, job_id: str, src: State, nonce: str) -> bool:
+        """The common claim, with no lock of this thread's to confirm: ``CLAIM_PREPARED``."""
+        args = [job_id, src.value, nonce, *self._claimer]
+        started = time.monotonic()
+
+        def op(conn: Any, retrying: bool) -> bool:
+            if retrying and _applied(conn, job_id, State.BUILDING, nonce):
+                return True
+            return self.conn.first(conn, CLAIM_PREPARED, args) is not None
+
+        if not self.conn.do(op):
+            return False
+        self.coord.claimed(job_id, started)
+        return True
 
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
