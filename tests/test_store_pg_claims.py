@@ -159,3 +159,28 @@ def test_a_job_another_claim_holds_is_skipped_not_waited_for(
         assert store.claim("j")
     finally:
         store.close()
+
+
+def test_a_claim_confirms_locks_whose_names_need_quoting_and_fails_when_one_is_gone(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+    pg_server: PgServer,  # noqa: F811
+) -> None:
+    url = new_db()
+    store = _store(url, tmp_path / "a")
+    names = ['gpu "1", {a}', "back\\slash", "", "plain"]
+    try:
+        store.add("a", b"x", {})
+        store.add("b", b"x", {})
+        locks = [store.coord.try_lock_to_claim(name) for name in ["job:a", *names]]
+        assert all(locks) and len(store.coord.unconfirmed()) == 5
+        assert store.claim("a")
+        assert store.coord.unconfirmed() == []  # the durable claim made every lock durable with it
+        for lock in locks:
+            lock.release()
+        locks = [store.coord.try_lock_to_claim(name) for name in ["job:b", *names]]
+        pg_server.sql("DELETE FROM aq_locks WHERE name = %s", ("back\\slash",), dbname=dbname(url))
+        assert not store.claim("b")  # one lock was lost: the claim does not apply
+        assert store.locate("b") is State.INBOX
+    finally:
+        store.close()

@@ -24,7 +24,9 @@ from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta
 from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root, read_limit
 from aq_core.store_pg.claims import CLAIM as _CLAIM
-from aq_core.store_pg.claims import CLAIM_ARGS, CLAIM_PREPARED
+from aq_core.store_pg.claims import CLAIM_ARGS, CLAIM_CONFIRMING_PREPARED, CLAIM_PREPARED, text_array
+from aq_core.store_pg.claims import CLAIM_CONFIRMING as _CLAIM_CONFIRMING
+from aq_core.store_pg.claims import HELD as _HELD
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import PgCoordination
@@ -53,14 +55,6 @@ _WITH_META = (
     " (SELECT array_agg(value ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s)"
 )
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
-
-
-# This thread's locks taken without waiting for the disk (``try_lock_to_claim``) are all still held.
-_HELD = (
-    " AND (SELECT count(*) FROM aq_locks WHERE name = ANY(%(lock_names)s::text[])"
-    " AND token = ANY(%(lock_tokens)s::text[])) = %(locks)s"
-)
-_CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n    FOR UPDATE OF j SKIP LOCKED")
 
 
 def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) -> tuple:
@@ -158,9 +152,8 @@ class PgStore(Store):
         self._forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
-        common = dst is State.BUILDING and src is not State.BUILDING and self._claimer and "\x00" not in job_id
-        if common and not coord.unconfirmed():
-            return self._claim(job_id, src, nonce)
+        if dst is State.BUILDING and src is not State.BUILDING and self._claimer and "\x00" not in job_id:
+            return self._claim(job_id, src, nonce, coord.unconfirmed())
         holding = coord.holding(job_id) if src is State.BUILDING else None
         if holding is False:
             return False  # its lease was lost: the job is recovery's now, not this attempt's
@@ -227,18 +220,24 @@ class PgStore(Store):
                     self._unflushed.pop(job_id, None)  # the attempt is over
         return moved
 
-    def _claim(self, job_id: str, src: State, nonce: str) -> bool:
-        """The common claim, with no lock of this thread's to confirm: ``CLAIM_PREPARED``."""
-        args = [job_id, src.value, nonce, *self._claimer]
+    def _claim(self, job_id: str, src: State, nonce: str, unconfirmed: list) -> bool:
+        """A claim through a prepared statement: ``CLAIM_PREPARED``, or with locks to confirm
+        (``try_lock_to_claim``), ``CLAIM_CONFIRMING_PREPARED``: it applies only while they are held."""
+        args, statement = [job_id, src.value, nonce, *self._claimer], CLAIM_PREPARED
+        if unconfirmed:
+            names, tokens = text_array([k.name for k in unconfirmed]), text_array([k.token for k in unconfirmed])
+            args, statement = [*args, names, tokens, str(len(unconfirmed))], CLAIM_CONFIRMING_PREPARED
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
             if retrying and _applied(conn, job_id, State.BUILDING, nonce):
                 return True
-            return self.conn.first(conn, CLAIM_PREPARED, args) is not None
+            return self.conn.first(conn, statement, args) is not None
 
         if not self.conn.do(op):
             return False
+        if unconfirmed:
+            self.coord.confirmed()
         self.coord.claimed(job_id, started)
         return True
 
