@@ -283,7 +283,7 @@ def main() -> int:
                 extra = (
                     f"postgresql, a job of the run: {xacts:.1f} transactions, {syncs:.1f} WAL flushes;"
                     f" durable commits/s of {args.procs} processes, one row each (the claims' floor): {floor:.0f}\n"
-                    f"the claims' race ({args.claims} ids/s, {args.procs} processes) with a bare one-row UPDATE"
+                    f"the claims' race ({args.claims} ids, {args.procs} processes), ids/s with a bare one-row UPDATE"
                     f" a call: {bare:.0f}; with a one-row SELECT (round trips, no write): {trips:.0f}"
                 )
             else:
