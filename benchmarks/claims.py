@@ -138,6 +138,19 @@ def _committer(url: str, count: int, start: multiprocessing.Event, out: multipro
         out.put(time.monotonic())
 
 
+def _together(workers: list, start: multiprocessing.Event, out: multiprocessing.Queue) -> tuple[float, list]:
+    """Start ``workers``, let them import and connect, then start them at once: (when, their results)."""
+    for proc in workers:
+        proc.start()
+    time.sleep(2.0)
+    began = time.monotonic()
+    start.set()
+    results = [out.get(timeout=600) for _ in workers]
+    for proc in workers:
+        proc.join()
+    return began, results
+
+
 def commit_floor(url: str, count: int, procs: int) -> float:
     """Durable commits per second of ``procs`` processes inserting one row per commit: a claim's floor."""
     import psycopg
@@ -147,14 +160,7 @@ def commit_floor(url: str, count: int, procs: int) -> float:
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
     workers = [ctx.Process(target=_committer, args=(url, count // procs, start, out)) for _ in range(procs)]
-    for proc in workers:
-        proc.start()
-    time.sleep(2.0)
-    began = time.monotonic()
-    start.set()
-    ends = [out.get(timeout=600) for _ in workers]
-    for proc in workers:
-        proc.join()
+    began, ends = _together(workers, start, out)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE aq_bench_commits")
     return (count // procs) * procs / (max(ends) - began)
@@ -204,14 +210,7 @@ def race_floor(url: str, count: int, procs: int, kind: str) -> float:
         )
         for n in range(procs)
     ]
-    for proc in workers:
-        proc.start()
-    time.sleep(2.0)
-    began = time.monotonic()
-    start.set()
-    results = [out.get(timeout=600) for _ in workers]
-    for proc in workers:
-        proc.join()
+    began, results = _together(workers, start, out)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE aq_bench_race")
     if kind == "update" and sum(r[0] for r in results) != count:

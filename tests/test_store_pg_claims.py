@@ -5,8 +5,10 @@ Against a real server started by the tests (loopback, a temp dir).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
 from test_store_pg import NewDb, dbname, new_db  # noqa: F401  (new_db is a fixture)
@@ -20,6 +22,14 @@ def _store(url: str, local: Path):
     from aq_core.store_pg import PgStore
 
     return PgStore(url, local=local)
+
+
+@pytest.fixture
+def store(new_db: NewDb, tmp_path: Path) -> Iterator:  # noqa: F811
+    """A store on a database of its own, closed after the test."""
+    one = _store(new_db(), tmp_path / "store")
+    yield one
+    one.close()
 
 
 def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:  # noqa: F811
@@ -53,25 +63,16 @@ def test_a_claim_writes_the_claimers_lease_and_wins_once_across_stores(
         other.close()
 
 
-def test_a_claim_on_a_new_connection_prepares_its_statement_again(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
-) -> None:
-    url = new_db()
-    store = _store(url, tmp_path / "a")
-    try:
-        for job_id in ("a", "b", "c"):
-            store.add(job_id, b"x", {})
-        assert store.claim("a")
-        first = store.conn._conn
-        assert pg_server.terminate(dbname(url)) >= 1  # the server ends the store's session
-        assert store.claim("b")  # a new connection, the statement prepared on it
-        assert store.conn._conn is not first
-        assert not store.claim("a") and store.claim("c")
-        assert [e.id for e in store.list(State.BUILDING)] == ["a", "b", "c"]
-    finally:
-        store.close()
+def test_a_claim_on_a_new_connection_prepares_its_statement_again(store, pg_server: PgServer) -> None:  # noqa: F811
+    for job_id in ("a", "b", "c"):
+        store.add(job_id, b"x", {})
+    assert store.claim("a")
+    first = store.conn._conn
+    assert pg_server.terminate(dbname(store.url)) >= 1  # the server ends the store's session
+    assert store.claim("b")  # a new connection, the statement prepared on it
+    assert store.conn._conn is not first
+    assert not store.claim("a") and store.claim("c")
+    assert [e.id for e in store.list(State.BUILDING)] == ["a", "b", "c"]
 
 
 def test_a_claim_whose_answer_was_lost_is_not_applied_twice_and_returns_its_win(
@@ -90,8 +91,6 @@ def test_a_claim_whose_answer_was_lost_is_not_applied_twice_and_returns_its_win(
             result = first(conn, statement, args)
             if len(calls) == 1:
                 conn.close()  # committed, and the connection gone before the answer came back
-                import psycopg
-
                 raise psycopg.OperationalError("server closed the connection unexpectedly")
             return result
 
@@ -106,81 +105,48 @@ def test_a_claim_whose_answer_was_lost_is_not_applied_twice_and_returns_its_win(
         other.close()
 
 
-def test_an_error_in_a_prepared_statement_is_raised_and_the_connection_still_serves(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    import psycopg
-
+def test_an_error_in_a_prepared_statement_is_raised_and_the_connection_still_serves(store) -> None:
     from aq_core.store_pg.connection import Prepared
 
-    url = new_db()
-    store = _store(url, tmp_path / "a")
-    try:
-        store.add("j", b"x", {})
-        bad = Prepared("aq_test_bad", "SELECT 1 / $1::integer")
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            store.conn.do(lambda conn, _: store.conn.first(conn, bad, ["0"]))
-        assert store.conn.do(lambda conn, _: store.conn.first(conn, bad, ["1"])) == b"1"
-        assert store.claim("j")
-    finally:
-        store.close()
+    store.add("j", b"x", {})
+    bad = Prepared("aq_test_bad", "SELECT 1 / $1::integer")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        store.conn.do(lambda conn, _: store.conn.first(conn, bad, ["0"]))
+    assert store.conn.do(lambda conn, _: store.conn.first(conn, bad, ["1"])) == b"1"
+    assert store.claim("j")
 
 
-def test_a_job_id_with_a_nul_never_claims_the_job_it_starts_with(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
-    import psycopg
-
-    url = new_db()
-    store = _store(url, tmp_path / "a")
-    try:
-        store.add("a", b"x", {})
-        with pytest.raises(psycopg.DataError):  # libpq would have cut the id at the NUL: "a"
-            store.claim("a\x00b")
-        assert store.locate("a") is State.INBOX
-        assert store.claim("a")
-    finally:
-        store.close()
+def test_a_job_id_with_a_nul_never_claims_the_job_it_starts_with(store) -> None:
+    store.add("a", b"x", {})
+    with pytest.raises(psycopg.DataError):  # libpq would have cut the id at the NUL: "a"
+        store.claim("a\x00b")
+    assert store.locate("a") is State.INBOX
+    assert store.claim("a")
 
 
-def test_a_job_another_claim_holds_is_skipped_not_waited_for(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    import psycopg
-
-    url = new_db()
-    store = _store(url, tmp_path / "a")
-    try:
-        store.add("j", b"x", {})
-        with psycopg.connect(store.conn.conninfo) as holder:  # a transaction: the row stays locked
-            holder.execute("SELECT 1 FROM aq_jobs WHERE id = 'j' FOR UPDATE")
-            assert not store.claim("j")
-            holder.rollback()
-        assert store.claim("j")
-    finally:
-        store.close()
+def test_a_job_another_claim_holds_is_skipped_not_waited_for(store) -> None:
+    store.add("j", b"x", {})
+    with psycopg.connect(store.conn.conninfo) as holder:  # a transaction: the row stays locked
+        holder.execute("SELECT 1 FROM aq_jobs WHERE id = 'j' FOR UPDATE")
+        assert not store.claim("j")
+        holder.rollback()
+    assert store.claim("j")
 
 
 def test_a_claim_confirms_locks_whose_names_need_quoting_and_fails_when_one_is_gone(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
+    store,
     pg_server: PgServer,  # noqa: F811
 ) -> None:
-    url = new_db()
-    store = _store(url, tmp_path / "a")
     names = ['gpu "1", {a}', "back\\slash", "", "plain"]
-    try:
-        store.add("a", b"x", {})
-        store.add("b", b"x", {})
-        locks = [store.coord.try_lock_to_claim(name) for name in ["job:a", *names]]
-        assert all(locks) and len(store.coord.unconfirmed()) == 5
-        assert store.claim("a")
-        assert store.coord.unconfirmed() == []  # the durable claim made every lock durable with it
-        for lock in locks:
-            lock.release()
-        locks = [store.coord.try_lock_to_claim(name) for name in ["job:b", *names]]
-        pg_server.sql("DELETE FROM aq_locks WHERE name = %s", ("back\\slash",), dbname=dbname(url))
-        assert not store.claim("b")  # one lock was lost: the claim does not apply
-        assert store.locate("b") is State.INBOX
-    finally:
-        store.close()
+    store.add("a", b"x", {})
+    store.add("b", b"x", {})
+    locks = [store.coord.try_lock_to_claim(name) for name in ["job:a", *names]]
+    assert all(locks) and len(store.coord.unconfirmed()) == 5
+    assert store.claim("a")
+    assert store.coord.unconfirmed() == []  # the durable claim made every lock durable with it
+    for lock in locks:
+        lock.release()
+    locks = [store.coord.try_lock_to_claim(name) for name in ["job:b", *names]]
+    pg_server.sql("DELETE FROM aq_locks WHERE name = %s", ("back\\slash",), dbname=dbname(store.url))
+    assert not store.claim("b")  # one lock was lost: the claim does not apply
+    assert store.locate("b") is State.INBOX
