@@ -150,3 +150,12 @@ def test_a_claim_confirms_locks_whose_names_need_quoting_and_fails_when_one_is_g
     pg_server.sql("DELETE FROM aq_locks WHERE name = %s", ("back\\slash",), dbname=dbname(store.url))
     assert not store.claim("b")  # one lock was lost: the claim does not apply
     assert store.locate("b") is State.INBOX
+
+
+def test_a_claim_prepares_its_statement_again_when_the_session_forgot_it(store) -> None:
+    store.add("a", b"x", {})
+    store.add("b", b"x", {})
+    assert store.claim("a")
+    store.conn.do(lambda conn, _: conn.execute("DEALLOCATE ALL"))  # as DISCARD ALL or a pooler would
+    assert store.claim("b") and not store.claim("a")
+    assert [e.id for e in store.list(State.BUILDING)] == ["a", "b"]

@@ -239,11 +239,15 @@ class Connection:
         if self._prepared_on is not conn:
             self._prepared_on, self._prepared = conn, set()
             self._encoding = conn.info.encoding
-        if statement.name not in self._prepared:
-            _check(conn, pgconn.prepare(statement.name, statement.sql), psycopg.pq.ExecStatus.COMMAND_OK)
-            self._prepared.add(statement.name)
-        encoding = self._encoding
-        result = pgconn.exec_prepared(statement.name, [None if a is None else a.encode(encoding) for a in args])
+        encoded = [None if a is None else a.encode(self._encoding) for a in args]
+        for _ in range(2):
+            if statement.name not in self._prepared:
+                _check(conn, pgconn.prepare(statement.name, statement.sql), psycopg.pq.ExecStatus.COMMAND_OK)
+                self._prepared.add(statement.name)
+            result = pgconn.exec_prepared(statement.name, encoded)
+            if result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) != b"26000":
+                break
+            self._prepared.clear()  # the session forgot it (DISCARD ALL, a pooler): prepare it again
         _check(conn, result, psycopg.pq.ExecStatus.TUPLES_OK)
         return result.get_value(0, 0) if result.ntuples else None
 
