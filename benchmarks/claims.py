@@ -13,7 +13,12 @@ Two figures per store, each with ``--procs`` processes:
 - for PostgreSQL, beside them: the server's transactions and WAL flushes per job of the run
   (``pg_stat_database``, ``pg_stat_wal``: how many round trips and durable commits a job costs), and
   the claims' floor: durable commits per second of ``--procs`` processes that each insert one row
-  per commit, nothing else.
+  per commit, nothing else;
+- and the floors of the claims' race itself: the same race (same ids, processes and offsets) with
+  a bare one-row ``UPDATE ... WHERE id = $1 AND state = 'inbox'`` instead of ``store.claim`` (one
+  round trip a call, a durable commit a win; no lease, no plan, no token), and with a one-row
+  ``SELECT`` (the round trip alone, no write), each a prepared statement run through libpq, the
+  least Python can do a call.
 
 It starts its own PostgreSQL (``tests/pgserver.py``: loopback, a temp dir, as the ``postgres``
 user when run as root). The server is durable (fsync on, as the filesystem store fsyncs every
@@ -133,6 +138,19 @@ def _committer(url: str, count: int, start: multiprocessing.Event, out: multipro
         out.put(time.monotonic())
 
 
+def _together(workers: list, start: multiprocessing.Event, out: multiprocessing.Queue) -> tuple[float, list]:
+    """Start ``workers``, let them import and connect, then start them at once: (when, their results)."""
+    for proc in workers:
+        proc.start()
+    time.sleep(2.0)
+    began = time.monotonic()
+    start.set()
+    results = [out.get(timeout=600) for _ in workers]
+    for proc in workers:
+        proc.join()
+    return began, results
+
+
 def commit_floor(url: str, count: int, procs: int) -> float:
     """Durable commits per second of ``procs`` processes inserting one row per commit: a claim's floor."""
     import psycopg
@@ -142,14 +160,7 @@ def commit_floor(url: str, count: int, procs: int) -> float:
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()
     workers = [ctx.Process(target=_committer, args=(url, count // procs, start, out)) for _ in range(procs)]
-    for proc in workers:
-        proc.start()
-    time.sleep(2.0)
-    began = time.monotonic()
-    start.set()
-    ends = [out.get(timeout=600) for _ in workers]
-    for proc in workers:
-        proc.join()
+    began, ends = _together(workers, start, out)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE aq_bench_commits")
     return (count // procs) * procs / (max(ends) - began)
@@ -160,6 +171,51 @@ def _claimer(url: str | None, local: str, ids: list[str], start: multiprocessing
     start.wait()
     won = sum(1 for job_id in ids if store.claim(job_id))
     out.put((won, time.monotonic()))
+
+
+_FLOOR_STATEMENTS = {
+    "update": b"UPDATE aq_bench_race SET state = 'building' WHERE id = $1 AND state = 'inbox' RETURNING id",
+    "select": b"SELECT id FROM aq_bench_race WHERE id = $1 AND state = 'inbox'",
+}
+
+
+def _floor_racer(url: str, kind: str, ids: list[str], start: multiprocessing.Event, out: multiprocessing.Queue):
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.prepare(b"race", _FLOOR_STATEMENTS[kind])
+        keys = [job_id.encode() for job_id in ids]
+        start.wait()
+        won = sum(pgconn.exec_prepared(b"race", [key]).ntuples for key in keys)
+        out.put((won, time.monotonic()))
+
+
+def race_floor(url: str, count: int, procs: int, kind: str) -> float:
+    """``claim_throughput``'s race with a bare prepared ``kind`` ("update" or "select") per call."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE aq_bench_race (id text PRIMARY KEY, state text NOT NULL)")
+        conn.execute(
+            "INSERT INTO aq_bench_race SELECT 'c' || lpad(n::text, 5, '0'), 'inbox' FROM generate_series(0, %s) n",
+            (count - 1,),
+        )
+    ids = [f"c{i:05d}" for i in range(count)]
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    workers = [
+        ctx.Process(
+            target=_floor_racer, args=(url, kind, ids[n * count // procs :] + ids[: n * count // procs], start, out)
+        )
+        for n in range(procs)
+    ]
+    began, results = _together(workers, start, out)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE aq_bench_race")
+    if kind == "update" and sum(r[0] for r in results) != count:
+        raise SystemExit("the bare race did not update each row once")
+    return count / (max(r[1] for r in results) - began)
 
 
 def claim_throughput(base: Path, url: str | None, count: int, procs: int) -> float:
@@ -221,9 +277,13 @@ def main() -> int:
             if url:
                 jobs_s, xacts, syncs = run_counted(base / name / "run", url, args.jobs, args.procs)
                 floor = commit_floor(url, args.claims, args.procs)
+                bare = race_floor(url, args.claims, args.procs, "update")
+                trips = race_floor(url, args.claims, args.procs, "select")
                 extra = (
                     f"postgresql, a job of the run: {xacts:.1f} transactions, {syncs:.1f} WAL flushes;"
-                    f" durable commits/s of {args.procs} processes, one row each (the claims' floor): {floor:.0f}"
+                    f" durable commits/s of {args.procs} processes, one row each (the claims' floor): {floor:.0f}\n"
+                    f"the claims' race ({args.claims} ids, {args.procs} processes), ids/s with a bare one-row UPDATE"
+                    f" a call: {bare:.0f}; with a one-row SELECT (round trips, no write): {trips:.0f}"
                 )
             else:
                 jobs_s = run_throughput(base / name / "run", url, args.jobs, args.procs)

@@ -3,6 +3,9 @@
 One ``Connection`` serves one store object (one runner process). A statement whose connection is
 lost is retried on a new one, with ``retrying`` set so it can check whether its first try took
 effect (every write carries a one-time token). The password never reaches a message.
+
+A statement run very often (the claim) is a ``Prepared`` one: prepared once on each connection and
+run through libpq itself (``Connection.first``), a quarter of psycopg's own client CPU a call.
 """
 
 from __future__ import annotations
@@ -118,6 +121,22 @@ def _connection_lost(exc: BaseException, conn: Any) -> bool:
     return False
 
 
+def _check(conn: Any, result: Any, expected: Any) -> None:
+    """Raise the psycopg error of a libpq result that is not ``expected``."""
+    if result.status != expected:
+        if conn.pgconn.status == psycopg.pq.ConnStatus.BAD:  # libpq's own error, no SQLSTATE: lost
+            raise psycopg.OperationalError(result.get_error_message("utf-8"))
+        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+
+
+class Prepared:
+    """A statement with ``$1``-style parameters, prepared once on each connection (``Connection.first``)."""
+
+    def __init__(self, name: str, sql: str) -> None:
+        self.name = name.encode()
+        self.sql = sql.encode()
+
+
 class Connection:
     """The store's connection to the database, reopened when lost; timeouts follow the lease."""
 
@@ -136,6 +155,9 @@ class Connection:
         self._conn: Any = None
         self._connect_failed = 0.0
         self._connect_error = ""
+        self._prepared_on: Any = None  # the connection ``_prepared`` names statements of
+        self._prepared: set[bytes] = set()
+        self._encoding = "utf-8"
 
     def open(self) -> None:
         """Connect now: a one-line ``AqError`` when the database cannot be reached."""
@@ -205,6 +227,29 @@ class Connection:
             retrying = True
             time.sleep(min(delay, max(0.0, deadline - now)))
             delay = min(delay * 2, 0.5)
+
+    def first(self, conn: Any, statement: Prepared, args: list[str | None]) -> bytes | None:
+        """The first column of the first row ``statement`` returns with ``args`` (as text, no NUL in
+        any: libpq would cut it there), None for no row.
+
+        For ``fn`` of ``do`` only (``conn`` is its connection): libpq runs the prepared statement with
+        no Python in between; its errors are psycopg's, so a lost connection is retried as any other.
+        """
+        pgconn = conn.pgconn
+        if self._prepared_on is not conn:
+            self._prepared_on, self._prepared = conn, set()
+            self._encoding = conn.info.encoding
+        encoded = [None if a is None else a.encode(self._encoding) for a in args]
+        for _ in range(2):
+            if statement.name not in self._prepared:
+                _check(conn, pgconn.prepare(statement.name, statement.sql), psycopg.pq.ExecStatus.COMMAND_OK)
+                self._prepared.add(statement.name)
+            result = pgconn.exec_prepared(statement.name, encoded)
+            if result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) != b"26000":
+                break
+            self._prepared.clear()  # the session forgot it (DISCARD ALL, a pooler): prepare it again
+        _check(conn, result, psycopg.pq.ExecStatus.TUPLES_OK)
+        return result.get_value(0, 0) if result.ntuples else None
 
     def close(self) -> None:
         """Close the statements' connection; ``closed`` tells every loop to stop."""

@@ -63,6 +63,14 @@ CELLS = "\x1f"  # between a kept row's cells (row_cells is None when a value hol
 _TOKENS = ("tokens_in", "tokens_out", "tokens_cached")
 _SPENT = frozenset((*_TOKENS, "cost_usd", "cost_estimated"))  # what ``insights.job_record`` puts in by_engine
 
+# The finished jobs' ids, queued stamps and move tokens, by state, as arrays (decoded in C).
+FINISHED_COLUMNS = """
+SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WHERE state = 'done'),
+    array_agg(op_token) FILTER (WHERE state = 'done'), array_agg(id) FILTER (WHERE state = 'failed'),
+    array_agg(queued) FILTER (WHERE state = 'failed'), array_agg(op_token) FILTER (WHERE state = 'failed')
+FROM aq_jobs
+"""
+
 
 def _number(value: Any, kind: type) -> bool:
     return value is None or (type(value) is kind or (kind is float and type(value) is int))

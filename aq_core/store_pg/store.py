@@ -1,9 +1,8 @@
 """The PostgreSQL store's job state and records: one queue shared by runners on many hosts.
 
-A claim is one ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED)`` that also writes the
-claimer's lease and takes only a job whose ``not_before`` has passed and whose ``after:`` jobs are
-all done (whichever host decided to claim it); every write carries a one-time token, so a retry after an unknown outcome never
-applies twice. The leases themselves are ``leases.PgCoordination``'s (``store.coord``).
+A claim is one ``UPDATE`` that also writes the claimer's lease (``claims``); every write carries a
+one-time token, so a retry after an unknown outcome never applies twice. The leases themselves are
+``leases.PgCoordination``'s (``store.coord``).
 
 It also keeps finished jobs' status rows on the server (``rows``; the optional capabilities
 ``finished_rows``, ``keep_finished_row`` and ``keep_finished_rows`` that ``records`` looks for), and
@@ -20,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aq_core.store_pg.claims as claims
 import aq_core.store_pg.metalines as lines
 import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
@@ -27,40 +27,11 @@ from aq_core.meta import Meta
 from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root, read_limit
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
-from aq_core.store_pg.leases import LEASE_SQL, PgCoordination
+from aq_core.store_pg.leases import PgCoordination
 from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
-_FINISHED_COLUMNS = """
-SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WHERE state = 'done'),
-    array_agg(op_token) FILTER (WHERE state = 'done'), array_agg(id) FILTER (WHERE state = 'failed'),
-    array_agg(queued) FILTER (WHERE state = 'failed'), array_agg(op_token) FILTER (WHERE state = 'failed')
-FROM aq_jobs
-"""
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
-_CLAIM = f"""
-UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
-    lease_token = %(token)s, lease_host = %(host)s, lease_pid = %(pid)s, lease_pidstart = %(pidstart)s,
-    lease_expires = {LEASE_SQL}
-WHERE id = (
-    SELECT j.id FROM aq_jobs j WHERE j.id = %(id)s AND j.state = %(src)s
-    AND (j.not_before IS NULL OR j.not_before <= extract(epoch FROM clock_timestamp()))
-    AND NOT EXISTS (
-        SELECT 1 FROM unnest(j.after) AS d(dep) LEFT JOIN aq_jobs p ON p.id = d.dep
-        WHERE p.state IS DISTINCT FROM 'done'
-    )
-    FOR UPDATE OF j SKIP LOCKED
-)
-RETURNING id
-"""
-
-
-# This thread's locks taken without waiting for the disk (``try_lock_to_claim``) are all still held.
-_HELD = (
-    " AND (SELECT count(*) FROM aq_locks WHERE name = ANY(%(lock_names)s::text[])"
-    " AND token = ANY(%(lock_tokens)s::text[])) = %(locks)s"
-)
-_CLAIM_CONFIRMING = _CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", _HELD + "\n    FOR UPDATE OF j SKIP LOCKED")
 
 
 class PgStore(Store):
@@ -84,6 +55,8 @@ class PgStore(Store):
         # job -> meta batches (batch, keys, values) committed without waiting for the disk, not yet
         # followed by a durable append to the job
         self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
+        claimer = [getattr(self.coord, name) for name in claims.CLAIM_ARGS[3:]]  # as text; a NUL: psycopg's path
+        self._claimer = None if "\x00" in str(claimer) else [None if v is None else str(v) for v in claimer]
         self.conn.open()
         if check:
             check_schema(self.conn)
@@ -152,6 +125,8 @@ class PgStore(Store):
         self._forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
+        if dst is State.BUILDING and src is not State.BUILDING and self._claimer and "\x00" not in job_id:
+            return self._claim(job_id, src, nonce, coord.unconfirmed())
         holding = coord.holding(job_id) if src is State.BUILDING else None
         if holding is False:
             if items is not None:
@@ -174,7 +149,7 @@ class PgStore(Store):
             params["lock_tokens"] = [lock.token for lock in unconfirmed]
             params["locks"] = len(unconfirmed)
         if dst is State.BUILDING:
-            statement = _CLAIM_CONFIRMING if unconfirmed else _CLAIM
+            statement = claims.CLAIM_CONFIRMING if unconfirmed else claims.CLAIM
         else:
             # A runner finishing its own attempt moves the job only while its lease holds: once it ran
             # out, the job may be another runner's already (recovered, claimed again).
@@ -183,7 +158,7 @@ class PgStore(Store):
                 "UPDATE aq_jobs SET state = %(dst)s, op_token = %(nonce)s, changed = clock_timestamp(),"
                 " lease_token = NULL, lease_host = NULL, lease_pid = NULL, lease_pidstart = NULL,"
                 " lease_expires = NULL"
-                f" WHERE id = %(id)s AND state = %(src)s{guard}{_HELD if unconfirmed else ''} RETURNING id"
+                f" WHERE id = %(id)s AND state = %(src)s{guard}{claims.HELD if unconfirmed else ''} RETURNING id"
             )
             if dst in (State.DONE, State.FAILED):
                 statement += lines.WITH_META  # its finished row is computed from it next (``transitions.arrived``)
@@ -208,10 +183,8 @@ class PgStore(Store):
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
-            if retrying:
-                row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
-                if row is not None and row[0] == dst.value and row[1] == nonce:
-                    return True
+            if retrying and claims.applied(conn, job_id, dst, nonce):
+                return True
             row = conn.execute(statement, params).fetchone()
             if row is not None and dst in (State.DONE, State.FAILED):  # (id, keys, values[, added keys, values])
                 pairs_ = [*zip(row[1] or (), row[2] or (), strict=True)]
@@ -252,6 +225,30 @@ class PgStore(Store):
                 self._unflushed[job_id] = kept
             else:
                 self._unflushed.pop(job_id, None)
+
+    def _claim(self, job_id: str, src: State, nonce: str, unconfirmed: list) -> bool:
+        """A claim through a prepared statement: ``claims.CLAIM_PREPARED``, or with locks to confirm
+        (``try_lock_to_claim``), ``claims.CLAIM_CONFIRMING_PREPARED``: it applies only while they are held."""
+        args, statement = [job_id, src.value, nonce, *self._claimer], claims.CLAIM_PREPARED
+        if unconfirmed:
+            names, tokens = (
+                claims.text_array([k.name for k in unconfirmed]),
+                claims.text_array([k.token for k in unconfirmed]),
+            )
+            args, statement = [*args, names, tokens, str(len(unconfirmed))], claims.CLAIM_CONFIRMING_PREPARED
+        started = time.monotonic()
+
+        def op(conn: Any, retrying: bool) -> bool:
+            if retrying and claims.applied(conn, job_id, State.BUILDING, nonce):
+                return True
+            return self.conn.first(conn, statement, args) is not None
+
+        if not self.conn.do(op):
+            return False
+        if unconfirmed:
+            self.coord.confirmed()
+        self.coord.claimed(job_id, started)
+        return True
 
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
@@ -317,7 +314,7 @@ class PgStore(Store):
         """``views.listing_columns(scan_finished())`` without an object per job: the columns as arrays,
         in the same order, decoded in C."""
         done_ids, done_queued, done_tokens, failed_ids, failed_queued, failed_tokens = self._in_table_order(
-            _FINISHED_COLUMNS, binary=True
+            kept_rows.FINISHED_COLUMNS, binary=True
         )[0]
         done_ids, failed_ids = done_ids or [], failed_ids or []
         return [

@@ -1,0 +1,161 @@
+"""The PostgreSQL store's common claim: one statement prepared on each connection, run through libpq.
+
+Against a real server started by the tests (loopback, a temp dir).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
+from test_store_pg import NewDb, dbname, new_db  # noqa: F401  (new_db is a fixture)
+
+from aq_core.store import State
+
+pytestmark = pytest.mark.requires("postgresql")
+
+
+def _store(url: str, local: Path):
+    from aq_core.store_pg import PgStore
+
+    return PgStore(url, local=local)
+
+
+@pytest.fixture
+def store(new_db: NewDb, tmp_path: Path) -> Iterator:  # noqa: F811
+    """A store on a database of its own, closed after the test."""
+    one = _store(new_db(), tmp_path / "store")
+    yield one
+    one.close()
+
+
+def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:  # noqa: F811
+    return pg_server.sql(
+        "SELECT state, lease_token, lease_host, lease_pid, lease_expires > now() FROM aq_jobs WHERE id = %s",
+        (job_id,),
+        dbname=dbname(url),
+    )[0]
+
+
+def test_a_claim_writes_the_claimers_lease_and_wins_once_across_stores(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+    pg_server: PgServer,  # noqa: F811
+) -> None:
+    url = new_db()
+    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
+    try:
+        store.add("j1", b"x", {})
+        store.add("later", b"x", {"not_before": 4102444800})  # 2100: not yet
+        store.add("child", b"x", {"after": "j1"})
+        assert store.claim("j1") and not store.claim("j1") and not other.claim("j1")
+        assert _row(pg_server, url, "j1") == ("building", store.coord.token, store.coord.host, store.coord.pid, True)
+        assert store.coord.holding("j1") is True and other.coord.holding("j1") is None
+        assert not other.claim("later") and not other.claim("child") and not other.claim("nope")
+        assert store.move("j1", State.BUILDING, State.DONE)
+        assert other.claim("child")
+        assert other.locate("later") is State.INBOX
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_claim_on_a_new_connection_prepares_its_statement_again(store, pg_server: PgServer) -> None:  # noqa: F811
+    for job_id in ("a", "b", "c"):
+        store.add(job_id, b"x", {})
+    assert store.claim("a")
+    first = store.conn._conn
+    assert pg_server.terminate(dbname(store.url)) >= 1  # the server ends the store's session
+    assert store.claim("b")  # a new connection, the statement prepared on it
+    assert store.conn._conn is not first
+    assert not store.claim("a") and store.claim("c")
+    assert [e.id for e in store.list(State.BUILDING)] == ["a", "b", "c"]
+
+
+def test_a_claim_whose_answer_was_lost_is_not_applied_twice_and_returns_its_win(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = new_db()
+    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
+    try:
+        store.add("j", b"x", {})
+        store.add("k", b"x", {})
+        first, calls = store.conn.first, []
+
+        def answer_lost(conn, statement, args):
+            calls.append(args[0])
+            result = first(conn, statement, args)
+            if len(calls) == 1:
+                conn.close()  # committed, and the connection gone before the answer came back
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return result
+
+        store.conn.first = answer_lost
+        assert store.claim("j")  # retried on a new connection: found committed by its own token
+        assert calls == ["j"]  # the retry asked whether it was applied, and did not claim again
+        assert store.coord.holding("j") is True
+        assert not other.claim("j")
+        assert store.claim("k") and calls == ["j", "k"]
+    finally:
+        store.close()
+        other.close()
+
+
+def test_an_error_in_a_prepared_statement_is_raised_and_the_connection_still_serves(store) -> None:
+    from aq_core.store_pg.connection import Prepared
+
+    store.add("j", b"x", {})
+    bad = Prepared("aq_test_bad", "SELECT 1 / $1::integer")
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        store.conn.do(lambda conn, _: store.conn.first(conn, bad, ["0"]))
+    assert store.conn.do(lambda conn, _: store.conn.first(conn, bad, ["1"])) == b"1"
+    assert store.claim("j")
+
+
+def test_a_job_id_with_a_nul_never_claims_the_job_it_starts_with(store) -> None:
+    store.add("a", b"x", {})
+    with pytest.raises(psycopg.DataError):  # libpq would have cut the id at the NUL: "a"
+        store.claim("a\x00b")
+    assert store.locate("a") is State.INBOX
+    assert store.claim("a")
+
+
+def test_a_job_another_claim_holds_is_skipped_not_waited_for(store) -> None:
+    store.add("j", b"x", {})
+    with psycopg.connect(store.conn.conninfo) as holder:  # a transaction: the row stays locked
+        holder.execute("SELECT 1 FROM aq_jobs WHERE id = 'j' FOR UPDATE")
+        assert not store.claim("j")
+        holder.rollback()
+    assert store.claim("j")
+
+
+def test_a_claim_confirms_locks_whose_names_need_quoting_and_fails_when_one_is_gone(
+    store,
+    pg_server: PgServer,  # noqa: F811
+) -> None:
+    names = ['gpu "1", {a}', "back\\slash", "", "plain"]
+    store.add("a", b"x", {})
+    store.add("b", b"x", {})
+    locks = [store.coord.try_lock_to_claim(name) for name in ["job:a", *names]]
+    assert all(locks) and len(store.coord.unconfirmed()) == 5
+    assert store.claim("a")
+    assert store.coord.unconfirmed() == []  # the durable claim made every lock durable with it
+    for lock in locks:
+        lock.release()
+    locks = [store.coord.try_lock_to_claim(name) for name in ["job:b", *names]]
+    pg_server.sql("DELETE FROM aq_locks WHERE name = %s", ("back\\slash",), dbname=dbname(store.url))
+    assert not store.claim("b")  # one lock was lost: the claim does not apply
+    assert store.locate("b") is State.INBOX
+
+
+def test_a_claim_prepares_its_statement_again_when_the_session_forgot_it(store) -> None:
+    store.add("a", b"x", {})
+    store.add("b", b"x", {})
+    assert store.claim("a")
+    store.conn.do(lambda conn, _: conn.execute("DEALLOCATE ALL"))  # as DISCARD ALL or a pooler would
+    assert store.claim("b") and not store.claim("a")
+    assert [e.id for e in store.list(State.BUILDING)] == ["a", "b"]
