@@ -58,16 +58,12 @@ def _move(
     scoped: bool = True,
 ) -> bool:
     """Decide (meta first, so recovery can finish the move), move, journal, notify."""
-    moved = None
     if meta is not None:
         origin = {"decided_in": src.value} if src is not State.BUILDING else {}
-        decided = {**meta, **origin, "decision": dst.value}
-        both = getattr(store, "move_deciding", None)  # a store that commits the two at once (PostgreSQL)
-        if both is not None:
-            moved = both(job_id, src, dst, decided)
-        else:
-            store.append_meta(job_id, decided)
-    if not (store.move(job_id, src, dst) if moved is None else moved):
+        moved = store.move_deciding(job_id, src, dst, {**meta, **origin, "decision": dst.value})
+    else:
+        moved = store.move(job_id, src, dst)
+    if not moved:
         if scoped:
             journal.say(job_id, f"was no longer in {src.value}/ (moved by someone else); leaving it where it is")
         return False
