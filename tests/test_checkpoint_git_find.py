@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from gitutil import git
+from gitutil import git, init_repo
 
 from aq_core import git_repo, plugins
 from aq_core.checkpoint import CheckpointContext
@@ -121,3 +121,25 @@ def test_a_remembered_folder_costs_one_lstat_a_level(tmp_path: Path, monkeypatch
     monkeypatch.setattr(os, "stat", lambda p, *a, **k: calls.append(str(p)) or real_stat(p, *a, **k))
     assert find_repo(plain) is None
     assert len(calls) == len(plain.parts)  # each of its folders once, "/" included: no .git or HEAD asked
+
+
+def test_git_runs_without_posix_spawn_and_without_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each git is started through ``subprocess`` (the GIL released while it starts, so the runner's
+    other threads go on), not ``os.posix_spawnp`` (which holds the GIL until git has exec'd); it reads
+    no input, and its output and exit code come back."""
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise AssertionError("git started through posix_spawn")
+
+    monkeypatch.setattr(os, "posix_spawnp", refuse)
+    monkeypatch.setattr(os, "posix_spawn", refuse)
+    init_repo(tmp_path / "r", files={"a.txt": "a\n"})
+    (tmp_path / "r" / "b.txt").write_text("b\n")
+    repo = find_repo(tmp_path / "r")
+    assert repo is not None
+    assert repo.status().clean is False
+    # stdin is /dev/null: git reads no bytes of the runner's own input.
+    assert repo.git("hash-object", "--stdin").strip() == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    assert repo.git("hash-object", "--stdin", stdin="x\n").strip() == "587be6b4c3f93f93c489c0111bba5596147a26cb"
+    code, out, err = repo.run("rev-parse", "--verify", "--quiet", "no-such-ref", ok=(0, 1))
+    assert (code, out) == (1, "")
