@@ -61,21 +61,7 @@ class Child:
             try:
                 os.close(up)
                 os.close(down)
-                share = work(self._agree)
-                frame = share.pop("cache")
-                share["frame"] = at = 8 + len(frame)
-                self.out.write(len(frame).to_bytes(8, "little"))
-                self.out.write(frame)
-                share["raw"] = raw = {}
-                for name in RAW:  # written as they are, not marshalled: the parent maps them, no copy
-                    data = share.pop(name)
-                    raw[name] = (at, len(data))
-                    at += len(data)
-                    self.out.write(data)
-                rest = marshal.dumps(share, 2)
-                self.out.write(rest)
-                self.out.write(len(rest).to_bytes(8, "little"))
-                self.out.flush()
+                write_share(self.out, work(self._agree))
                 code = 0
             finally:
                 os._exit(code)
@@ -104,23 +90,48 @@ class Child:
         _, status = os.waitpid(self.pid, 0)
         if status != 0:
             return None
-        import mmap
+        return shared(self.out.fileno(), rows)
 
-        with contextlib.suppress(OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
-            mapped = memoryview(mmap.mmap(self.out.fileno(), 0, access=mmap.ACCESS_READ))
-            end = len(mapped) - 8
-            size = int.from_bytes(mapped[end:], "little")
-            if not 0 <= size <= end:
+
+def write_share(out: Any, share: dict[str, Any]) -> None:
+    """Write a share to the file ``out``: its rows cache frame (length, bytes), its big parts as they
+    are, the rest marshalled, and that rest's length (``shared`` reads it back)."""
+    frame = share.pop("cache")
+    share["frame"] = at = 8 + len(frame)
+    out.write(len(frame).to_bytes(8, "little"))
+    out.write(frame)
+    share["raw"] = raw = {}
+    for name in RAW:  # written as they are, not marshalled: the parent maps them, no copy
+        data = share.pop(name)
+        raw[name] = (at, len(data))
+        at += len(data)
+        out.write(data)
+    rest = marshal.dumps(share, 2)
+    out.write(rest)
+    out.write(len(rest).to_bytes(8, "little"))
+    out.flush()
+
+
+def shared(fd: int, rows: int) -> dict[str, Any] | None:
+    """The share a child wrote to the file ``fd`` (frame, big parts, the rest marshalled, its length),
+    its big parts views of the mapped file; None when it is not one of ``rows`` rows (cut short, torn)."""
+    import mmap
+
+    with contextlib.suppress(OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
+        mapped = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+        end = len(mapped) - 8
+        size = int.from_bytes(mapped[end:], "little")
+        if not 0 <= size <= end:
+            return None
+        share = marshal.loads(mapped[end - size : end])
+        if not isinstance(share, dict) or share.get("n") != rows:
+            return None
+        for name, (at, size) in share.pop("raw").items():  # the big parts: views of the mapped file
+            if not 0 <= at <= at + size <= end:
                 return None
-            share = marshal.loads(mapped[end - size : end])
-            if not isinstance(share, dict) or share.get("n") != rows:
-                return None
-            for name, (at, size) in share.pop("raw").items():  # the big parts: views of the mapped file
-                if at < 0 or at + size > end:
-                    return None
-                share[name] = mapped[at : at + size]
-            return share
-        return None
+            share[name] = mapped[at : at + size]
+        return share
+    return None
 
 
 def agree_with(children: list[Child]) -> Any:
