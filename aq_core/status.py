@@ -73,7 +73,8 @@ def row_maker(store: Store) -> Any:
 
 
 def in_status_order(entries: list[Entry]) -> list[Entry]:
-    """Running, waiting, failed, done; oldest first in each (sorted per state: no per-entry key function)."""
+    """Running, waiting, failed, done; oldest first in each (sorted per state: no per-entry key function;
+    by id, then stably by queue time: two sorts on one plain key each beat one on a tuple of two)."""
     from operator import attrgetter
 
     buckets: dict[State, list[Entry]] = {state: [] for state in sorted(STATE_ORDER, key=STATE_ORDER.__getitem__)}
@@ -81,7 +82,8 @@ def in_status_order(entries: list[Entry]) -> list[Entry]:
         buckets[entry.state].append(entry)
     ordered: list[Entry] = []
     for bucket in buckets.values():
-        bucket.sort(key=attrgetter("queued", "id"))
+        bucket.sort(key=attrgetter("id"))
+        bucket.sort(key=attrgetter("queued"))
         ordered += bucket
     return ordered
 

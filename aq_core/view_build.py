@@ -173,8 +173,8 @@ def _table(shares: list[dict[str, Any]]) -> tuple[list[int], list[int], list[byt
 
 
 def _newest(shares: list[dict[str, Any]]) -> tuple[list[bytes], bytes, list, list]:
-    """Every row newest first: the shares' own newest-first orders merged, their bytes copied in runs;
-    the pieces, their per-row offsets, and each row's finish time (none: 0) and id in that order."""
+    """Every row newest first: the shares' own newest-first orders merged, their bytes taken in runs;
+    the pieces (written one after another, not joined), their per-row offsets, and each row's finish time (none: 0) and id in that order."""
     from bisect import bisect_right
     from itertools import chain
 
@@ -201,12 +201,14 @@ def _newest(shares: list[dict[str, Any]]) -> tuple[list[bytes], bytes, list, lis
     for first, last in runs:
         s = bisect_right(bases, first) - 1
         own, lo, hi = starts[s], first - bases[s], last - bases[s]
+        if pieces:
+            pieces.append(b",")
         pieces.append(views[s][own[lo] : own[hi] - 1])
         shift = base - own[lo]
         offsets.extend([start + shift for start in own[lo:hi]])
         base += own[hi] - own[lo]
     offsets.append(base)
-    return [b",".join(pieces)], offsets.tobytes(), [keys[i][0] for i in order], [keys[i][1] for i in order]
+    return pieces, offsets.tobytes(), [keys[i][0] for i in order], [keys[i][1] for i in order]
 
 
 def write_view(

@@ -5,8 +5,9 @@ the widths every share agreed on (the largest of each column), so it lays out it
 table's widths while the parent lays out its own: no share is laid out twice (a share of done jobs
 only would otherwise have a narrower RESULT column than one with failed jobs). It then writes, to a
 temporary file, its part of the rows cache as a frame of the cache file (its length, then its
-bytes) followed by the rest of its share, marshalled; the parent copies that frame into the cache
-file in the kernel (``copy_file_range``) and reads only the rest. A child that dies, or a parent
+bytes), then the share's big parts as they are and the rest of it marshalled; the parent copies
+that frame into the cache file in the kernel (``copy_file_range``) and maps the rest (the big parts
+are written to the view from the mapping: never read, unmarshalled or copied in the parent). A child that dies, or a parent
 that never answers, costs time, never a wrong table: a share laid out at other widths is laid out
 again by ``view_build._table``, and a failed child's share is computed by the parent.
 """
@@ -42,6 +43,9 @@ def _receive(fd: int) -> Any:
     return None
 
 
+RAW = ("table", "cells", "status", "insights")  # a share's big parts (bytes, tens of MB at 100,000 jobs)
+
+
 class Child:
     """A forked process computing ``work(agree)``: a share, its table's widths agreed through ``agree``."""
 
@@ -57,13 +61,7 @@ class Child:
             try:
                 os.close(up)
                 os.close(down)
-                share = work(self._agree)
-                frame = share.pop("cache")
-                share["frame"] = 8 + len(frame)
-                self.out.write(len(frame).to_bytes(8, "little"))
-                self.out.write(frame)
-                self.out.write(marshal.dumps(share, 2))
-                self.out.flush()
+                write_share(self.out, work(self._agree))
                 code = 0
             finally:
                 os._exit(code)
@@ -92,12 +90,48 @@ class Child:
         _, status = os.waitpid(self.pid, 0)
         if status != 0:
             return None
-        with contextlib.suppress(OSError, EOFError, ValueError, TypeError):
-            self.out.seek(8 + int.from_bytes(os.pread(self.out.fileno(), 8, 0), "little"))  # past the frame
-            share = marshal.loads(self.out.read())
-            if isinstance(share, dict) and share.get("n") == rows:
-                return share
-        return None
+        return shared(self.out.fileno(), rows)
+
+
+def write_share(out: Any, share: dict[str, Any]) -> None:
+    """Write a share to the file ``out``: its rows cache frame (length, bytes), its big parts as they
+    are, the rest marshalled, and that rest's length (``shared`` reads it back)."""
+    frame = share.pop("cache")
+    share["frame"] = at = 8 + len(frame)
+    out.write(len(frame).to_bytes(8, "little"))
+    out.write(frame)
+    share["raw"] = raw = {}
+    for name in RAW:  # written as they are, not marshalled: the parent maps them, no copy
+        data = share.pop(name)
+        raw[name] = (at, len(data))
+        at += len(data)
+        out.write(data)
+    rest = marshal.dumps(share, 2)
+    out.write(rest)
+    out.write(len(rest).to_bytes(8, "little"))
+    out.flush()
+
+
+def shared(fd: int, rows: int) -> dict[str, Any] | None:
+    """The share a child wrote to the file ``fd`` (frame, big parts, the rest marshalled, its length),
+    its big parts views of the mapped file; None when it is not one of ``rows`` rows (cut short, torn)."""
+    import mmap
+
+    with contextlib.suppress(OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
+        mapped = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))
+        end = len(mapped) - 8
+        size = int.from_bytes(mapped[end:], "little")
+        if not 0 <= size <= end:
+            return None
+        share = marshal.loads(mapped[end - size : end])
+        if not isinstance(share, dict) or share.get("n") != rows:
+            return None
+        for name, (at, size) in share.pop("raw").items():  # the big parts: views of the mapped file
+            if not 0 <= at <= at + size <= end:
+                return None
+            share[name] = mapped[at : at + size]
+        return share
+    return None
 
 
 def agree_with(children: list[Child]) -> Any:

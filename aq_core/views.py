@@ -149,11 +149,10 @@ def write_parts(path: Path, head: dict[str, Any], parts: dict[str, Any]) -> bool
     try:
         path.parent.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_MAGIC + len(data).to_bytes(4, "little") + data)
-            for name in PARTS:
-                for piece in pieces[name]:
-                    fh.write(piece)
+        try:
+            _write_all(fd, [_MAGIC + len(data).to_bytes(4, "little") + data, *(p for n in PARTS for p in pieces[n])])
+        finally:
+            os.close(fd)
         os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except OSError:
         with contextlib.suppress(OSError):
@@ -162,6 +161,23 @@ def write_parts(path: Path, head: dict[str, Any], parts: dict[str, Any]) -> bool
     with contextlib.suppress(OSError):  # patches of the view replaced (their token no longer matches)
         os.unlink(delta_path(path))
     return True
+
+
+def _write_all(fd: int, pieces: list[Any]) -> None:
+    """Write ``pieces`` (bytes-like) to ``fd`` one after another, many to a call (``writev``)."""
+    pieces = [memoryview(piece).cast("B") for piece in pieces if len(piece)]
+    at = 0
+    while at < len(pieces):
+        batch = pieces[at : at + 1024]  # IOV_MAX
+        sent = os.writev(fd, batch)
+        if not sent:
+            raise OSError("nothing written")
+        for piece in batch:  # a short write (a signal, a full disk): resume inside the piece it stopped in
+            if sent < len(piece):
+                pieces[at] = piece[sent:]
+                break
+            sent -= len(piece)
+            at += 1
 
 
 def _from_server(store: Store, what: str, limit: int = 20) -> bool:

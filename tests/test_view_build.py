@@ -184,3 +184,44 @@ def test_a_share_laid_out_at_other_widths_is_laid_out_again(tmp_path: Path) -> N
     from aq_core.status import body_lines
 
     assert b"".join(pieces).decode() == "\n".join(body_lines(rows, widths))
+
+
+def test_a_share_handed_back_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A child's share goes through its file (big parts as they are, the rest marshalled) unchanged;
+    a file cut short or torn anywhere gives no share, so the parent computes it again."""
+    cells = [
+        "\0".join(["j1", "done", "cmd", "1", "ok", "", "", "1s"]),
+        "\0".join(["j2", "failed", "cmd", "2", "", "", "", ""]),
+    ]
+    texts = [b'{"id": "j1"}', b'{"id": "j2"}']
+    share = view_build.finish_share(cells, texts, [("j1", "done", 2.0), ("j2", "failed", 1.0)], {}, b"frame")
+    expected = {name: bytes(value) if isinstance(value, bytes) else value for name, value in share.items()}
+    expected.pop("cache")
+    expected["frame"] = 8 + len(b"frame")  # where the rest begins: the parent copies the frame before it
+    path = tmp_path / "share"
+    with open(path, "wb") as out:
+        view_fork.write_share(out, dict(share))
+    data = path.read_bytes()
+    assert data[:13] == (5).to_bytes(8, "little") + b"frame"
+    with open(path, "rb") as fh:
+        got = view_fork.shared(fh.fileno(), 2)
+        assert got is not None
+        assert {
+            name: bytes(value) if isinstance(value, memoryview) else value for name, value in got.items()
+        } == expected
+        assert view_fork.shared(fh.fileno(), 3) is None  # another count of rows
+    for bad in (data[:-1], data[:-9], data[:7], b"", data[: len(data) // 2], data[:-8] + b"\xff" * 8):
+        path.write_bytes(bad)
+        with open(path, "rb") as fh:
+            assert view_fork.shared(fh.fileno(), 2) is None
+
+
+def test_the_view_is_written_from_many_pieces_in_order(tmp_path: Path) -> None:
+    """More pieces than one ``writev`` takes, bytes and views of other buffers, empty ones among them."""
+    pieces = [str(i).encode() if i % 3 else memoryview(b"<%d>" % i)[1:-1] for i in range(3000)] + [b""]
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        views._write_all(fd, pieces)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == b"".join(pieces)
