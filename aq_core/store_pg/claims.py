@@ -12,9 +12,7 @@ mostly psycopg's own (``connection.Connection.first``).
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from aq_core.store import State
 from aq_core.store_pg.connection import Prepared, psycopg
 from aq_core.store_pg.lockrows import LEASE_SQL
 
@@ -61,9 +59,3 @@ def text_array(values: list[str]) -> str:
 
 CLAIM_PREPARED = Prepared("aq_claim", positional(CLAIM, CLAIM_ARGS))
 CLAIM_CONFIRMING_PREPARED = Prepared("aq_claim_confirming", positional(CLAIM_CONFIRMING, CONFIRMING_ARGS))
-
-
-def applied(conn: Any, job_id: str, dst: State, nonce: str) -> bool:
-    """Whether the transition to ``dst`` with ``nonce`` was committed (its outcome was unknown)."""
-    row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
-    return row is not None and row[0] == dst.value and row[1] == nonce
