@@ -15,6 +15,9 @@ from aq_core.git_switch import clear_stale_locks, switch_new
 from aq_core.hookspecs import hookimpl
 from aq_core.wip_commit import WIP_PREFIX, commit_tree, commit_work, set_wip_ref, snapshot
 
+# The folder (in the repository's common git dir) that holds aq's own worktrees, one per job.
+WORKTREES = "aq-worktrees"
+
 if TYPE_CHECKING:
     from aq_core.checkpoint import CheckpointContext
 
@@ -40,7 +43,7 @@ def checkpoint(stage: str, ctx: CheckpointContext) -> dict[str, str] | None:
     """Create or resume ``aq/wip/<id>`` at ``prepare``; snapshot the work tree onto it at ``commit``."""
     job_id, workdir, result, meta, log = ctx.job_id, ctx.workdir, ctx.result, ctx.meta, ctx.log
     isolation, protected = ctx.isolation, ctx.protected
-    if stage == "finish" and f"/aq-worktrees/{job_id}" not in os.fspath(workdir):
+    if stage == "finish" and f"/{WORKTREES}/{job_id}" not in os.fspath(workdir):
         return None  # only aq's own worktree is removed at the end; a job that ran in place needs no look
     repo = find_repo(Path(workdir))
     if repo is None:
@@ -87,7 +90,7 @@ def _prepare(
 ) -> None:
     ref = "refs/heads/" + branch
     prefix = Path(os.path.realpath(cwd)).relative_to(repo.top)
-    worktree = repo.common_dir / "aq-worktrees" / job_id
+    worktree = repo.common_dir / WORKTREES / job_id
     status: Status | None = None
     if isolation == "inplace":  # whether the user's checkout has changes decides how the job starts
         clear_stale_locks(repo, branch)
@@ -272,7 +275,7 @@ def _worktrees_locked(repo: Repo) -> Iterator[None]:
     ``git worktree add`` and ``git switch`` read every worktree's admin dir; one being created by
     another runner at that moment makes them fail ("failed to read .../commondir").
     """
-    fd = os.open(repo.common_dir / "aq-worktrees.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    fd = os.open(repo.common_dir / f"{WORKTREES}.lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -282,7 +285,7 @@ def _worktrees_locked(repo: Repo) -> Iterator[None]:
 
 def _remove_worktree(repo: Repo, job_id: str, workdir: Path, log: Callable[[str], None], out: dict[str, str]) -> None:
     """Remove aq's own worktree of a finished job: every change is committed on its branch."""
-    worktree = repo.common_dir / "aq-worktrees" / job_id
+    worktree = repo.common_dir / WORKTREES / job_id
     if not worktree.exists() or workdir.resolve() != worktree.resolve():
         return  # in place, or a worktree aq did not make: nothing of ours to remove
     with _worktrees_locked(repo):
