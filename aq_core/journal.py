@@ -50,7 +50,9 @@ class Journal:
         """Keep the job's log open until ``release``: an attempt says a few lines, and an open and a
         close for each cost a short job more than the line does."""
         try:
-            fd = self._open(job_id)
+            # One open that creates: an attempt holds the log of a job it has just claimed, and most
+            # such jobs have none yet (``_open`` would try a plain open first, in vain).
+            fd = self.store.files.open_log(self.store.files.aq_log_path(job_id))
         except OSError:
             return  # each line opens it then, as without a hold
         with self._lock:

@@ -55,8 +55,23 @@ def say(line: str) -> None:
         print(f"aq: {line}", file=sys.stderr, flush=True)
 
 
+# The environment as the interpreter keeps it (bytes on POSIX; ``os.environ`` writes through to it):
+# ``os.environ.get`` encodes the name and decodes the value at each call, and a runner asks these
+# questions about thirty times a job.
+_ENVIRON = getattr(os.environ, "_data", None)
+_RAW = isinstance(_ENVIRON, dict) and all(isinstance(k, bytes) for k in list(_ENVIRON)[:1])
+
+
+def env(name: str) -> str | None:
+    """``os.environ.get(name)``, read without encoding the name where the environment is bytes."""
+    if not _RAW:
+        return os.environ.get(name)
+    value = _ENVIRON.get(name.encode())  # type: ignore[union-attr]
+    return None if value is None else os.fsdecode(value)
+
+
 def tracing() -> bool:
-    return os.environ.get(TRACE_ENV, "") not in ("", "0")
+    return env(TRACE_ENV) not in (None, "", "0")
 
 
 def install(pm: pluggy.PluginManager) -> None:

@@ -9,7 +9,6 @@ cannot be read provides no engines.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -18,7 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from aq_core.errors import AqError, UnknownEngine
-from aq_core.plugin_trace import PluginError, describe, install, instrument, say
+from aq_core.plugin_trace import PluginError, describe, env, install, instrument, say
 
 if TYPE_CHECKING:
     import pluggy
@@ -47,7 +46,7 @@ def plugin_manager() -> pluggy.PluginManager:
     ``AQ_LOAD_PLUGINS`` (comma-separated distribution names) limits which installed distributions
     load; the empty string loads only aq-core's built-ins. Unset loads everything.
     """
-    return _manager(os.environ.get("AQ_LOAD_PLUGINS"))
+    return _manager(env("AQ_LOAD_PLUGINS"))
 
 
 @cache

@@ -59,9 +59,13 @@ def _append(path: Path, data: bytes) -> None:
     """One ``O_APPEND`` write; losing it (a torn write, a crash) only costs a recomputation."""
     if not data:
         return
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
     with contextlib.suppress(OSError):
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:  # the folder is there but for the first journalled row: no mkdir for each of the others
+            fd = os.open(path, flags, 0o600)
+        except FileNotFoundError:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(path, flags, 0o600)
         try:
             os.write(fd, data)
         finally:

@@ -4,6 +4,7 @@ and runs its attempt on a worker thread; recovers orphans, renews leases, ends e
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import queue
 import signal
@@ -81,6 +82,9 @@ class Runner:
                 None, f"runner started (pid {self.pid}, {self.workers} worker{'s' if self.workers != 1 else ''})"
             )
             self._check_setup()
+            # What start-up made (modules, plugins, the config) lives as long as the runner: out of the
+            # collector's sight, each collection walks only what the jobs since made.
+            gc.freeze()
             while True:
                 try:
                     self._loop()

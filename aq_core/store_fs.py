@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Callable, Mapping
+from _thread import _local  # threading.local itself: `aq add` must not import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from aq_core.errors import AqError, UsageError
@@ -281,6 +282,18 @@ class FsEngineRecords(EngineRecords):
 
     def __init__(self, files: LocalFiles) -> None:
         self.files = files
+        self._ahead = _local()  # .names: the listing ``prefetched`` made, this thread only
+
+    @contextlib.contextmanager
+    def prefetched(self) -> Iterator[None]:
+        """Within the block, this thread's ``names`` is the listing made on entry: a runner's pick asks
+        three questions of every engine's record, and listing ``engines/`` once is enough (an engine
+        whose first record is written meanwhile is seen at the next pick, as it would be a moment later)."""
+        self._ahead.names = self._list()
+        try:
+            yield
+        finally:
+            self._ahead.names = None
 
     def _path(self, engine: str) -> Path:
         if not engine or "/" in engine or engine.startswith("."):
@@ -294,6 +307,10 @@ class FsEngineRecords(EngineRecords):
         return read_meta_file(self._path(engine))
 
     def names(self) -> list[str]:
+        ahead = getattr(self._ahead, "names", None)
+        return list(ahead) if ahead is not None else self._list()
+
+    def _list(self) -> list[str]:
         folder = self.files.root / "engines"
         try:
             return sorted(n[: -len(".meta")] for n in os.listdir(folder) if n.endswith(".meta"))
