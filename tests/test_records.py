@@ -35,6 +35,22 @@ def test_the_runner_journals_rows_and_a_read_folds_them_in(tmp_path: Path) -> No
     assert json.loads(warm) == json.loads(cold), "rows from the journal equal rows computed from meta"
 
 
+def test_a_deleted_cache_folder_is_made_again_by_the_next_finished_job(tmp_path: Path) -> None:
+    root = tmp_path / "q"
+    run_jobs(root, tmp_path, 1)
+    store = FsStore(root)
+    for path in journal_path(store).parent.iterdir():
+        path.unlink()
+    journal_path(store).parent.rmdir()
+    work = tmp_path / "w"
+    later = write_job(tmp_path / "more", "r1", {"engine": "command", "cwd": str(work), "command": stub()})
+    assert aq("add", str(later), root=root).returncode == 0
+    assert aq("run", "--once", root=root).returncode == 0
+    assert journal_path(store).exists()
+    assert oct(journal_path(store).parent.stat().st_mode & 0o777) == "0o700"
+    assert '"r1"' in aq("status", "--json", root=root).stdout
+
+
 def test_a_torn_journal_costs_only_a_recomputation(tmp_path: Path) -> None:
     root = tmp_path / "q"
     run_jobs(root, tmp_path, 3)

@@ -243,3 +243,20 @@ def _lock_taken(root: str, name: str) -> bool:
         return False
     lock.release()
     return True
+
+
+def test_engine_records_read_ahead_list_engines_once_for_the_thread_that_asked(tmp_path: Path) -> None:
+    import threading
+
+    store = FsStore(tmp_path / "q")
+    store.engines.append("claude", {"paused_until": 1})
+    with store.engines.prefetched():
+        store.engines.append("codex", {"paused_until": 2})  # another runner's first record, meanwhile
+        assert store.engines.names() == ["claude"], "the pick's three questions see one listing"
+        assert store.engines.read("codex").get("paused_until") == "2", "records themselves are read as ever"
+        seen: list[list[str]] = []
+        other = threading.Thread(target=lambda: seen.append(store.engines.names()))
+        other.start()
+        other.join()
+        assert seen == [["claude", "codex"]], "a worker thread lists engines/ itself"
+    assert store.engines.names() == ["claude", "codex"], "the next pick sees the new engine"
