@@ -59,11 +59,11 @@ def say(line: str) -> None:
 # ``os.environ.get`` encodes the name and decodes the value at each call, and a runner asks these
 # questions about thirty times a job.
 _ENVIRON = getattr(os.environ, "_data", None)
-_RAW = isinstance(_ENVIRON, dict) and all(isinstance(k, bytes) for k in list(_ENVIRON)[:1])
+_RAW = os.name == "posix" and isinstance(_ENVIRON, dict)
 
 
 def env(name: str) -> str | None:
-    """``os.environ.get(name)``, read without encoding the name where the environment is bytes."""
+    """``os.environ.get(name)`` for an ASCII ``name``, read without encoding it where the environment is bytes."""
     if not _RAW:
         return os.environ.get(name)
     value = _ENVIRON.get(name.encode())  # type: ignore[union-attr]

@@ -98,6 +98,7 @@ class Runner:
                     self._renew()
                     self.stopping.wait(min(1.0, self.store.coord.lease_interval or 1.0))
         finally:
+            gc.unfreeze()  # a runner run inside a longer process (tests) leaves the collector as it was
             self._stop_all()
             self.notifier.drain()
             self.notifier.close()
