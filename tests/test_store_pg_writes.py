@@ -5,12 +5,14 @@ Against a real server started by the tests (loopback, a temp dir).
 
 from __future__ import annotations
 
+import shlex
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, dbname, new_db  # noqa: F401  (new_db is a fixture)
+from test_store_pg import NewDb, add_jobs, aqpg, dbname, new_db  # noqa: F401  (new_db is a fixture)
 
 from aq_core.store import State
 
@@ -239,3 +241,88 @@ def test_a_connection_left_busy_by_a_cut_off_pipeline_counts_as_lost(new_db: New
             conn.execute("SELECT pg_sleep(0.2)")
             conn.pgconn.flush()
             assert _connection_lost(error, conn)  # results still due: retried on a new connection
+
+
+def _standby_wait(server: PgServer, on: bool) -> None:
+    """Make every commit that waits for the disk also wait for a standby that never comes (or stop)."""
+    names = "'aq_never'" if on else "''"
+    server.sql(f"ALTER SYSTEM SET synchronous_standby_names = {names}")
+    server.sql("SELECT pg_reload_conf()")
+
+
+def test_writes_that_need_not_wait_for_the_disk_commit_without_waiting_and_durable_ones_wait(tmp_path: Path) -> None:
+    """The lock taken to claim, the claim's meta lines, the kept row and the lock's release commit
+    without waiting (each one statement); the attempt's durable record waits, and commits them again.
+
+    A server whose durable commits wait for a synchronous standby that never connects tells the
+    two apart without timing: a write that waits for the disk hangs until the standby is given up.
+    """
+    from aq_core.store_pg import init_schema
+
+    server = PgServer(crash_safe=True).start()  # synchronous_commit on: durable commits wait
+    store = None
+    try:
+        url = server.url(server.create_database())
+        init_schema(url)
+        store = _store(url, tmp_path / "a")
+        for job in ("finished", "next"):
+            store.add(job, b"x", {})
+        assert store.claim("finished")
+        assert store.move("finished", State.BUILDING, State.DONE)
+        _standby_wait(server, True)
+        while store.conn.do(lambda db, _: db.execute("SHOW synchronous_standby_names").fetchone()[0]) != "aq_never":
+            threading.Event().wait(0.05)  # the reload reaches the store's backend at its next statement
+
+        def no_wait() -> None:
+            lock = store.coord.try_lock_to_claim("job:next")
+            assert lock is not None
+            store.append_meta("next", {"claimed": 1, "host": "h"}, durable=False)
+            assert store.keep_finished_row("finished", State.DONE, '{"id": "finished"}', []) is not None
+            lock.release()
+
+        worker = threading.Thread(target=no_wait, daemon=True)
+        worker.start()
+        worker.join(120)  # a guard against a hang, not a measure: these writes never wait
+        assert not worker.is_alive(), "a write that need not wait for the disk waited for it"
+        db = dbname(url)
+        assert server.sql("SELECT count(*) FROM aq_locks", dbname=db) == [(0,)]
+        assert server.sql("SELECT row_token = op_token FROM aq_jobs WHERE id = 'finished'", dbname=db) == [(True,)]
+
+        durable = threading.Thread(target=store.append_meta, args=("next", {"attempt": 1}), daemon=True)
+        durable.start()
+        while not server.sql("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'SyncRep'"):
+            durable.join(0.05)  # the durable append waits for the standby
+        _standby_wait(server, False)  # given up: the waiting commit returns
+        durable.join()
+        keys = [k for (k,) in server.sql("SELECT key FROM aq_meta WHERE job_id = 'next' ORDER BY seq", dbname=db)]
+        assert keys == ["claimed", "host", "attempt"]
+    finally:
+        if store is not None:
+            _standby_wait(server, False)
+            store.close()
+        server.destroy()
+
+
+def test_a_cancel_written_in_meta_by_another_host_ends_the_agent(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+    """The meta version the runner notes as the agent starts comes from the attempt's record; a cancel
+    another host writes after it (here: the agent itself, then it sleeps) ends the agent."""
+    url = new_db()
+    work = tmp_path / "work"
+    work.mkdir()
+    ask = (
+        "import os; from aq_core.store_pg import PgStore; s = PgStore(os.environ['AQ_STORE'], local=os.environ['PEEK']);"
+        " s.append_meta(os.environ['AQ_JOB_ID'], {'cancel_requested': 1}); s.close()"
+    )
+    command = f"PEEK={shlex.quote(str(tmp_path / 'peek'))} {shlex.quote(sys.executable)} -c {shlex.quote(ask)}; exec sleep 600"
+    add_jobs(
+        url, tmp_path / "jobs", {"asked": {"engine": "command", "cwd": str(work), "command": command}}, tmp_path / "a"
+    )
+    ran = aqpg(url, "run", "--once", host="host-a", root=tmp_path / "a")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    store = _store(url, tmp_path / "check")
+    try:
+        meta = store.read_meta("asked")
+        assert (meta.get("result"), meta.get("attempts")) == ("cancelled", "1")
+        assert store.locate("asked") is State.FAILED
+    finally:
+        store.close()
