@@ -326,3 +326,50 @@ def test_a_cancel_written_in_meta_by_another_host_ends_the_agent(new_db: NewDb, 
         assert store.locate("asked") is State.FAILED
     finally:
         store.close()
+
+
+def test_a_decision_and_its_move_commit_in_one_statement(new_db: NewDb, tmp_path: Path, pg_server: PgServer) -> None:  # noqa: F811
+    """``transitions.finish`` on PostgreSQL: the decision's lines, the claim's lines committed without
+    waiting, and the move in one round trip; the finished row is computed from all of them; a move
+    that finds the job gone still appends the lines, as the two calls did."""
+    from aq_core import transitions
+    from aq_core.journal import Journal
+
+    url = new_db()
+    store = _store(url, tmp_path / "a")
+    journal = Journal(store)
+    try:
+        for job in ("ok", "gone"):
+            store.add(job, b"x", {})
+            assert store.claim(job)
+            store.append_meta(job, {"claimed": 1}, durable=False)
+        db = dbname(url)
+        # A server crash lost the claim's lines of "ok": the durable decision commits them again.
+        pg_server.sql("ALTER TABLE aq_meta DISABLE TRIGGER aq_meta_insert_only", dbname=db)
+        pg_server.sql("DELETE FROM aq_meta WHERE job_id = 'ok'", dbname=db)
+        pg_server.sql("ALTER TABLE aq_meta ENABLE TRIGGER aq_meta_insert_only", dbname=db)
+        calls = _counting(store)
+        kept: list = []
+        store.keep_finished_row = lambda job_id, state, text, summary: kept.append((job_id, text)) or "v"
+        assert transitions.finish(store, journal, "ok", State.DONE, {"result": "ok", "attempts": 1}, "ok")
+        assert calls[0] == 1  # the lines and the move: one statement
+        keys = [k for (k,) in pg_server.sql("SELECT key FROM aq_meta WHERE job_id = 'ok' ORDER BY seq", dbname=db)]
+        assert keys == ["claimed", "result", "attempts", "decision"]
+        assert store.locate("ok") is State.DONE
+        assert kept and kept[0][0] == "ok" and '"result": "ok"' in kept[0][1]  # its row saw the decision
+        # Taken away meanwhile (recovered by another runner): the lines are there, the job is not moved.
+        pg_server.sql("UPDATE aq_jobs SET state = 'inbox' WHERE id = 'gone'", dbname=db)
+        assert not transitions.finish(store, journal, "gone", State.FAILED, {"result": "crash"}, "crash")
+        assert store.read_meta("gone").get("decision") == "failed"
+        assert store.locate("gone") is State.INBOX
+        # Back to the queue with a decision: the same thread's next read is the whole meta.
+        assert store.claim("gone")
+        assert transitions.requeue(store, journal, "gone", {"next_eligible": 5}, "again")
+        assert dict(store.read_meta("gone").pairs) == {
+            "claimed": "1",
+            "result": "crash",
+            "decision": "inbox",
+            "next_eligible": "5",
+        }
+    finally:
+        store.close()

@@ -29,6 +29,8 @@ WITH_META = (
     ", (SELECT array_agg(key ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s),"
     " (SELECT array_agg(value ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s)"
 )
+# With ``added AS (INSERT_ONCE RETURNING seq, key, value)``: the lines a move's statement added.
+ADDED = ", (SELECT array_agg(key ORDER BY seq) FROM added), (SELECT array_agg(value ORDER BY seq) FROM added)"
 
 
 def batches_params(job_id: str, batches: list[tuple[str, list, list]]) -> dict:

@@ -117,7 +117,13 @@ class PgStore(Store):
     def move(self, job_id: str, src: State, dst: State) -> bool:
         return self._transition(job_id, State(src), State(dst))
 
-    def _transition(self, job_id: str, src: State, dst: State) -> bool:
+    def move_deciding(self, job_id: str, src: State, dst: State, items: Mapping[str, Any]) -> bool:
+        """``append_meta(job_id, items)`` then ``move(job_id, src, dst)`` in one statement and one
+        durable commit (``transitions``' decision and its move): the lines are appended even when the
+        move finds the job gone, as the two calls would; a move is never seen without its decision."""
+        return self._transition(job_id, State(src), State(dst), items)
+
+    def _transition(self, job_id: str, src: State, dst: State, items: Mapping[str, Any] | None = None) -> bool:
         self._forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
@@ -125,6 +131,8 @@ class PgStore(Store):
             return self._claim(job_id, src, nonce, coord.unconfirmed())
         holding = coord.holding(job_id) if src is State.BUILDING else None
         if holding is False:
+            if items is not None:
+                self._refuse_lost(job_id)
             return False  # its lease was lost: the job is recovery's now, not this attempt's
         params = {
             "id": job_id,
@@ -156,11 +164,23 @@ class PgStore(Store):
             )
             if dst in (State.DONE, State.FAILED):
                 statement += lines.WITH_META  # its finished row is computed from it next (``transitions.arrived``)
+        # One statement: the decision's meta lines, the move and the inbox counter (idle runners poll
+        # it) change together. The meta a move into done/ or failed/ returns is the snapshot's, before
+        # the lines added here: those come back from the insert.
+        steps = [f"moved AS ({statement})"]
+        earlier: list[tuple[str, list, list]] = []
+        if items is not None:
+            rows = pairs(items)
+            with self._state:
+                earlier = list(self._unflushed.get(job_id, ()))
+            batch = (secrets.token_hex(8), [k for k, _ in rows], [v for _, v in rows])
+            params.update(lines.batches_params(job_id, [*earlier, batch]))
+            steps.insert(0, f"added AS ({lines.INSERT_ONCE} RETURNING seq, key, value)")
         if dst is State.INBOX:
-            # One statement: the move and the inbox counter (idle runners poll it) change together.
+            steps.append(f"bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))")
+        if len(steps) > 1:
             statement = (
-                f"WITH moved AS ({statement}), bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))"
-                " SELECT id FROM moved"
+                f"WITH {', '.join(steps)} SELECT moved.*" + (lines.ADDED if items is not None else "") + " FROM moved"
             )
         started = time.monotonic()
 
@@ -168,12 +188,17 @@ class PgStore(Store):
             if retrying and conn.execute(APPLIED, (job_id, dst.value, nonce)).fetchone():
                 return True
             row = conn.execute(statement, params).fetchone()
-            if row is not None and len(row) == 3:
-                self._ahead.moved = (job_id, tuple(zip(row[1] or (), row[2] or (), strict=True)))
+            if row is not None and dst in (State.DONE, State.FAILED):  # (id, keys, values[, added keys, values])
+                pairs_ = [*zip(row[1] or (), row[2] or (), strict=True)]
+                if len(row) == 5:
+                    pairs_ += zip(row[3] or (), row[4] or (), strict=True)
+                self._ahead.moved = (job_id, tuple(pairs_))
             return row is not None
 
         self._ahead.moved = None
         moved = self.conn.do(op)
+        if items is not None:
+            self._flushed(job_id, earlier)
         if moved and unconfirmed:
             coord.confirmed()
         if moved and dst in (State.DONE, State.FAILED):
