@@ -373,3 +373,23 @@ def test_a_decision_and_its_move_commit_in_one_statement(new_db: NewDb, tmp_path
         }
     finally:
         store.close()
+
+
+def test_the_meta_version_after_a_durable_append_needs_no_round_trip(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+    """The runner asks for the job's meta version right after the attempt's record: the append told it."""
+    url = new_db()
+    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
+    try:
+        store.add("job", b"x", {"engine": "command"})
+        assert store.claim("job")
+        store.append_meta("job", {"claimed": 1}, durable=False)
+        store.append_meta("job", {"attempt": 1, "attempts": 1})
+        calls = _counting(store)
+        assert store.coord.meta_version("job") == 4 == len(store.read_meta("job").pairs)
+        assert calls[0] == 1  # the read, not the version
+        other.append_meta("job", {"cancel_requested": 1})  # another host asks to cancel
+        assert store.coord.meta_version("job") == 5  # asked again: the server's count
+        assert calls[0] == 2
+    finally:
+        store.close()
+        other.close()

@@ -23,6 +23,11 @@ WHERE NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %(id)s AND m.batch = 
 ORDER BY t.n
 """
 INSERT_ONCE = _BATCHES.format(source="")
+# A durable append that also returns the job's count of lines after it (``coord.meta_version``'s value).
+INSERT_ONCE_COUNTED = (
+    f"WITH added AS ({INSERT_ONCE} RETURNING 1)"
+    " SELECT (SELECT count(*) FROM aq_meta WHERE job_id = %(id)s) + (SELECT count(*) FROM added)"
+)
 INSERT_ONCE_NO_WAIT = _BATCHES.format(source=" CROSS JOIN " + NO_WAIT)
 # A move into done/ or failed/ returns the job's meta as of the move, in the same round trip.
 WITH_META = (

@@ -268,11 +268,12 @@ class PgStore(Store):
         # with the next durable append to the job, in its one statement: a server crash may have
         # lost them, and this commit is what the caller relies on for both.
         todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
-        statement = lines.INSERT_ONCE if durable else lines.INSERT_ONCE_NO_WAIT
+        statement = lines.INSERT_ONCE_COUNTED if durable else lines.INSERT_ONCE_NO_WAIT
         params = lines.batches_params(job_id, todo)
-        self.conn.do(lambda db, _: db.execute(statement, params))
+        cursor = self.conn.do(lambda db, _: db.execute(statement, params))
         if durable:
             self._flushed(job_id, earlier)
+            self.coord.meta_seen(job_id, cursor.fetchone()[0])
             return
         with self._state:
             if len(self._unflushed) > 1000:  # attempts that ended without a durable append
