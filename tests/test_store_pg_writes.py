@@ -393,3 +393,40 @@ def test_the_meta_version_after_a_durable_append_needs_no_round_trip(new_db: New
     finally:
         store.close()
         other.close()
+
+
+def test_a_finished_jobs_kept_row_goes_with_the_release_of_its_lock(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+    """The row kept for a job moved into done/ under its lock (an attempt, a recovery) is written by
+    the lock's release, in its one statement; without the lock it is written at once."""
+    url = new_db()
+    store = _store(url, tmp_path / "a")
+
+    def kept(job: str) -> tuple:
+        return tuple(
+            store.conn.do(
+                lambda conn, _: conn.execute(
+                    "SELECT row_token = op_token, row_json, (SELECT count(*) FROM aq_locks WHERE name = %s)"
+                    " FROM aq_jobs WHERE id = %s",
+                    ("job:" + job, job),
+                ).fetchone()
+            )
+        )
+
+    try:
+        for job in ("locked", "free"):
+            store.add(job, b"x", {})
+        lock = store.coord.try_lock("job:locked")
+        assert lock is not None
+        for job in ("locked", "free"):
+            assert store.claim(job)
+            assert store.move(job, State.BUILDING, State.DONE)
+        assert store.keep_finished_row("locked", State.DONE, '{"id": "locked"}', []) is not None
+        assert kept("locked") == (None, None, 1)  # not yet: it waits for the release
+        calls = _counting(store)
+        lock.release()
+        assert calls[0] == 1  # the row and the release: one statement
+        assert kept("locked") == (True, '{"id": "locked"}', 0)
+        assert store.keep_finished_row("free", State.DONE, '{"id": "free"}', []) is not None
+        assert kept("free") == (True, '{"id": "free"}', 0)  # no lock: kept at once
+    finally:
+        store.close()

@@ -63,6 +63,8 @@ class PgLock(Lock):
         # The runner's lock on a job (``job:<id>``): released, the job's attempt is over.
         self.job: str | None = name[4:] if name.startswith("job:") else None
         self.released = False
+        # A write that need not wait for the disk, sent with the release (the job's kept row)
+        self.with_release: tuple[str, tuple] | None = None
 
     def release(self) -> None:
         if self.released:
@@ -233,7 +235,12 @@ class PgCoordination(Coordination):
                 self._seen.pop(lock.job, None)
         with contextlib.suppress(StoreUnavailable, Exception):
             # Best effort: a row we cannot delete runs out with its lease (and is ours to take again).
-            self.conn.do(lambda conn, _: delete_lock(conn, lock.name, lock.token), retry_for=1.0)
+            self.conn.do(lambda conn, _: delete_lock(conn, lock.name, lock.token, lock.with_release), retry_for=1.0)
+
+    def job_lock(self, job_id: str) -> PgLock | None:
+        """This process's live lock on ``job_id`` (``job:<id>``), if it holds one."""
+        with self._state:
+            return next((lock for lock in self._locks.values() if lock.job == job_id), None)
 
     # -- leases -----------------------------------------------------------------------------------
 

@@ -53,15 +53,19 @@ def holder_alive(pid: int | None, pidstart: float | None) -> bool:
     return alive(pid, pidstart)
 
 
-def delete_lock(conn: Any, name: str, token: str) -> None:
-    """Release a lock row in one round trip, committed without waiting for the disk.
+def delete_lock(conn: Any, name: str, token: str, with_write: tuple[str, tuple] | None = None) -> None:
+    """Release a lock row in one round trip, committed without waiting for the disk; ``with_write``:
+    a (statement, parameters) write that need not wait either, sent in the same statement.
 
     A release lost in a server crash leaves the row as a release that never reached the database
     does (handled already): held until its lease runs out, or until its holder is seen dead (or not
     live, ``_LIVE_TOKENS``) on its own host. Holding a lock longer is always safe; the lock's taking
     (or the claim that confirms it) and everything done under it stay durable commits.
     """
-    conn.execute(_DELETE, (name, token))
+    if with_write is None:
+        conn.execute(_DELETE, (name, token))
+    else:
+        conn.execute(f"WITH written AS ({with_write[0]}) {_DELETE}", (*with_write[1], name, token))
 
 
 def write(conn: Any, statement: tuple[str, str], params: dict, durable: bool) -> tuple | None:

@@ -144,10 +144,16 @@ def _async(db: Any) -> None:
     db.execute("SET LOCAL synchronous_commit TO off")  # a cache entry: see the module's docstring
 
 
-def keep_one(conn: Connection, job_id: str, state: str, token: str, text: str, summary: list) -> None:
-    """Keep one finished job's row, computed after the transition that set ``token`` (else nothing)."""
-    params = (text, json.dumps(summary, allow_nan=False), *_derived_or_none(summary), job_id, state, token)
+def keep_one(conn: Connection, job_id: str, state: str, token: str, text: str, summary: list, lock: Any = None) -> None:
+    """Keep one finished job's row, computed after the transition that set ``token`` (else nothing).
 
+    Given the job's lock (``leases.PgLock``), the row goes in the statement of the lock's release, as
+    the attempt (or the recovery) that moved the job ends: a round trip a job less.
+    """
+    params = (text, json.dumps(summary, allow_nan=False), *_derived_or_none(summary), job_id, state, token)
+    if lock is not None:
+        lock.with_release = (_KEEP_ONE, params)
+        return
     conn.do(lambda db, _: db.execute(_KEEP_ONE, params), retry_for=1.0)  # one statement, NO_WAIT
 
 

@@ -415,7 +415,7 @@ class PgStore(Store):
         if moved is None or moved[0] != State(state).value:
             return None
         with contextlib.suppress(Exception):  # a cache entry: never a reason to fail the move's caller
-            kept_rows.keep_one(self.conn, job_id, moved[0], moved[1], text, summary)
+            kept_rows.keep_one(self.conn, job_id, moved[0], moved[1], text, summary, self.coord.job_lock(job_id))
         return moved[1]
 
     def keep_finished_rows(self, rows: list[tuple[str, object, str, list]]) -> None:
