@@ -100,6 +100,13 @@ class Store(ABC):
     def move(self, job_id: str, src: State, dst: State) -> bool:
         """Move a job between states; False when it was not in ``src`` (someone else moved it)."""
 
+    def move_deciding(self, job_id: str, src: State, dst: State, items: Mapping[str, Any]) -> bool:
+        """``append_meta(job_id, items)`` (durably) then ``move(job_id, src, dst)``: a decision and its
+        move. A store that can commit the two at once does (PostgreSQL: one durable commit, and no
+        reader sees the move without its decision); the lines are appended even when the move fails."""
+        self.append_meta(job_id, items)
+        return self.move(job_id, src, dst)
+
     @abstractmethod
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         """Append ``key=value`` lines to the job's meta in one write, seen by every reader at once.

@@ -60,8 +60,10 @@ def _move(
     """Decide (meta first, so recovery can finish the move), move, journal, notify."""
     if meta is not None:
         origin = {"decided_in": src.value} if src is not State.BUILDING else {}
-        store.append_meta(job_id, {**meta, **origin, "decision": dst.value})
-    if not store.move(job_id, src, dst):
+        moved = store.move_deciding(job_id, src, dst, {**meta, **origin, "decision": dst.value})
+    else:
+        moved = store.move(job_id, src, dst)
+    if not moved:
         if scoped:
             journal.say(job_id, f"was no longer in {src.value}/ (moved by someone else); leaving it where it is")
         return False

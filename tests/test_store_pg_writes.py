@@ -5,12 +5,14 @@ Against a real server started by the tests (loopback, a temp dir).
 
 from __future__ import annotations
 
+import shlex
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, dbname, new_db  # noqa: F401  (new_db is a fixture)
+from test_store_pg import NewDb, add_jobs, aqpg, dbname, new_db  # noqa: F401  (new_db is a fixture)
 
 from aq_core.store import State
 
@@ -239,3 +241,192 @@ def test_a_connection_left_busy_by_a_cut_off_pipeline_counts_as_lost(new_db: New
             conn.execute("SELECT pg_sleep(0.2)")
             conn.pgconn.flush()
             assert _connection_lost(error, conn)  # results still due: retried on a new connection
+
+
+def _standby_wait(server: PgServer, on: bool) -> None:
+    """Make every commit that waits for the disk also wait for a standby that never comes (or stop)."""
+    names = "'aq_never'" if on else "''"
+    server.sql(f"ALTER SYSTEM SET synchronous_standby_names = {names}")
+    server.sql("SELECT pg_reload_conf()")
+
+
+def test_writes_that_need_not_wait_for_the_disk_commit_without_waiting_and_durable_ones_wait(tmp_path: Path) -> None:
+    """The lock taken to claim, the claim's meta lines, the kept row and the lock's release commit
+    without waiting (each one statement); the attempt's durable record waits, and commits them again.
+
+    A server whose durable commits wait for a synchronous standby that never connects tells the
+    two apart without timing: a write that waits for the disk hangs until the standby is given up.
+    """
+    from aq_core.store_pg import init_schema
+
+    server = PgServer(crash_safe=True).start()  # synchronous_commit on: durable commits wait
+    store = None
+    try:
+        url = server.url(server.create_database())
+        init_schema(url)
+        store = _store(url, tmp_path / "a")
+        for job in ("finished", "next"):
+            store.add(job, b"x", {})
+        assert store.claim("finished")
+        assert store.move("finished", State.BUILDING, State.DONE)
+        _standby_wait(server, True)
+        while store.conn.do(lambda db, _: db.execute("SHOW synchronous_standby_names").fetchone()[0]) != "aq_never":
+            threading.Event().wait(0.05)  # the reload reaches the store's backend at its next statement
+
+        def no_wait() -> None:
+            lock = store.coord.try_lock_to_claim("job:next")
+            assert lock is not None
+            store.append_meta("next", {"claimed": 1, "host": "h"}, durable=False)
+            assert store.keep_finished_row("finished", State.DONE, '{"id": "finished"}', []) is not None
+            lock.release()
+
+        worker = threading.Thread(target=no_wait, daemon=True)
+        worker.start()
+        worker.join(120)  # a guard against a hang, not a measure: these writes never wait
+        assert not worker.is_alive(), "a write that need not wait for the disk waited for it"
+        db = dbname(url)
+        assert server.sql("SELECT count(*) FROM aq_locks", dbname=db) == [(0,)]
+        assert server.sql("SELECT row_token = op_token FROM aq_jobs WHERE id = 'finished'", dbname=db) == [(True,)]
+
+        durable = threading.Thread(target=store.append_meta, args=("next", {"attempt": 1}), daemon=True)
+        durable.start()
+        while not server.sql("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'SyncRep'"):
+            durable.join(0.05)  # the durable append waits for the standby
+        _standby_wait(server, False)  # given up: the waiting commit returns
+        durable.join()
+        keys = [k for (k,) in server.sql("SELECT key FROM aq_meta WHERE job_id = 'next' ORDER BY seq", dbname=db)]
+        assert keys == ["claimed", "host", "attempt"]
+    finally:
+        if store is not None:
+            _standby_wait(server, False)
+            store.close()
+        server.destroy()
+
+
+def test_a_cancel_written_in_meta_by_another_host_ends_the_agent(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+    """The meta version the runner notes as the agent starts comes from the attempt's record; a cancel
+    another host writes after it (here: the agent itself, then it sleeps) ends the agent."""
+    url = new_db()
+    work = tmp_path / "work"
+    work.mkdir()
+    ask = (
+        "import os; from aq_core.store_pg import PgStore; s = PgStore(os.environ['AQ_STORE'], local=os.environ['PEEK']);"
+        " s.append_meta(os.environ['AQ_JOB_ID'], {'cancel_requested': 1}); s.close()"
+    )
+    command = f"PEEK={shlex.quote(str(tmp_path / 'peek'))} {shlex.quote(sys.executable)} -c {shlex.quote(ask)}; exec sleep 600"
+    add_jobs(
+        url, tmp_path / "jobs", {"asked": {"engine": "command", "cwd": str(work), "command": command}}, tmp_path / "a"
+    )
+    ran = aqpg(url, "run", "--once", host="host-a", root=tmp_path / "a")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    store = _store(url, tmp_path / "check")
+    try:
+        meta = store.read_meta("asked")
+        assert (meta.get("result"), meta.get("attempts")) == ("cancelled", "1")
+        assert store.locate("asked") is State.FAILED
+    finally:
+        store.close()
+
+
+def test_a_decision_and_its_move_commit_in_one_statement(new_db: NewDb, tmp_path: Path, pg_server: PgServer) -> None:  # noqa: F811
+    """``transitions.finish`` on PostgreSQL: the decision's lines, the claim's lines committed without
+    waiting, and the move in one round trip; the finished row is computed from all of them; a move
+    that finds the job gone still appends the lines, as the two calls did."""
+    from aq_core import transitions
+    from aq_core.journal import Journal
+
+    url = new_db()
+    store = _store(url, tmp_path / "a")
+    journal = Journal(store)
+    try:
+        for job in ("ok", "gone"):
+            store.add(job, b"x", {})
+            assert store.claim(job)
+            store.append_meta(job, {"claimed": 1}, durable=False)
+        db = dbname(url)
+        # A server crash lost the claim's lines of "ok": the durable decision commits them again.
+        pg_server.sql("ALTER TABLE aq_meta DISABLE TRIGGER aq_meta_insert_only", dbname=db)
+        pg_server.sql("DELETE FROM aq_meta WHERE job_id = 'ok'", dbname=db)
+        pg_server.sql("ALTER TABLE aq_meta ENABLE TRIGGER aq_meta_insert_only", dbname=db)
+        calls = _counting(store)
+        kept: list = []
+        store.keep_finished_row = lambda job_id, state, text, summary: kept.append((job_id, text)) or "v"
+        assert transitions.finish(store, journal, "ok", State.DONE, {"result": "ok", "attempts": 1}, "ok")
+        assert calls[0] == 1  # the lines and the move: one statement
+        keys = [k for (k,) in pg_server.sql("SELECT key FROM aq_meta WHERE job_id = 'ok' ORDER BY seq", dbname=db)]
+        assert keys == ["claimed", "result", "attempts", "decision"]
+        assert store.locate("ok") is State.DONE
+        assert kept and kept[0][0] == "ok" and '"result": "ok"' in kept[0][1]  # its row saw the decision
+        # Taken away meanwhile (recovered by another runner): the lines are there, the job is not moved.
+        pg_server.sql("UPDATE aq_jobs SET state = 'inbox' WHERE id = 'gone'", dbname=db)
+        assert not transitions.finish(store, journal, "gone", State.FAILED, {"result": "crash"}, "crash")
+        assert store.read_meta("gone").get("decision") == "failed"
+        assert store.locate("gone") is State.INBOX
+        # Back to the queue with a decision: the same thread's next read is the whole meta.
+        assert store.claim("gone")
+        assert transitions.requeue(store, journal, "gone", {"next_eligible": 5}, "again")
+        assert dict(store.read_meta("gone").pairs) == {
+            "claimed": "1",
+            "result": "crash",
+            "decision": "inbox",
+            "next_eligible": "5",
+        }
+    finally:
+        store.close()
+
+
+def test_the_meta_version_after_a_durable_append_needs_no_round_trip(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+    """The runner asks for the job's meta version right after the attempt's record: the append told it."""
+    url = new_db()
+    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
+    try:
+        store.add("job", b"x", {"engine": "command"})
+        assert store.claim("job")
+        store.append_meta("job", {"claimed": 1}, durable=False)
+        store.append_meta("job", {"attempt": 1, "attempts": 1})
+        calls = _counting(store)
+        assert store.coord.meta_version("job") == 4 == len(store.read_meta("job").pairs)
+        assert calls[0] == 1  # the read, not the version
+        other.append_meta("job", {"cancel_requested": 1})  # another host asks to cancel
+        assert store.coord.meta_version("job") == 5  # asked again: the server's count
+        assert calls[0] == 2
+    finally:
+        store.close()
+        other.close()
+
+
+def test_a_finished_jobs_kept_row_goes_with_the_release_of_its_lock(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+    """The row kept for a job moved into done/ under its lock (an attempt, a recovery) is written by
+    the lock's release, in its one statement; without the lock it is written at once."""
+    url = new_db()
+    store = _store(url, tmp_path / "a")
+
+    def kept(job: str) -> tuple:
+        return tuple(
+            store.conn.do(
+                lambda conn, _: conn.execute(
+                    "SELECT row_token = op_token, row_json, (SELECT count(*) FROM aq_locks WHERE name = %s)"
+                    " FROM aq_jobs WHERE id = %s",
+                    ("job:" + job, job),
+                ).fetchone()
+            )
+        )
+
+    try:
+        for job in ("locked", "free"):
+            store.add(job, b"x", {})
+        lock = store.coord.try_lock("job:locked")
+        assert lock is not None
+        for job in ("locked", "free"):
+            assert store.claim(job)
+            assert store.move(job, State.BUILDING, State.DONE)
+        assert store.keep_finished_row("locked", State.DONE, '{"id": "locked"}', []) is not None
+        assert kept("locked") == (None, None, 1)  # not yet: it waits for the release
+        calls = _counting(store)
+        lock.release()
+        assert calls[0] == 1  # the row and the release: one statement
+        assert kept("locked") == (True, '{"id": "locked"}', 0)
+        assert store.keep_finished_row("free", State.DONE, '{"id": "free"}', []) is not None
+        assert kept("free") == (True, '{"id": "free"}', 0)  # no lock: kept at once
+    finally:
+        store.close()

@@ -9,6 +9,7 @@ The package's modules, each with one job:
 - ``lockrows``: the statements that take and release lock rows, and whether a holder is alive;
 - ``runners``: every host's live runners (``aq_runners``), and ``aq stop``'s request to each;
 - ``store``: ``PgStore``: job state and meta, read ahead for many jobs in one query;
+- ``metalines``: the statements that append meta lines, once each, and return them with a move;
 - ``claims``: the claim's statement, prepared once a connection and run through libpq;
 - ``engines``: the engine records (``store.engines``);
 - ``migrate``: ``aq store migrate``, a filesystem queue copied in one transaction;

@@ -63,6 +63,8 @@ class PgLock(Lock):
         # The runner's lock on a job (``job:<id>``): released, the job's attempt is over.
         self.job: str | None = name[4:] if name.startswith("job:") else None
         self.released = False
+        # A write that need not wait for the disk, sent with the release (the job's kept row)
+        self.with_release: tuple[str, tuple] | None = None
 
     def release(self) -> None:
         if self.released:
@@ -101,6 +103,7 @@ class PgCoordination(Coordination):
         self._pending = threading.local()  # locks a thread took since its last claim
         self._unconfirmed = threading.local()  # .locks: taken without waiting for the disk, unconfirmed
         self._last: dict[str, object] = {}  # last cheap versions (served while the store is away)
+        self._seen: dict[str, int] = {}  # job -> its meta's version as this store's last append left it
         self._heartbeat: threading.Thread | None = None
         self._runner: str | None = None  # this process's row in aq_runners, once it runs jobs
         self._wake = threading.Event()
@@ -229,9 +232,15 @@ class PgCoordination(Coordination):
                 self._mine.discard(lock.job)
                 self._held.pop(lock.job, None)
                 self._last.pop("meta:" + lock.job, None)
+                self._seen.pop(lock.job, None)
         with contextlib.suppress(StoreUnavailable, Exception):
             # Best effort: a row we cannot delete runs out with its lease (and is ours to take again).
-            self.conn.do(lambda conn, _: delete_lock(conn, lock.name, lock.token), retry_for=1.0)
+            self.conn.do(lambda conn, _: delete_lock(conn, lock.name, lock.token, lock.with_release), retry_for=1.0)
+
+    def job_lock(self, job_id: str) -> PgLock | None:
+        """This process's live lock on ``job_id`` (``job:<id>``), if it holds one."""
+        with self._state:
+            return next((lock for lock in self._locks.values() if lock.job == job_id), None)
 
     # -- leases -----------------------------------------------------------------------------------
 
@@ -387,7 +396,18 @@ class PgCoordination(Coordination):
         self._last[key] = value
         return value
 
+    def meta_seen(self, job_id: str, version: int) -> None:
+        """This store's durable append left the job's meta at ``version``: the next ``meta_version``
+        of the job is answered from it (the runner asks right after the attempt's record)."""
+        if len(self._seen) > 1000:  # appends of jobs whose version nobody asked for
+            self._seen.clear()
+        self._seen[job_id] = version
+        self._last["meta:" + job_id] = version  # as if asked: served while the store is away
+
     def meta_version(self, job_id: str) -> object:
+        seen = self._seen.pop(job_id, None)
+        if seen is not None:
+            return seen  # once: later asks see other writers' lines
         return self._cheap(
             "meta:" + job_id,
             lambda conn, _: conn.execute("SELECT count(*) FROM aq_meta WHERE job_id = %s", (job_id,)).fetchone()[0],

@@ -22,6 +22,7 @@ from typing import Any
 
 from aq_core.store import Entry
 from aq_core.store_pg.connection import Connection
+from aq_core.store_pg.lockrows import NO_WAIT
 
 FINISHED = ("done", "failed")
 # Above this many ids one query over every kept row is cheaper than sending the ids.
@@ -47,6 +48,7 @@ _SET_DERIVED = ", ".join(f"{name} = %s" for name in DERIVED)
 _SET_FROM_KEPT = ", ".join(f"{name} = k.{name}" for name in DERIVED)
 _KEEP_ONE = f"""
 UPDATE aq_jobs SET row_token = op_token, row_json = %s, row_summary = %s, {_SET_DERIVED}
+FROM {NO_WAIT}
 WHERE id = %s AND state = %s AND op_token = %s
 """
 _KEPT_TABLE = (
@@ -60,6 +62,14 @@ _NONE = (None,) * len(DERIVED)
 CELLS = "\x1f"  # between a kept row's cells (row_cells is None when a value holds one)
 _TOKENS = ("tokens_in", "tokens_out", "tokens_cached")
 _SPENT = frozenset((*_TOKENS, "cost_usd", "cost_estimated"))  # what ``insights.job_record`` puts in by_engine
+
+# The finished jobs' ids, queued stamps and move tokens, by state, as arrays (decoded in C).
+FINISHED_COLUMNS = """
+SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WHERE state = 'done'),
+    array_agg(op_token) FILTER (WHERE state = 'done'), array_agg(id) FILTER (WHERE state = 'failed'),
+    array_agg(queued) FILTER (WHERE state = 'failed'), array_agg(op_token) FILTER (WHERE state = 'failed')
+FROM aq_jobs
+"""
 
 
 def _number(value: Any, kind: type) -> bool:
@@ -134,16 +144,17 @@ def _async(db: Any) -> None:
     db.execute("SET LOCAL synchronous_commit TO off")  # a cache entry: see the module's docstring
 
 
-def keep_one(conn: Connection, job_id: str, state: str, token: str, text: str, summary: list) -> None:
-    """Keep one finished job's row, computed after the transition that set ``token`` (else nothing)."""
+def keep_one(conn: Connection, job_id: str, state: str, token: str, text: str, summary: list, lock: Any = None) -> None:
+    """Keep one finished job's row, computed after the transition that set ``token`` (else nothing).
+
+    Given the job's lock (``leases.PgLock``), the row goes in the statement of the lock's release, as
+    the attempt (or the recovery) that moved the job ends: a round trip a job less.
+    """
     params = (text, json.dumps(summary, allow_nan=False), *_derived_or_none(summary), job_id, state, token)
-
-    def op(db: Any, _: bool) -> None:
-        with db.pipeline(), db.transaction():  # one round trip: BEGIN, SET, UPDATE, COMMIT
-            _async(db)
-            db.execute(_KEEP_ONE, params)
-
-    conn.do(op, retry_for=1.0)
+    if lock is not None:
+        lock.with_release = (_KEEP_ONE, params)
+        return
+    conn.do(lambda db, _: db.execute(_KEEP_ONE, params), retry_for=1.0)  # one statement, NO_WAIT
 
 
 def keep_many(conn: Connection, rows: Iterable[tuple[str, object, str, list]]) -> None:

@@ -19,52 +19,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import aq_core.store_pg.claims as claims
+import aq_core.store_pg.metalines as lines
 import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta
 from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root, read_limit
-from aq_core.store_pg.claims import CLAIM as _CLAIM
-from aq_core.store_pg.claims import CLAIM_ARGS, CLAIM_CONFIRMING_PREPARED, CLAIM_PREPARED, text_array
-from aq_core.store_pg.claims import CLAIM_CONFIRMING as _CLAIM_CONFIRMING
-from aq_core.store_pg.claims import HELD as _HELD
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import PgCoordination
 from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
-_INSERT_META = """
-INSERT INTO aq_meta (job_id, key, value, batch)
-SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n
-"""
-_INSERT_META_ONCE = """
-INSERT INTO aq_meta (job_id, key, value, batch)
-SELECT %s, t.k, t.v, %s FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(k, v, n)
-WHERE NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %s AND m.batch = %s)
-ORDER BY t.n
-"""
-_FINISHED_COLUMNS = """
-SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WHERE state = 'done'),
-    array_agg(op_token) FILTER (WHERE state = 'done'), array_agg(id) FILTER (WHERE state = 'failed'),
-    array_agg(queued) FILTER (WHERE state = 'failed'), array_agg(op_token) FILTER (WHERE state = 'failed')
-FROM aq_jobs
-"""
-# A move into done/ or failed/ returns the job's meta as of the move, in the same round trip.
-_WITH_META = (
-    ", (SELECT array_agg(key ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s),"
-    " (SELECT array_agg(value ORDER BY seq) FROM aq_meta WHERE job_id = %(id)s)"
-)
+# Whether the transition with this token was committed (its outcome was unknown).
+APPLIED = "SELECT 1 FROM aq_jobs WHERE id = %s AND state = %s AND op_token = %s"
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
-
-
-def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) -> tuple:
-    return (job_id, batch, keys, values, job_id, batch) if once else (job_id, batch, keys, values)
-
-
-def _applied(conn: Any, job_id: str, dst: State, nonce: str) -> bool:
-    """Whether the transition to ``dst`` with ``nonce`` was committed (its outcome was unknown)."""
-    row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
-    return row is not None and row[0] == dst.value and row[1] == nonce
 
 
 class PgStore(Store):
@@ -88,7 +57,7 @@ class PgStore(Store):
         # job -> meta batches (batch, keys, values) committed without waiting for the disk, not yet
         # followed by a durable append to the job
         self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
-        claimer = [getattr(self.coord, name) for name in CLAIM_ARGS[3:]]  # as text; a NUL: psycopg's path
+        claimer = [getattr(self.coord, name) for name in claims.CLAIM_ARGS[3:]]  # as text; a NUL: psycopg's path
         self._claimer = None if "\x00" in str(claimer) else [None if v is None else str(v) for v in claimer]
         self.conn.open()
         if check:
@@ -136,7 +105,7 @@ class PgStore(Store):
                 if inserted is None:
                     raise UsageError(f"job {job_id!r} already exists (in inbox/)")
                 if rows:
-                    conn.execute(_INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
+                    conn.execute(lines.INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
                     conn.execute(PLAN_FROM_META, ([job_id],))
                 conn.execute(BUMP_INBOX)
 
@@ -148,7 +117,13 @@ class PgStore(Store):
     def move(self, job_id: str, src: State, dst: State) -> bool:
         return self._transition(job_id, State(src), State(dst))
 
-    def _transition(self, job_id: str, src: State, dst: State) -> bool:
+    def move_deciding(self, job_id: str, src: State, dst: State, items: Mapping[str, Any]) -> bool:
+        """``append_meta(job_id, items)`` then ``move(job_id, src, dst)`` in one statement and one
+        durable commit (``transitions``' decision and its move): the lines are appended even when the
+        move finds the job gone, as the two calls would; a move is never seen without its decision."""
+        return self._transition(job_id, State(src), State(dst), items)
+
+    def _transition(self, job_id: str, src: State, dst: State, items: Mapping[str, Any] | None = None) -> bool:
         self._forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
@@ -156,6 +131,8 @@ class PgStore(Store):
             return self._claim(job_id, src, nonce, coord.unconfirmed())
         holding = coord.holding(job_id) if src is State.BUILDING else None
         if holding is False:
+            if items is not None:
+                self._refuse_lost(job_id)
             return False  # its lease was lost: the job is recovery's now, not this attempt's
         params = {
             "id": job_id,
@@ -174,7 +151,7 @@ class PgStore(Store):
             params["lock_tokens"] = [lock.token for lock in unconfirmed]
             params["locks"] = len(unconfirmed)
         if dst is State.BUILDING:
-            statement = _CLAIM_CONFIRMING if unconfirmed else _CLAIM
+            statement = claims.CLAIM_CONFIRMING if unconfirmed else claims.CLAIM
         else:
             # A runner finishing its own attempt moves the job only while its lease holds: once it ran
             # out, the job may be another runner's already (recovered, claimed again).
@@ -183,28 +160,45 @@ class PgStore(Store):
                 "UPDATE aq_jobs SET state = %(dst)s, op_token = %(nonce)s, changed = clock_timestamp(),"
                 " lease_token = NULL, lease_host = NULL, lease_pid = NULL, lease_pidstart = NULL,"
                 " lease_expires = NULL"
-                f" WHERE id = %(id)s AND state = %(src)s{guard}{_HELD if unconfirmed else ''} RETURNING id"
+                f" WHERE id = %(id)s AND state = %(src)s{guard}{claims.HELD if unconfirmed else ''} RETURNING id"
             )
             if dst in (State.DONE, State.FAILED):
-                statement += _WITH_META  # its finished row is computed from it next (``transitions.arrived``)
+                statement += lines.WITH_META  # its finished row is computed from it next (``transitions.arrived``)
+        # One statement: the decision's meta lines, the move and the inbox counter (idle runners poll
+        # it) change together. The meta a move into done/ or failed/ returns is the snapshot's, before
+        # the lines added here: those come back from the insert.
+        steps = [f"moved AS ({statement})"]
+        earlier: list[tuple[str, list, list]] = []
+        if items is not None:
+            rows = pairs(items)
+            with self._state:
+                earlier = list(self._unflushed.get(job_id, ()))
+            batch = (secrets.token_hex(8), [k for k, _ in rows], [v for _, v in rows])
+            params.update(lines.batches_params(job_id, [*earlier, batch]))
+            steps.insert(0, f"added AS ({lines.INSERT_ONCE} RETURNING seq, key, value)")
         if dst is State.INBOX:
-            # One statement: the move and the inbox counter (idle runners poll it) change together.
+            steps.append(f"bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))")
+        if len(steps) > 1:
             statement = (
-                f"WITH moved AS ({statement}), bumped AS ({BUMP_INBOX} AND EXISTS (SELECT 1 FROM moved))"
-                " SELECT id FROM moved"
+                f"WITH {', '.join(steps)} SELECT moved.*" + (lines.ADDED if items is not None else "") + " FROM moved"
             )
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
-            if retrying and _applied(conn, job_id, dst, nonce):
+            if retrying and conn.execute(APPLIED, (job_id, dst.value, nonce)).fetchone():
                 return True
             row = conn.execute(statement, params).fetchone()
-            if row is not None and len(row) == 3:
-                self._ahead.moved = (job_id, tuple(zip(row[1] or (), row[2] or (), strict=True)))
+            if row is not None and dst in (State.DONE, State.FAILED):  # (id, keys, values[, added keys, values])
+                pairs_ = [*zip(row[1] or (), row[2] or (), strict=True)]
+                if len(row) == 5:
+                    pairs_ += zip(row[3] or (), row[4] or (), strict=True)
+                self._ahead.moved = (job_id, tuple(pairs_))
             return row is not None
 
         self._ahead.moved = None
         moved = self.conn.do(op)
+        if items is not None:
+            self._flushed(job_id, earlier)
         if moved and unconfirmed:
             coord.confirmed()
         if moved and dst in (State.DONE, State.FAILED):
@@ -220,17 +214,34 @@ class PgStore(Store):
                     self._unflushed.pop(job_id, None)  # the attempt is over
         return moved
 
+    @staticmethod
+    def _refuse_lost(job_id: str) -> None:
+        # An attempt that lost its lease records nothing more: recovery accounts for it.
+        raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
+
+    def _flushed(self, job_id: str, earlier: list[tuple[str, list, list]]) -> None:
+        """A durable commit wrote ``earlier`` (batches committed without waiting): not to be sent again."""
+        with self._state:
+            kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
+            if kept:
+                self._unflushed[job_id] = kept
+            else:
+                self._unflushed.pop(job_id, None)
+
     def _claim(self, job_id: str, src: State, nonce: str, unconfirmed: list) -> bool:
-        """A claim through a prepared statement: ``CLAIM_PREPARED``, or with locks to confirm
-        (``try_lock_to_claim``), ``CLAIM_CONFIRMING_PREPARED``: it applies only while they are held."""
-        args, statement = [job_id, src.value, nonce, *self._claimer], CLAIM_PREPARED
+        """A claim through a prepared statement: ``claims.CLAIM_PREPARED``, or with locks to confirm
+        (``try_lock_to_claim``), ``claims.CLAIM_CONFIRMING_PREPARED``: it applies only while they are held."""
+        args, statement = [job_id, src.value, nonce, *self._claimer], claims.CLAIM_PREPARED
         if unconfirmed:
-            names, tokens = text_array([k.name for k in unconfirmed]), text_array([k.token for k in unconfirmed])
-            args, statement = [*args, names, tokens, str(len(unconfirmed))], CLAIM_CONFIRMING_PREPARED
+            names, tokens = (
+                claims.text_array([k.name for k in unconfirmed]),
+                claims.text_array([k.token for k in unconfirmed]),
+            )
+            args, statement = [*args, names, tokens, str(len(unconfirmed))], claims.CLAIM_CONFIRMING_PREPARED
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
-            if retrying and _applied(conn, job_id, State.BUILDING, nonce):
+            if retrying and conn.execute(APPLIED, (job_id, State.BUILDING.value, nonce)).fetchone():
                 return True
             return self.conn.first(conn, statement, args) is not None
 
@@ -243,8 +254,7 @@ class PgStore(Store):
 
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
-            # An attempt that lost its lease records nothing more: recovery accounts for it.
-            raise AqError(f"job {job_id!r}: this runner lost its lease on the job; not recording")
+            self._refuse_lost(job_id)
         self._forget(job_id)
         rows = pairs(items)
         if not rows:
@@ -254,32 +264,21 @@ class PgStore(Store):
         with self._state:
             earlier = list(self._unflushed.get(job_id, ()))
 
-        def op(db: Any, retrying: bool) -> None:
-            # Lines appended without waiting for the disk are committed again (once: by their batch)
-            # with the next durable append to the job: a server crash may have lost them, and this
-            # commit is what the caller relies on for both.
-            todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
-            if len(todo) == 1 and durable:
-                db.execute(_INSERT_META_ONCE if retrying else _INSERT_META, _meta_params(job_id, *todo[0], retrying))
-                return
-            with db.pipeline(), db.transaction():  # one round trip
-                if not durable:
-                    db.execute("SET LOCAL synchronous_commit TO off")
-                for item in todo:
-                    db.execute(_INSERT_META_ONCE, _meta_params(job_id, *item, True))
-
-        self.conn.do(op)
+        # Lines appended without waiting for the disk are committed again (once: by their batch)
+        # with the next durable append to the job, in its one statement: a server crash may have
+        # lost them, and this commit is what the caller relies on for both.
+        todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
+        statement = lines.INSERT_ONCE_COUNTED if durable else lines.INSERT_ONCE_NO_WAIT
+        params = lines.batches_params(job_id, todo)
+        cursor = self.conn.do(lambda db, _: db.execute(statement, params))
+        if durable:
+            self._flushed(job_id, earlier)
+            self.coord.meta_seen(job_id, cursor.fetchone()[0])
+            return
         with self._state:
-            if durable:
-                kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
-                if kept:
-                    self._unflushed[job_id] = kept
-                else:
-                    self._unflushed.pop(job_id, None)
-            else:
-                if len(self._unflushed) > 1000:  # attempts that ended without a durable append
-                    self._unflushed.clear()
-                self._unflushed.setdefault(job_id, []).append((batch, keys, values))
+            if len(self._unflushed) > 1000:  # attempts that ended without a durable append
+                self._unflushed.clear()
+            self._unflushed.setdefault(job_id, []).append((batch, keys, values))
 
     def read_meta(self, job_id: str) -> Meta:
         ahead = self._read_ahead(job_id)
@@ -317,7 +316,7 @@ class PgStore(Store):
         """``views.listing_columns(scan_finished())`` without an object per job: the columns as arrays,
         in the same order, decoded in C."""
         done_ids, done_queued, done_tokens, failed_ids, failed_queued, failed_tokens = self._in_table_order(
-            _FINISHED_COLUMNS, binary=True
+            kept_rows.FINISHED_COLUMNS, binary=True
         )[0]
         done_ids, failed_ids = done_ids or [], failed_ids or []
         return [
@@ -416,7 +415,7 @@ class PgStore(Store):
         if moved is None or moved[0] != State(state).value:
             return None
         with contextlib.suppress(Exception):  # a cache entry: never a reason to fail the move's caller
-            kept_rows.keep_one(self.conn, job_id, moved[0], moved[1], text, summary)
+            kept_rows.keep_one(self.conn, job_id, moved[0], moved[1], text, summary, self.coord.job_lock(job_id))
         return moved[1]
 
     def keep_finished_rows(self, rows: list[tuple[str, object, str, list]]) -> None:
