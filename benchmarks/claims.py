@@ -9,8 +9,7 @@ Two figures per store, each with ``--procs`` processes:
   ``true``), from the first claim to the last finish (as recorded in meta), so process start-up
   is not counted;
 - claims: raw ``store.claim`` calls per second, every process walking the same ``--claims`` ids
-  (from its own offset), exactly one winning each (on PostgreSQL a claim commits without waiting
-  for the disk; the claimer's first append to the job waits, and the race makes none);
+  (from its own offset), exactly one winning each;
 - for PostgreSQL, beside them: the server's transactions and WAL flushes per job of the run
   (``pg_stat_database``, ``pg_stat_wal``: how many round trips and durable commits a job costs), and
   the claims' floor: durable commits per second of ``--procs`` processes that each insert one row

@@ -7,21 +7,13 @@ statement with psycopg's named parameters;
 ``CLAIM_CONFIRMING_PREPARED`` the claim that also confirms the locks this thread took for it
 (``HELD``): in a race for a job most claims lose, and each is a round trip whose client CPU was
 mostly psycopg's own (``connection.Connection.first``).
-
-A claim commits without waiting for the disk (its statement turns ``synchronous_commit`` off for its
-own transaction). The first append to the job after it (``confirm_claim``, the runner's ``claimed``
-lines, before the work tree or the agent) waits for the disk and applies only while the claim is in
-the database; the server's log is flushed in order, so that commit makes the claim durable. A claim
-lost in a server crash fails it, and the runner lets the job go without starting anything.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from aq_core.store import State
-from aq_core.store_pg.connection import Connection, Prepared, psycopg
+from aq_core.store_pg.connection import Prepared, psycopg
 from aq_core.store_pg.lockrows import LEASE_SQL
 
 CLAIM = f"""
@@ -37,7 +29,7 @@ WHERE id = (
     )
     FOR UPDATE OF j SKIP LOCKED
 )
-RETURNING id, set_config('synchronous_commit', 'off', true)
+RETURNING id
 """
 
 # This thread's locks taken without waiting for the disk (``try_lock_to_claim``) are all still held.
@@ -65,57 +57,5 @@ def text_array(values: list[str]) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
-# The first write to a job after its claim: its meta lines, applied only while the claim is in the
-# database (the job in building with the claimer's lease). It waits for the disk, and so makes the
-# claim (and the locks before it) durable: the server's log is flushed in order. It answers whether
-# the claim was there and how many lines it added (none for a batch already in: a retry).
-CONFIRM_CLAIM = """
-WITH held AS (
-    SELECT 1 FROM aq_jobs WHERE id = %(id)s AND state = 'building' AND lease_token = %(token)s
-), added AS (
-    INSERT INTO aq_meta (job_id, key, value, batch)
-    SELECT %(id)s, t.k, t.v, %(batch)s FROM unnest(%(keys)s::text[], %(values)s::text[]) WITH ORDINALITY AS t(k, v, n)
-    WHERE EXISTS (SELECT 1 FROM held)
-    AND NOT EXISTS (SELECT 1 FROM aq_meta m WHERE m.job_id = %(id)s AND m.batch = %(batch)s)
-    ORDER BY t.n
-    RETURNING 1
-)
-SELECT EXISTS (SELECT 1 FROM held), (SELECT count(*) FROM added)
-"""
-
-
-def applied(conn: Any, job_id: str, dst: State, nonce: str) -> bool:
-    """Whether the transition to ``dst`` with ``nonce`` was committed (its outcome was unknown)."""
-    row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
-    return row is not None and row[0] == dst.value and row[1] == nonce
-
-
-def confirm_claim(db: Any, job_id: str, token: str, batches: list[tuple[str, list, list]]) -> bool:
-    """Append ``batches`` (batch token, keys, values) to a job claimed with the lease ``token``, in one
-    transaction that waits for the disk, only if the claim is in the database: whether it was."""
-    with db.transaction():
-        for batch, keys, values in batches:
-            params = {"id": job_id, "token": token, "batch": batch, "keys": keys, "values": values}
-            if not db.execute(CONFIRM_CLAIM, params).fetchone()[0]:
-                return False
-    return True
-
-
 CLAIM_PREPARED = Prepared("aq_claim", positional(CLAIM, CLAIM_ARGS))
 CLAIM_CONFIRMING_PREPARED = Prepared("aq_claim_confirming", positional(CLAIM_CONFIRMING, CONFIRMING_ARGS))
-
-
-def claim_prepared(conn: Connection, args: list[str], unconfirmed: list) -> bool:
-    """A claim through ``CLAIM_PREPARED`` with ``args`` (``CLAIM_ARGS``' values), or with locks to
-    confirm (``try_lock_to_claim``), ``CLAIM_CONFIRMING_PREPARED``: it applies only while they are held."""
-    job_id, nonce, statement = args[0], args[2], CLAIM_PREPARED
-    if unconfirmed:
-        names, tokens = text_array([k.name for k in unconfirmed]), text_array([k.token for k in unconfirmed])
-        args, statement = [*args, names, tokens, str(len(unconfirmed))], CLAIM_CONFIRMING_PREPARED
-
-    def op(db: Any, retrying: bool) -> bool:
-        if retrying and applied(db, job_id, State.BUILDING, nonce):
-            return True
-        return conn.first(db, statement, args) is not None
-
-    return conn.do(op)

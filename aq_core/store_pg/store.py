@@ -24,7 +24,7 @@ from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta
 from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root, read_limit
 from aq_core.store_pg.claims import CLAIM as _CLAIM
-from aq_core.store_pg.claims import CLAIM_ARGS, applied, claim_prepared, confirm_claim
+from aq_core.store_pg.claims import CLAIM_ARGS, CLAIM_CONFIRMING_PREPARED, CLAIM_PREPARED, text_array
 from aq_core.store_pg.claims import CLAIM_CONFIRMING as _CLAIM_CONFIRMING
 from aq_core.store_pg.claims import HELD as _HELD
 from aq_core.store_pg.connection import Connection
@@ -61,6 +61,12 @@ def _meta_params(job_id: str, batch: str, keys: list, values: list, once: bool) 
     return (job_id, batch, keys, values, job_id, batch) if once else (job_id, batch, keys, values)
 
 
+def _applied(conn: Any, job_id: str, dst: State, nonce: str) -> bool:
+    """Whether the transition to ``dst`` with ``nonce`` was committed (its outcome was unknown)."""
+    row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
+    return row is not None and row[0] == dst.value and row[1] == nonce
+
+
 class PgStore(Store):
     """Jobs, states and meta in PostgreSQL; this host's logs, tmp, runners and config in ``files``."""
 
@@ -82,7 +88,6 @@ class PgStore(Store):
         # job -> meta batches (batch, keys, values) committed without waiting for the disk, not yet
         # followed by a durable append to the job
         self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
-        self._claims_unflushed: set[str] = set()  # claimed without waiting for the disk, no append since
         claimer = [getattr(self.coord, name) for name in CLAIM_ARGS[3:]]  # as text; a NUL: psycopg's path
         self._claimer = None if "\x00" in str(claimer) else [None if v is None else str(v) for v in claimer]
         self.conn.open()
@@ -191,7 +196,7 @@ class PgStore(Store):
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
-            if retrying and applied(conn, job_id, dst, nonce):
+            if retrying and _applied(conn, job_id, dst, nonce):
                 return True
             row = conn.execute(statement, params).fetchone()
             if row is not None and len(row) == 3:
@@ -208,23 +213,31 @@ class PgStore(Store):
             self._finished[job_id] = (dst.value, nonce)
         if moved:
             if dst is State.BUILDING:
-                self._claims_unflushed.add(job_id)
                 coord.claimed(job_id, started)
             elif src is State.BUILDING:
                 coord.let_go(job_id)
                 with self._state:
                     self._unflushed.pop(job_id, None)  # the attempt is over
-                    self._claims_unflushed.discard(job_id)
         return moved
 
     def _claim(self, job_id: str, src: State, nonce: str, unconfirmed: list) -> bool:
-        """A claim through a prepared statement (``claims.claim_prepared``)."""
+        """A claim through a prepared statement: ``CLAIM_PREPARED``, or with locks to confirm
+        (``try_lock_to_claim``), ``CLAIM_CONFIRMING_PREPARED``: it applies only while they are held."""
+        args, statement = [job_id, src.value, nonce, *self._claimer], CLAIM_PREPARED
+        if unconfirmed:
+            names, tokens = text_array([k.name for k in unconfirmed]), text_array([k.token for k in unconfirmed])
+            args, statement = [*args, names, tokens, str(len(unconfirmed))], CLAIM_CONFIRMING_PREPARED
         started = time.monotonic()
-        if not claim_prepared(self.conn, [job_id, src.value, nonce, *self._claimer], unconfirmed):
+
+        def op(conn: Any, retrying: bool) -> bool:
+            if retrying and _applied(conn, job_id, State.BUILDING, nonce):
+                return True
+            return self.conn.first(conn, statement, args) is not None
+
+        if not self.conn.do(op):
             return False
         if unconfirmed:
             self.coord.confirmed()
-        self._claims_unflushed.add(job_id)
         self.coord.claimed(job_id, started)
         return True
 
@@ -240,34 +253,23 @@ class PgStore(Store):
         keys, values = [k for k, _ in rows], [v for _, v in rows]
         with self._state:
             earlier = list(self._unflushed.get(job_id, ()))
-            confirming = job_id in self._claims_unflushed
-        if confirming:
-            durable = True  # the claim did not wait for the disk: this append does, and only if it is there
 
-        def op(db: Any, retrying: bool) -> bool:
+        def op(db: Any, retrying: bool) -> None:
             # Lines appended without waiting for the disk are committed again (once: by their batch)
             # with the next durable append to the job: a server crash may have lost them, and this
             # commit is what the caller relies on for both.
             todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
-            if confirming:
-                return confirm_claim(db, job_id, self.coord.token, todo)
             if len(todo) == 1 and durable:
                 db.execute(_INSERT_META_ONCE if retrying else _INSERT_META, _meta_params(job_id, *todo[0], retrying))
-                return True
+                return
             with db.pipeline(), db.transaction():  # one round trip
                 if not durable:
                     db.execute("SET LOCAL synchronous_commit TO off")
                 for item in todo:
                     db.execute(_INSERT_META_ONCE, _meta_params(job_id, *item, True))
-            return True
 
-        if not self.conn.do(op):
-            # The server restarted and lost the claim: the job is waiting again, or another's now.
-            self.coord.lose(job_id)
-            self._claims_unflushed.discard(job_id)
-            raise AqError(f"job {job_id!r}: its claim was lost (the database restarted before it reached the disk)")
+        self.conn.do(op)
         with self._state:
-            self._claims_unflushed.discard(job_id)
             if durable:
                 kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
                 if kept:
