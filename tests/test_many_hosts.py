@@ -170,6 +170,32 @@ def test_the_soak_tells_a_double_run_from_attempts_one_after_another() -> None:
     assert "saw pid 700" in read_notes(seen, set())[2]["m"]
 
 
+def test_the_soak_tells_a_start_lost_with_its_host_from_a_miscount() -> None:
+    soak = _soak_module()
+    started = "aq: attempt 1: agent started, pid 500\n"
+    unstarted = (
+        "aq: 2026-01-01 10:00:05 j: recovered: runner (pid 40) died before starting the engine;"
+        " back to inbox/ (no attempt counted)\n"
+    )
+    death = soak.HostDeath("host0", 40, {("j", 500)})
+    logs = {"host0": "aq: 2026-01-01 10:00:00 j: claimed\n" + started, "host1": unstarted}
+    # The documented limit: the dead host's runner started the agent, both died with the host, no
+    # record names the agent, and another host recovered the claim as never started.
+    assert soak.host_death_starts("j", logs, set(), [death]) == {500}
+    # Each link missing leaves it a miscount.
+    assert soak.host_death_starts("j", logs, {500}, [death]) == set()  # its attempt record reached the database
+    assert soak.host_death_starts("j", logs, set(), []) == set()  # no host died: a runner or agent kill
+    killed_alone = soak.HostDeath("host0", 40, set())  # the agent was not killed with the host
+    assert soak.host_death_starts("j", logs, set(), [killed_alone]) == set()
+    other_runner = soak.HostDeath("host0", 41, {("j", 500)})  # recovery names another runner
+    assert soak.host_death_starts("j", logs, set(), [other_runner]) == set()
+    same_host = {"host0": started + unstarted, "host1": ""}  # recovered on the host that died
+    assert soak.host_death_starts("j", same_host, set(), [death]) == set()
+    not_started_there = {"host0": "", "host1": unstarted + started}  # the start is another host's
+    assert soak.host_death_starts("j", not_started_there, set(), [death]) == set()
+    assert soak.host_death_starts("k", logs, set(), [death]) == set()  # another job's recovery
+
+
 @needs_postgresql
 def test_short_many_host_soak_finds_nothing_wrong() -> None:
     result = subprocess.run(
