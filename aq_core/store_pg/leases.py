@@ -137,6 +137,12 @@ class PgCoordination(Coordination):
             self._mine.discard(job_id)
             self._held.pop(job_id, None)
 
+    def lose(self, job_id: str) -> None:
+        """The store found this runner's claim of the job gone (``holding`` says False from now on)."""
+        with self._state:
+            if job_id in self._mine:
+                self._lose(job_id)
+
     # -- locks ------------------------------------------------------------------------------------
 
     def try_lock(self, name: str) -> Lock | None:
