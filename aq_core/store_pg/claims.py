@@ -7,6 +7,12 @@ statement with psycopg's named parameters;
 ``CLAIM_CONFIRMING_PREPARED`` the claim that also confirms the locks this thread took for it
 (``HELD``): in a race for a job most claims lose, and each is a round trip whose client CPU was
 mostly psycopg's own (``connection.Connection.first``).
+
+A claim commits without waiting for the disk (its statement turns ``synchronous_commit`` off for its
+own transaction). The first append to the job after it (``confirm_claim``, the runner's ``claimed``
+lines, before the work tree or the agent) waits for the disk and applies only while the claim is in
+the database; the server's log is flushed in order, so that commit makes the claim durable. A claim
+lost in a server crash fails it, and the runner lets the job go without starting anything.
 """
 
 from __future__ import annotations
