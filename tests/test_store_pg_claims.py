@@ -37,6 +37,16 @@ def store(new_db: NewDb, tmp_path: Path) -> Iterator:  # noqa: F811
     one.close()
 
 
+@pytest.fixture
+def pair(new_db: NewDb, tmp_path: Path) -> Iterator[tuple]:  # noqa: F811
+    """(url, a store, another store) on one database of their own, closed after the test."""
+    url = new_db()
+    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
+    yield url, store, other
+    store.close()
+    other.close()
+
+
 def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:  # noqa: F811
     return pg_server.sql(
         "SELECT state, lease_token, lease_host, lease_pid, lease_expires > now() FROM aq_jobs WHERE id = %s",
@@ -45,27 +55,18 @@ def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:  # noqa: F811
     )[0]
 
 
-def test_a_claim_writes_the_claimers_lease_and_wins_once_across_stores(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
-) -> None:
-    url = new_db()
-    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
-    try:
-        store.add("j1", b"x", {})
-        store.add("later", b"x", {"not_before": 4102444800})  # 2100: not yet
-        store.add("child", b"x", {"after": "j1"})
-        assert store.claim("j1") and not store.claim("j1") and not other.claim("j1")
-        assert _row(pg_server, url, "j1") == ("building", store.coord.token, store.coord.host, store.coord.pid, True)
-        assert store.coord.holding("j1") is True and other.coord.holding("j1") is None
-        assert not other.claim("later") and not other.claim("child") and not other.claim("nope")
-        assert store.move("j1", State.BUILDING, State.DONE)
-        assert other.claim("child")
-        assert other.locate("later") is State.INBOX
-    finally:
-        store.close()
-        other.close()
+def test_a_claim_writes_the_claimers_lease_and_wins_once_across_stores(pair, pg_server: PgServer) -> None:  # noqa: F811
+    url, store, other = pair
+    store.add("j1", b"x", {})
+    store.add("later", b"x", {"not_before": 4102444800})  # 2100: not yet
+    store.add("child", b"x", {"after": "j1"})
+    assert store.claim("j1") and not store.claim("j1") and not other.claim("j1")
+    assert _row(pg_server, url, "j1") == ("building", store.coord.token, store.coord.host, store.coord.pid, True)
+    assert store.coord.holding("j1") is True and other.coord.holding("j1") is None
+    assert not other.claim("later") and not other.claim("child") and not other.claim("nope")
+    assert store.move("j1", State.BUILDING, State.DONE)
+    assert other.claim("child")
+    assert other.locate("later") is State.INBOX
 
 
 def test_a_claim_on_a_new_connection_prepares_its_statement_again(store, pg_server: PgServer) -> None:  # noqa: F811
@@ -167,36 +168,30 @@ def test_a_claim_prepares_its_statement_again_when_the_session_forgot_it(store) 
 
 
 def test_a_claim_the_database_lost_fails_its_first_append_and_every_write_after(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
+    pair,
     pg_server: PgServer,  # noqa: F811
 ) -> None:
-    url = new_db()
-    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
-    try:
-        for job in ("lost", "kept"):
-            store.add(job, b"x", {})
-            assert store.claim(job)
-        # A server crash loses a commit that did not wait for the disk: put the row back as it was.
-        pg_server.sql(
-            "UPDATE aq_jobs SET state = 'inbox', lease_token = NULL, lease_expires = NULL WHERE id = 'lost'",
-            dbname=dbname(url),
-        )
-        assert other.claim("lost")  # taken again by another runner
-        with pytest.raises(AqError, match="lost"):  # by this append, or by the heartbeat first
-            store.append_meta("lost", {"claimed": 1}, durable=False)
-        assert store.coord.holding("lost") is False
-        with pytest.raises(AqError):
-            store.append_meta("lost", {"attempts": 1})  # nothing more is recorded for it
-        assert not store.move("lost", State.BUILDING, State.INBOX)  # nor is it moved from under the other
-        assert store.read_meta("lost").pairs == [] and store.locate("lost") is State.BUILDING
-        store.append_meta("kept", {"claimed": 1}, durable=False)
-        store.append_meta("kept", {"host": "h"}, durable=False)
-        assert store.read_meta("kept").pairs == [("claimed", "1"), ("host", "h")]
-        assert store.coord.holding("kept") is True
-    finally:
-        store.close()
-        other.close()
+    url, store, other = pair
+    for job in ("lost", "kept"):
+        store.add(job, b"x", {})
+        assert store.claim(job)
+    # A server crash loses a commit that did not wait for the disk: put the row back as it was.
+    pg_server.sql(
+        "UPDATE aq_jobs SET state = 'inbox', lease_token = NULL, lease_expires = NULL WHERE id = 'lost'",
+        dbname=dbname(url),
+    )
+    assert other.claim("lost")  # taken again by another runner
+    with pytest.raises(AqError, match="lost"):  # by this append, or by the heartbeat first
+        store.append_meta("lost", {"claimed": 1}, durable=False)
+    assert store.coord.holding("lost") is False
+    with pytest.raises(AqError):
+        store.append_meta("lost", {"attempts": 1})  # nothing more is recorded for it
+    assert not store.move("lost", State.BUILDING, State.INBOX)  # nor is it moved from under the other
+    assert store.read_meta("lost").pairs == [] and store.locate("lost") is State.BUILDING
+    store.append_meta("kept", {"claimed": 1}, durable=False)
+    store.append_meta("kept", {"host": "h"}, durable=False)
+    assert store.read_meta("kept").pairs == [("claimed", "1"), ("host", "h")]
+    assert store.coord.holding("kept") is True
 
 
 @pytest.fixture
