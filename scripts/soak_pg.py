@@ -105,6 +105,7 @@ class Hosts:
         self.roots = [base / "hosts" / f"host{n}" for n in range(count)]
         self.procs: list[subprocess.Popen | None] = [None] * count
         self.started = [0.0] * count
+        self.since = [0.0] * count  # when each host's runner was started (wall clock, as the agents note)
         self.down_until = [0.0] * count  # a host that died stays down until then
         self.deaths: list[HostDeath] = []
 
@@ -119,6 +120,7 @@ class Hosts:
             self.aq(n, "run", "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env(n)
         )
         self.started[n] = time.monotonic()
+        self.since[n] = time.time()
 
     def supervise(self) -> None:
         for n, proc in enumerate(self.procs):
@@ -187,11 +189,13 @@ def host_agents(agent: Path, host: str) -> list[tuple[str, int, int]]:
 
 
 class HostDeath:
-    """A host the soak let die: its runner then (``None``: none lived) and the agents that runner had started."""
+    """A host the soak let die: its runner then (``None``: none lived), when that runner was started
+    and when it died (wall clock), and the agents it had started that died with it."""
 
-    def __init__(self, host: str, runner: int | None, agents: set[tuple[str, int]] | None = None) -> None:
-        self.host = host
-        self.runner = runner
+    def __init__(
+        self, host: str, runner: int | None, since: float, at: float, agents: set[tuple[str, int]] | None = None
+    ) -> None:
+        self.host, self.runner, self.since, self.at = host, runner, since, at
         self.agents = agents if agents is not None else set()  # (job, pid), killed with the host
 
 
@@ -199,7 +203,8 @@ def host_dies(hosts: Hosts, n: int, agent: Path, lease: float, killed: set[tuple
     """Host ``n`` dies: its runner and its agents killed -9, down for a lease and a half; return agents killed."""
     count = 0
     proc = hosts.procs[n]
-    death = HostDeath(f"host{n}", proc.pid if proc is not None and proc.poll() is None else None)
+    alive = proc is not None and proc.poll() is None
+    death = HostDeath(f"host{n}", proc.pid if alive else None, hosts.since[n], time.time())
     # Its agents' parents are read before the runner dies (its children are then reparented).
     before = host_agents(agent, death.host)
     hosts.kill(n)
@@ -294,7 +299,10 @@ def one_round(server: PgServer, base: Path, rng: random.Random, args: argparse.N
         for job_id in ids:  # the evidence, next to the hosts' logs and the agents' record
             rows = server.sql("SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,), dbname=db)
             (base / f"{job_id}.meta").write_text("".join(f"{k}={v}\n" for k, v in rows))
-        deaths = [{"host": d.host, "runner": d.runner, "agents": sorted(d.agents)} for d in hosts.deaths]
+        deaths = [
+            {"host": d.host, "runner": d.runner, "since": d.since, "at": d.at, "agents": sorted(d.agents)}
+            for d in hosts.deaths
+        ]
         (base / "host-deaths.json").write_text(json.dumps(deaths, indent=1) + "\n")
         print(f"  kept {base}")
         tally["kept"] = 1
@@ -407,14 +415,18 @@ _UNSTARTED = re.compile(
 )
 
 
-def host_death_starts(job_id: str, logs: dict[str, str], recorded: set[int], deaths: list[HostDeath]) -> set[int]:
+def host_death_starts(
+    job_id: str, logs: dict[str, str], recorded: set[int], deaths: list[HostDeath], started_at: dict[int, float]
+) -> set[int]:
     """The pids of ``job_id``'s starts that the documented limit "a host that never comes back" explains.
 
     ``logs``: each host's log of the job's aq lines; ``recorded``: the agent pids the job's attempt
-    records in the database name. A start is proven only if: its started line is in the log of a host
-    the soak let die, that death killed the agent and the runner that started it (the host died while it
-    ran), no attempt record names its pid (none reached the database), and another host recovered the
-    job saying that runner died before starting the engine (no attempt counted).
+    records in the database name; ``started_at``: when each agent noted its start. A start is proven
+    only if: its started line is in the log of a host the soak let die; the runner that died with the
+    host started it (the agent died with it, or noted its start between that runner's own start and
+    the death: a host runs one runner at a time); no attempt record names it (none reached the
+    database); and another host recovered the job saying that runner died before starting the engine
+    (no attempt counted).
     """
     proven = set()
     for death in deaths:
@@ -430,7 +442,9 @@ def host_death_starts(job_id: str, logs: dict[str, str], recorded: set[int], dea
         if not any(said):
             continue
         for pid in map(int, _STARTED.findall(logs.get(death.host, ""))):
-            if (job_id, pid) in death.agents and pid not in recorded:
+            began = started_at.get(pid)
+            by_it = (job_id, pid) in death.agents or (began is not None and death.since <= began <= death.at)
+            if by_it and pid not in recorded:
                 proven.add(pid)
     return proven
 
@@ -446,6 +460,11 @@ def check(
 ) -> dict[str, int]:
     lines = record.read_text().splitlines() if record.exists() else []
     counts, wrote, double = read_notes(lines, killed)
+    started_at = {}  # (job, pid) -> when the agent noted its start
+    for line in lines:
+        if line.startswith("start "):
+            parts = line.split()
+            started_at[(parts[1], int(parts[3]))] = float(parts[5])
     for job_id, why in sorted(double.items()):
         print(f"  double run: {job_id}: {why}")
     states = dict(server.sql("SELECT id, state FROM aq_jobs", dbname=db))
@@ -470,7 +489,8 @@ def check(
             for n, root in enumerate(hosts.roots):
                 path = root / "logs" / f"{job_id}.aq.log"
                 logs[f"host{n}"] = path.read_text(errors="replace") if path.exists() else ""
-            proven = host_death_starts(job_id, logs, recorded.get(job_id, set()), hosts.deaths)
+            began = {pid: at for (job, pid), at in started_at.items() if job == job_id}
+            proven = host_death_starts(job_id, logs, recorded.get(job_id, set()), hosts.deaths, began)
             if counted < started and len(proven) == started - counted:
                 uncounted += started - counted
                 print(f"  uncounted_host_death: {job_id} attempts={counted} starts={started} pids={sorted(proven)}")
