@@ -221,7 +221,8 @@ def test_a_claim_lost_in_a_server_crash_never_starts_the_agent_and_the_job_runs_
     work.mkdir()
     job = f'---\nengine: command\ncwd: {work}\ncommand: ["sh", "-c", "echo started >> {starts}"]\n---\nGo.\n'
     store = _store(url, tmp_path / "host")
-    claimed, crashes = store.coord.claimed, []
+    claimed, crashes, after = store.coord.claimed, [], []
+    db = url.rsplit("/", 1)[1].split("?")[0]
 
     def crash_first(job_id: str, started: float) -> None:
         # The claim is committed, not flushed, and no other commit followed: the server crashes now.
@@ -229,6 +230,7 @@ def test_a_claim_lost_in_a_server_crash_never_starts_the_agent_and_the_job_runs_
             crashes.append(store.locate(job_id))
             server.stop("immediate")
             server.start()
+            after.extend(server.sql("SELECT state FROM aq_jobs WHERE id = %s", (job_id,), dbname=db))
         claimed(job_id, started)
 
     store.coord.claimed = crash_first
@@ -239,8 +241,11 @@ def test_a_claim_lost_in_a_server_crash_never_starts_the_agent_and_the_job_runs_
         assert runner.run() == 0
         said = out.getvalue()
         assert crashes == [State.BUILDING]
-        # Found by its first append, or by the heartbeat's renewal if that came first.
-        assert "its claim was lost" in said or "lost its lease" in said, said
+        # Found by its first append, or by the heartbeat's renewal if that came first. On a loaded
+        # machine another thread's durable commit (the runner's own heartbeat) can flush the claim
+        # before the crash: it then survives, and the job simply runs.
+        if after != [("building",)]:
+            assert after == [("inbox",)] and ("its claim was lost" in said or "lost its lease" in said), (after, said)
         # Run once, by the second claim: the lost one started no agent and counted no attempt.
         assert starts.read_text() == "started\n"
         assert store.locate("j") is State.DONE
