@@ -9,7 +9,7 @@ statement with psycopg's named parameters;
 mostly psycopg's own (``connection.Connection.first``).
 
 A claim commits without waiting for the disk (its statement turns ``synchronous_commit`` off for its
-own transaction). The first append to the job after it (``confirm_claim``, the runner's ``claimed``
+own transaction). The first append to the job after it (``CONFIRM_CLAIM``, the runner's ``claimed``
 lines, before the work tree or the agent) waits for the disk and applies only while the claim is in
 the database; the server's log is flushed in order, so that commit makes the claim durable. A claim
 lost in a server crash fails it, and the runner lets the job go without starting anything.

@@ -152,7 +152,7 @@ class PgCoordination(Coordination):
         """Take a lock without waiting for the disk; this thread's next claim or move confirms it.
 
         That claim or move applies only while the lock's row is still there (``unconfirmed``), and
-        the durable commit that follows it (a claim's first append, ``claims.confirm_claim``; a
+        the durable commit that follows it (a claim's first append, ``claims.CONFIRM_CLAIM``; a
         move's own) makes the row durable too: the server's log is flushed in order. A
         server that restarted in between and lost the row fails the claim (or, after it, its first
         append), and the runner lets go.
