@@ -127,6 +127,8 @@ class Attempt(AttemptEnd):
         job, store = self.job, self.store
         meta = store.read_meta(job.id)
         number = meta.integer("attempts") + 1
+        # The first write after the claim, before anything acts on it: a store whose claim did not
+        # wait for the disk makes it durable here, or raises if it was lost (``Store.claim``).
         # Not flushed on its own: the attempt's record below is, and an fsync covers every earlier
         # byte of the file. Lost to a power cut with it, this line changes nothing recovery decides.
         store.append_meta(

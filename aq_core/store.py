@@ -94,7 +94,11 @@ class Store(ABC):
 
     @abstractmethod
     def claim(self, job_id: str) -> bool:
-        """Move a job from ``inbox`` to ``building``; False when another runner got it first."""
+        """Move a job from ``inbox`` to ``building``; False when another runner got it first.
+
+        A store may commit the claim without waiting for the disk if its first ``append_meta`` to the
+        job afterwards waits for it and raises ``AqError`` when the claim was lost meanwhile (a server
+        crash): the caller appends to the job before it acts on the claim outside the store."""
 
     @abstractmethod
     def move(self, job_id: str, src: State, dst: State) -> bool:

@@ -19,6 +19,8 @@ a half, so that another host recovers its jobs. Then every runner is killed -9, 
 
 - every job is done or failed (nothing stranded);
 - ``attempts`` in meta equals the number of times the agent really started (counted exactly once);
+  a start is ``uncounted_host_death`` instead, and not a fault, only when its evidence proves the
+  documented limit "a host that never comes back" (``host_death_starts``);
 - no two starts of one job were alive at the same time (double run): their noted intervals do not
   overlap, and no agent saw another live agent of its job;
 - every file an agent noted as written is on ``aq/wip/<id>`` or in the working tree.
@@ -32,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -102,7 +105,9 @@ class Hosts:
         self.roots = [base / "hosts" / f"host{n}" for n in range(count)]
         self.procs: list[subprocess.Popen | None] = [None] * count
         self.started = [0.0] * count
+        self.since = [0.0] * count  # when each host's runner was started (wall clock, as the agents note)
         self.down_until = [0.0] * count  # a host that died stays down until then
+        self.deaths: list[HostDeath] = []
 
     def env(self, n: int) -> dict[str, str]:
         return {**os.environ, "AQ_STORE": self.url, "AQ_HOST_ID": f"host{n}"}
@@ -115,6 +120,7 @@ class Hosts:
             self.aq(n, "run", "--workers", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env(n)
         )
         self.started[n] = time.monotonic()
+        self.since[n] = time.time()
 
     def supervise(self) -> None:
         for n, proc in enumerate(self.procs):
@@ -164,8 +170,8 @@ def running_agents(server: PgServer, db: str, agent: Path) -> list[tuple[str, in
     return found
 
 
-def host_agents(agent: Path, host: str) -> list[tuple[str, int]]:
-    """(job, pid) of every live agent of ours started by ``host``'s runners (from /proc)."""
+def host_agents(agent: Path, host: str) -> list[tuple[str, int, int]]:
+    """(job, pid, parent pid) of every live agent of ours started by ``host``'s runners (from /proc)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -174,19 +180,39 @@ def host_agents(agent: Path, host: str) -> list[tuple[str, int]]:
             if str(agent).encode() not in (proc / "cmdline").read_bytes():
                 continue
             env = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
-        except OSError:
+            parent = int((proc / "stat").read_bytes().rpartition(b")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
         if env.get(b"AQ_HOST_ID") == host.encode():
-            found.append((env.get(b"AQ_JOB_ID", b"?").decode(), int(proc.name)))
+            found.append((env.get(b"AQ_JOB_ID", b"?").decode(), int(proc.name), parent))
     return found
+
+
+class HostDeath:
+    """A host the soak let die: its runner then (``None``: none lived), when that runner was started
+    and when it died (wall clock), and the agents it had started that died with it."""
+
+    def __init__(
+        self, host: str, runner: int | None, since: float, at: float, agents: set[tuple[str, int]] | None = None
+    ) -> None:
+        self.host, self.runner, self.since, self.at = host, runner, since, at
+        self.agents = agents if agents is not None else set()  # (job, pid), killed with the host
 
 
 def host_dies(hosts: Hosts, n: int, agent: Path, lease: float, killed: set[tuple[str, int]]) -> int:
     """Host ``n`` dies: its runner and its agents killed -9, down for a lease and a half; return agents killed."""
     count = 0
+    proc = hosts.procs[n]
+    alive = proc is not None and proc.poll() is None
+    death = HostDeath(f"host{n}", proc.pid if alive else None, hosts.since[n], time.time())
+    # Its agents' parents are read before the runner dies (its children are then reparented).
+    before = host_agents(agent, death.host)
     hosts.kill(n)
     hosts.down_until[n] = time.monotonic() + 1.5 * lease
-    for job_id, pid in host_agents(agent, f"host{n}"):
+    hosts.deaths.append(death)
+    for job_id, pid, parent in before + host_agents(agent, death.host):
+        if parent == death.runner:
+            death.agents.add((job_id, pid))
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -265,12 +291,19 @@ def one_round(server: PgServer, base: Path, rng: random.Random, args: argparse.N
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    tally.update(check(server, db, ids, repos, record, killed_agents))
+    tally.update(check(server, db, ids, repos, record, killed_agents, hosts))
     tally.update(faults_seen(hosts))
-    if args.keep and any(tally[k] for k in ("stranded", "miscounted", "double_run", "lost_files")):
+    if args.keep and any(
+        tally[k] for k in ("stranded", "miscounted", "double_run", "lost_files", "uncounted_host_death")
+    ):
         for job_id in ids:  # the evidence, next to the hosts' logs and the agents' record
             rows = server.sql("SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,), dbname=db)
             (base / f"{job_id}.meta").write_text("".join(f"{k}={v}\n" for k, v in rows))
+        deaths = [
+            {"host": d.host, "runner": d.runner, "since": d.since, "at": d.at, "agents": sorted(d.agents)}
+            for d in hosts.deaths
+        ]
+        (base / "host-deaths.json").write_text(json.dumps(deaths, indent=1) + "\n")
         print(f"  kept {base}")
         tally["kept"] = 1
     return tally
@@ -376,11 +409,62 @@ def read_notes(
     return counts, wrote, double
 
 
+_STARTED = re.compile(r"^aq: attempt \d+: agent started, pid (\d+)$", re.MULTILINE)
+_UNSTARTED = re.compile(
+    r"^aq: \S+ \S+ (\S+): recovered: runner \(pid (\d+)\) died before starting the engine", re.MULTILINE
+)
+
+
+def host_death_starts(
+    job_id: str, logs: dict[str, str], recorded: set[int], deaths: list[HostDeath], started_at: dict[int, float]
+) -> set[int]:
+    """The pids of ``job_id``'s starts that the documented limit "a host that never comes back" explains.
+
+    ``logs``: each host's log of the job's aq lines; ``recorded``: the agent pids the job's attempt
+    records in the database name; ``started_at``: when each agent noted its start. A start is proven
+    only if: its started line is in the log of a host the soak let die; the runner that died with the
+    host started it (the agent died with it, or noted its start between that runner's own start and
+    the death: a host runs one runner at a time); no attempt record names it (none reached the
+    database); and another host recovered the job saying that runner died before starting the engine
+    (no attempt counted).
+    """
+    proven = set()
+    for death in deaths:
+        if death.runner is None:
+            continue
+        said = (
+            int(runner) == death.runner
+            for host, text in logs.items()
+            if host != death.host
+            for job, runner in _UNSTARTED.findall(text)
+            if job == job_id
+        )
+        if not any(said):
+            continue
+        for pid in map(int, _STARTED.findall(logs.get(death.host, ""))):
+            began = started_at.get(pid)
+            by_it = (job_id, pid) in death.agents or (began is not None and death.since <= began <= death.at)
+            if by_it and pid not in recorded:
+                proven.add(pid)
+    return proven
+
+
 def check(
-    server: PgServer, db: str, ids: list[str], repos: dict[str, Path], record: Path, killed: set[tuple[str, int]]
+    server: PgServer,
+    db: str,
+    ids: list[str],
+    repos: dict[str, Path],
+    record: Path,
+    killed: set[tuple[str, int]],
+    hosts: Hosts,
 ) -> dict[str, int]:
     lines = record.read_text().splitlines() if record.exists() else []
     counts, wrote, double = read_notes(lines, killed)
+    started_at = {}  # (job, pid) -> when the agent noted its start
+    for line in lines:
+        if line.startswith("start "):
+            parts = line.split()
+            started_at[(parts[1], int(parts[3]))] = float(parts[5])
     for job_id, why in sorted(double.items()):
         print(f"  double run: {job_id}: {why}")
     states = dict(server.sql("SELECT id, state FROM aq_jobs", dbname=db))
@@ -390,14 +474,29 @@ def check(
             dbname=db,
         )
     )
-    stranded = miscounted = lost = 0
+    recorded: dict[str, set[int]] = {}
+    for job_id, pid in server.sql("SELECT job_id, value FROM aq_meta WHERE key = 'agent_pid'", dbname=db):
+        if pid and pid.isdigit():
+            recorded.setdefault(job_id, set()).add(int(pid))
+    stranded = miscounted = uncounted = lost = 0
     for job_id in ids:
         if states.get(job_id) not in ("done", "failed"):
             stranded += 1
             print(f"  stranded: {job_id} in {states.get(job_id)}")
-        if int(attempts.get(job_id, "0")) != counts.get(job_id, 0):
-            miscounted += 1
-            print(f"  miscounted: {job_id} attempts={attempts.get(job_id)} starts={counts.get(job_id, 0)}")
+        counted, started = int(attempts.get(job_id, "0")), counts.get(job_id, 0)
+        if counted != started:
+            logs = {}
+            for n, root in enumerate(hosts.roots):
+                path = root / "logs" / f"{job_id}.aq.log"
+                logs[f"host{n}"] = path.read_text(errors="replace") if path.exists() else ""
+            began = {pid: at for (job, pid), at in started_at.items() if job == job_id}
+            proven = host_death_starts(job_id, logs, recorded.get(job_id, set()), hosts.deaths, began)
+            if counted < started and len(proven) == started - counted:
+                uncounted += started - counted
+                print(f"  uncounted_host_death: {job_id} attempts={counted} starts={started} pids={sorted(proven)}")
+            else:
+                miscounted += 1
+                print(f"  miscounted: {job_id} attempts={attempts.get(job_id)} starts={started}")
         repo = repos[job_id]
         try:
             on_branch = set(sh("git", "ls-tree", "-r", "--name-only", f"aq/wip/{job_id}", cwd=repo).split())
@@ -413,6 +512,7 @@ def check(
         "files": sum(map(len, wrote.values())),
         "stranded": stranded,
         "miscounted": miscounted,
+        "uncounted_host_death": uncounted,
         "double_run": len(double),
         "lost_files": lost,
     }
@@ -464,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  leases_lost={tally['leases_lost']} recoveries={tally['recoveries']}"
                 f"  jobs={tally['jobs']} attempts={tally['attempts']} files={tally['files']}"
                 f"  stranded={tally['stranded']} miscounted={tally['miscounted']} double_run={tally['double_run']}"
-                f" lost={tally['lost_files']}",
+                f" lost={tally['lost_files']} uncounted_host_death={tally['uncounted_host_death']}",
                 flush=True,
             )
     finally:
@@ -485,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(f"{k}={total.get(k, 0)}" for k in names)
         + f" files_written={total.get('files', 0)} "
         + " ".join(f"{k}={total.get(k, 0)}" for k in bad)
+        + f" uncounted_host_death={total.get('uncounted_host_death', 0)}"
     )
     return 1 if any(total.get(k, 0) for k in bad) else 0
 

@@ -1,10 +1,14 @@
-"""The PostgreSQL store's common claim: one statement prepared on each connection, run through libpq.
+"""The PostgreSQL store's common claim: one statement prepared on each connection, run through libpq,
+that does not wait for the disk; the first append to the claimed job does, and applies only while
+the claim is in the database.
 
-Against a real server started by the tests (loopback, a temp dir).
+Against a real server started by the tests (loopback, a temp dir; a crash-safe one of their own
+for the tests that crash it).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +17,7 @@ import pytest
 from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
 from test_store_pg import NewDb, dbname, new_db  # noqa: F401  (new_db is a fixture)
 
+from aq_core.errors import AqError
 from aq_core.store import State
 
 pytestmark = pytest.mark.requires("postgresql")
@@ -32,6 +37,16 @@ def store(new_db: NewDb, tmp_path: Path) -> Iterator:  # noqa: F811
     one.close()
 
 
+@pytest.fixture
+def pair(new_db: NewDb, tmp_path: Path) -> Iterator[tuple]:  # noqa: F811
+    """(url, a store, another store) on one database of their own, closed after the test."""
+    url = new_db()
+    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
+    yield url, store, other
+    store.close()
+    other.close()
+
+
 def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:  # noqa: F811
     return pg_server.sql(
         "SELECT state, lease_token, lease_host, lease_pid, lease_expires > now() FROM aq_jobs WHERE id = %s",
@@ -40,27 +55,18 @@ def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:  # noqa: F811
     )[0]
 
 
-def test_a_claim_writes_the_claimers_lease_and_wins_once_across_stores(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
-) -> None:
-    url = new_db()
-    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
-    try:
-        store.add("j1", b"x", {})
-        store.add("later", b"x", {"not_before": 4102444800})  # 2100: not yet
-        store.add("child", b"x", {"after": "j1"})
-        assert store.claim("j1") and not store.claim("j1") and not other.claim("j1")
-        assert _row(pg_server, url, "j1") == ("building", store.coord.token, store.coord.host, store.coord.pid, True)
-        assert store.coord.holding("j1") is True and other.coord.holding("j1") is None
-        assert not other.claim("later") and not other.claim("child") and not other.claim("nope")
-        assert store.move("j1", State.BUILDING, State.DONE)
-        assert other.claim("child")
-        assert other.locate("later") is State.INBOX
-    finally:
-        store.close()
-        other.close()
+def test_a_claim_writes_the_claimers_lease_and_wins_once_across_stores(pair, pg_server: PgServer) -> None:  # noqa: F811
+    url, store, other = pair
+    store.add("j1", b"x", {})
+    store.add("later", b"x", {"not_before": 4102444800})  # 2100: not yet
+    store.add("child", b"x", {"after": "j1"})
+    assert store.claim("j1") and not store.claim("j1") and not other.claim("j1")
+    assert _row(pg_server, url, "j1") == ("building", store.coord.token, store.coord.host, store.coord.pid, True)
+    assert store.coord.holding("j1") is True and other.coord.holding("j1") is None
+    assert not other.claim("later") and not other.claim("child") and not other.claim("nope")
+    assert store.move("j1", State.BUILDING, State.DONE)
+    assert other.claim("child")
+    assert other.locate("later") is State.INBOX
 
 
 def test_a_claim_on_a_new_connection_prepares_its_statement_again(store, pg_server: PgServer) -> None:  # noqa: F811
@@ -143,7 +149,7 @@ def test_a_claim_confirms_locks_whose_names_need_quoting_and_fails_when_one_is_g
     locks = [store.coord.try_lock_to_claim(name) for name in ["job:a", *names]]
     assert all(locks) and len(store.coord.unconfirmed()) == 5
     assert store.claim("a")
-    assert store.coord.unconfirmed() == []  # the durable claim made every lock durable with it
+    assert store.coord.unconfirmed() == []  # the claim confirmed them (durable with its first append)
     for lock in locks:
         lock.release()
     locks = [store.coord.try_lock_to_claim(name) for name in ["job:b", *names]]
@@ -159,3 +165,91 @@ def test_a_claim_prepares_its_statement_again_when_the_session_forgot_it(store) 
     store.conn.do(lambda conn, _: conn.execute("DEALLOCATE ALL"))  # as DISCARD ALL or a pooler would
     assert store.claim("b") and not store.claim("a")
     assert [e.id for e in store.list(State.BUILDING)] == ["a", "b"]
+
+
+def test_a_claim_the_database_lost_fails_its_first_append_and_every_write_after(
+    pair,
+    pg_server: PgServer,  # noqa: F811
+) -> None:
+    url, store, other = pair
+    for job in ("lost", "kept"):
+        store.add(job, b"x", {})
+        assert store.claim(job)
+    # A server crash loses a commit that did not wait for the disk: put the row back as it was.
+    pg_server.sql(
+        "UPDATE aq_jobs SET state = 'inbox', lease_token = NULL, lease_expires = NULL WHERE id = 'lost'",
+        dbname=dbname(url),
+    )
+    assert other.claim("lost")  # taken again by another runner
+    with pytest.raises(AqError, match="lost"):  # by this append, or by the heartbeat first
+        store.append_meta("lost", {"claimed": 1}, durable=False)
+    assert store.coord.holding("lost") is False
+    with pytest.raises(AqError):
+        store.append_meta("lost", {"attempts": 1})  # nothing more is recorded for it
+    assert not store.move("lost", State.BUILDING, State.INBOX)  # nor is it moved from under the other
+    assert store.read_meta("lost").pairs == [] and store.locate("lost") is State.BUILDING
+    store.append_meta("kept", {"claimed": 1}, durable=False)
+    store.append_meta("kept", {"host": "h"}, durable=False)
+    assert store.read_meta("kept").pairs == [("claimed", "1"), ("host", "h")]
+    assert store.coord.holding("kept") is True
+
+
+@pytest.fixture
+def crashing_server() -> Iterator[PgServer]:
+    """A server of the test's own whose crash (``stop -m immediate``) loses what no commit flushed:
+    commits that wait reach the operating system, and its WAL writer wakes only every 10 s."""
+    server = PgServer(crash_safe=True).start()
+    try:
+        server.sql("ALTER SYSTEM SET wal_writer_delay = '10s'")
+        server.sql("SELECT pg_reload_conf()")
+        yield server
+    finally:
+        server.destroy()
+
+
+def test_a_claim_lost_in_a_server_crash_never_starts_the_agent_and_the_job_runs_once(
+    crashing_server: PgServer, tmp_path: Path
+) -> None:
+    from aq_core.journal import Journal
+    from aq_core.runner import Runner
+    from aq_core.store_pg import init_schema
+
+    server = crashing_server
+    url = server.url(server.create_database(), lease=30)
+    init_schema(url)
+    work, starts = tmp_path / "work", tmp_path / "starts"
+    work.mkdir()
+    job = f'---\nengine: command\ncwd: {work}\ncommand: ["sh", "-c", "echo started >> {starts}"]\n---\nGo.\n'
+    store = _store(url, tmp_path / "host")
+    claimed, crashes, after = store.coord.claimed, [], []
+    db = url.rsplit("/", 1)[1].split("?")[0]
+
+    def crash_first(job_id: str, started: float) -> None:
+        # The claim is committed, not flushed, and no other commit followed: the server crashes now.
+        if not crashes:
+            crashes.append(store.locate(job_id))
+            server.stop("immediate")
+            server.start()
+            after.extend(server.sql("SELECT state FROM aq_jobs WHERE id = %s", (job_id,), dbname=db))
+        claimed(job_id, started)
+
+    store.coord.claimed = crash_first
+    try:
+        store.add("j", job.encode(), {})
+        out = io.StringIO()
+        runner = Runner(store, workers=1, once=True, journal=Journal(store, out=out))
+        assert runner.run() == 0
+        said = out.getvalue()
+        assert crashes == [State.BUILDING]
+        # Found by its first append, or by the heartbeat's renewal if that came first. On a loaded
+        # machine another thread's durable commit (the runner's own heartbeat) can flush the claim
+        # before the crash: it then survives, and the job simply runs.
+        if after != [("building",)]:
+            assert after == [("inbox",)] and ("its claim was lost" in said or "lost its lease" in said), (after, said)
+        # Run once, by the second claim: the lost one started no agent and counted no attempt.
+        assert starts.read_text() == "started\n"
+        assert store.locate("j") is State.DONE
+        meta = store.read_meta("j")
+        assert meta.integer("attempts") == 1 and meta.get("result") == "ok", meta.pairs
+    finally:
+        store.close()

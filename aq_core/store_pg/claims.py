@@ -7,14 +7,23 @@ statement with psycopg's named parameters;
 ``CLAIM_CONFIRMING_PREPARED`` the claim that also confirms the locks this thread took for it
 (``HELD``): in a race for a job most claims lose, and each is a round trip whose client CPU was
 mostly psycopg's own (``connection.Connection.first``).
+
+A claim commits without waiting for the disk (its statement turns ``synchronous_commit`` off for its
+own transaction). The first append to the job after it (``CONFIRM_CLAIM``, the runner's ``claimed``
+lines, before the work tree or the agent) waits for the disk and applies only while the claim is in
+the database; the server's log is flushed in order, so that commit makes the claim durable. A claim
+lost in a server crash fails it, and the runner lets the job go without starting anything.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from aq_core.store_pg.connection import Prepared, psycopg
+from aq_core.store import State
+from aq_core.store_pg.connection import Connection, Prepared, psycopg
 from aq_core.store_pg.lockrows import LEASE_SQL
+from aq_core.store_pg.metalines import INSERT_ONCE
 
 CLAIM = f"""
 UPDATE aq_jobs SET state = 'building', op_token = %(nonce)s, changed = clock_timestamp(),
@@ -29,7 +38,7 @@ WHERE id = (
     )
     FOR UPDATE OF j SKIP LOCKED
 )
-RETURNING id
+RETURNING id, set_config('synchronous_commit', 'off', true)
 """
 
 # This thread's locks taken without waiting for the disk (``try_lock_to_claim``) are all still held.
@@ -57,5 +66,39 @@ def text_array(values: list[str]) -> str:
     return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
+# The first write to a job after its claim: its meta lines (``metalines.INSERT_ONCE``), applied only
+# while the claim is in the database (the job in building with the claimer's lease). It waits for the
+# disk, and so makes the claim (and the locks before it) durable: the server's log is flushed in order.
+# It answers the job's count of lines after it (``coord.meta_seen``) and whether the claim was there.
+CONFIRM_CLAIM = (
+    "WITH held AS (SELECT 1 FROM aq_jobs WHERE id = %(id)s AND state = 'building' AND lease_token = %(token)s),"
+    f" added AS ({INSERT_ONCE.replace('AS t(k, v, b, n)', 'AS t(k, v, b, n) CROSS JOIN held')} RETURNING 1)"
+    " SELECT (SELECT count(*) FROM aq_meta WHERE job_id = %(id)s) + (SELECT count(*) FROM added),"
+    " EXISTS (SELECT 1 FROM held)"
+)
+
+
+def applied(conn: Any, job_id: str, dst: State, nonce: str) -> bool:
+    """Whether the transition to ``dst`` with ``nonce`` was committed (its outcome was unknown)."""
+    row = conn.execute("SELECT state, op_token FROM aq_jobs WHERE id = %s", (job_id,)).fetchone()
+    return row is not None and row[0] == dst.value and row[1] == nonce
+
+
 CLAIM_PREPARED = Prepared("aq_claim", positional(CLAIM, CLAIM_ARGS))
 CLAIM_CONFIRMING_PREPARED = Prepared("aq_claim_confirming", positional(CLAIM_CONFIRMING, CONFIRMING_ARGS))
+
+
+def claim_prepared(conn: Connection, args: list[str], unconfirmed: list) -> bool:
+    """A claim through ``CLAIM_PREPARED`` with ``args`` (``CLAIM_ARGS``' values), or with locks to
+    confirm (``try_lock_to_claim``), ``CLAIM_CONFIRMING_PREPARED``: it applies only while they are held."""
+    job_id, nonce, statement = args[0], args[2], CLAIM_PREPARED
+    if unconfirmed:
+        names, tokens = text_array([k.name for k in unconfirmed]), text_array([k.token for k in unconfirmed])
+        args, statement = [*args, names, tokens, str(len(unconfirmed))], CLAIM_CONFIRMING_PREPARED
+
+    def op(db: Any, retrying: bool) -> bool:
+        if retrying and applied(db, job_id, State.BUILDING, nonce):
+            return True
+        return conn.first(db, statement, args) is not None
+
+    return conn.do(op)

@@ -137,6 +137,12 @@ class PgCoordination(Coordination):
             self._mine.discard(job_id)
             self._held.pop(job_id, None)
 
+    def lose(self, job_id: str) -> None:
+        """The store found this runner's claim of the job gone (``holding`` says False from now on)."""
+        with self._state:
+            if job_id in self._mine:
+                self._lose(job_id)
+
     # -- locks ------------------------------------------------------------------------------------
 
     def try_lock(self, name: str) -> Lock | None:
@@ -146,8 +152,10 @@ class PgCoordination(Coordination):
         """Take a lock without waiting for the disk; this thread's next claim or move confirms it.
 
         That claim or move applies only while the lock's row is still there (``unconfirmed``), and
-        its durable commit makes the row durable too: the server's log is flushed in order. A
-        server that restarted in between and lost the row fails the claim, and the runner lets go.
+        the durable commit that follows it (a claim's first append, ``claims.CONFIRM_CLAIM``; a
+        move's own) makes the row durable too: the server's log is flushed in order. A
+        server that restarted in between and lost the row fails the claim (or, after it, its first
+        append), and the runner lets go.
         """
         lock = self._take(name, durable=False)
         if lock is not None:

@@ -31,8 +31,6 @@ from aq_core.store_pg.leases import PgCoordination
 from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
-# Whether the transition with this token was committed (its outcome was unknown).
-APPLIED = "SELECT 1 FROM aq_jobs WHERE id = %s AND state = %s AND op_token = %s"
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
 
 
@@ -57,6 +55,7 @@ class PgStore(Store):
         # job -> meta batches (batch, keys, values) committed without waiting for the disk, not yet
         # followed by a durable append to the job
         self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
+        self._claims_unflushed: set[str] = set()  # claimed without waiting for the disk, no append since
         claimer = [getattr(self.coord, name) for name in claims.CLAIM_ARGS[3:]]  # as text; a NUL: psycopg's path
         self._claimer = None if "\x00" in str(claimer) else [None if v is None else str(v) for v in claimer]
         self.conn.open()
@@ -185,7 +184,7 @@ class PgStore(Store):
         started = time.monotonic()
 
         def op(conn: Any, retrying: bool) -> bool:
-            if retrying and conn.execute(APPLIED, (job_id, dst.value, nonce)).fetchone():
+            if retrying and claims.applied(conn, job_id, dst, nonce):
                 return True
             row = conn.execute(statement, params).fetchone()
             if row is not None and dst in (State.DONE, State.FAILED):  # (id, keys, values[, added keys, values])
@@ -207,11 +206,13 @@ class PgStore(Store):
             self._finished[job_id] = (dst.value, nonce)
         if moved:
             if dst is State.BUILDING:
+                self._claims_unflushed.add(job_id)
                 coord.claimed(job_id, started)
             elif src is State.BUILDING:
                 coord.let_go(job_id)
                 with self._state:
                     self._unflushed.pop(job_id, None)  # the attempt is over
+                    self._claims_unflushed.discard(job_id)
         return moved
 
     @staticmethod
@@ -229,26 +230,13 @@ class PgStore(Store):
                 self._unflushed.pop(job_id, None)
 
     def _claim(self, job_id: str, src: State, nonce: str, unconfirmed: list) -> bool:
-        """A claim through a prepared statement: ``claims.CLAIM_PREPARED``, or with locks to confirm
-        (``try_lock_to_claim``), ``claims.CLAIM_CONFIRMING_PREPARED``: it applies only while they are held."""
-        args, statement = [job_id, src.value, nonce, *self._claimer], claims.CLAIM_PREPARED
-        if unconfirmed:
-            names, tokens = (
-                claims.text_array([k.name for k in unconfirmed]),
-                claims.text_array([k.token for k in unconfirmed]),
-            )
-            args, statement = [*args, names, tokens, str(len(unconfirmed))], claims.CLAIM_CONFIRMING_PREPARED
+        """A claim through a prepared statement (``claims.claim_prepared``), not waiting for the disk."""
         started = time.monotonic()
-
-        def op(conn: Any, retrying: bool) -> bool:
-            if retrying and conn.execute(APPLIED, (job_id, State.BUILDING.value, nonce)).fetchone():
-                return True
-            return self.conn.first(conn, statement, args) is not None
-
-        if not self.conn.do(op):
+        if not claims.claim_prepared(self.conn, [job_id, src.value, nonce, *self._claimer], unconfirmed):
             return False
         if unconfirmed:
             self.coord.confirmed()
+        self._claims_unflushed.add(job_id)
         self.coord.claimed(job_id, started)
         return True
 
@@ -263,6 +251,8 @@ class PgStore(Store):
         keys, values = [k for k, _ in rows], [v for _, v in rows]
         with self._state:
             earlier = list(self._unflushed.get(job_id, ()))
+            confirming = job_id in self._claims_unflushed
+        durable = durable or confirming  # the claim did not wait for the disk: this append does
 
         # Lines appended without waiting for the disk are committed again (once: by their batch)
         # with the next durable append to the job, in its one statement: a server crash may have
@@ -270,10 +260,20 @@ class PgStore(Store):
         todo = [*earlier, (batch, keys, values)] if durable else [(batch, keys, values)]
         statement = lines.INSERT_ONCE_COUNTED if durable else lines.INSERT_ONCE_NO_WAIT
         params = lines.batches_params(job_id, todo)
+        if confirming:  # applied only while the claim is in the database
+            statement, params = claims.CONFIRM_CLAIM, {**params, "token": self.coord.token}
         cursor = self.conn.do(lambda db, _: db.execute(statement, params))
+        if confirming:
+            row = cursor.fetchone()
+            with self._state:
+                self._claims_unflushed.discard(job_id)
+            if not row[1]:
+                # The server restarted and lost the claim: the job is waiting again, or another's now.
+                self.coord.lose(job_id)
+                raise AqError(f"job {job_id!r}: its claim was lost (the database restarted before it reached the disk)")
         if durable:
             self._flushed(job_id, earlier)
-            self.coord.meta_seen(job_id, cursor.fetchone()[0])
+            self.coord.meta_seen(job_id, (row if confirming else cursor.fetchone())[0])
             return
         with self._state:
             if len(self._unflushed) > 1000:  # attempts that ended without a durable append
