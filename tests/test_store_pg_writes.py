@@ -38,6 +38,23 @@ def _counting(store) -> list[int]:
     return calls
 
 
+def _claim_with_a_line_not_waited_for(store, jobs: tuple[str, ...]) -> None:
+    """Add and claim each job, then append a durable line and one that does not wait for the disk."""
+    for job in jobs:
+        store.add(job, b"x", {})
+        assert store.claim(job)
+        store.append_meta(job, {"claimed": 1})  # the first append after a claim waits for the disk
+        store.append_meta(job, {"host": "h"}, durable=False)
+
+
+def _lose_the_line_not_waited_for(server: PgServer, url: str, job: str) -> None:
+    """What a server crash does to a commit that did not wait for the disk: its rows are gone."""
+    db = dbname(url)
+    server.sql("ALTER TABLE aq_meta DISABLE TRIGGER aq_meta_insert_only", dbname=db)
+    server.sql(f"DELETE FROM aq_meta WHERE job_id = '{job}' AND key = 'host'", dbname=db)
+    server.sql("ALTER TABLE aq_meta ENABLE TRIGGER aq_meta_insert_only", dbname=db)
+
+
 def test_reads_ahead_answer_as_fresh_reads_in_one_query_and_see_the_stores_own_writes(
     new_db: NewDb,  # noqa: F811
     tmp_path: Path,
@@ -101,16 +118,9 @@ def test_meta_appended_without_waiting_is_committed_again_with_the_next_durable_
     url = new_db()
     store = _store(url, tmp_path / "a")
     try:
-        for job in ("lost", "kept"):
-            store.add(job, b"x", {})
-            assert store.claim(job)
-            store.append_meta(job, {"claimed": 1})  # the first append after a claim waits for the disk
-            store.append_meta(job, {"host": "h"}, durable=False)
-        # A server crash loses a commit that did not wait for the disk: take its rows away.
+        _claim_with_a_line_not_waited_for(store, ("lost", "kept"))
+        _lose_the_line_not_waited_for(pg_server, url, "lost")
         db = dbname(url)
-        pg_server.sql("ALTER TABLE aq_meta DISABLE TRIGGER aq_meta_insert_only", dbname=db)
-        pg_server.sql("DELETE FROM aq_meta WHERE job_id = 'lost' AND key = 'host'", dbname=db)
-        pg_server.sql("ALTER TABLE aq_meta ENABLE TRIGGER aq_meta_insert_only", dbname=db)
         assert store.read_meta("lost").get("host") is None
         for job in ("lost", "kept"):
             store.append_meta(job, {"attempt": 1, "attempts": 1})
@@ -340,16 +350,10 @@ def test_a_decision_and_its_move_commit_in_one_statement(new_db: NewDb, tmp_path
     store = _store(url, tmp_path / "a")
     journal = Journal(store)
     try:
-        for job in ("ok", "gone"):
-            store.add(job, b"x", {})
-            assert store.claim(job)
-            store.append_meta(job, {"claimed": 1})  # the first append after a claim waits for the disk
-            store.append_meta(job, {"host": "h"}, durable=False)
-        db = dbname(url)
+        _claim_with_a_line_not_waited_for(store, ("ok", "gone"))
         # A server crash lost the lines of "ok" that did not wait: the durable decision commits them again.
-        pg_server.sql("ALTER TABLE aq_meta DISABLE TRIGGER aq_meta_insert_only", dbname=db)
-        pg_server.sql("DELETE FROM aq_meta WHERE job_id = 'ok' AND key = 'host'", dbname=db)
-        pg_server.sql("ALTER TABLE aq_meta ENABLE TRIGGER aq_meta_insert_only", dbname=db)
+        _lose_the_line_not_waited_for(pg_server, url, "ok")
+        db = dbname(url)
         calls = _counting(store)
         kept: list = []
         store.keep_finished_row = lambda job_id, state, text, summary: kept.append((job_id, text)) or "v"
