@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from aq_core.errors import UsageError
-from aq_core.store import State, Store, host_lock, local_runners
+from aq_core.store import State, Store, host_lock
 
 FINISHED = (State.DONE, State.FAILED)
 
@@ -59,8 +59,7 @@ def _waiting(store: Store, job_id: str, out: dict[str, Any], now: float) -> dict
     view = replace(view, held=frozenset(held))
     holders = _holders(store, config, held) if held else {}
     reasons = decisions.reasons(me, view, candidates, holders)
-    if not _runner_live(store) and not _shared(store):
-        # A shared store's runners may be on other hosts: only this host's are known here.
+    if not store.coord.live_runners():
         reasons.append({"kind": "no_runner"})
     out["runnable"] = all(r["kind"] in ("queued_behind", "no_runner") for r in reasons)
     out["reasons"] = reasons
@@ -126,17 +125,6 @@ def _holders(store: Store, config: Any, held: set[str]) -> dict[str, str]:
             if name in held:
                 found.setdefault(name, entry.id)
     return found
-
-
-def _shared(store: Store) -> bool:
-    """Whether runners on other hosts may serve this queue (a store with leases)."""
-    return store.coord.lease_interval is not None
-
-
-def _runner_live(store: Store) -> bool:
-    from aq_core.procs import alive
-
-    return any(alive(meta.integer("pid"), meta.number("pidstart")) for meta in local_runners(store.files.root))
 
 
 # -- the words --------------------------------------------------------------------------------------

@@ -236,6 +236,20 @@ class Coordination(ABC):
             time.sleep(0.05)
         return sorted(asked), sorted(name for name, p in asked.items() if alive(*p))
 
+    def live_runners(self) -> list[str]:
+        """The runners of the queue running now, each named ``HOST pid N`` (``aq explain``'s ``no_runner``).
+
+        Here: those registered in the local directory whose process runs. A store shared by many
+        hosts names every host's.
+        """
+        from aq_core.procs import alive
+
+        return sorted(
+            f"{info.get('host') or host_id()} pid {info.integer('pid')}"
+            for info in local_runners(self.files.root)
+            if alive(info.integer("pid"), info.number("pidstart"))
+        )
+
     # -- change tokens: cheap values that pollers compare ------------------------------------------
 
     @abstractmethod

@@ -224,7 +224,7 @@ def test_each_part_of_the_store_interface_is_small() -> None:
     """The store is four composed parts (SPEC §12's verbs, coordination, engine records, local files)."""
     for part in (Store, Coordination, EngineRecords, LocalFiles):
         methods = [n for n, v in vars(part).items() if callable(v) and not n.startswith("_")]
-        assert len(methods) <= 12, f"{part.__name__}: {methods}"
+        assert len(methods) <= 13, f"{part.__name__}: {methods}"
     shared = set(vars(Store)) & (set(vars(Coordination)) | set(vars(EngineRecords)) | set(vars(LocalFiles)))
     assert not {n for n in shared if not n.startswith("_")}, "no method lives in two parts"
 

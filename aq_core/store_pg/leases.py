@@ -393,6 +393,9 @@ class PgCoordination(Coordination):
     def request_stop(self, wait: float) -> tuple[list[str], list[str]]:
         return runner_rows.request_stop(self.conn, wait, holder_alive)
 
+    def live_runners(self) -> list[str]:
+        return runner_rows.live(self.conn, holder_alive)
+
     # -- change tokens ----------------------------------------------------------------------------
 
     def _cheap(self, key: str, fn: Callable[[Any, bool], object]) -> object:

@@ -27,6 +27,7 @@ WHERE expires_at > clock_timestamp()
 RETURNING token, host, pid, pidstart
 """
 _LEFT = "SELECT token FROM aq_runners WHERE token = ANY(%s::text[]) AND expires_at > clock_timestamp()"
+_LIVE = "SELECT host, pid, pidstart FROM aq_runners WHERE expires_at > clock_timestamp()"
 
 
 def register(conn: Connection, token: str, pid: int, pidstart: float | None, lease: float) -> None:
@@ -72,3 +73,10 @@ def request_stop(
         if not left or time.monotonic() >= deadline:
             return sorted(names.values()), sorted(names[t] for t in left)
         time.sleep(0.1)
+
+
+def live(conn: Connection, alive: Callable[[int, float | None], bool]) -> list[str]:
+    """Every host's live runners, each named ``HOST pid N``: a row that has not run out and, on this
+    host, a process that still runs (a runner killed here is seen dead at once, as by ``aq stop``)."""
+    rows = conn.do(lambda db, _: db.execute(_LIVE).fetchall())
+    return sorted(f"{host} pid {pid}" for host, pid, pidstart in rows if host != conn.host or alive(pid, pidstart))
