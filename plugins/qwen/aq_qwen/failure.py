@@ -4,7 +4,7 @@ prints on stderr when it stops (start-up refusals, budget aborts). Only when it 
 
 | class | what the CLI printed (0.24.4) |
 |---|---|
-| ``usage_limit`` | ``Quota exhausted: ...`` (its own fast-fail for a quota that names its reset), ``insufficient_quota``, ``usage_limit_reached``, ``You exceeded your current quota`` |
+| ``usage_limit`` | ``[API Error: 429 The usage limit has been reached]`` (no reset printed), ``Quota exhausted: ...`` (its own fast-fail for a quota that names its reset), ``insufficient_quota``, ``You exceeded your current quota`` |
 | ``rate_limited`` | ``[API Error: 429 Rate limit reached ... Please try again in 1s ...]`` (after its own retries), HTTP 429, ``Throttling`` |
 | ``auth_error`` | ``No auth type is selected ...``, ``[API Error: 401 Incorrect API key provided ...]``, 401/403 |
 | ``config_error`` | an unknown option or an invalid ``--auth-type`` value |
