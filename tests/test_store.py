@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,19 @@ class StoreContract:
         assert (info.integer("pid"), info.get("host")) == (4242, host_id())
         store.coord.unregister_runner(4242)
         assert list(local_runners(store.files.root)) == []
+
+    def test_live_runners_are_the_registered_ones_still_running(self, store) -> None:
+        from aq_core.procs import start_time
+
+        assert store.coord.live_runners() == []
+        runner = subprocess.Popen(["sleep", "60"])
+        try:
+            store.coord.register_runner(runner.pid, start_time(runner.pid) or 0.0)
+            assert store.coord.live_runners() == [f"{host_id()} pid {runner.pid}"]
+        finally:
+            runner.kill()
+            runner.wait()
+        assert store.coord.live_runners() == [], "a runner killed on this host is dead at once"
 
     def test_a_host_lock_holds_on_its_host_only(self, store, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("AQ_HOST_ID", "host-a")
