@@ -89,7 +89,6 @@ def _prepare(
     base_commit: str | None = None,
 ) -> None:
     ref = "refs/heads/" + branch
-    prefix = Path(os.path.realpath(cwd)).relative_to(repo.top)
     worktree = repo.common_dir / WORKTREES / job_id
     status: Status | None = None
     if isolation == "inplace":  # whether the user's checkout has changes decides how the job starts
@@ -109,12 +108,12 @@ def _prepare(
             out["wip_pre"] = meta["wip_pre"]
         short = tip[:10]
         if (worktree / ".git").exists():
-            if _use_worktree(repo, branch, worktree, prefix, out, log, fresh=False):
+            if _use_worktree(repo, branch, worktree, cwd, out, log, fresh=False):
                 log(f"wip: resuming {branch} at {short} in its worktree {worktree}")
         elif head_ref == ref:
             log(f"wip: resuming {branch} at {short}")
         elif isolation == "worktree":
-            if _use_worktree(repo, branch, worktree, prefix, out, log):
+            if _use_worktree(repo, branch, worktree, cwd, out, log):
                 log(f"wip: resuming {branch} at {short} in worktree {worktree}")
         elif (busy := repo.in_progress()) is not None:
             log(
@@ -122,7 +121,7 @@ def _prepare(
             )
         elif status is not None and not status.clean:
             # Everything aq made is committed on the branch, so these are the user's: never mix or overwrite them.
-            if _use_worktree(repo, branch, worktree, prefix, out, log):
+            if _use_worktree(repo, branch, worktree, cwd, out, log):
                 log(
                     f"wip: {repo.top} has uncommitted changes aq did not make; "
                     f"this attempt runs in worktree {worktree} on {branch} (at {short})"
@@ -133,14 +132,14 @@ def _prepare(
                     repo.git("switch", "-q", "--no-guess", "--no-overwrite-ignore", branch)
                 log(f"wip: resuming {branch} at {short} (checked out)")
             except GitFailed:
-                if _use_worktree(repo, branch, worktree, prefix, out, log):
+                if _use_worktree(repo, branch, worktree, cwd, out, log):
                     log(f"wip: checking out {branch} would overwrite files; this attempt runs in worktree {worktree}")
         return
 
     # Building on a parent's work: its checkpoint, when that commit is in this repository.
     parent = repo.resolve(base_commit + "^{commit}")[0] if base_commit else None
     if parent is not None and parent != head:
-        _start_from(repo, branch, ref, worktree, prefix, parent, status, log, out)
+        _start_from(repo, branch, ref, worktree, cwd, parent, status, log, out)
         return
     # Fresh start: the branch begins at HEAD (an empty root commit when the repo has none yet).
     if head is None:
@@ -154,7 +153,7 @@ def _prepare(
     out["wip_base"] = head
     if status is None:  # in aq's own worktree: the job starts from the commit alone
         out["wip_pre"] = head
-        if _use_worktree(repo, branch, worktree, prefix, out, log, base=None if created else head):
+        if _use_worktree(repo, branch, worktree, cwd, out, log, base=None if created else head):
             log(f"wip: this job runs in worktree {worktree} on {branch}")
         return
     # What the user had uncommitted is the job's starting point, not its work: record it to subtract later.
@@ -164,7 +163,8 @@ def _prepare(
         out["wip_pre"] = pre
     else:
         out["wip_pre"] = head  # a commit: the job's figures need no tree of it (see wip_commit)
-    if (busy := repo.in_progress()) is not None:
+    names = repo.git_dir_names()  # listed once for both questions below
+    if (busy := repo.in_progress(names)) is not None:
         if not created:
             set_wip_ref(repo, ref, head, None, f"aq: start {branch}")
         log(f"wip: repo is in the middle of {busy}: HEAD left as is; snapshots go to {branch} via a temporary index")
@@ -173,7 +173,7 @@ def _prepare(
         # Creates the branch at HEAD (never an existing one) and points HEAD at it. The commit is the
         # same, so neither the index nor the files are read or written: on the files ref backend aq
         # writes the two refs and their reflog lines as git does; elsewhere one git does it.
-        if switch_new(repo, branch, head):
+        if switch_new(repo, branch, head, names):
             return
         with contextlib.suppress(GitFailed):
             repo.git("switch", "-q", "--no-track", "-c", branch)
@@ -189,7 +189,7 @@ def _start_from(
     branch: str,
     ref: str,
     worktree: Path,
-    prefix: Path,
+    cwd: Path,
     start: str,
     status: Status | None,
     log: Callable[[str], None],
@@ -203,7 +203,7 @@ def _start_from(
     out["wip_pre"] = start
     short = start[:10]
     if status is None:
-        if _use_worktree(repo, branch, worktree, prefix, out, log, base=start):
+        if _use_worktree(repo, branch, worktree, cwd, out, log, base=start):
             log(f"wip: this job runs in worktree {worktree} on {branch}, from {short} (the work of the job it follows)")
         return
     set_wip_ref(repo, ref, start, None, f"aq: start {branch} from {short}")
@@ -216,7 +216,7 @@ def _start_from(
         except GitFailed:
             pass
     # The user's checkout is busy or has changes aq did not make: never switch it under them.
-    if _use_worktree(repo, branch, worktree, prefix, out, log, fresh=False):
+    if _use_worktree(repo, branch, worktree, cwd, out, log, fresh=False):
         log(f"wip: {branch} starts from {short} (the work of the job it follows) in worktree {worktree}")
 
 
@@ -224,18 +224,21 @@ def _use_worktree(
     repo: Repo,
     branch: str,
     path: Path,
-    prefix: Path,
+    cwd: Path,
     out: dict[str, str],
     log: Callable[[str], None],
     *,
     fresh: bool = True,
     base: str | None = None,
 ) -> bool:
-    """Run the job in aq's own worktree on ``branch`` (created, or reused when it exists).
+    """Run the job in aq's own worktree on ``branch`` (created, or reused when it exists), in the
+    folder that is ``cwd``'s in the user's checkout.
 
     When that fails, the engine must not run in the user's checkout instead: record ``wip_error``
     (the runner does not start the engine) and return False.
     """
+    # Here, not for every job: resolving cwd costs an lstat a level, and only a worktree needs it.
+    prefix = Path(os.path.realpath(cwd)).relative_to(repo.top)
     try:
         with _worktrees_locked(repo):
             if fresh or not (path / ".git").exists():

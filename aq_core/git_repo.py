@@ -4,10 +4,11 @@ inherited GIT_DIR): the plumbing the git checkpoint plugin uses, each git one pl
 from __future__ import annotations
 
 import os
+import select
 import stat
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,9 +104,11 @@ class Repo:
         # returns only once the child has exec'd git (1-2 ms, more on a busy machine), so every other
         # thread of the runner (the other workers, the main loop) stood still for each git a checkpoint
         # runs; ``subprocess`` starts the child with the GIL released, for about the same CPU.
-        feed: dict = {"input": stdin.encode()} if stdin is not None else {"stdin": subprocess.DEVNULL}
-        proc = subprocess.run(argv, env=full_env, capture_output=True, check=False, **feed)
-        code, out, raw_err = proc.returncode, proc.stdout, proc.stderr
+        if stdin is None:
+            code, out, raw_err = _capture(argv, full_env)
+        else:
+            proc = subprocess.run(argv, env=full_env, input=stdin.encode(), capture_output=True, check=False)
+            code, out, raw_err = proc.returncode, proc.stdout, proc.stderr
         err = raw_err.decode(errors="replace").strip()
         if code not in ok:
             detail = next((line for line in err.splitlines() if line.startswith(("fatal:", "error:"))), "")
@@ -155,8 +158,7 @@ class Repo:
         if os.path.isdir(common + "reftable") or os.path.exists(common + ref):
             return True
         try:
-            with open(common + "packed-refs", "rb") as packed:
-                return b" " + ref.encode() + b"\n" in packed.read()
+            return b" " + ref.encode() + b"\n" in read_bytes(common + "packed-refs")
         except FileNotFoundError:
             return False
 
@@ -164,17 +166,79 @@ class Repo:
         """Return the ref HEAD points at (``refs/heads/x``, maybe unborn), or ``None`` when detached."""
         if os.path.isdir(f"{self.common_dir}/reftable"):  # the reftable backend keeps no readable HEAD file
             return self.run("symbolic-ref", "-q", "HEAD", ok=(0, 1))[1].strip() or None
-        with open(f"{self.git_dir}/HEAD", "rb") as file:
-            head = file.read().decode(errors="replace").strip()
+        head = read_bytes(f"{self.git_dir}/HEAD").decode(errors="replace").strip()
         return head[5:].strip() if head.startswith("ref:") else None
 
-    def in_progress(self) -> str | None:
-        """Name the operation under way in this work tree (rebase, merge, ...), or ``None``."""
-        try:
-            present = set(os.listdir(self.git_dir))  # one call, not one `stat` a name
-        except OSError:
-            return None
+    def in_progress(self, names: Collection[str] | None = None) -> str | None:
+        """Name the operation under way in this work tree (rebase, merge, ...), or ``None``.
+
+        ``names``: the git dir's entries, when the caller has just listed them (``git_dir_names``)."""
+        present = self.git_dir_names() if names is None else names
         return next((what for name, what in _IN_PROGRESS if name in present), None)
+
+    def git_dir_names(self) -> frozenset[str]:
+        """The names in this work tree's git dir (one call, not one ``stat`` a name); empty when unreadable."""
+        try:
+            return frozenset(os.listdir(self.git_dir))
+        except OSError:
+            return frozenset()
+
+
+def _capture(argv: list[str], env: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` with no input; return its exit code, stdout and stderr.
+
+    What ``subprocess.run(capture_output=True)`` does, with the pipes read as plain descriptors:
+    no file object wrapped around each (three system calls apiece) and no selector set up per call,
+    about a third less of the runner's CPU for each git a checkpoint runs (two a job)."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    try:
+        try:
+            proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w)
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        try:
+            poller = select.poll()
+            for fd in chunks:
+                poller.register(fd, select.POLLIN)
+            live = len(chunks)
+            while live:
+                for fd, _ in poller.poll():
+                    data = os.read(fd, _CHUNK)
+                    if data:
+                        chunks[fd].append(data)
+                    else:  # end of that output: git closed it (or exited)
+                        poller.unregister(fd)
+                        live -= 1
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    return proc.wait(), b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
+def read_bytes(path: str) -> bytes:
+    """A file's bytes by plain reads: a buffered file object makes five more system calls (two
+    ``fstat``, two ``lseek``, an ``ioctl``), and a checkpoint reads a few small files a job."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) < _CHUNK:  # a regular file reads short only at its end: most files are one read
+            return data
+        parts = [data]
+        while chunk := os.read(fd, max(_CHUNK, os.fstat(fd).st_size)):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+_CHUNK = 65536
 
 
 def _git_env() -> dict[bytes, bytes]:
@@ -275,19 +339,24 @@ def _look(name: str) -> Repo | None | bool:
     # Plain strings for the two look-ups most levels end with: a pathlib join costs more than the lstat.
     prefix = name if name.endswith("/") else name + "/"
     try:
-        os.lstat(prefix + ".git")
+        mode = os.lstat(prefix + ".git").st_mode
     except OSError:
         try:
             os.lstat(prefix + "HEAD")
         except OSError:
             return None  # neither name: nothing here, whatever lies above
         return False if _is_git_dir(prefix) else None
+    if stat.S_ISLNK(mode):  # what it points at decides, as for git
+        try:
+            mode = os.stat(prefix + ".git").st_mode
+        except OSError:
+            mode = 0
     directory = Path(name)
     dot_git = directory / ".git"
-    if dot_git.is_dir():
+    if stat.S_ISDIR(mode):
         if _is_git_dir(prefix + ".git/"):
             return Repo(directory, dot_git, _common_dir(dot_git))
-    elif dot_git.is_file():  # a linked worktree or submodule: "gitdir: <path>"
+    elif stat.S_ISREG(mode):  # a linked worktree or submodule: "gitdir: <path>"
         try:
             text = dot_git.read_text(errors="replace").strip()
         except OSError:
@@ -306,8 +375,7 @@ def _is_git_dir(prefix: str) -> bool:
 
 def _common_dir(git_dir: Path) -> Path:
     try:
-        with open(f"{git_dir}/commondir", "rb") as file:
-            rel = file.read().decode().strip()
+        rel = read_bytes(f"{git_dir}/commondir").decode().strip()
     except (OSError, UnicodeDecodeError):
         return git_dir
     return Path(os.path.realpath(git_dir / rel))

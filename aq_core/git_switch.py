@@ -8,8 +8,9 @@ import contextlib
 import os
 import re
 import time
+from collections.abc import Collection
 
-from aq_core.git_repo import GitFailed, Repo
+from aq_core.git_repo import GitFailed, Repo, read_bytes
 
 __all__ = ["clear_stale_locks", "switch_new"]
 
@@ -60,10 +61,11 @@ _STALE_S = 10.0
 _IDENTITY: dict[tuple[object, ...], str | None] = {}
 
 
-def switch_new(repo: Repo, branch: str, head: str) -> bool:
+def switch_new(repo: Repo, branch: str, head: str, names: Collection[str] | None = None) -> bool:
     """Create ``refs/heads/<branch>`` at ``head`` and check it out, as ``git switch -c`` does.
 
-    ``head`` is HEAD's commit, so neither the index nor the files change. Returns False, having written
+    ``head`` is HEAD's commit, so neither the index nor the files change. ``names``: the git dir's
+    entries when the caller has just listed them (``Repo.git_dir_names``). Returns False, having written
     nothing, when the repository or the moment is one git must handle (another ref backend, a detached
     HEAD, state files, settings that change what git writes, the branch or a lock already there).
     """
@@ -72,7 +74,7 @@ def switch_new(repo: Repo, branch: str, head: str) -> bool:
     ref = "refs/heads/" + branch
     git_dir, common = f"{repo.git_dir}/", f"{repo.common_dir}/"  # plain strings: this runs once a job
     try:
-        if not _BRANCH_STATE.isdisjoint(os.listdir(git_dir)):
+        if not _BRANCH_STATE.isdisjoint(os.listdir(git_dir) if names is None else names):
             return False
         head_text = _read(git_dir + "HEAD")
     except OSError:
@@ -161,8 +163,7 @@ def _open(path: str, flags: int) -> int:
 def _read(path: str) -> bytes:
     """A file's bytes; empty when it does not exist."""
     try:
-        with open(path, "rb") as file:
-            return file.read()
+        return read_bytes(path)
     except (FileNotFoundError, NotADirectoryError):
         return b""
 
