@@ -25,13 +25,17 @@ import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta
 from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root, read_limit
-from aq_core.store_pg.connection import Connection
+from aq_core.store_pg.connection import Connection, Prepared
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import PgCoordination
 from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
+# the pick's listing, through libpq (``Connection.rows``): the queue's order, highest priority first
+LIST_STATE = Prepared(
+    "aq_list", "SELECT id, state, queued, op_token FROM aq_jobs WHERE state = $1 ORDER BY priority DESC, queued, id"
+)
 
 
 class PgStore(Store):
@@ -288,19 +292,18 @@ class PgStore(Store):
         if moved is not None and moved[0] == job_id:
             self._ahead.moved = None  # once: the first read after the move, by the thread that made it
             return Meta(list(moved[1]))
-        rows = self.conn.do(
-            lambda conn, _: conn.execute(
-                "SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,)
-            ).fetchall()
-        )
-        return Meta([(k, v) for k, v in rows])
+        if "\x00" in job_id:  # libpq would cut the text there: psycopg's own path
+            rows = self.conn.do(lambda conn, _: conn.execute(lines.READ_META.sql.decode(), (job_id,)).fetchall())
+            return Meta([(k, v) for k, v in rows])
+        return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, lines.READ_META, [job_id])))
 
     def list(self, state: State | None = None) -> list[Entry]:
         # The version is the token of the job's last transition: it changes whenever the state does.
         if state is None:
             return self._entries(" ORDER BY queued, id", ())
-        # the queue's order: highest priority first, then oldest
-        return self._entries(" WHERE state = %s ORDER BY priority DESC, queued, id", (state.value,))
+        rows = self.conn.do(lambda conn, _: self.conn.rows(conn, LIST_STATE, [state.value]))
+        states = {state.value: state for state in State}
+        return [Entry(job_id, states[st], float(queued), token) for job_id, st, queued, token in rows]
 
     def scan(self, state: State | None = None) -> list[Entry]:
         if state is None:
