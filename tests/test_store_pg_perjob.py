@@ -109,3 +109,28 @@ def test_the_reads_through_libpq_answer_as_psycopg_does(new_db: NewDb, tmp_path:
     assert token == counter == 3
     with _store(url, tmp_path / "b") as store:
         assert store.read_meta("nobody").pairs == [] and store.engines.read("none").pairs == []
+
+
+def test_the_runners_claim_returns_the_jobs_meta_for_the_next_read_until_the_store_writes(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    url = new_db()
+    with _store(url, tmp_path / "a") as store:
+        store.add("j", b"J", {"note": "line one\nü", "attempts": 2})
+        store.add("k", b"K", {"note": "k"})
+        store.add("bare", b"B", {})
+        for job in ("j", "k", "bare"):
+            assert store.coord.try_lock_to_claim("job:" + job) is not None
+            assert store.claim(job)
+        with psycopg.connect(url) as db:
+            lines = {
+                job: db.execute("SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job,)).fetchall()
+                for job in ("j", "k")
+            }
+        sent = _statements(store)
+        assert store.read_meta("j").pairs == lines["j"] and store.read_meta("bare").pairs == []
+        assert sent == [], "answered from the claims"
+        assert store.read_meta("j").pairs == lines["j"] and len(sent) == 1, "once: the next read asks the database"
+        store.append_meta("k", {"claimed": 1})  # the store's own write: the claim's answer is stale now
+        assert store.read_meta("k").pairs == [*lines["k"], ("claimed", "1")]
