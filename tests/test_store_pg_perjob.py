@@ -1,5 +1,6 @@
-"""The PostgreSQL store's statements run at every job: the pick's and the attempt's reads through
-libpq, and a lock's taking that reads a lost race's holder in the same statement.
+"""The PostgreSQL store's statements run at every job: the pick's and the attempt's small reads
+through libpq, the runner's claim that returns the job's meta, and a lock's taking that reads a lost
+race's holder in the same statement.
 
 Against a real server started by the tests (loopback, a temp dir).
 """
@@ -87,10 +88,10 @@ def test_the_reads_through_libpq_answer_as_psycopg_does(new_db: NewDb, tmp_path:
         store.add("c", b"C", {})
         store.engines.append("eng", {"paused_until": 12.5, "why": "limit ü"})
         store.engines.append("eng", {"why": "again"})
-        token = store.coord.inbox_token()
+        listing = store.list(State.INBOX)
         sent = _statements(store)
         meta = store.read_meta("a")
-        listing = store.list(State.INBOX)
+        token = store.coord.inbox_token()
         record = store.engines.read("eng")
         with store.engines.prefetched():
             ahead = store.engines.read("eng")

@@ -1,5 +1,4 @@
-"""Many waiting jobs' rows and meta read in one round trip per chunk (``PgStore.prefetched``), and
-the listing of one state that every pick reads.
+"""Many waiting jobs' rows and meta read in one round trip per chunk (``PgStore.prefetched``).
 
 The picker reads each new waiting job's meta, version and file; each of those was a round trip of its
 own. Only one chunk of rows is held at a time, so memory stays small however long the queue.
@@ -7,13 +6,7 @@ own. Only one chunk of rows is held at a time, so memory stays small however lon
 
 from __future__ import annotations
 
-from aq_core.store_pg.connection import Connection, Prepared
-
-# One state's jobs (``PgStore.scan``, ``PgStore.list``: the queue's order, highest priority first),
-# listed at every pick: through libpq (``Connection.rows``).
-_LISTING = "SELECT id, queued, op_token FROM aq_jobs WHERE state = $1"
-SCAN_STATE = Prepared("aq_scan", _LISTING)
-LIST_STATE = Prepared("aq_list", _LISTING + " ORDER BY priority DESC, queued, id")
+from aq_core.store_pg.connection import Connection
 
 # Many jobs' rows and meta in one round trip (``PgStore.prefetched``): the picker reads each new
 # waiting job's meta, version and file, and each of those was a round trip of its own.

@@ -26,10 +26,10 @@ import aq_core.store_pg.rows as kept_rows
 from aq_core.errors import AqError, UsageError
 from aq_core.meta import Meta
 from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root, read_limit
-from aq_core.store_pg.connection import Connection, Prepared
+from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import PgCoordination
-from aq_core.store_pg.readahead import LIST_STATE, SCAN_STATE, Ahead, ReadAhead
+from aq_core.store_pg.readahead import Ahead, ReadAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
@@ -299,14 +299,13 @@ class PgStore(Store):
         # The version is the token of the job's last transition: it changes whenever the state does.
         if state is None:
             return self._entries(" ORDER BY queued, id", ())
-        return self._listed(LIST_STATE, State(state))
+        # the queue's order: highest priority first, then oldest
+        return self._entries(" WHERE state = %s ORDER BY priority DESC, queued, id", (state.value,))
 
     def scan(self, state: State | None = None) -> list[Entry]:
-        return self._grouped(STATES) if state is None else self._listed(SCAN_STATE, State(state))
-
-    def _listed(self, statement: Prepared, state: State) -> list[Entry]:
-        rows = self.conn.do(lambda conn, _: self.conn.rows(conn, statement, [state.value]))
-        return [Entry(job_id, state, float(queued), token) for job_id, queued, token in rows]
+        if state is None:
+            return self._grouped(STATES)
+        return self._entries(" WHERE state = %s", (state.value,))
 
     def scan_finished(self) -> list[Entry]:
         """``scan(DONE) + scan(FAILED)``: the finished part of ``scan()``, in the same order (the listing
