@@ -79,5 +79,6 @@ def delete_lock(conn: Any, name: str, token: str, with_write: tuple[str, tuple] 
 
 
 def write(conn: Any, statement: tuple[str, str], params: dict, durable: bool) -> tuple | None:
-    """Run a one-row write (``TAKE_LOCK``, ``TAKE_LOCK_OR_HOLDER``, ``STEAL_LOCK``); ``durable=False``: without waiting for the disk."""
+    """Run a one-row write (``TAKE_LOCK``, ``TAKE_LOCK_OR_HOLDER``, ``STEAL_LOCK``); ``durable=False``:
+    without waiting for the disk."""
     return conn.execute(statement[0] if durable else statement[1], params).fetchone()
