@@ -46,7 +46,14 @@ HELD = (
     " AND (SELECT count(*) FROM aq_locks WHERE name = ANY(%(lock_names)s::text[])"
     " AND token = ANY(%(lock_tokens)s::text[])) = %(locks)s"
 )
-CLAIM_CONFIRMING = CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", HELD + "\n    FOR UPDATE OF j SKIP LOCKED")
+# The runner's claim also returns the job's meta lines as they were at the claim, as JSON pairs: the
+# attempt's first read of them (``PgStore.read_meta``) needs no round trip of its own.
+META_AT_CLAIM = (
+    ", (SELECT json_agg(json_build_array(m.key, m.value) ORDER BY m.seq) FROM aq_meta m WHERE m.job_id = aq_jobs.id)"
+)
+CLAIM_CONFIRMING = CLAIM.replace("FOR UPDATE OF j SKIP LOCKED", HELD + "\n    FOR UPDATE OF j SKIP LOCKED").replace(
+    "'off', true)\n", "'off', true)" + META_AT_CLAIM + "\n"
+)
 
 #: ``CLAIM_PREPARED``'s parameters, in order: the job's, then the claimer's (the same every claim);
 #: ``CLAIM_CONFIRMING_PREPARED``'s, then the locks to confirm (``text_array``).
@@ -88,17 +95,23 @@ CLAIM_PREPARED = Prepared("aq_claim", positional(CLAIM, CLAIM_ARGS))
 CLAIM_CONFIRMING_PREPARED = Prepared("aq_claim_confirming", positional(CLAIM_CONFIRMING, CONFIRMING_ARGS))
 
 
-def claim_prepared(conn: Connection, args: list[str], unconfirmed: list) -> bool:
+def claim_prepared(conn: Connection, args: list[str], unconfirmed: list) -> str | None:
     """A claim through ``CLAIM_PREPARED`` with ``args`` (``CLAIM_ARGS``' values), or with locks to
-    confirm (``try_lock_to_claim``), ``CLAIM_CONFIRMING_PREPARED``: it applies only while they are held."""
+    confirm (``try_lock_to_claim``), ``CLAIM_CONFIRMING_PREPARED``: it applies only while they are held.
+
+    None when it did not apply; else the job's meta lines at the claim as JSON (``META_AT_CLAIM``),
+    or "" when not known (no locks to confirm, or a retry found its first try applied)."""
     job_id, nonce, statement = args[0], args[2], CLAIM_PREPARED
     if unconfirmed:
         names, tokens = text_array([k.name for k in unconfirmed]), text_array([k.token for k in unconfirmed])
         args, statement = [*args, names, tokens, str(len(unconfirmed))], CLAIM_CONFIRMING_PREPARED
 
-    def op(db: Any, retrying: bool) -> bool:
+    def op(db: Any, retrying: bool) -> str | None:
         if retrying and applied(db, job_id, State.BUILDING, nonce):
-            return True
-        return conn.first(db, statement, args) is not None
+            return ""
+        if not unconfirmed:
+            return None if conn.first(db, statement, args) is None else ""
+        rows = conn.rows(db, statement, args)
+        return (rows[0][2] or "[]") if rows else None
 
     return conn.do(op)

@@ -4,8 +4,10 @@ One ``Connection`` serves one store object (one runner process). A statement who
 lost is retried on a new one, with ``retrying`` set so it can check whether its first try took
 effect (every write carries a one-time token). The password never reaches a message.
 
-A statement run very often (the claim) is a ``Prepared`` one: prepared once on each connection and
-run through libpq itself (``Connection.first``), a quarter of psycopg's own client CPU a call.
+A statement run very often (the claim; the small reads of a pick or an attempt: a job's meta, the
+engines' records, the inbox counter) is a ``Prepared`` one: prepared once on each connection and run
+through libpq itself (``Connection.first``, ``Connection.rows``), a quarter of psycopg's own client
+CPU a call. A read of many rows stays on psycopg's cursor, whose C code decodes them faster.
 """
 
 from __future__ import annotations
@@ -235,6 +237,21 @@ class Connection:
         For ``fn`` of ``do`` only (``conn`` is its connection): libpq runs the prepared statement with
         no Python in between; its errors are psycopg's, so a lost connection is retried as any other.
         """
+        result = self._run(conn, statement, args)
+        return result.get_value(0, 0) if result.ntuples else None
+
+    def rows(self, conn: Any, statement: Prepared, args: list[str | None]) -> list[tuple[str | None, ...]]:
+        """Every row ``statement`` returns with ``args``, each column as text (None for NULL); as
+        ``first``, for ``fn`` of ``do`` only. The caller converts what is not text."""
+        result = self._run(conn, statement, args)
+        encoding, value = self._encoding, result.get_value
+        width = range(result.nfields)
+        return [
+            tuple(None if (cell := value(row, col)) is None else cell.decode(encoding) for col in width)
+            for row in range(result.ntuples)
+        ]
+
+    def _run(self, conn: Any, statement: Prepared, args: list[str | None]) -> Any:
         pgconn = conn.pgconn
         if self._prepared_on is not conn:
             self._prepared_on, self._prepared = conn, set()
@@ -249,7 +266,7 @@ class Connection:
                 break
             self._prepared.clear()  # the session forgot it (DISCARD ALL, a pooler): prepare it again
         _check(conn, result, psycopg.pq.ExecStatus.TUPLES_OK)
-        return result.get_value(0, 0) if result.ntuples else None
+        return result
 
     def close(self) -> None:
         """Close the statements' connection; ``closed`` tells every loop to stop."""

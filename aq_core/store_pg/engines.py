@@ -14,7 +14,11 @@ from typing import Any
 from aq_core.errors import AqError
 from aq_core.meta import Meta, encode_lines, parse_lines
 from aq_core.store import EngineRecords
-from aq_core.store_pg.connection import Connection
+from aq_core.store_pg.connection import Connection, Prepared
+
+# Read at every pick (all) and attempt (one): through libpq (``Connection.rows``).
+_ALL = Prepared("aq_engines", "SELECT engine, key, value FROM aq_engine_meta ORDER BY engine, seq")
+_ONE = Prepared("aq_engine", "SELECT key, value FROM aq_engine_meta WHERE engine = $1 ORDER BY seq")
 
 _INSERT_ENGINE_META = """
 INSERT INTO aq_engine_meta (engine, key, value, batch)
@@ -62,11 +66,7 @@ class PgEngineRecords(EngineRecords):
     def prefetched(self) -> Iterator[None]:
         """Within the block, this thread's ``names`` and ``read`` are served from one query made on
         entry (each answer is what the same call would have returned then; an append is seen)."""
-        rows = self.conn.do(
-            lambda conn, _: conn.execute(
-                "SELECT engine, key, value FROM aq_engine_meta ORDER BY engine, seq"
-            ).fetchall()
-        )
+        rows = self.conn.do(lambda conn, _: self.conn.rows(conn, _ALL, []))
         records: dict[str, list[tuple[str, str]]] = {}
         for engine, key, value in rows:
             records.setdefault(engine, []).append((key, value))
@@ -87,12 +87,9 @@ class PgEngineRecords(EngineRecords):
         records = getattr(self._ahead, "records", None)
         if records is not None:
             return Meta(list(records.get(engine, ())))
-        rows = self.conn.do(
-            lambda conn, _: conn.execute(
-                "SELECT key, value FROM aq_engine_meta WHERE engine = %s ORDER BY seq", (engine,)
-            ).fetchall()
-        )
-        return Meta([(k, v) for k, v in rows])
+        if "\x00" in engine:  # libpq would cut the text there; no engine has such a name
+            return Meta([])
+        return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, _ONE, [engine])))
 
     def names(self) -> list[str]:
         records = getattr(self._ahead, "records", None)

@@ -21,8 +21,8 @@ import aq_core.store_pg.runners as runner_rows
 from aq_core.errors import StoreUnavailable
 from aq_core.meta import Meta
 from aq_core.store import Coordination, LocalFiles, Lock, State
-from aq_core.store_pg.connection import Connection, psycopg
-from aq_core.store_pg.lockrows import LEASE_SQL, STEAL_LOCK, TAKE_LOCK, delete_lock, holder_alive, write
+from aq_core.store_pg.connection import Connection, Prepared, psycopg
+from aq_core.store_pg.lockrows import LEASE_SQL, STEAL_LOCK, TAKE_LOCK_OR_HOLDER, delete_lock, holder_alive, write
 
 _RENEW = f"""
 WITH j AS (
@@ -53,6 +53,7 @@ FROM aq_jobs WHERE id = %(id)s
 # not here was left by a release that could not reach the database, and may be taken at once.
 _LIVE_TOKENS: set[str] = set()
 _LIVE_GUARD = threading.Lock()
+INBOX_COUNT = Prepared("aq_inbox_count", "SELECT value FROM aq_counters WHERE name = 'inbox'")  # polled: libpq's path
 
 
 class PgLock(Lock):
@@ -194,16 +195,14 @@ class PgCoordination(Coordination):
                 if row is not None and row[0] == token:
                     return True
             for _ in range(3):
-                if write(conn, TAKE_LOCK, params, durable) is not None:
+                row = write(conn, TAKE_LOCK_OR_HOLDER, params, durable)  # a lost race's holder: no second trip
+                if row is None:
+                    continue  # released meanwhile, or its holder committed after this statement began
+                if row[0]:
                     return True
-                holder = conn.execute(
-                    "SELECT token, host, pid, pidstart FROM aq_locks WHERE name = %s", (name,)
-                ).fetchone()
-                if holder is None:
-                    continue  # released meanwhile: try again
-                if not self._stale(*holder):
+                if not self._stale(*row[1:]):
                     return False
-                return write(conn, STEAL_LOCK, {**params, "old": holder[0]}, durable) is not None
+                return write(conn, STEAL_LOCK, {**params, "old": row[1]}, durable) is not None
             return False
 
         if not self.conn.do(op):
@@ -440,5 +439,5 @@ class PgCoordination(Coordination):
     def inbox_token(self) -> object:
         return self._cheap(
             "inbox",
-            lambda conn, _: conn.execute("SELECT value FROM aq_counters WHERE name = 'inbox'").fetchone()[0],
+            lambda conn, _: int(self.conn.first(conn, INBOX_COUNT, [])),
         )

@@ -33,6 +33,16 @@ RETURNING aq_locks.token
 # (durable, without waiting for the disk)
 TAKE_LOCK = (_TAKE.format(lease=LEASE_SQL, source=""), _TAKE.format(lease=LEASE_SQL, source=" FROM " + NO_WAIT))
 STEAL_LOCK = (_STEAL.format(lease=LEASE_SQL, source=""), _STEAL.format(lease=LEASE_SQL, source=" FROM " + NO_WAIT))
+# The taking and, when it did not apply, the holder's row in the same round trip: (True, token,
+# NULLs) when taken, (False, token, host, pid, pidstart) of the holder, no row when the holder's
+# commit came after this statement's snapshot (or it let go meanwhile): the caller tries again.
+_OR_HOLDER = """
+WITH taken AS ({take})
+SELECT true, token, NULL, NULL, NULL FROM taken
+UNION ALL
+SELECT false, token, host, pid, pidstart FROM aq_locks WHERE name = %(name)s AND NOT EXISTS (SELECT 1 FROM taken)
+"""
+TAKE_LOCK_OR_HOLDER = tuple(_OR_HOLDER.format(take=take) for take in TAKE_LOCK)
 _DELETE = f"DELETE FROM aq_locks USING {NO_WAIT} WHERE name = %s AND token = %s"
 
 
@@ -69,5 +79,6 @@ def delete_lock(conn: Any, name: str, token: str, with_write: tuple[str, tuple] 
 
 
 def write(conn: Any, statement: tuple[str, str], params: dict, durable: bool) -> tuple | None:
-    """Run a one-row write (``TAKE_LOCK``, ``STEAL_LOCK``); ``durable=False``: without waiting for the disk."""
+    """Run a one-row write (``TAKE_LOCK``, ``TAKE_LOCK_OR_HOLDER``, ``STEAL_LOCK``); ``durable=False``:
+    without waiting for the disk."""
     return conn.execute(statement[0] if durable else statement[1], params).fetchone()

@@ -7,7 +7,11 @@ inserted once.
 
 from __future__ import annotations
 
+from aq_core.store_pg.connection import Prepared
 from aq_core.store_pg.lockrows import NO_WAIT
+
+# A job's lines in order, read a few times an attempt: through libpq (``Connection.rows``).
+READ_META = Prepared("aq_read_meta", "SELECT key, value FROM aq_meta WHERE job_id = $1 ORDER BY seq")
 
 INSERT_META = """
 INSERT INTO aq_meta (job_id, key, value, batch)

@@ -12,6 +12,7 @@ prints a read from them for a host with no rows cache (``print_read``, see ``rea
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import threading
 import time
@@ -41,21 +42,19 @@ class PgStore(Store):
         self.conn = Connection(url)
         self.url = url
         self.lease = self.conn.lease
+        self.files = LocalFiles(local if local is not None else default_root())
         if local is not None:
-            self.files = LocalFiles(local)
             self.files.ensure()
-        else:
-            self.files = LocalFiles(default_root())
         self.coord = PgCoordination(self.conn, self.files)
         self.coord.read_ahead = self.ahead_version
         self._finished: dict[str, tuple[str, str]] = {}  # job -> (state, token) of this store's move into it
         self.engines = PgEngineRecords(self.conn)
         self._ahead = threading.local()  # .rows: job -> (state, version, data, meta) read ahead
         self._state = threading.Lock()
-        # job -> meta batches (batch, keys, values) committed without waiting for the disk, not yet
-        # followed by a durable append to the job
+        # job -> meta batches (batch, keys, values) committed without waiting, no durable append since
         self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
         self._claims_unflushed: set[str] = set()  # claimed without waiting for the disk, no append since
+        self._at_claim: dict[str, str] = {}  # job -> its meta lines at this store's claim (JSON), until read
         claimer = [getattr(self.coord, name) for name in claims.CLAIM_ARGS[3:]]  # as text; a NUL: psycopg's path
         self._claimer = None if "\x00" in str(claimer) else [None if v is None else str(v) for v in claimer]
         self.conn.open()
@@ -223,8 +222,7 @@ class PgStore(Store):
     def _flushed(self, job_id: str, earlier: list[tuple[str, list, list]]) -> None:
         """A durable commit wrote ``earlier`` (batches committed without waiting): not to be sent again."""
         with self._state:
-            kept = [b for b in self._unflushed.get(job_id, ()) if b not in earlier]
-            if kept:
+            if kept := [b for b in self._unflushed.get(job_id, ()) if b not in earlier]:
                 self._unflushed[job_id] = kept
             else:
                 self._unflushed.pop(job_id, None)
@@ -232,8 +230,11 @@ class PgStore(Store):
     def _claim(self, job_id: str, src: State, nonce: str, unconfirmed: list) -> bool:
         """A claim through a prepared statement (``claims.claim_prepared``), not waiting for the disk."""
         started = time.monotonic()
-        if not claims.claim_prepared(self.conn, [job_id, src.value, nonce, *self._claimer], unconfirmed):
+        at_claim = claims.claim_prepared(self.conn, [job_id, src.value, nonce, *self._claimer], unconfirmed)
+        if at_claim is None:
             return False
+        if at_claim:  # the next read of the job's meta, unless this store writes to it first
+            self._at_claim[job_id] = at_claim
         if unconfirmed:
             self.coord.confirmed()
         self._claims_unflushed.add(job_id)
@@ -281,6 +282,8 @@ class PgStore(Store):
             self._unflushed.setdefault(job_id, []).append((batch, keys, values))
 
     def read_meta(self, job_id: str) -> Meta:
+        if (at_claim := self._at_claim.pop(job_id, None)) is not None:  # as read at the claim's instant
+            return Meta([(k, v) for k, v in json.loads(at_claim)])
         ahead = self._read_ahead(job_id)
         if ahead is not None:
             return Meta(list(ahead[3]))
@@ -288,12 +291,9 @@ class PgStore(Store):
         if moved is not None and moved[0] == job_id:
             self._ahead.moved = None  # once: the first read after the move, by the thread that made it
             return Meta(list(moved[1]))
-        rows = self.conn.do(
-            lambda conn, _: conn.execute(
-                "SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job_id,)
-            ).fetchall()
-        )
-        return Meta([(k, v) for k, v in rows])
+        if "\x00" in job_id:  # libpq would cut the text there, and no job has such an id
+            return Meta([])
+        return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, lines.READ_META, [job_id])))
 
     def list(self, state: State | None = None) -> list[Entry]:
         # The version is the token of the job's last transition: it changes whenever the state does.
@@ -398,6 +398,7 @@ class PgStore(Store):
         return True, (ahead[1] if ahead[0] == State(state).value else None)
 
     def _forget(self, job_id: str) -> None:
+        self._at_claim.pop(job_id, None)
         self._ahead.moved = None
         rows = getattr(self._ahead, "rows", None)
         if rows:
