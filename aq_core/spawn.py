@@ -6,7 +6,7 @@ before the fork (a runner killed then would be counted a start that never was) n
 call runs without the GIL (a ``ctypes.CDLL`` call releases it; ``os.posix_spawn`` holds it through the
 vfork and exec, stalling every other runner thread) and costs a ``vfork``, not a shell's start-up.
 
-Where glibc's needed pieces are missing (``available()`` is False: another C library, an older glibc),
+Where glibc's needed pieces are missing (``available()`` is False: another C library, glibc < 2.34),
 the attempt falls back to the ``sh`` that writes a started line (``supervise.start_script``).
 """
 
@@ -41,7 +41,7 @@ _NEEDED = (
     "posix_spawnattr_setsigmask",
     "sigemptyset",
     "sigaddset",
-    "gnu_get_libc_version",
+    "gnu_get_libc_version",  # glibc itself: the flag values below are its own
 )
 
 
@@ -50,13 +50,8 @@ def _libc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
     except OSError:
         return None
-    if not all(hasattr(libc, name) for name in _NEEDED):
-        return None
-    libc.gnu_get_libc_version.restype = ctypes.c_char_p
-    major, _, minor = libc.gnu_get_libc_version().decode().partition(".")
-    if (int(major), int(minor.split(".")[0])) < (2, 26):  # no POSIX_SPAWN_SETSID before 2.26
-        return None
-    return libc
+    # addclosefrom_np came with glibc 2.34 (SETSID with 2.26): where it is, everything is.
+    return libc if all(hasattr(libc, name) for name in _NEEDED) else None
 
 
 _LIBC: ctypes.CDLL | None | bool = False  # False: not looked up yet
