@@ -154,17 +154,24 @@ def test_a_live_runners_job_is_never_taken(root: Path, tmp_path: Path) -> None:
         runner.communicate(timeout=30)
 
 
-def test_a_runner_that_died_before_starting_the_engine_made_no_attempt(root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("planted", [False, True])
+def test_a_runner_that_died_before_starting_the_engine_made_no_attempt(
+    root: Path, tmp_path: Path, planted: bool
+) -> None:
     work = tmp_path / "w"
     work.mkdir()
     add(root, tmp_path / "jobs", "unstarted", {"engine": "command", "cwd": str(work), "command": stub()})
     dead = subprocess.Popen(["true"])
     dead.wait()
     _claim_by_hand(root, "unstarted", dead.pid, pidstart=time.time() - 5, attempted=False)
+    if planted:  # a symlink where the attempt's log goes is no evidence: the agent's process never opens one
+        os.symlink(tmp_path / "elsewhere", root / "logs" / "unstarted.1.log")
     assert "recovered 1 orphan" in aq("recover", root=root).stdout
     m = meta(root, "unstarted")
     assert state_of(root, "unstarted") == "inbox"
     assert m.get("attempts", "0") == "0"
+    if planted:
+        (root / "logs" / "unstarted.1.log").unlink()  # else its agent never starts (test_hardening)
     assert aq("run", "--once", root=root).returncode == 0
     assert meta(root, "unstarted")["attempts"] == "1"
 
@@ -452,17 +459,3 @@ def test_an_agent_that_started_and_ended_before_it_was_recorded_is_still_counted
     m = meta(root, "quick")
     assert m["agent_pid"] == ("" if marker == "log" else str(dead.pid)), "no pid is made up"
     assert (m["attempts"], m["result"], state_of(root, "quick")) == ("1", "orphaned", "inbox")
-
-
-def test_a_symlink_where_an_attempts_log_goes_is_no_evidence_of_a_start(root: Path, tmp_path: Path) -> None:
-    work = tmp_path / "w"
-    work.mkdir()
-    add(root, tmp_path / "jobs", "linked", {"engine": "command", "cwd": str(work), "command": stub()})
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    _claim_by_hand(root, "linked", dead.pid, pidstart=time.time() - 5, attempted=False)
-    os.symlink(tmp_path / "elsewhere", root / "logs" / "linked.1.log")  # the agent's process never opens one
-    out = aq("recover", root=root)
-    assert "recovered 1 orphan" in out.stdout, out.stdout + out.stderr
-    assert (meta(root, "linked").get("attempts", "0"), state_of(root, "linked")) == ("0", "inbox")
-    assert "died before starting the engine" in (root / "logs" / "linked.aq.log").read_text()
