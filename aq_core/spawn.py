@@ -12,8 +12,6 @@ the attempt falls back to the ``sh`` that writes a started line (``supervise.sta
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
 import subprocess
@@ -21,6 +19,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 # glibc's flag values (spawn.h); SETSID needs glibc >= 2.26.
 _SETSIGDEF, _SETSIGMASK, _SETSID = 0x04, 0x08, 0x80
@@ -46,8 +48,10 @@ _NEEDED = (
 
 
 def _libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    import ctypes  # here, not at the top: a command that starts no agent does not pay for it
+
+    try:  # the symbols this process already has (libc among them): no library search, no ldconfig
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
     # addclosefrom_np came with glibc 2.34 (SETSID with 2.26): where it is, everything is.
@@ -86,6 +90,8 @@ def spawn(argv: Sequence[str], env: dict[bytes, bytes], workdir: Path, stdin: in
 
     Raises OSError when the child could not open the log or exec the program: glibc then has reaped it,
     and the log may exist (the caller removes it: no start happened)."""
+    import ctypes
+
     lib = libc()
     if lib is None:
         raise OSError(0, "posix_spawn is not available here")
