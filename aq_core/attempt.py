@@ -35,7 +35,7 @@ from aq_core.supervise import (
     is_file,
     open_pidfd,
     send_prompt,
-    start_script,
+    start_with_shell,
     started_marker,
     wait_exit,
 )
@@ -227,7 +227,7 @@ class Attempt(AttemptEnd):
         stdin_r, stdin_w = os.pipe() if spec.prompt == "stdin" else (None, None)
         started = time.time()
         try:
-            self.proc = proc = self._start(argv, env, workdir, stdin_r, log_path, number)
+            self.proc = proc = self._start(argv, env, workdir, stdin_r, log_path, number, spec.argv[0])
         except _Unstarted as exc:
             if stdin_r is not None:
                 os.close(stdin_r)
@@ -246,12 +246,20 @@ class Attempt(AttemptEnd):
                 os.close(pidfd)
 
     def _start(
-        self, argv: list[str], env: dict[bytes, bytes], workdir: Path, stdin: int | None, log: Path, number: int
+        self,
+        argv: list[str],
+        env: dict[bytes, bytes],
+        workdir: Path,
+        stdin: int | None,
+        log: Path,
+        number: int,
+        name: str,
     ) -> spawn.Agent | subprocess.Popen:
         """Start the engine in its own session (timeouts and stops end every descendant), its output
         appended to ``log``; the child leaves the evidence of its start itself, just before it becomes
         the engine, so that if the runner dies at any instant after the fork recovery still knows.
-        Raises ``_Unstarted`` (the reason) when it could not start."""
+        Raises ``_Unstarted`` (the reason, naming the engine's program as the job gave it: ``name``)
+        when it could not start."""
         if spawn.available():
             # The evidence is the log, created by the child: one left by an older aq (made before its
             # fork, no start followed) goes first. Symlinks are left alone: the child never opens one.
@@ -266,31 +274,13 @@ class Attempt(AttemptEnd):
                     os.unlink(log)
                 elif os.path.islink(log):
                     raise _Unstarted(f"logs/{log.name}: cannot be written ({exc.strerror})") from None
-                raise _Unstarted(f"engine {self.engine}: cannot start {argv[0]!r}: {exc.strerror}") from None
-        # The shell writes the started line to the job's log of aq's lines, which this attempt holds
-        # open (created 0600, never through a symlink): the child only appends to a file that is there.
-        marker = started_marker(self.store, self.job.id)
-        if not self.journal.holds(self.job.id):
-            try:
-                os.close(self.store.files.open_log(marker))
-            except OSError as exc:  # e.g. a symlink planted there: nothing is written through it
-                raise _Unstarted(f"logs/{marker.name}: cannot be written ({exc.strerror})") from None
-        log_fd = self.store.files.open_log(log)
+                raise _Unstarted(f"engine {self.engine}: cannot start {name!r}: {exc.strerror}") from None
         try:
-            return subprocess.Popen(
-                ["/bin/sh", "-c", start_script(number), str(marker), *argv],
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL if stdin is None else stdin,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+            return start_with_shell(self.store, self.journal, self.job.id, argv, env, workdir, stdin, log, number)
         except OSError as exc:
-            raise _Unstarted(f"engine {self.engine}: cannot start {argv[0]!r}: {exc.strerror}") from None
-        finally:
-            os.close(log_fd)
+            raise _Unstarted(
+                str(exc) if exc.errno is None else f"engine {self.engine}: cannot start {name!r}: {exc.strerror}"
+            ) from None
 
     def _attempt(
         self,

@@ -1,5 +1,6 @@
 """The engine's process group: ending it (TERM, grace, KILL), feeding it the prompt, waiting for its
-exit, its started marker, and the job's ``verify`` command."""
+exit, the evidence of its start (and its start through ``sh`` where ``spawn`` is not available), and
+the job's ``verify`` command."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aq_core import sandbox, spawn
+from aq_core.journal import Journal
 from aq_core.procs import only_zombies, signal_group
 from aq_core.store import Store
 
@@ -58,6 +60,46 @@ def start_script(attempt: int) -> str:
     """The ``sh -c`` script that writes the started line with its own pid, then becomes the agent
     (``$0``: the marker, ``$@``: the agent's argv)."""
     return f'echo "aq: attempt {int(attempt)}: agent started, pid $$" >>"$0" && exec "$@"'
+
+
+def start_with_shell(
+    store: Store,
+    journal: Journal,
+    job_id: str,
+    argv: list[str],
+    env: dict[bytes, bytes],
+    workdir: Path,
+    stdin: int | None,
+    log: Path,
+    attempt: int,
+) -> subprocess.Popen:
+    """Start the agent through ``sh`` (where ``spawn`` is not available), in its own session, output
+    appended to ``log``: the shell writes the started line, then becomes the agent.
+
+    Raises OSError: with no ``errno`` when the job's log of aq's lines cannot be written (the message
+    says why), else what the start itself raised."""
+    # The line goes to the job's log of aq's lines, which this attempt holds open (created 0600, never
+    # through a symlink): the child only appends to a file that is there.
+    marker = started_marker(store, job_id)
+    if not journal.holds(job_id):
+        try:
+            os.close(store.files.open_log(marker))
+        except OSError as exc:  # e.g. a symlink planted there: nothing is written through it
+            raise OSError(f"logs/{marker.name}: cannot be written ({exc.strerror})") from None
+    log_fd = store.files.open_log(log)
+    try:
+        return subprocess.Popen(
+            ["/bin/sh", "-c", start_script(attempt), str(marker), *argv],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=log_fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: timeouts and stops end every descendant
+            close_fds=True,
+        )
+    finally:
+        os.close(log_fd)
 
 
 _STARTED = re.compile(rb"^aq: attempt (\d+): agent started, pid (\d+)$", re.MULTILINE)

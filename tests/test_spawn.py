@@ -153,3 +153,20 @@ def test_without_posix_spawn_a_shell_writes_the_started_line_with_the_agents_pid
     assert lines.index(started[0]) < next(i for i, line in enumerate(lines) if ": done: " in line)
     assert (root / "logs" / "once.1.log").read_text() == "out\n"
     assert not list((root / "logs").glob("*.started")), "a start creates no file of its own"
+
+
+def test_without_posix_spawn_a_symlinked_log_of_aq_lines_keeps_the_agent_from_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spawn, "_LIBC", None)
+    root, outside = tmp_path / "queue", tmp_path / "outside"
+    outside.write_text("precious\n")
+    add(root, tmp_path, "sym", stub("--print", "out"))
+    os.symlink(outside, root / "logs" / "sym.aq.log")
+    store = FsStore(root)
+    assert Runner(store, workers=1, once=True, journal=Journal(store, out=io.StringIO())).run() == 0
+    m = meta(root, "sym")
+    # The shell would write its started line through the link: the agent never starts.
+    assert (state_of(root, "sym"), m["result"], m.get("attempts", "0")) == ("failed", "invalid", "0")
+    assert m["error"] == "logs/sym.aq.log: cannot be written (Too many levels of symbolic links)"
+    assert outside.read_text() == "precious\n"
