@@ -83,7 +83,8 @@ def _check(code: int, what: str) -> None:
 
 
 def spawn(argv: Sequence[str], env: dict[bytes, bytes], workdir: Path, stdin: int | None, log: Path) -> Agent:
-    """Start ``argv[0]`` (an absolute path) as the leader of a new session in ``workdir``, with ``env``;
+    """Start ``argv[0]`` (an absolute path) as the leader of a new session in ``workdir``, with ``env``
+    (its ``PWD`` set to ``workdir``);
     stdin from the fd ``stdin`` (None: /dev/null); stdout and stderr appended to ``log``, which the child
     opens (created 0600, never through a symlink) just before its exec; no other fd inherited; SIGPIPE
     and SIGXFSZ at their defaults and no signal blocked (as ``subprocess`` does).
@@ -119,7 +120,10 @@ def spawn(argv: Sequence[str], env: dict[bytes, bytes], workdir: Path, stdin: in
             _check(lib.posix_spawnattr_setflags(attr, ctypes.c_short(_SETSID | _SETSIGDEF | _SETSIGMASK)), "setflags")
             args = [os.fsencode(a) for a in argv]
             c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
-            pairs = [k + b"=" + v for k, v in env.items()]
+            # ``PWD`` names the workdir, as a shell in front of the agent would set it: programs (Node's
+            # among them) take it for their working directory when it names a directory.
+            pairs = [k + b"=" + v for k, v in env.items() if k != b"PWD"]
+            pairs.append(b"PWD=" + os.fsencode(os.path.abspath(workdir)))
             c_env = (ctypes.c_char_p * (len(pairs) + 1))(*pairs, None)
             pid = ctypes.c_int(0)
             # Returns the child's errno when a file action or the exec failed (the child already reaped).

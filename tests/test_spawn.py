@@ -22,7 +22,7 @@ from aq_core.store_fs import FsStore
 
 AGENT = r"""
 import os, sys
-print("cwd", os.getcwd())
+print("cwd", os.getcwd(), os.environ["PWD"])
 print("leads its session", os.getsid(0) == os.getpid())
 inherited = []
 for fd in range(3, 256):
@@ -46,7 +46,8 @@ def test_the_agent_runs_in_its_workdir_alone_with_its_prompt_and_its_output_in_t
     os.set_inheritable(extra, True)  # a runner's fd that Popen's close_fds would keep from the agent
     read, write = os.pipe()
     try:
-        proc = spawn.spawn([sys.executable, str(agent)], dict(os.environb), work, read, log)
+        env = {**os.environb, b"PWD": os.fsencode(tmp_path)}  # the runner's own, as Node programs read it
+        proc = spawn.spawn([sys.executable, str(agent)], env, work, read, log)
     finally:
         os.close(extra)
         os.close(read)
@@ -54,7 +55,7 @@ def test_the_agent_runs_in_its_workdir_alone_with_its_prompt_and_its_output_in_t
     os.close(write)
     assert proc.wait() == 0 and proc.returncode == 0
     assert log.read_text().splitlines() == [
-        f"cwd {work}",
+        f"cwd {work} {work}",
         "leads its session True",
         "inherited []",
         "stdin the prompt",
