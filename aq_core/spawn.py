@@ -12,6 +12,7 @@ the attempt falls back to the ``sh`` that writes a started line (``supervise.sta
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -89,8 +90,9 @@ def spawn(argv: Sequence[str], env: dict[bytes, bytes], workdir: Path, stdin: in
     opens (created 0600, never through a symlink) just before its exec; no other fd inherited; SIGPIPE
     and SIGXFSZ at their defaults and no signal blocked (as ``subprocess`` does).
 
-    Raises OSError when the child could not open the log or exec the program: glibc then has reaped it,
-    and the log may exist (the caller removes it: no start happened)."""
+    A program the kernel cannot execute (a script without ``#!``) is run by ``/bin/sh``, as ``execvp``
+    does. Raises OSError when the child could not open the log or exec the program: glibc then has
+    reaped it, and the log may exist (the caller removes it: no start happened)."""
     import ctypes
 
     lib = libc()
@@ -128,6 +130,10 @@ def spawn(argv: Sequence[str], env: dict[bytes, bytes], workdir: Path, stdin: in
             pid = ctypes.c_int(0)
             # Returns the child's errno when a file action or the exec failed (the child already reaped).
             code = lib.posix_spawn(ctypes.byref(pid), args[0], actions, attr, c_argv, c_env)
+            if code == errno.ENOEXEC:  # a script without ``#!``: run by ``sh``, as ``execvp`` (and a shell) do
+                args = [b"/bin/sh", *args]
+                c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+                code = lib.posix_spawn(ctypes.byref(pid), args[0], actions, attr, c_argv, c_env)
             if code != 0:
                 raise OSError(code, os.strerror(code), os.fsdecode(args[0]))
             return Agent(pid.value, list(argv))

@@ -95,12 +95,12 @@ def test_the_log_is_there_as_soon_as_the_start_returns_made_by_the_agents_proces
 
 
 def test_an_exec_that_fails_is_reported_and_never_writes_through_a_link(tmp_path: Path) -> None:
-    garbage = tmp_path / "garbage"
-    garbage.write_bytes(b"\x00\x01 not a program\n")
-    garbage.chmod(0o700)
+    missing = tmp_path / "missing-interpreter"
+    missing.write_text("#!/nonexistent/interpreter\n")
+    missing.chmod(0o700)
     with pytest.raises(OSError) as failed:
-        spawn.spawn([str(garbage)], {}, tmp_path, None, tmp_path / "g.1.log")
-    assert failed.value.errno == errno.ENOEXEC
+        spawn.spawn([str(missing)], {}, tmp_path, None, tmp_path / "g.1.log")
+    assert failed.value.errno == errno.ENOENT
     outside = tmp_path / "outside"
     outside.write_text("precious\n")
     os.symlink(outside, tmp_path / "s.1.log")
@@ -117,16 +117,26 @@ def add(root: Path, tmp_path: Path, job_id: str, command: list[str]) -> None:
 
 
 def test_an_engine_that_cannot_be_executed_fails_unstarted_and_leaves_no_log(tmp_path: Path) -> None:
-    root, garbage = tmp_path / "queue", tmp_path / "garbage"
-    garbage.write_bytes(b"\x00\x01 not a program\n")
-    garbage.chmod(0o700)
-    add(root, tmp_path, "broken", [str(garbage)])
+    root, broken = tmp_path / "queue", tmp_path / "broken"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o700)
+    add(root, tmp_path, "broken", [str(broken)])
     assert aq("run", "--once", root=root).returncode == 0
     m = meta(root, "broken")
     assert (state_of(root, "broken"), m["result"], m.get("attempts", "0")) == ("failed", "invalid", "0")
-    assert m["error"] == f"engine command: cannot start {str(garbage)!r}: Exec format error"
+    assert m["error"] == f"engine command: cannot start {str(broken)!r}: No such file or directory"
     # Its process made the log before the exec failed: gone, so that it can never count as a start.
     assert not (root / "logs" / "broken.1.log").exists()
+
+
+def test_a_script_without_an_interpreter_line_is_run_by_sh_as_a_shell_would(tmp_path: Path) -> None:
+    root, script = tmp_path / "queue", tmp_path / "plain-script"
+    script.write_text('echo "ran in $PWD with $1"\n')
+    script.chmod(0o700)
+    add(root, tmp_path, "plain", [str(script), "its argument"])
+    assert aq("run", "--once", root=root).returncode == 0
+    assert (state_of(root, "plain"), meta(root, "plain")["attempts"]) == ("done", "1")
+    assert (root / "logs" / "plain.1.log").read_text() == f"ran in {tmp_path / 'work'} with its argument\n"
 
 
 def test_a_log_left_by_an_older_aq_before_its_fork_is_replaced_by_the_agents_own(tmp_path: Path) -> None:
