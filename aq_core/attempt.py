@@ -15,7 +15,7 @@ from pathlib import Path
 from threading import Event
 from typing import Protocol
 
-from aq_core import plugins, sandbox, transitions
+from aq_core import plugins, sandbox, spawn, transitions
 from aq_core.attempt_end import AttemptEnd, spent_on
 from aq_core.checkpoint import CheckpointContext
 from aq_core.config import QueueConfig
@@ -32,9 +32,10 @@ from aq_core.supervise import (
     STOP_GRACE,
     end_group,
     group_gone,
+    is_file,
     open_pidfd,
     send_prompt,
-    start_script,
+    start_with_shell,
     started_marker,
     wait_exit,
 )
@@ -43,6 +44,10 @@ CANCEL_CHECK = 0.5
 _COMMIT = re.compile(r"[0-9a-f]{7,64}")
 
 __all__ = ["STOP_GRACE", "Attempt", "Host", "end_group", "group_gone", "started_marker"]
+
+
+class _Unstarted(Exception):
+    """The engine could not be started (the message says why): no attempt is counted."""
 
 
 class Host(Protocol):
@@ -71,7 +76,7 @@ class Attempt(AttemptEnd):
         self.engine = engine
         self.locks = locks
         self.say: Callable[[str], None] = runner.journal.for_job(job.id)
-        self.proc: subprocess.Popen | None = None
+        self.proc: spawn.Agent | subprocess.Popen | None = None
         self.unrecorded: dict[str, object] = {}
         self.lease_lost = threading.Event()
         self.prepared = False
@@ -218,47 +223,19 @@ class Attempt(AttemptEnd):
             argv = sandbox.wrap(
                 bwrap, argv, workdir, tmpdir, engine.state_dirs, log_path, [*spec.argv, *spec.env.values()]
             )
-        # The started marker is written by the child itself, just before it becomes the engine: if
-        # the runner dies at any instant after the fork, recovery still knows the attempt began.
-        # It is a line in the job's log of aq's lines, which this attempt holds open (created 0600,
-        # never through a symlink): the child only appends to a file that is there.
-        marker = started_marker(store, job.id)
-        if not self.journal.holds(job.id):
-            try:
-                os.close(store.files.open_log(marker))
-            except OSError as exc:  # e.g. a symlink planted there: nothing is written through it
-                self._not_started(
-                    workdir, prompt_file, tmpdir, f"logs/{marker.name}: cannot be written ({exc.strerror})"
-                )
-                return
-        log_fd = store.files.open_log(log_path)
         # The prompt goes through a pipe of our own, written without a thread when it fits (send_prompt).
-        stdin_r, stdin_w = os.pipe() if spec.prompt == "stdin" else (subprocess.DEVNULL, None)
+        stdin_r, stdin_w = os.pipe() if spec.prompt == "stdin" else (None, None)
         started = time.time()
         try:
-            self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", start_script(number), str(marker), *argv],
-                cwd=workdir,
-                env=env,
-                stdin=stdin_r,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: timeouts and stops end every descendant
-                close_fds=True,
-            )
-        except OSError as exc:
-            os.close(log_fd)
-            if stdin_w is not None:
+            self.proc = proc = self._start(argv, env, workdir, stdin_r, log_path, number, spec.argv[0])
+        except _Unstarted as exc:
+            if stdin_r is not None:
                 os.close(stdin_r)
-                os.close(stdin_w)
-            self._not_started(
-                workdir, prompt_file, tmpdir, f"engine {self.engine}: cannot start {spec.argv[0]!r}: {exc.strerror}"
-            )
+                os.close(stdin_w)  # type: ignore[arg-type]
+            self._not_started(workdir, prompt_file, tmpdir, str(exc))
             return
-        os.close(log_fd)
-        proc = self.proc
         if stdin_w is not None:
-            os.close(stdin_r)
+            os.close(stdin_r)  # type: ignore[arg-type]
             send_prompt(stdin_w, prompt.encode("utf-8"))
         pidfd = open_pidfd(proc.pid)
         try:
@@ -268,9 +245,46 @@ class Attempt(AttemptEnd):
             if pidfd is not None:
                 os.close(pidfd)
 
+    def _start(
+        self,
+        argv: list[str],
+        env: dict[bytes, bytes],
+        workdir: Path,
+        stdin: int | None,
+        log: Path,
+        number: int,
+        name: str,
+    ) -> spawn.Agent | subprocess.Popen:
+        """Start the engine in its own session (timeouts and stops end every descendant), its output
+        appended to ``log``; the child leaves the evidence of its start itself, just before it becomes
+        the engine, so that if the runner dies at any instant after the fork recovery still knows.
+        Raises ``_Unstarted`` (the reason, naming the engine's program as the job gave it: ``name``)
+        when it could not start."""
+        if spawn.available():
+            # The evidence is the log, created by the child: one left by an older aq (made before its
+            # fork, no start followed) goes first. Symlinks are left alone: the child never opens one.
+            if is_file(log):
+                os.unlink(log)
+            try:
+                return spawn.spawn(argv, env, workdir, stdin, log)
+            except OSError as exc:
+                # No start happened: the log the child made must not make a later recovery count one
+                # (none can look before this: the job's lock is held through the attempt).
+                if is_file(log):
+                    os.unlink(log)
+                elif os.path.islink(log):
+                    raise _Unstarted(f"logs/{log.name}: cannot be written ({exc.strerror})") from None
+                raise _Unstarted(f"engine {self.engine}: cannot start {name!r}: {exc.strerror}") from None
+        try:
+            return start_with_shell(self.store, self.journal, self.job.id, argv, env, workdir, stdin, log, number)
+        except OSError as exc:
+            raise _Unstarted(
+                str(exc) if exc.errno is None else f"engine {self.engine}: cannot start {name!r}: {exc.strerror}"
+            ) from None
+
     def _attempt(
         self,
-        proc: subprocess.Popen,
+        proc: spawn.Agent | subprocess.Popen,
         pidfd: int | None,
         number: int,
         workdir: Path,
@@ -321,7 +335,9 @@ class Attempt(AttemptEnd):
         )
         self.finish(number, workdir, outcome, ended_by, started, finished, meta)
 
-    def _supervise(self, proc: subprocess.Popen, pidfd: int | None, started: float, stall: StallWatch | None) -> str:
+    def _supervise(
+        self, proc: spawn.Agent | subprocess.Popen, pidfd: int | None, started: float, stall: StallWatch | None
+    ) -> str:
         """Wait for the engine; return ``exit``, ``timeout``, ``stalled``, ``stop``, ``lost`` or ``cancel``."""
         job = self.job
         deadline = started + job.timeout if job.timeout else None

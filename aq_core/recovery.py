@@ -19,7 +19,7 @@ from aq_core.journal import Journal
 from aq_core.meta import Meta
 from aq_core.procs import kill_orphan_group
 from aq_core.store import State, Store, host_id
-from aq_core.supervise import started_pids
+from aq_core.supervise import started
 
 __all__ = ["MAX_ORPHANS", "recover", "recover_one"]
 
@@ -88,14 +88,16 @@ def _recover(
     here = meta.get("host", host_id()) == host_id()
     if not attempted and here:
         # The runner may have died between starting the engine and recording it: the process
-        # writes a started marker itself, and a live one still carries its job in its environment.
+        # leaves evidence of its start itself (``supervise.started``), and a live one still carries
+        # its job in its environment. An agent that already exited may have left no pid to record.
         from aq_core.procs import find_by_env
 
         number = meta.integer("attempts") + 1
-        began = started_pids(store, job_id, number)
+        began, pids = started(store, job_id, number)
         strays = find_by_env({"AQ_JOB_ID": job_id, "AQ_ROOT": str(store.files.root)})
         if began or strays:
-            agent = strays[0] if strays else began[0]
+            # No pid known: an empty one, so that an earlier attempt's is not taken for this one's.
+            agent = strays[0] if strays else (pids[0] if pids else "")
             store.append_meta(
                 job_id, {"attempt": number, "attempts": number, "agent_pid": agent, "note": "started, unrecorded"}
             )

@@ -1,5 +1,6 @@
 """The engine's process group: ending it (TERM, grace, KILL), feeding it the prompt, waiting for its
-exit, its started marker, and the job's ``verify`` command."""
+exit, the evidence of its start (and its start through ``sh`` where ``spawn`` is not available), and
+the job's ``verify`` command."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from aq_core import sandbox
+from aq_core import sandbox, spawn
+from aq_core.journal import Journal
 from aq_core.procs import only_zombies, signal_group
 from aq_core.store import Store
 
@@ -32,7 +35,7 @@ def group_gone(pgid: int) -> bool:
     return only_zombies(pgid)
 
 
-def end_group(proc: subprocess.Popen, grace: float) -> None:
+def end_group(proc: spawn.Agent | subprocess.Popen, grace: float) -> None:
     """TERM the whole process group, wait up to ``grace`` for every member, then KILL the rest."""
     pgid = proc.pid
     signal_group(pgid, signal.SIGTERM)
@@ -47,9 +50,9 @@ def end_group(proc: subprocess.Popen, grace: float) -> None:
 
 
 def started_marker(store: Store, job_id: str) -> Path:
-    """The file an attempt's process writes its started line to as it starts: the job's own log of
-    aq's lines (``logs/<id>.aq.log``), which the runner holds open through the attempt anyway, so
-    marking a start creates no file (see ``Attempt._run``)."""
+    """The file an attempt's ``sh`` writes its started line to as it starts (where ``spawn`` is not
+    available): the job's own log of aq's lines (``logs/<id>.aq.log``), which the runner holds open
+    through the attempt anyway, so marking a start creates no file (see ``Attempt._run``)."""
     return store.files.aq_log_path(job_id)
 
 
@@ -59,18 +62,68 @@ def start_script(attempt: int) -> str:
     return f'echo "aq: attempt {int(attempt)}: agent started, pid $$" >>"$0" && exec "$@"'
 
 
+def start_with_shell(
+    store: Store,
+    journal: Journal,
+    job_id: str,
+    argv: list[str],
+    env: dict[bytes, bytes],
+    workdir: Path,
+    stdin: int | None,
+    log: Path,
+    attempt: int,
+) -> subprocess.Popen:
+    """Start the agent through ``sh`` (where ``spawn`` is not available), in its own session, output
+    appended to ``log``: the shell writes the started line, then becomes the agent.
+
+    Raises OSError: with no ``errno`` when the job's log of aq's lines cannot be written (the message
+    says why), else what the start itself raised."""
+    # The line goes to the job's log of aq's lines, which this attempt holds open (created 0600, never
+    # through a symlink): the child only appends to a file that is there.
+    marker = started_marker(store, job_id)
+    if not journal.holds(job_id):
+        try:
+            os.close(store.files.open_log(marker))
+        except OSError as exc:  # e.g. a symlink planted there: nothing is written through it
+            raise OSError(f"logs/{marker.name}: cannot be written ({exc.strerror})") from None
+    log_fd = store.files.open_log(log)
+    try:
+        return subprocess.Popen(
+            ["/bin/sh", "-c", start_script(attempt), str(marker), *argv],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
+            stdout=log_fd,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: timeouts and stops end every descendant
+            close_fds=True,
+        )
+    finally:
+        os.close(log_fd)
+
+
 _STARTED = re.compile(rb"^aq: attempt (\d+): agent started, pid (\d+)$", re.MULTILINE)
 
 
-def started_pids(store: Store, job_id: str, attempt: int) -> list[int]:
-    """The pids that wrote a started line for ``attempt`` (empty: its agent never started).
+def started(store: Store, job_id: str, attempt: int) -> tuple[bool, list[int]]:
+    """Whether ``attempt``'s agent started, and the pids its start evidence names (maybe none).
 
-    An attempt started by an aq that marked starts in a file of their own (``logs/<id>.<N>.started``,
-    one pid a line) counts too: a runner killed across an upgrade leaves its start there."""
+    Started by ``spawn``, the evidence is the attempt's log, which only the child creates, just before
+    its exec (it names no pid). Started by ``sh``, it is the line the shell wrote with its pid; an aq
+    before that marked starts in a file of their own (``logs/<id>.<N>.started``, one pid a line)."""
+    log = store.files.log_path(job_id, attempt)
     data = _read(started_marker(store, job_id))
     found = [int(pid) for number, pid in _STARTED.findall(data) if int(number) == attempt]
-    legacy = _read(store.files.log_path(job_id, attempt).with_suffix(".started"))
-    return found + [int(word) for word in legacy.split() if word.isdigit()]
+    found += [int(word) for word in _read(log.with_suffix(".started")).split() if word.isdigit()]
+    return bool(found) or (spawn.available() and is_file(log)), found
+
+
+def is_file(path: Path) -> bool:
+    """True when ``path`` is a regular file (not followed: a symlink planted there is not one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _read(path: Path) -> bytes:
@@ -116,7 +169,7 @@ def _write_rest(fd: int, view: memoryview) -> None:
         os.close(fd)
 
 
-def wait_exit(proc: subprocess.Popen, pidfd: int | None, timeout: float) -> bool:
+def wait_exit(proc: spawn.Agent | subprocess.Popen, pidfd: int | None, timeout: float) -> bool:
     """Wait up to ``timeout`` seconds for the engine's exit; True once it is reaped.
 
     With a pidfd (Linux) the wait wakes at the exit itself; otherwise it polls as ``Popen.wait`` does."""

@@ -9,26 +9,29 @@ runner or a running agent at random instants (restarting the runner when it was 
 `aq run --once` must converge, and the round checks:
 
 - every job is in exactly one folder, and it is done/ or failed/ (nothing stranded);
-- `attempts` in meta equals the number of times the agent really started (counted exactly once: from
-  the agent's own record, and from the pid each start wrote to its started line, in its job's `logs/<id>.aq.log`, as it
-  became the agent);
+- `attempts` in meta equals the number of times the agent really started, and attempts 1..N each
+  started exactly once: a start is seen as it happens, by inotify, as the creation of its attempt's log
+  (`logs/<id>.<N>.log`, which the agent's process makes just before its exec); every start the agent
+  recorded itself, and every agent the soak killed, must be one of those;
 - every file the agent recorded as written is on `aq/wip/<id>` or in the working tree.
 
 It prints one line per round and a tally, and exits 1 if anything was lost. With ``--sandbox`` the
 jobs run under bubblewrap (``sandbox: true``): each agent records in its repository's git directory
-(the only place outside its tree it may write) and names itself by the pid aq knows it by (bubblewrap's,
-which it wrote itself as it started; inside, its own pid is its namespace's).
+(the only place outside its tree it may write).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import random
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -46,12 +49,7 @@ def note(text):
     os.write(fd, (text + "\n").encode())
     os.fsync(fd)
     os.close(fd)
-pid = os.getpid()
-if len(sys.argv) > 3:
-    marker = os.path.join(os.environ["AQ_ROOT"], "logs", f"{job}.aq.log")
-    prefix = f"aq: attempt {attempt}: agent started, pid "
-    pid = int([l for l in open(marker).read().splitlines() if l.startswith(prefix)][-1][len(prefix):])
-note(f"start {job} {attempt} {pid}")
+note(f"start {job} {attempt} {os.getpid()}")
 for i in range(steps):
     name = f"{job}-a{attempt}-s{i}.txt"
     with open(name, "w") as fh:
@@ -63,8 +61,37 @@ for i in range(steps):
 """
 
 
-# The started line each start writes to its job's log of aq's lines as it becomes the agent.
-STARTED = re.compile(r"^aq: attempt \d+: agent started, pid (\d+)$", re.MULTILINE)
+# An attempt's log, as its agent's process creates it just before its exec.
+ATTEMPT_LOG = re.compile(r"^(.+)\.(\d+)\.log$")
+IN_CREATE, IN_Q_OVERFLOW = 0x100, 0x4000
+
+
+class Creations:
+    """The files created in a folder, in order, as inotify reports them (read with ``drain``)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0 or self.libc.inotify_add_watch(self.fd, os.fsencode(folder), IN_CREATE) < 0:
+            raise OSError(ctypes.get_errno(), "inotify")
+        self.names: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return self.names
+            at = 0
+            while at < len(data):
+                _wd, mask, _cookie, size = struct.unpack_from("iIII", data, at)
+                if mask & IN_Q_OVERFLOW:
+                    raise RuntimeError("inotify queue overflow: the starts cannot be counted")
+                self.names.append(data[at + 16 : at + 16 + size].rstrip(b"\0").decode())
+                at += 16 + size
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def sh(*args: str, cwd: Path | None = None) -> str:
@@ -128,12 +155,14 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int, sandbox: bo
         )
 
     tally = {"runner_kills": 0, "agent_kills": 0}
-    # An agent killed before it could record its own start was started all the same: the soak
-    # counts it from the kill (its pid came from meta and the signal reached a live process).
+    # An agent killed before it could record its own start was started all the same: its attempt (read
+    # from meta with the pid the signal reached) must be among the starts seen.
     killed_agents: set[tuple[str, int]] = set()
+    creations = Creations(root / "logs")
     runner = start_runner()
     for _ in range(kills):
         time.sleep(rng.uniform(0.05, 0.5))
+        creations.drain()
         building = [p.stem for p in (root / "building").glob("*.md")]
         if rng.random() < 0.5 or not building:
             runner.kill()
@@ -142,37 +171,38 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int, sandbox: bo
             runner = start_runner()
         else:
             victim = rng.choice(building)
-            agent_pid = read_meta(root, victim).get("agent_pid")
+            victim_meta = read_meta(root, victim)
+            agent_pid = victim_meta.get("agent_pid")
             if agent_pid:
                 try:
                     os.kill(int(agent_pid), signal.SIGKILL)
                     tally["agent_kills"] += 1
-                    killed_agents.add((victim, int(agent_pid)))
+                    killed_agents.add((victim, int(victim_meta["attempt"])))
                 except (ProcessLookupError, ValueError):
                     pass
     runner.kill()
     runner.wait()
     tally["runner_kills"] += 1
     subprocess.run(aq_cmd(root, "run", "--once", "--workers", "2"), check=True, capture_output=True, timeout=600)
+    names = creations.drain()
+    creations.close()
 
-    started: set[tuple[str, int]] = set(killed_agents)
+    # Every start: its attempt's log created (the runner removes any left one first), in order.
+    created: dict[str, list[int]] = {}
+    for name in names:
+        match = ATTEMPT_LOG.match(name)
+        if match and match[1] in ids:
+            created.setdefault(match[1], []).append(int(match[2]))
+    recorded: set[tuple[str, int]] = set(killed_agents)
     wrote: dict[str, list[str]] = {}
     records = [repo / ".git" / "soak-record" for repo in repos] if sandbox else [record]
-    # An agent can be ended before it records its own start: in a sandbox, a runner's kill -9 ends it
-    # at once (--die-with-parent); without one, recovery ends the orphan a killed runner left. The pid
-    # each start wrote as it became the agent (the process that then runs it, or bubblewrap) counts it.
-    for marker in (root / "logs").glob("*.aq.log"):
-        job_id = marker.name.removesuffix(".aq.log")
-        started.update((job_id, int(pid)) for pid in STARTED.findall(marker.read_text()))
     for line in "".join(r.read_text() for r in records if r.exists()).splitlines():
         parts = line.split()
         if parts[0] == "start":
-            started.add((parts[1], int(parts[3])))
+            recorded.add((parts[1], int(parts[2])))
         elif parts[0] == "wrote":
             wrote.setdefault(parts[1], []).append(parts[2])
-    starts: dict[str, int] = {}
-    for job_id, _pid in started:
-        starts[job_id] = starts.get(job_id, 0) + 1
+    starts = {job_id: len(numbers) for job_id, numbers in created.items()}
     stranded = miscounted = lost = 0
     for job_id in ids:
         where = [s for s in ("inbox", "building", "done", "failed") if (root / s / f"{job_id}.md").exists()]
@@ -180,9 +210,11 @@ def one_round(base: Path, rng: random.Random, jobs: int, kills: int, sandbox: bo
             stranded += 1
             print(f"  stranded: {job_id} in {where}")
         meta = read_meta(root, job_id)
-        if int(meta.get("attempts", "0")) != starts.get(job_id, 0):
+        numbers = sorted(created.get(job_id, []))
+        unseen = sorted(n for job, n in recorded if job == job_id and n not in numbers)
+        if numbers != list(range(1, int(meta.get("attempts", "0")) + 1)) or unseen:
             miscounted += 1
-            print(f"  miscounted: {job_id} attempts={meta.get('attempts')} starts={starts.get(job_id, 0)}")
+            print(f"  miscounted: {job_id} attempts={meta.get('attempts')} starts={numbers} not seen starting={unseen}")
         repo = repos[int(job_id[4:]) % 2]
         branch = f"aq/wip/{job_id}"
         try:

@@ -409,24 +409,27 @@ def read_notes(
     return counts, wrote, double
 
 
-_STARTED = re.compile(r"^aq: attempt \d+: agent started, pid (\d+)$", re.MULTILINE)
 _UNSTARTED = re.compile(
     r"^aq: \S+ \S+ (\S+): recovered: runner \(pid (\d+)\) died before starting the engine", re.MULTILINE
 )
 
 
 def host_death_starts(
-    job_id: str, logs: dict[str, str], recorded: set[int], deaths: list[HostDeath], started_at: dict[int, float]
+    job_id: str,
+    logs: dict[str, str],
+    recorded: set[int],
+    deaths: list[HostDeath],
+    started_at: dict[int, tuple[str, float]],
 ) -> set[int]:
     """The pids of ``job_id``'s starts that the documented limit "a host that never comes back" explains.
 
     ``logs``: each host's log of the job's aq lines; ``recorded``: the agent pids the job's attempt
-    records in the database name; ``started_at``: when each agent noted its start. A start is proven
-    only if: its started line is in the log of a host the soak let die; the runner that died with the
-    host started it (the agent died with it, or noted its start between that runner's own start and
-    the death: a host runs one runner at a time); no attempt record names it (none reached the
-    database); and another host recovered the job saying that runner died before starting the engine
-    (no attempt counted).
+    records in the database name; ``started_at``: the host each agent noted as its own, and when it
+    noted its start. A start is proven only if: it was on a host the soak let die, started by the
+    runner that died with the host (the agent died with it, or noted that host and its start between
+    that runner's own start and the death: a host runs one runner at a time); no attempt record names
+    it (none reached the database); and another host recovered the job saying that runner died before
+    starting the engine (no attempt counted).
     """
     proven = set()
     for death in deaths:
@@ -441,11 +444,9 @@ def host_death_starts(
         )
         if not any(said):
             continue
-        for pid in map(int, _STARTED.findall(logs.get(death.host, ""))):
-            began = started_at.get(pid)
-            by_it = (job_id, pid) in death.agents or (began is not None and death.since <= began <= death.at)
-            if by_it and pid not in recorded:
-                proven.add(pid)
+        with_it = {pid for job, pid in death.agents if job == job_id}
+        there = {pid for pid, (host, at) in started_at.items() if host == death.host and death.since <= at <= death.at}
+        proven.update(pid for pid in with_it | there if pid not in recorded)
     return proven
 
 
@@ -460,11 +461,11 @@ def check(
 ) -> dict[str, int]:
     lines = record.read_text().splitlines() if record.exists() else []
     counts, wrote, double = read_notes(lines, killed)
-    started_at = {}  # (job, pid) -> when the agent noted its start
+    started_at = {}  # (job, pid) -> the host the agent noted as its own, and when it noted its start
     for line in lines:
         if line.startswith("start "):
             parts = line.split()
-            started_at[(parts[1], int(parts[3]))] = float(parts[5])
+            started_at[(parts[1], int(parts[3]))] = (parts[4], float(parts[5]))
     for job_id, why in sorted(double.items()):
         print(f"  double run: {job_id}: {why}")
     states = dict(server.sql("SELECT id, state FROM aq_jobs", dbname=db))

@@ -26,7 +26,7 @@ from aq_core.store_fs import FsStore
 
 # Runs the runner with a SIGKILL of itself at one named instant of a job's path (AQ_TEST_KILL_AT):
 #   claimed  - just after the claim's meta lines (not flushed on their own), before the engine starts;
-#   started  - just after the engine started and wrote its started marker, before its attempt line;
+#   started  - just after the engine started (its process made its log), before its attempt line;
 #   decided  - just after the durable decision line, before the job file is moved out of building/.
 KILLER = r"""
 import os, signal, sys, time
@@ -43,18 +43,14 @@ def append_then_kill(self, job_id, items, durable=True):
 store_fs.FsStore.append_meta = append_then_kill
 
 if at == "started":
-    popen = attempt.subprocess.Popen
+    started = attempt.spawn.spawn
 
-    class KilledAfterStart(popen):
-        def __init__(self, argv, *args, **kwargs):
-            super().__init__(argv, *args, **kwargs)
-            marker = argv[3]  # the job's log the engine's shell writes its started line to
-            while b"agent started, pid" not in open(marker, "rb").read():
-                time.sleep(0.001)
-            self.wait()  # the agent is done: only the runner's record of it is missing
-            os.kill(os.getpid(), signal.SIGKILL)
+    def killed_after_start(argv, env, workdir, stdin, log):
+        agent = started(argv, env, workdir, stdin, log)
+        agent.wait()  # the agent is done: only the runner's record of it is missing
+        os.kill(os.getpid(), signal.SIGKILL)
 
-    attempt.subprocess.Popen = KilledAfterStart
+    attempt.spawn.spawn = killed_after_start
 
 from aq_core.cli import main
 sys.argv = ["aq", *sys.argv[1:]]
@@ -108,12 +104,10 @@ def test_a_runner_killed_between_its_writes_loses_nothing(
     add_job(root, tmp_path, "job", count, retry={"max": 0})
     run_killed_at(root, instant)
     assert state_of(root, "job") == "building"
-    started = [line for line in (root / "logs" / "job.aq.log").read_text().splitlines() if "agent started" in line]
-    # The started line (the marker recovery counts a start by) is there exactly when the agent started.
-    assert len(started) == int(attempts) and all(
-        line.startswith("aq: attempt 1: agent started, pid ") for line in started
-    )
-    assert not list((root / "logs").glob("*.started")), "marking a start creates no file of its own"
+    # The attempt's log (made by the agent's process as it started: what recovery counts a start by)
+    # is there exactly when the agent started; nothing else marks a start.
+    assert (root / "logs" / "job.1.log").is_file() == (attempts == "1")
+    assert sorted(p.name for p in (root / "logs").iterdir()) == ["job.1.log"] * int(attempts) + ["job.aq.log"]
     result = aq("recover", root=root)
     assert result.returncode == 0, result.stderr
     assert state_of(root, "job") == state

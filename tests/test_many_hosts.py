@@ -172,14 +172,13 @@ def test_the_soak_tells_a_double_run_from_attempts_one_after_another() -> None:
 
 def test_the_soak_tells_a_start_lost_with_its_host_from_a_miscount() -> None:
     soak = _soak_module()
-    started = "aq: attempt 1: agent started, pid 500\n"
     unstarted = (
         "aq: 2026-01-01 10:00:05 j: recovered: runner (pid 40) died before starting the engine;"
         " back to inbox/ (no attempt counted)\n"
     )
     failed = "aq: 2026-01-01 10:00:01 j: could not record the internal error (StoreUnavailable: ...); recovery will\n"
-    logs = {"host0": started + failed, "host1": unstarted}
-    at = {500: 100.5}  # when the agent noted its start
+    logs = {"host0": failed, "host1": unstarted}
+    at = {500: ("host0", 100.5)}  # the host the agent noted as its own, and when it noted its start
     # The documented limit: host0's runner (pid 40, started at 100, dead with its host at 103) started
     # the agent, no record names the agent, and another host recovered the claim as never started.
     death = soak.HostDeath("host0", 40, 100.0, 103.0)
@@ -189,16 +188,16 @@ def test_the_soak_tells_a_start_lost_with_its_host_from_a_miscount() -> None:
     # Each link missing leaves it a miscount.
     assert soak.host_death_starts("j", logs, {500}, [death], at) == set()  # its attempt record reached the database
     assert soak.host_death_starts("j", logs, set(), [], at) == set()  # no host died: a runner or agent kill
-    assert soak.host_death_starts("j", logs, set(), [death], {500: 99.0}) == set()  # started by an earlier runner
-    assert soak.host_death_starts("j", logs, set(), [death], {500: 104.0}) == set()  # started after the death
+    earlier = {500: ("host0", 99.0)}  # started by an earlier runner
+    assert soak.host_death_starts("j", logs, set(), [death], earlier) == set()
+    assert soak.host_death_starts("j", logs, set(), [death], {500: ("host0", 104.0)}) == set()  # after the death
     assert soak.host_death_starts("j", logs, set(), [death], {}) == set()  # no note, not killed with the host
     other_runner = soak.HostDeath("host0", 41, 100.0, 103.0)  # recovery names another runner
     assert soak.host_death_starts("j", logs, set(), [other_runner], at) == set()
     assert soak.host_death_starts("j", logs, set(), [soak.HostDeath("host0", None, 0.0, 103.0)], at) == set()
-    same_host = {"host0": started + unstarted, "host1": ""}  # recovered on the host that died
+    same_host = {"host0": unstarted, "host1": ""}  # recovered on the host that died
     assert soak.host_death_starts("j", same_host, set(), [death], at) == set()
-    not_started_there = {"host0": "", "host1": unstarted + started}  # the start is another host's
-    assert soak.host_death_starts("j", not_started_there, set(), [death], at) == set()
+    assert soak.host_death_starts("j", logs, set(), [death], {500: ("host1", 100.5)}) == set()  # another host's
     assert soak.host_death_starts("k", logs, set(), [death], at) == set()  # another job's recovery
 
 

@@ -154,17 +154,24 @@ def test_a_live_runners_job_is_never_taken(root: Path, tmp_path: Path) -> None:
         runner.communicate(timeout=30)
 
 
-def test_a_runner_that_died_before_starting_the_engine_made_no_attempt(root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("planted", [False, True])
+def test_a_runner_that_died_before_starting_the_engine_made_no_attempt(
+    root: Path, tmp_path: Path, planted: bool
+) -> None:
     work = tmp_path / "w"
     work.mkdir()
     add(root, tmp_path / "jobs", "unstarted", {"engine": "command", "cwd": str(work), "command": stub()})
     dead = subprocess.Popen(["true"])
     dead.wait()
     _claim_by_hand(root, "unstarted", dead.pid, pidstart=time.time() - 5, attempted=False)
+    if planted:  # a symlink where the attempt's log goes is no evidence: the agent's process never opens one
+        os.symlink(tmp_path / "elsewhere", root / "logs" / "unstarted.1.log")
     assert "recovered 1 orphan" in aq("recover", root=root).stdout
     m = meta(root, "unstarted")
     assert state_of(root, "unstarted") == "inbox"
     assert m.get("attempts", "0") == "0"
+    if planted:
+        (root / "logs" / "unstarted.1.log").unlink()  # else its agent never starts (test_hardening)
     assert aq("run", "--once", root=root).returncode == 0
     assert meta(root, "unstarted")["attempts"] == "1"
 
@@ -428,7 +435,7 @@ def test_worktree_isolation_leaves_the_users_checkout_untouched(root: Path, tmp_
     assert a["start"] < b["end"] and b["start"] < a["end"], "worktree jobs in one repo may run at once"
 
 
-@pytest.mark.parametrize("marker", ["line", "legacy file"])
+@pytest.mark.parametrize("marker", ["log", "line", "legacy file"])
 def test_an_agent_that_started_and_ended_before_it_was_recorded_is_still_counted(
     root: Path, tmp_path: Path, marker: str
 ) -> None:
@@ -438,12 +445,17 @@ def test_an_agent_that_started_and_ended_before_it_was_recorded_is_still_counted
     dead = subprocess.Popen(["true"])
     dead.wait()
     _claim_by_hand(root, "quick", dead.pid, pidstart=time.time() - 5, attempted=False)
-    # What the engine's process writes as it starts (see started_marker): it ran, then exited. An aq
-    # before this one wrote the pid to a file of its own: a runner killed across an upgrade left it.
-    if marker == "line":
+    # What the engine's process leaves as it starts (see supervise.started): it ran, then exited. Its
+    # attempt's log, made by the process itself (it names no pid); an aq that started agents through a
+    # shell wrote a started line with the pid, and one before that a file of its own: a runner killed
+    # across an upgrade leaves them.
+    if marker == "log":
+        (root / "logs" / "quick.1.log").write_text("")
+    elif marker == "line":
         (root / "logs" / "quick.aq.log").write_text(f"aq: attempt 1: agent started, pid {dead.pid}\n")
     else:
         (root / "logs" / "quick.1.started").write_text(f"{dead.pid}\n")
     assert "recovered 1 orphan" in aq("recover", root=root).stdout
     m = meta(root, "quick")
+    assert m["agent_pid"] == ("" if marker == "log" else str(dead.pid)), "no pid is made up"
     assert (m["attempts"], m["result"], state_of(root, "quick")) == ("1", "orphaned", "inbox")

@@ -434,20 +434,3 @@ def test_workers_are_reused_never_more_than_asked_and_none_is_left_behind(
     assert sorted(p.stem for p in (root / "done").glob("*.md")) == sorted(f"quick-{i}" for i in range(12))
     assert 1 <= len(runner._threads) <= 3
     assert not [t for t in threading.enumerate() if t.name.startswith("aq-worker-")]
-
-
-def test_a_jobs_log_of_aq_lines_holds_its_agents_start_by_the_agents_own_pid(
-    root: Path, work: Path, tmp_path: Path
-) -> None:
-    add(root, tmp_path / "jobs", "once", {"engine": "command", "cwd": str(work), "command": stub()})
-    run = aq("run", "--once", root=root)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert state_of(root, "once") == "done"
-    lines = (root / "logs" / "once.aq.log").read_text().splitlines()
-    started = [line for line in lines if "agent started" in line]
-    # Written by the process that became the agent, before its exec: so before the job's end. (The runner's
-    # own line about the attempt races it: the runner writes that once the shell has been exec'd.)
-    assert started == [f"aq: attempt 1: agent started, pid {meta(root, 'once')['agent_pid']}"]
-    assert any("attempt 1 started on command" in line for line in lines)
-    assert lines.index(started[0]) < next(i for i, line in enumerate(lines) if ": done: " in line)
-    assert not list((root / "logs").glob("*.started")), "a start creates no file of its own"
