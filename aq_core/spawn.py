@@ -121,18 +121,18 @@ def spawn(argv: Sequence[str], env: dict[bytes, bytes], workdir: Path, stdin: in
             _check(lib.posix_spawnattr_setsigmask(attr, empty), "setsigmask")
             _check(lib.posix_spawnattr_setflags(attr, ctypes.c_short(_SETSID | _SETSIGDEF | _SETSIGMASK)), "setflags")
             args = [os.fsencode(a) for a in argv]
-            c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+            c_argv = _c_strings(args)
             # ``PWD`` names the workdir, as a shell in front of the agent would set it: programs (Node's
             # among them) take it for their working directory when it names a directory.
             pairs = [k + b"=" + v for k, v in env.items() if k != b"PWD"]
             pairs.append(b"PWD=" + os.fsencode(os.path.abspath(workdir)))
-            c_env = (ctypes.c_char_p * (len(pairs) + 1))(*pairs, None)
+            c_env = _c_strings(pairs)
             pid = ctypes.c_int(0)
             # Returns the child's errno when a file action or the exec failed (the child already reaped).
             code = lib.posix_spawn(ctypes.byref(pid), args[0], actions, attr, c_argv, c_env)
             if code == errno.ENOEXEC:  # a script without ``#!``: run by ``sh``, as ``execvp`` (and a shell) do
                 args = [b"/bin/sh", *args]
-                c_argv = (ctypes.c_char_p * (len(args) + 1))(*args, None)
+                c_argv = _c_strings(args)
                 code = lib.posix_spawn(ctypes.byref(pid), args[0], actions, attr, c_argv, c_env)
             if code != 0:
                 raise OSError(code, os.strerror(code), os.fsdecode(args[0]))
@@ -141,6 +141,13 @@ def spawn(argv: Sequence[str], env: dict[bytes, bytes], workdir: Path, stdin: in
             lib.posix_spawnattr_destroy(attr)
     finally:
         lib.posix_spawn_file_actions_destroy(actions)
+
+
+def _c_strings(items: list[bytes]) -> ctypes.Array:
+    """``items`` as a C array of strings ended by NULL (an ``argv`` or ``envp``)."""
+    import ctypes
+
+    return (ctypes.c_char_p * (len(items) + 1))(*items, None)
 
 
 class Agent:

@@ -242,7 +242,11 @@ class Connection:
 
     def rows(self, conn: Any, statement: Prepared, args: list[str | None]) -> list[tuple[str | None, ...]]:
         """Every row ``statement`` returns with ``args``, each column as text (None for NULL); as
-        ``first``, for ``fn`` of ``do`` only. The caller converts what is not text."""
+        ``first``, for ``fn`` of ``do`` only. The caller converts what is not text.
+
+        PostgreSQL's text holds no NUL, so an argument with one matches no row (libpq would cut it there)."""
+        if any(arg is not None and "\x00" in arg for arg in args):
+            return []
         result = self._run(conn, statement, args)
         encoding, value = self._encoding, result.get_value
         width = range(result.nfields)

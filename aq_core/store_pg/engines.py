@@ -87,8 +87,6 @@ class PgEngineRecords(EngineRecords):
         records = getattr(self._ahead, "records", None)
         if records is not None:
             return Meta(list(records.get(engine, ())))
-        if "\x00" in engine:  # libpq would cut the text there; no engine has such a name
-            return Meta([])
         return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, _ONE, [engine])))
 
     def names(self) -> list[str]:

@@ -291,8 +291,6 @@ class PgStore(Store):
         if moved is not None and moved[0] == job_id:
             self._ahead.moved = None  # once: the first read after the move, by the thread that made it
             return Meta(list(moved[1]))
-        if "\x00" in job_id:  # libpq would cut the text there, and no job has such an id
-            return Meta([])
         return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, lines.READ_META, [job_id])))
 
     def list(self, state: State | None = None) -> list[Entry]:
