@@ -54,9 +54,9 @@ def _err(message: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from aq_core.runner import run
+    from aq_core.runner_procs import run
 
-    return run(_store(args), workers=args.workers, once=args.once)
+    return run(lambda: _store(args), workers=args.workers, once=args.once, processes=args.processes)
 
 
 # -- status / logs / engines ---------------------------------------------------------------------
@@ -229,6 +229,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run queued jobs")
     p.add_argument("--once", action="store_true", help="drain the queue (waiting out backoffs), then exit")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="jobs run at once (default 1)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        metavar="P",
+        help="runner processes the workers are spread over (default: one per usable CPU, at most N)",
+    )
     p.set_defaults(func=cmd_run)
     _register_reads(sub)
     dashboard_cli.register(sub)

@@ -41,6 +41,9 @@ class Runner:
     workers: int = 1
     once: bool = False
     journal: Journal = field(default=None)  # type: ignore[assignment]
+    # One process of several of one ``aq run`` (``runner_procs.Group``): says the start line, forwards the
+    # stop signals to the others, and holds the drained report until they have drained too.
+    group: Any = None
 
     def __post_init__(self) -> None:
         self.config: QueueConfig = self.store.files.config()
@@ -78,9 +81,9 @@ class Runner:
         self.channel = listen(self.wake.set) if listen is not None else None
         previous = self._install_signals()
         try:
-            self.journal.say(
-                None, f"runner started (pid {self.pid}, {self.workers} worker{'s' if self.workers != 1 else ''})"
-            )
+            plural = "s" if self.workers != 1 else ""
+            started = f"runner started (pid {self.pid}, {self.workers} worker{plural})"
+            self.journal.say(None, self.group.started_line(self.pid) if self.group is not None else started)
             self._check_setup()
             # What start-up made (modules, plugins, the config) lives as long as the runner: out of the
             # collector's sight, each collection walks only what the jobs since made.
@@ -88,7 +91,9 @@ class Runner:
             while True:
                 try:
                     self._loop()
-                    if self.once and not self.stopping.is_set():  # drained: the report, if config asks for it
+                    # Drained: the report, if config asks for it (once for all the processes of one run).
+                    drained = self.once and not self.stopping.is_set()
+                    if drained and (self.group is None or self.group.drained()):
                         send_drained(self.store, self.notifier, self.pidstart)
                     break
                 except StoreUnavailable as exc:
@@ -100,13 +105,15 @@ class Runner:
         finally:
             gc.unfreeze()  # a runner run inside a longer process (tests) leaves the collector as it was
             self._stop_all()
+            if self.group is not None:
+                self.group.wait()  # the first process's last line comes after the others'
             self.notifier.drain()
             self.notifier.close()
             self._restore_signals(previous)
             if self.channel is not None:
                 self.channel.close()
             self.store.coord.unregister_runner(self.pid)
-            self.journal.say(None, "runner stopped")
+            self.journal.say(None, "runner stopped" if self.group is None else self.group.stopped_line(self.pid))
         return 0
 
     def _loop(self) -> None:
@@ -328,10 +335,14 @@ class Runner:
             # each poll), and would wait for itself forever. The loop sees the flag at once through the
             # wake-up channel (one write, no lock), else within ``POLL``.
             self.signalled = True
+            if self.group is not None:
+                self.group.forward(signum)
             if self.channel is not None:
                 self.channel.ring()
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # Several processes of one ``aq run`` also stop together on a hang-up (each hears the terminal's).
+        stops = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if self.group is not None else ())
+        for sig in stops:
             previous[sig] = signal.signal(sig, handler)
         return previous
 
