@@ -18,14 +18,14 @@ from aq_core.runner_procs import process_count, shares, usable_cpus
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
+    """The queue root; beside it ``work``, the jobs' folder (made by the ``work`` fixture)."""
     return tmp_path / "queue"
 
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
+    (tmp_path / "work").mkdir()
+    return tmp_path / "work"
 
 
 def add_jobs(root: Path, folder: Path, fronts: dict[str, dict]) -> None:
