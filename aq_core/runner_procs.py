@@ -97,11 +97,11 @@ class Group:
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         self.status[pid] = code
-        if code != 0 or not self.stopping:
+        # Exit 0 is a drained ``--once`` or a stop (a signal or ``aq stop`` may reach it first): not news.
+        if code != 0 and self.journal is not None:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
             rest = "" if self.stopping else "; the other processes go on"
-            if self.journal is not None:
-                self.journal.say(None, f"runner process pid {pid} ({self.share(pid)} workers) {how}{rest}")
+            self.journal.say(None, f"runner process pid {pid} ({self.share(pid)} workers) {how}{rest}")
 
     def wait(self) -> None:
         """Wait until every other process has exited (a drained ``--once`` run, or a stop)."""

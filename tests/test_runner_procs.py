@@ -107,6 +107,7 @@ def test_four_workers_in_two_processes_drain_the_queue_exactly_once(root: Path, 
     assert f"runner started (pid {child}, 2 of the 4 workers of pid {runner.pid})" in out
     assert out.rstrip().splitlines()[-1].endswith(f"runner stopped (pid {runner.pid} and the 1 other processes)")
     assert not registered(root), "each process unregistered itself"
+    assert "runner process pid" not in out, "a process that drained is no news"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
