@@ -143,12 +143,12 @@ def run(open_store: Callable[[], Store], workers: int = 1, once: bool = False, p
     group = Group(workers, shares(workers, count))
     sys.stdout.flush()
     sys.stderr.flush()  # what is buffered now would be written once by each process
-    for share in group.split[1:]:
-        pid = os.fork()
-        if pid == 0:
-            _child(group, share, store, open_store, once)  # never returns
-        group.children[pid] = share
     try:
+        for share in group.split[1:]:
+            pid = os.fork()
+            if pid == 0:
+                _child(group, share, store, open_store, once)  # never returns
+            group.children[pid] = share
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
         runner = Runner(store if store is not None else open_store(), workers=group.split[0], once=once)
         runner.group = group
