@@ -214,7 +214,8 @@ def _newest(shares: list[dict[str, Any]]) -> tuple[list[bytes], bytes, list, lis
         offsets.extend([start + shift for start in own[lo:hi]])
         base += own[hi] - own[lo]
     offsets.append(base)
-    return pieces, offsets.tobytes(), [keys[i][0] for i in order], [keys[i][1] for i in order]
+    ordered = list(map(keys.__getitem__, order))
+    return pieces, offsets.tobytes(), list(map(itemgetter(0), ordered)), list(map(itemgetter(1), ordered))
 
 
 def write_view(
@@ -248,14 +249,14 @@ def write_view(
         "iorder": [marshal.dumps((done_at, ids), 2)],
         "tally": [marshal.dumps(counts)],
         "recent": [_listed([share["recent"] for share in shares], n)],
-        "order": [marshal.dumps(([e.queued for e in order], [e.id for e in order]), 2)],
+        "order": [marshal.dumps((list(map(itemgetter(2), order)), list(map(itemgetter(0), order))), 2)],
     }
     head = {
         "widths": widths,
         "count": n,
         "rollup": json.dumps(finish(counts)),
         "token": os.urandom(8).hex(),
-        "failed": sum(1 for e in order if e.state is State.FAILED),
+        "failed": list(map(itemgetter(1), order)).count(State.FAILED),
         "counts": width_counts,
     }
     return write_parts(view_path(store), head, parts)
