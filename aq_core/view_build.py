@@ -19,7 +19,7 @@ import marshal
 import os
 from array import array
 from itertools import accumulate
-from operator import methodcaller
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from aq_core.store import Entry, State, Store
@@ -101,20 +101,26 @@ def share_of_rows(rows: list) -> dict[str, Any]:
 def _share_of_meta(store: Store, entries: list[Entry], agree: Any = None) -> dict[str, Any]:
     """A share computed from the meta of ``entries``, with its part of the rows cache as bytes (its
     table's widths agreed through ``agree``, see ``finish_share``)."""
-    from aq_core.records import _entry
+    from aq_core.finished_row import finished_row
+    from aq_core.records import _ENCODE_ROW, SUMMARY
     from aq_core.rollup import apply
-    from aq_core.status import LAYOUT, finished_cells, row_maker
+    from aq_core.status import LAYOUT, finished_cells
 
-    compute = row_maker(store)
+    # ``status.row_maker`` and ``records._entry`` inlined (every entry here is finished): a rebuild
+    # runs this for every job, and each state's value looked up once, not twice a job.
+    read, values = store.read_meta, {State.DONE: "done", State.FAILED: "failed"}
+    summarise = itemgetter(*SUMMARY)
     cache, cells, texts, recent, counts = {}, [], [], [], {}
     for entry in entries:
-        full = compute(entry)
-        key, text, summary = _entry(entry, full)
+        job_id, state, _, version = entry
+        state = values[state]
+        full = finished_row(job_id, state, read(job_id).pairs)
+        text = _ENCODE_ROW(full)
         kept = finished_cells(full)  # what it gives a row of the summary's fields: it reads no other
-        cache[entry.id] = (key, summary, kept, LAYOUT, text)
+        cache[job_id] = ((state, version), summarise(full), kept, LAYOUT, text)
         cells.append(kept)
         texts.append(text.encode())
-        recent.append((full["id"], full["state"], full.get("finished")))
+        recent.append((job_id, state, full["finished"]))
         apply(counts, full)
     return finish_share(cells, texts, recent, counts, marshal.dumps(cache), agree)
 
@@ -208,7 +214,8 @@ def _newest(shares: list[dict[str, Any]]) -> tuple[list[bytes], bytes, list, lis
         offsets.extend([start + shift for start in own[lo:hi]])
         base += own[hi] - own[lo]
     offsets.append(base)
-    return pieces, offsets.tobytes(), [keys[i][0] for i in order], [keys[i][1] for i in order]
+    ordered = list(map(keys.__getitem__, order))
+    return pieces, offsets.tobytes(), list(map(itemgetter(0), ordered)), list(map(itemgetter(1), ordered))
 
 
 def write_view(
@@ -242,14 +249,14 @@ def write_view(
         "iorder": [marshal.dumps((done_at, ids), 2)],
         "tally": [marshal.dumps(counts)],
         "recent": [_listed([share["recent"] for share in shares], n)],
-        "order": [marshal.dumps(([e.queued for e in order], [e.id for e in order]), 2)],
+        "order": [marshal.dumps((list(map(itemgetter(2), order)), list(map(itemgetter(0), order))), 2)],
     }
     head = {
         "widths": widths,
         "count": n,
         "rollup": json.dumps(finish(counts)),
         "token": os.urandom(8).hex(),
-        "failed": sum(1 for e in order if e.state is State.FAILED),
+        "failed": list(map(itemgetter(1), order)).count(State.FAILED),
         "counts": width_counts,
     }
     return write_parts(view_path(store), head, parts)
@@ -290,7 +297,7 @@ def rebuild(store: Store, key: bytes, finished: list[Entry]) -> bool:
             share = _share_of_meta(store, chunk)
             cache.add(share.pop("cache"))
         else:
-            cache.copy(child.out, share.pop("frame"))
+            cache.put(share.pop("frame"))
         child.out.close()
         shares.append(share)
     cache.close()

@@ -197,7 +197,7 @@ def test_a_share_handed_back_whole_or_not_at_all(tmp_path: Path) -> None:
     share = view_build.finish_share(cells, texts, [("j1", "done", 2.0), ("j2", "failed", 1.0)], {}, b"frame")
     expected = {name: bytes(value) if isinstance(value, bytes) else value for name, value in share.items()}
     expected.pop("cache")
-    expected["frame"] = 8 + len(b"frame")  # where the rest begins: the parent copies the frame before it
+    expected["frame"] = (5).to_bytes(8, "little") + b"frame"  # the rows cache's frame, led by its length
     path = tmp_path / "share"
     with open(path, "wb") as out:
         view_fork.write_share(out, dict(share))
@@ -210,10 +210,29 @@ def test_a_share_handed_back_whole_or_not_at_all(tmp_path: Path) -> None:
             name: bytes(value) if isinstance(value, memoryview) else value for name, value in got.items()
         } == expected
         assert view_fork.shared(fh.fileno(), 3) is None  # another count of rows
-    for bad in (data[:-1], data[:-9], data[:7], b"", data[: len(data) // 2], data[:-8] + b"\xff" * 8):
+    torn = (6).to_bytes(8, "little") + data[8:]  # the frame's length says more than it holds
+    for bad in (data[:-1], data[:-9], data[:7], b"", data[: len(data) // 2], data[:-8] + b"\xff" * 8, torn):
         path.write_bytes(bad)
         with open(path, "rb") as fh:
             assert view_fork.shared(fh.fileno(), 2) is None
+
+
+def test_a_childs_share_is_kept_in_memory_not_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file a forked process hands its share back in is a memory file where Linux has them (writing
+    150 MB to a disk's file system costs the child several times the CPU); elsewhere a temporary file."""
+    with view_fork._scratch() as out:
+        out.write(b"share")
+        out.flush()
+        assert os.pread(out.fileno(), 5, 0) == b"share"
+        if hasattr(os, "memfd_create"):
+            assert os.readlink(f"/proc/self/fd/{out.fileno()}").startswith("/memfd:aq-share")
+    monkeypatch.delattr(os, "memfd_create", raising=False)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with view_fork._scratch() as out:
+        out.write(b"share")
+        out.flush()
+        assert os.pread(out.fileno(), 5, 0) == b"share"
+        assert os.readlink(f"/proc/self/fd/{out.fileno()}").startswith(str(tmp_path))
 
 
 def test_the_view_is_written_from_many_pieces_in_order(tmp_path: Path) -> None:
