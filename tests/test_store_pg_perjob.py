@@ -93,9 +93,9 @@ def test_the_reads_through_libpq_answer_as_psycopg_does(new_db: NewDb, tmp_path:
         meta = store.read_meta("a")
         token = store.coord.inbox_token()
         record = store.engines.read("eng")
-        with store.engines.prefetched():
+        with store.engines.prefetched():  # with the waiting jobs' listing: test_store_pg_pick.py
             ahead = store.engines.read("eng")
-        assert len(sent) == 4 and all("%s" not in q for q in sent), sent  # the prepared statements
+        assert len(sent) == 3 and all("%s" not in q for q in sent), sent  # the prepared statements
         with psycopg.connect(url) as db:
             lines = db.execute("SELECT key, value FROM aq_meta WHERE job_id = 'a' ORDER BY seq").fetchall()
             rows = db.execute(

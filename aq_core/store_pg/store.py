@@ -48,7 +48,7 @@ class PgStore(Store):
         self.coord = PgCoordination(self.conn, self.files)
         self.coord.read_ahead = self.ahead_version
         self._finished: dict[str, tuple[str, str]] = {}  # job -> (state, token) of this store's move into it
-        self.engines = PgEngineRecords(self.conn)
+        self.engines = PgEngineRecords(self.conn, list_inbox=True)
         self._ahead = threading.local()  # .rows: job -> (state, version, data, meta) read ahead
         self._state = threading.Lock()
         # job -> meta batches (batch, keys, values) committed without waiting, no durable append since
@@ -82,8 +82,8 @@ class PgStore(Store):
     # -- transitions --------------------------------------------------------------------------
 
     def add(self, job_id: str, data: bytes, meta: Mapping[str, Any]) -> None:
-        rows = pairs(meta)
-        nonce = secrets.token_hex(8)
+        rows, nonce = pairs(meta), secrets.token_hex(8)
+        self.engines.forget_inbox()
 
         def op(conn: Any, retrying: bool) -> None:
             with conn.transaction():
@@ -303,6 +303,8 @@ class PgStore(Store):
     def scan(self, state: State | None = None) -> list[Entry]:
         if state is None:
             return self._grouped(STATES)
+        if state is State.INBOX and (listed := self.engines.take_inbox()) is not None:
+            return listed  # read with the engines' records by this thread's pick, a moment ago
         return self._entries(" WHERE state = %s", (state.value,))
 
     def scan_finished(self) -> list[Entry]:
@@ -396,6 +398,7 @@ class PgStore(Store):
         return True, (ahead[1] if ahead[0] == State(state).value else None)
 
     def _forget(self, job_id: str) -> None:
+        self.engines.forget_inbox()
         self._at_claim.pop(job_id, None)
         self._ahead.moved = None
         rows = getattr(self._ahead, "rows", None)
