@@ -17,7 +17,8 @@ is started again. A host also dies: its runner and its agents killed -9, the hos
 a half, so that another host recovers its jobs. Then every runner is killed -9, every host runs
 ``aq run --once`` at the same time, and the round checks:
 
-- every job is done or failed (nothing stranded);
+- every job is done or failed (nothing stranded: a job left in building is, with its lease's and its
+  lock's holders printed);
 - ``attempts`` in meta equals the number of times the agent really started (counted exactly once);
   a start is ``uncounted_host_death`` instead, and not a fault, only when its evidence proves the
   documented limit "a host that never comes back" (``host_death_starts``);
@@ -450,6 +451,24 @@ def host_death_starts(
     return proven
 
 
+def holders(server: PgServer, db: str, job_id: str) -> str:
+    """A job left in building: who its lease and its lock name, and whether each is still live."""
+    lease = server.sql(
+        "SELECT lease_host, lease_pid, lease_expires > clock_timestamp() FROM aq_jobs WHERE id = %s AND state = 'building'",
+        (job_id,),
+        dbname=db,
+    )
+    lock = server.sql(
+        "SELECT host, pid, expires_at > clock_timestamp() FROM aq_locks WHERE name = %s", ("job:" + job_id,), dbname=db
+    )
+    if not lease:
+        return ""
+    said = " (lease: {} pid {}, {})".format(*lease[0][:2], "live" if lease[0][2] else "run out")
+    if lock:
+        said += "; its lock: {} pid {}, {}".format(*lock[0][:2], "live" if lock[0][2] else "run out")
+    return said
+
+
 def check(
     server: PgServer,
     db: str,
@@ -483,7 +502,7 @@ def check(
     for job_id in ids:
         if states.get(job_id) not in ("done", "failed"):
             stranded += 1
-            print(f"  stranded: {job_id} in {states.get(job_id)}")
+            print(f"  stranded: {job_id} in {states.get(job_id)}{holders(server, db, job_id)}")
         counted, started = int(attempts.get(job_id, "0")), counts.get(job_id, 0)
         if counted != started:
             logs = {}

@@ -160,3 +160,30 @@ def test_a_dead_runners_job_whose_lock_is_free_is_not_waited_for_twice(
     assert again.returncode == 0, out
     assert "waiting for it" not in out and "recovered orphan" in out
     _check_recovered_once(url, tmp_path, record, agent)
+
+
+def test_the_soak_names_the_holders_of_a_job_left_in_building(
+    new_db: NewDb,  # noqa: F811
+    tmp_path: Path,
+    pg_server: PgServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from aq_core.store_pg import PgStore
+
+    soak = Path(__file__).resolve().parent.parent / "scripts" / "soak_pg.py"
+    spec = importlib.util.spec_from_file_location("soak_pg", soak)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    url = new_db()
+    monkeypatch.setenv("AQ_HOST_ID", "host-a")
+    with PgStore(url, local=tmp_path / "a") as store:
+        store.add("j", b"J", {})
+        store.add("k", b"K", {})
+        lock = store.coord.try_lock("job:j")
+        assert lock is not None and store.claim("j")
+        said = module.holders(pg_server, dbname(url), "j")
+        assert said == f" (lease: host-a pid {os.getpid()}, live); its lock: host-a pid {os.getpid()}, live"
+        assert module.holders(pg_server, dbname(url), "k") == ""  # not in building: nothing to say
+        lock.release()
