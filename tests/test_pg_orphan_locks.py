@@ -10,7 +10,6 @@ roots stand in for hosts, on a real PostgreSQL server.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,17 +34,32 @@ time.sleep(600)
 """
 
 
-def _orphan_locked_elsewhere(url: str, tmp_path: Path, pg_server: PgServer, record: Path) -> int:  # noqa: F811
-    """Host A's runner dies in job ``j``'s first attempt; a process of host B takes ``j``'s lock
-    and dies. Return host B's dead holder's pid."""
+def _agent(url: str, tmp_path: Path) -> int:
+    from aq_core.store_pg import PgStore
+
+    with PgStore(url, local=tmp_path / "peek") as store:
+        return int(wait_until(lambda: store.read_meta("j").get("agent_pid"), 15, "the agent pid"))
+
+
+def _runner_dies(url: str, tmp_path: Path, record: Path) -> int:
+    """Host A's runner dies (``kill -9``) in job ``j``'s first attempt; return its agent's pid,
+    left running."""
     work = tmp_path / "work"
     work.mkdir()
     command = recording(record, 'if [ "$AQ_ATTEMPT" = 1 ]; then exec sleep 300; fi')
     add_jobs(url, tmp_path / "jobs", {"j": {"engine": "command", "cwd": str(work), "command": command}}, tmp_path)
     first = runner(url, host="host-a", root=tmp_path / "a")
     wait_until(lambda: starts(record), 30, "the first attempt to start")
-    first.kill()  # the runner dies; its agent is left for recovery to end
+    agent = _agent(url, tmp_path)  # recorded: recovery ends it
+    first.kill()
     first.wait(10)
+    return agent
+
+
+def _orphan_locked_elsewhere(url: str, tmp_path: Path, pg_server: PgServer, record: Path) -> tuple[int, int]:  # noqa: F811
+    """Host A's runner dies in job ``j``'s first attempt; a process of host B takes ``j``'s lock
+    and dies. Return the agent's pid and host B's dead holder's."""
+    agent = _runner_dies(url, tmp_path, record)
     # The dead runner's lock row runs out with its lease (made to at once here); then a recovery of
     # host B takes the lock and dies holding it.
     pg_server.sql("UPDATE aq_locks SET expires_at = clock_timestamp() WHERE name = 'job:j'", dbname=dbname(url))
@@ -61,7 +75,7 @@ def _orphan_locked_elsewhere(url: str, tmp_path: Path, pg_server: PgServer, reco
     holder.wait(10)
     rows = pg_server.sql("SELECT host, pid FROM aq_locks WHERE name = 'job:j'", dbname=dbname(url))
     assert rows == [("host-b", holder.pid)]
-    return holder.pid
+    return agent, holder.pid
 
 
 def _check_recovered_once(url: str, tmp_path: Path, record: Path, agent: int) -> None:
@@ -77,13 +91,6 @@ def _check_recovered_once(url: str, tmp_path: Path, record: Path, agent: int) ->
     assert not pid_alive(agent), "the dead runner's agent was ended by its host's recovery"
 
 
-def _agent(url: str, tmp_path: Path) -> int:
-    from aq_core.store_pg import PgStore
-
-    with PgStore(url, local=tmp_path / "peek") as store:
-        return int(wait_until(lambda: store.read_meta("j").get("agent_pid"), 15, "the agent pid"))
-
-
 def test_once_on_the_orphans_host_waits_for_another_hosts_recovery_to_let_the_lock_go(
     new_db: NewDb,  # noqa: F811
     tmp_path: Path,
@@ -91,8 +98,7 @@ def test_once_on_the_orphans_host_waits_for_another_hosts_recovery_to_let_the_lo
 ) -> None:
     url = new_db()  # a 30 s lease: nothing here runs out by itself
     record = tmp_path / "record.txt"
-    _orphan_locked_elsewhere(url, tmp_path, pg_server, record)
-    agent = _agent(url, tmp_path)
+    agent, _ = _orphan_locked_elsewhere(url, tmp_path, pg_server, record)
     # Host A first: its recovery cannot take the lock, so it waits (and says so) rather than exit.
     host_a = runner(url, "--once", host="host-a", root=tmp_path / "a")
     log = tmp_path / "a" / "logs" / "j.aq.log"
@@ -119,8 +125,7 @@ def test_once_alone_waits_for_a_dead_holders_lock_to_run_out(
 ) -> None:
     url = new_db()
     record = tmp_path / "record.txt"
-    holder = _orphan_locked_elsewhere(url, tmp_path, pg_server, record)
-    agent = _agent(url, tmp_path)
+    agent, holder = _orphan_locked_elsewhere(url, tmp_path, pg_server, record)
     # Host B never runs again: its dead process's lock is free only when its lease runs out.
     host_a = runner(url, "--once", host="host-a", root=tmp_path / "a")
     log = tmp_path / "a" / "logs" / "j.aq.log"
@@ -146,15 +151,7 @@ def test_a_dead_runners_job_whose_lock_is_free_is_not_waited_for_twice(
     """An orphan whose lock is taken on the first pass is recovered at once; nothing is waited for."""
     url = new_db()
     record = tmp_path / "record.txt"
-    work = tmp_path / "work"
-    work.mkdir()
-    command = recording(record, 'if [ "$AQ_ATTEMPT" = 1 ]; then exec sleep 300; fi')
-    add_jobs(url, tmp_path / "jobs", {"j": {"engine": "command", "cwd": str(work), "command": command}}, tmp_path)
-    first = runner(url, host="host-a", root=tmp_path / "a")
-    wait_until(lambda: starts(record), 30, "the first attempt to start")
-    agent = _agent(url, tmp_path)
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait(10)
+    agent = _runner_dies(url, tmp_path, record)
     again = runner(url, "--once", host="host-a", root=tmp_path / "a")
     out = finish([again], 120)[0]
     assert again.returncode == 0, out
