@@ -72,9 +72,9 @@ def waiting_for_locks(store: Store, journal: Journal, locked: list[str], told: s
     """
     left = store.coord.orphans_locked(locked)
     for job_id, holder in left.items():
-        if job_id not in told:
+        if holder is not None and job_id not in told:  # None: let go since the pass, taken at the next
             told.add(job_id)
-            journal.say(job_id, f"recovery: an orphan of this host; its lock is held by {holder}: waiting for it")
+            journal.say(job_id, f"recovery: an orphan to recover here; its lock is held by {holder}: waiting for it")
     return bool(left)
 
 

@@ -114,7 +114,7 @@ class Runner:
         seen_mtime: object = None
         next_wake: float | None = None
         waiting = True
-        orphans_locked = False  # --once: an orphan of this host whose lock another host's process holds
+        orphans_locked = False  # --once: an orphan to recover here whose lock another process holds
         told: set[str] = set()
         while not self.stopping.is_set():
             if self.signalled:

@@ -334,7 +334,7 @@ class PgCoordination(Coordination):
     def owner_alive(self, job_id: str, meta: Meta) -> bool:
         return self.owners.owner_alive(job_id, meta)
 
-    def orphans_locked(self, job_ids: list[str]) -> dict[str, str]:
+    def orphans_locked(self, job_ids: list[str]) -> dict[str, str | None]:
         return self.owners.orphans_locked(job_ids)
 
     def _holds(self, job_id: str) -> bool:

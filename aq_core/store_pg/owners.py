@@ -52,18 +52,18 @@ class Owners:
             return False
         return self._alive(job_id, *row)
 
-    def orphans_locked(self, job_ids: list[str]) -> dict[str, str]:
+    def orphans_locked(self, job_ids: list[str]) -> dict[str, str | None]:
         """Of ``job_ids`` (jobs whose lock recovery could not take), the orphans recovery here would
-        take, each with its lock's holder ("host pid N"; "nobody now" once it let go)."""
+        take, each with its lock's holder ("host pid N"; None once it let go)."""
         if not job_ids:
             return {}
         params = {"ids": job_ids, "lease": self.lease}
         rows = self.conn.do(lambda conn, _: conn.execute(_OWNERS_AND_HOLDERS, params).fetchall())
-        left = {}
+        left: dict[str, str | None] = {}
         for job_id, *owner, holder_host, holder_pid in rows:
             # A job never claimed through this store (no token): its meta would say; left to others.
             if owner[0] is not None and not self._alive(job_id, *owner):
-                left[job_id] = f"{holder_host} pid {holder_pid}" if holder_host is not None else "nobody now"
+                left[job_id] = f"{holder_host} pid {holder_pid}" if holder_host is not None else None
         return left
 
     def _alive(
