@@ -356,14 +356,16 @@ def run_events(
 
 
 def faults_seen(hosts: Hosts) -> dict[str, int]:
-    """How often the hosts' logs say a lease was lost (the database away) and an orphan was recovered."""
-    lost = recovered = 0
+    """How often the hosts' logs say a lease was lost (the database away), an orphan was recovered,
+    and a runner waited for an orphan's lock held by another host's process."""
+    lost = recovered = waits = 0
     for root in hosts.roots:
         for log in (root / "logs").glob("*.aq.log"):
             text = log.read_text(errors="replace")
             lost += text.count(": lease lost")
             recovered += text.count(": recovered")
-    return {"leases_lost": lost, "recoveries": recovered}
+            waits += text.count(": waiting for it")
+    return {"leases_lost": lost, "recoveries": recovered, "lock_waits": waits}
 
 
 def read_notes(
@@ -582,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"round {n:3d}: kills runner={tally['runner_kills']} agent={tally['agent_kills']}"
                 f" pg={tally['pg_restarts']} host={tally['host_deaths']}"
                 f"  leases_lost={tally['leases_lost']} recoveries={tally['recoveries']}"
+                f" lock_waits={tally['lock_waits']}"
                 f"  jobs={tally['jobs']} attempts={tally['attempts']} files={tally['files']}"
                 f"  stranded={tally['stranded']} miscounted={tally['miscounted']} double_run={tally['double_run']}"
                 f" lost={tally['lost_files']} uncounted_host_death={tally['uncounted_host_death']}",
@@ -596,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         "host_deaths",
         "leases_lost",
         "recoveries",
+        "lock_waits",
         "jobs",
         "attempts",
     )
