@@ -70,7 +70,10 @@ def waiting_for_locks(store: Store, journal: Journal, locked: list[str], told: s
     died holding it (its lock is free when its lease runs out). ``aq run --once`` waits for such a
     job rather than leave it in ``building``; each is journalled once (``told``).
     """
-    left = store.coord.orphans_locked(locked)
+    # Only a store shared by hosts has such orphans: on one host a lock is free when its holder
+    # dies, and a live holder recovers the job itself.
+    orphans_locked = getattr(store.coord, "orphans_locked", None)
+    left = orphans_locked(locked) if orphans_locked is not None else {}
     for job_id, holder in left.items():
         if holder is not None and job_id not in told:  # None: let go since the pass, taken at the next
             told.add(job_id)

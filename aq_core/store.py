@@ -197,12 +197,6 @@ class Coordination(ABC):
         as an orphan. Never answer False for a runner that may be alive.
         """
 
-    def orphans_locked(self, job_ids: list[str]) -> dict[str, str | None]:
-        """Of ``job_ids`` (jobs whose lock recovery could not take), the orphans recovery here would
-        take once their lock is free, each with its lock's holder (None: free now). None here: a
-        lock of this host is free when its holder dies, and a live holder recovers the job itself."""
-        return {}
-
     # -- runners: this host's in the local directory; a shared store also keeps every host's ----------
 
     def register_runner(self, pid: int, pidstart: float, on_stop: Callable[[], None] | None = None) -> Path:
