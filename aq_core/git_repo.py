@@ -12,6 +12,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from aq_core.filebytes import read_bytes
+
 FALLBACK_IDENTITY = {
     "GIT_AUTHOR_NAME": "aq",
     "GIT_AUTHOR_EMAIL": "aq@localhost",
@@ -220,22 +222,6 @@ def _capture(argv: list[str], env: dict[bytes, bytes]) -> tuple[int, bytes, byte
         os.close(out_r)
         os.close(err_r)
     return proc.wait(), b"".join(chunks[out_r]), b"".join(chunks[err_r])
-
-
-def read_bytes(path: str) -> bytes:
-    """A file's bytes by plain reads: a buffered file object makes five more system calls (two
-    ``fstat``, two ``lseek``, an ``ioctl``), and a checkpoint reads a few small files a job."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = os.read(fd, _CHUNK)
-        if len(data) < _CHUNK:  # a regular file reads short only at its end: most files are one read
-            return data
-        parts = [data]
-        while chunk := os.read(fd, max(_CHUNK, os.fstat(fd).st_size)):
-            parts.append(chunk)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
 
 
 _CHUNK = 65536

@@ -10,7 +10,8 @@ import re
 import time
 from collections.abc import Collection
 
-from aq_core.git_repo import GitFailed, Repo, read_bytes
+from aq_core.filebytes import read_bytes
+from aq_core.git_repo import GitFailed, Repo
 
 __all__ = ["clear_stale_locks", "switch_new"]
 
@@ -161,11 +162,11 @@ def _open(path: str, flags: int) -> int:
 
 
 def _read(path: str) -> bytes:
-    """A file's bytes; empty when it does not exist."""
-    try:
-        return read_bytes(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return b""
+    """A file's bytes; empty when it does not exist (any other error is raised)."""
+    return read_bytes(path, empty_on=_MISSING)
+
+
+_MISSING = (FileNotFoundError, NotADirectoryError)
 
 
 def _value(common: str, ref: str, packed: bytes) -> str | None:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aq_core.filebytes import read_bytes
 from aq_core.store import Entry, State, Store
 
 FORMAT = 8  # 6: rows carry after, priority and not_before; 7: the status table's cells kept; 8: in shares
@@ -378,7 +379,7 @@ def rows_quick(store: Store, entries: list[Entry], compute: Any, extra: Any, tag
     """Rows of a few finished ``entries`` from the journal (else from meta), with no cache loaded or written.
 
     For a read that patches the view: the journal stays (a later full read folds it into the cache)."""
-    journal = _parse(_read(journal_path(store)))[0]
+    journal = _parse(read_bytes(journal_path(store), empty_on=OSError))[0]
     rows: list[Row | None] = []
     misses: list[tuple[int, Entry]] = []
     for entry in entries:
@@ -404,20 +405,12 @@ def rows_quick(store: Store, entries: list[Entry], compute: Any, extra: Any, tag
     return rows  # type: ignore[return-value]  # every None was filled above
 
 
-def _read(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
 def carry_over(source: Store, target: Store, compute: Any) -> int:
     """After every job was copied to ``target`` (``aq store migrate``): fill its rows cache, so the first
     read there is warm. ``source``'s cache is only read (the source is left as it was); a row it lacks
     or holds stale is computed from the source's meta. Returns how many rows were written."""
     cached = _load(cache_path(source))
-    for job_id, value in _parse(_read(journal_path(source)))[0].items():
+    for job_id, value in _parse(read_bytes(journal_path(source), empty_on=OSError))[0].items():
         cached[job_id] = (value[0], value[2], None, None, value[1])
     moved = {e.id: e for state in FINISHED for e in target.scan(state)}
     rows, misses = _load(cache_path(target)), []

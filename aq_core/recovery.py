@@ -21,7 +21,7 @@ from aq_core.procs import kill_orphan_group
 from aq_core.store import State, Store, host_id
 from aq_core.supervise import started
 
-__all__ = ["MAX_ORPHANS", "recover", "recover_one"]
+__all__ = ["MAX_ORPHANS", "recover", "recover_one", "waiting_for_locks"]
 
 
 def _attempt_started_since_claim(meta: Meta) -> bool:
@@ -38,25 +38,56 @@ def _attempt_started_since_claim(meta: Meta) -> bool:
 OnFinished = Callable[[str, State], None]
 
 
-def recover(store: Store, journal: Journal, on_finished: OnFinished | None = None) -> list[str]:
+def recover(
+    store: Store, journal: Journal, on_finished: OnFinished | None = None, locked: list[str] | None = None
+) -> list[str]:
     """Recover every orphan in ``building/``; return the ids recovered. Safe to run concurrently.
 
     ``on_finished(job_id, state)`` (the ``job_finished`` notification) is called for a job recovery
     ends in ``done/`` or ``failed/``; its row is journalled for the rows cache either way.
+    ``locked`` collects the jobs whose lock another process held (``waiting_for_locks``).
     """
     recovered = []
     for entry in store.list(State.BUILDING):
-        if recover_one(store, journal, entry.id, on_finished):
+        outcome = _recover_locked(store, journal, entry.id, on_finished)
+        if outcome:
             recovered.append(entry.id)
+        elif outcome is None and locked is not None:
+            locked.append(entry.id)
     return recovered
 
 
 def recover_one(store: Store, journal: Journal, job_id: str, on_finished: OnFinished | None = None) -> bool:
+    """Recover ``job_id`` if it is an orphan whose lock is free; True when it was recovered."""
+    return bool(_recover_locked(store, journal, job_id, on_finished))
+
+
+def waiting_for_locks(store: Store, journal: Journal, locked: list[str], told: set[str]) -> bool:
+    """Whether a job of ``locked`` is an orphan this host would recover once its lock is free.
+
+    On a shared store only a job's own host can tell its runner dead, and a process of another
+    host may hold the job's lock: a recovery there that left the job to this host, or one that
+    died holding it (its lock is free when its lease runs out). ``aq run --once`` waits for such a
+    job rather than leave it in ``building``; each is journalled once (``told``).
+    """
+    # Only a store shared by hosts has such orphans: on one host a lock is free when its holder
+    # dies, and a live holder recovers the job itself.
+    orphans_locked = getattr(store.coord, "orphans_locked", None)
+    left = orphans_locked(locked) if orphans_locked is not None else {}
+    for job_id, holder in left.items():
+        if holder is not None and job_id not in told:  # None: let go since the pass, taken at the next
+            told.add(job_id)
+            journal.say(job_id, f"recovery: an orphan to recover here; its lock is held by {holder}: waiting for it")
+    return bool(left)
+
+
+def _recover_locked(store: Store, journal: Journal, job_id: str, on_finished: OnFinished | None) -> bool | None:
+    """Recover ``job_id`` if it is an orphan: True when recovered; None when its lock was held."""
     # The runner holds the job's lock for the whole attempt: if we can take it, no live runner has
     # the job. It also makes two recoveries of the same job impossible at once.
     lock = store.coord.try_lock("job:" + job_id)
     if lock is None:
-        return False
+        return None
     try:
         if store.locate(job_id) is not State.BUILDING:
             return False

@@ -22,7 +22,7 @@ from aq_core.inbox import Inbox, read_ahead
 from aq_core.journal import Journal
 from aq_core.notifications import Notifier, send_job_finished
 from aq_core.procs import start_time
-from aq_core.recovery import recover
+from aq_core.recovery import recover, waiting_for_locks
 from aq_core.report import send_drained
 from aq_core.store import Lock, State, Store
 
@@ -121,12 +121,18 @@ class Runner:
         seen_mtime: object = None
         next_wake: float | None = None
         waiting = True
+        orphans_locked = False  # --once: an orphan to recover here whose lock another process holds
+        told: set[str] = set()
         while not self.stopping.is_set():
             if self.signalled:
                 self.stopping.set()
                 break
             if time.monotonic() - last_recover >= RECOVER_EVERY:
-                recover(self.store, self.journal, on_finished=self.notify_finished)
+                locked: list[str] = []
+                recover(self.store, self.journal, on_finished=self.notify_finished, locked=locked)
+                orphans_locked = (
+                    self.once and bool(locked) and waiting_for_locks(self.store, self.journal, locked, told)
+                )
                 last_recover = time.monotonic()
             if self.store.coord.lease_interval and time.monotonic() - last_renew >= self.store.coord.lease_interval:
                 self._renew()
@@ -139,7 +145,7 @@ class Runner:
                 self.wake.clear()
                 seen_mtime = mtime
                 next_wake, waiting = self._fill(free)
-            if self.once and not self.running and not waiting:
+            if self.once and not self.running and not waiting and not orphans_locked:
                 return
             timeout = POLL if next_wake is None else max(0.0, min(POLL, next_wake - time.time()))
             self.wake.wait(timeout)

@@ -160,17 +160,21 @@ class Agent:
         self.returncode: int | None = None
         self._lock = threading.Lock()
 
-    def _reaped(self, status: tuple[int, int]) -> None:
-        if status[0] == self.pid:
-            self.returncode = os.waitstatus_to_exitcode(status[1])
+    def _reap(self, flags: int) -> None:
+        """Collect the exit status (the lock held); with ``WNOHANG``, none while the agent runs."""
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:  # reaped elsewhere: its status is lost, as Popen says
+            self.returncode = 0
+            return
+        if pid == self.pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
 
     def poll(self) -> int | None:
         if self.returncode is None and self._lock.acquire(blocking=False):
             try:
                 if self.returncode is None:
-                    self._reaped(os.waitpid(self.pid, os.WNOHANG))
-            except ChildProcessError:  # reaped elsewhere: its status is lost, as Popen says
-                self.returncode = 0
+                    self._reap(os.WNOHANG)
             finally:
                 self._lock.release()
         return self.returncode
@@ -179,10 +183,7 @@ class Agent:
         if timeout is None:
             with self._lock:
                 if self.returncode is None:
-                    try:
-                        self._reaped(os.waitpid(self.pid, 0))
-                    except ChildProcessError:
-                        self.returncode = 0
+                    self._reap(0)
             return self.returncode  # type: ignore[return-value]
         deadline, delay = time.monotonic() + timeout, 0.0005
         while self.poll() is None:

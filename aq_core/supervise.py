@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aq_core import sandbox, spawn
+from aq_core.filebytes import read_bytes
 from aq_core.journal import Journal
 from aq_core.procs import only_zombies, signal_group
 from aq_core.store import Store
@@ -112,9 +113,10 @@ def started(store: Store, job_id: str, attempt: int) -> tuple[bool, list[int]]:
     its exec (it names no pid). Started by ``sh``, it is the line the shell wrote with its pid; an aq
     before that marked starts in a file of their own (``logs/<id>.<N>.started``, one pid a line)."""
     log = store.files.log_path(job_id, attempt)
-    data = _read(started_marker(store, job_id))
+    data = read_bytes(started_marker(store, job_id), follow=False, empty_on=OSError)
     found = [int(pid) for number, pid in _STARTED.findall(data) if int(number) == attempt]
-    found += [int(word) for word in _read(log.with_suffix(".started")).split() if word.isdigit()]
+    marked = read_bytes(log.with_suffix(".started"), follow=False, empty_on=OSError)
+    found += [int(word) for word in marked.split() if word.isdigit()]
     return bool(found) or (spawn.available() and is_file(log)), found
 
 
@@ -124,20 +126,6 @@ def is_file(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
-
-
-def _read(path: Path) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return b""
-    try:
-        with open(fd, "rb", closefd=False) as fh:
-            return fh.read()
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
 
 
 def send_prompt(fd: int, data: bytes) -> None:

@@ -17,7 +17,8 @@ is started again. A host also dies: its runner and its agents killed -9, the hos
 a half, so that another host recovers its jobs. Then every runner is killed -9, every host runs
 ``aq run --once`` at the same time, and the round checks:
 
-- every job is done or failed (nothing stranded);
+- every job is done or failed (nothing stranded: a job left in building is, with its lease's and its
+  lock's holders printed);
 - ``attempts`` in meta equals the number of times the agent really started (counted exactly once);
   a start is ``uncounted_host_death`` instead, and not a fault, only when its evidence proves the
   documented limit "a host that never comes back" (``host_death_starts``);
@@ -355,14 +356,16 @@ def run_events(
 
 
 def faults_seen(hosts: Hosts) -> dict[str, int]:
-    """How often the hosts' logs say a lease was lost (the database away) and an orphan was recovered."""
-    lost = recovered = 0
+    """How often the hosts' logs say a lease was lost (the database away), an orphan was recovered,
+    and a runner waited for an orphan's lock held by another host's process."""
+    lost = recovered = waits = 0
     for root in hosts.roots:
         for log in (root / "logs").glob("*.aq.log"):
             text = log.read_text(errors="replace")
             lost += text.count(": lease lost")
             recovered += text.count(": recovered")
-    return {"leases_lost": lost, "recoveries": recovered}
+            waits += text.count(": waiting for it")
+    return {"leases_lost": lost, "recoveries": recovered, "lock_waits": waits}
 
 
 def read_notes(
@@ -450,6 +453,24 @@ def host_death_starts(
     return proven
 
 
+def holders(server: PgServer, db: str, job_id: str) -> str:
+    """A job left in building: who its lease and its lock name, and whether each is still live."""
+    lease = server.sql(
+        "SELECT lease_host, lease_pid, lease_expires > clock_timestamp() FROM aq_jobs WHERE id = %s AND state = 'building'",
+        (job_id,),
+        dbname=db,
+    )
+    lock = server.sql(
+        "SELECT host, pid, expires_at > clock_timestamp() FROM aq_locks WHERE name = %s", ("job:" + job_id,), dbname=db
+    )
+    if not lease:
+        return ""
+    said = " (lease: {} pid {}, {})".format(*lease[0][:2], "live" if lease[0][2] else "run out")
+    if lock:
+        said += "; its lock: {} pid {}, {}".format(*lock[0][:2], "live" if lock[0][2] else "run out")
+    return said
+
+
 def check(
     server: PgServer,
     db: str,
@@ -483,7 +504,7 @@ def check(
     for job_id in ids:
         if states.get(job_id) not in ("done", "failed"):
             stranded += 1
-            print(f"  stranded: {job_id} in {states.get(job_id)}")
+            print(f"  stranded: {job_id} in {states.get(job_id)}{holders(server, db, job_id)}")
         counted, started = int(attempts.get(job_id, "0")), counts.get(job_id, 0)
         if counted != started:
             logs = {}
@@ -563,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"round {n:3d}: kills runner={tally['runner_kills']} agent={tally['agent_kills']}"
                 f" pg={tally['pg_restarts']} host={tally['host_deaths']}"
                 f"  leases_lost={tally['leases_lost']} recoveries={tally['recoveries']}"
+                f" lock_waits={tally['lock_waits']}"
                 f"  jobs={tally['jobs']} attempts={tally['attempts']} files={tally['files']}"
                 f"  stranded={tally['stranded']} miscounted={tally['miscounted']} double_run={tally['double_run']}"
                 f" lost={tally['lost_files']} uncounted_host_death={tally['uncounted_host_death']}",
@@ -577,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         "host_deaths",
         "leases_lost",
         "recoveries",
+        "lock_waits",
         "jobs",
         "attempts",
     )

@@ -11,7 +11,7 @@ import pytest
 from gitutil import git, init_repo
 
 from aq_core import git_repo
-from aq_core.git_repo import GitFailed, find_repo, read_bytes
+from aq_core.git_repo import GitFailed, find_repo
 
 
 def test_both_outputs_past_a_pipe_s_size_come_back_whole(tmp_path: Path) -> None:
@@ -42,16 +42,6 @@ def test_git_output_and_failures_as_before(tmp_path: Path) -> None:
     assert str(failed.value) == "git rev-parse failed: fatal: Needed a single revision"
     with pytest.raises(FileNotFoundError):  # no git at all: an OSError, which the checkpoint reports
         git_repo._capture([str(tmp_path / "no-such-program")], {})
-
-
-def test_read_bytes_reads_files_of_any_size(tmp_path: Path) -> None:
-    for size in (0, 1, 65535, 65536, 65537, 300_001):
-        path = tmp_path / f"f{size}"
-        data = bytes(i % 251 for i in range(size))
-        path.write_bytes(data)
-        assert read_bytes(str(path)) == data
-    with pytest.raises(FileNotFoundError):
-        read_bytes(str(tmp_path / "missing"))
 
 
 def test_a_branch_at_the_end_of_a_large_packed_refs_is_seen(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from aq_core.meta import Meta
 from aq_core.store import Coordination, LocalFiles, Lock, State
 from aq_core.store_pg.connection import Connection, Prepared, psycopg
 from aq_core.store_pg.lockrows import LEASE_SQL, STEAL_LOCK, TAKE_LOCK_OR_HOLDER, delete_lock, holder_alive, write
+from aq_core.store_pg.owners import Owners
 
 _RENEW = f"""
 WITH j AS (
@@ -39,16 +40,6 @@ WITH j AS (
 )
 SELECT 'job', id FROM j UNION ALL SELECT 'lock', token FROM l UNION ALL SELECT 'runner', token FROM r
 """
-# A job whose lease ran out is left to its own host for one more lease when a runner lives there:
-# only that host can end a leftover agent and count an attempt whose start its runner never recorded.
-_OWNER = """
-SELECT lease_token, lease_host, lease_pid, lease_pidstart, lease_expires > clock_timestamp(),
-    lease_expires > clock_timestamp() - make_interval(secs => %(lease)s) AND EXISTS (
-        SELECT 1 FROM aq_runners r WHERE r.host = aq_jobs.lease_host AND r.token <> aq_jobs.lease_token
-          AND r.expires_at > clock_timestamp())
-FROM aq_jobs WHERE id = %(id)s
-"""
-
 # Lock tokens held by live Lock objects of this process (any store): a row of ours whose token is
 # not here was left by a release that could not reach the database, and may be taken at once.
 _LIVE_TOKENS: set[str] = set()
@@ -110,6 +101,7 @@ class PgCoordination(Coordination):
         self._wake = threading.Event()
         # The store's reads ahead (``PgStore.prefetched``): (known, version) of a job in a state.
         self.read_ahead: Callable[[str, State], tuple[bool, object | None]] | None = None
+        self.owners = Owners(conn, self.host, self.token, self.lease, self._holds)
 
     # -- the store's book-keeping of its own claims ---------------------------------------------------
 
@@ -340,25 +332,14 @@ class PgCoordination(Coordination):
         return {"pid": self.pid, "pidstart": self.pidstart, "host": self.host, "lease": self.lease}
 
     def owner_alive(self, job_id: str, meta: Meta) -> bool:
-        params = {"id": job_id, "lease": self.lease}
-        row = self.conn.do(lambda conn, _: conn.execute(_OWNER, params).fetchone())
-        if row is None:
-            return False
-        token, host, pid, pidstart, live, its_host_recovers = row
-        if token is None:
-            # Never claimed through this store (copied by `aq store migrate`): only its meta can say.
-            if meta.get("host") == self.host:
-                return holder_alive(meta.integer("pid"), meta.number("pidstart"))
-            return False
-        if not live:
-            # The lease ran out: the runner is dead or cut off, and has stopped its agent.
-            return host != self.host and bool(its_host_recovers)
-        if token == self.token:
-            with self._state:
-                return job_id in self._held
-        if host == self.host:
-            return holder_alive(pid, pidstart)  # on its own host a dead runner is known at once
-        return True
+        return self.owners.owner_alive(job_id, meta)
+
+    def orphans_locked(self, job_ids: list[str]) -> dict[str, str | None]:
+        return self.owners.orphans_locked(job_ids)
+
+    def _holds(self, job_id: str) -> bool:
+        with self._state:
+            return job_id in self._held
 
     # -- every host's runners: aq_runners (and this host's runners/ folder) ------------------------
 
