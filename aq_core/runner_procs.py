@@ -133,7 +133,12 @@ def run(open_store: Callable[[], Store], workers: int = 1, once: bool = False, p
     store = open_store()  # a store that cannot be opened says so once, before any fork
     if count > 1:
         _load_shared()
-    if count == 1 or threading.active_count() > 1:  # a fork beside running threads could inherit their locks
+    if count > 1 and threading.active_count() > 1:  # a fork beside running threads could inherit their locks
+        from aq_core.journal import Journal
+
+        Journal(store).say(None, f"runner runs its {workers} workers in one process, not {count}: {_THREADED}")
+        count = 1
+    if count == 1:
         return run_one(store, workers=workers, once=once)
     if not getattr(store, "fork_safe", False):
         close = getattr(store, "close", None)
@@ -158,6 +163,9 @@ def run(open_store: Callable[[], Store], workers: int = 1, once: bool = False, p
         group.forward(signal.SIGTERM)  # no-op for those already gone; stops the rest when this one failed
         group.wait()
     return code or group.exit_code()
+
+
+_THREADED = "other threads already run in this process, and a fork could leave their locks held"
 
 
 def _load_shared() -> None:

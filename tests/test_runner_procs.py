@@ -233,3 +233,24 @@ def test_a_bad_process_count_is_one_line_and_exit_2(root: Path, value: str) -> N
 def test_the_option_is_in_the_help() -> None:
     out = subprocess.run([sys.executable, "-m", "aq_core", "run", "--help"], capture_output=True, text=True).stdout
     assert "--processes P" in out
+
+
+def test_threads_already_running_mean_one_process_and_the_journal_says_so(root: Path, capsys) -> None:
+    """``aq run`` inside a longer program that runs threads: no fork (a forked copy could inherit a
+    lock another thread holds), and the runner's output says why it runs in one process."""
+    import threading
+
+    from aq_core.runner_procs import run
+    from aq_core.store_open import open_store
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, daemon=True)
+    other.start()
+    try:
+        assert run(lambda: open_store(root), workers=2, once=True, processes=2) == 0
+    finally:
+        release.set()
+    out = capsys.readouterr().out
+    assert "runner runs its 2 workers in one process, not 2: other threads already run in this process" in out
+    assert f"runner started (pid {os.getpid()}, 2 workers)" in out
+    assert out.count("runner started") == 1
