@@ -25,7 +25,8 @@ def read_bytes(path: str | os.PathLike[str], *, follow: bool = True, empty_on: E
         if len(data) < _CHUNK:  # a regular file reads short only at its end: most files are one read
             return data
         parts = [data]
-        while chunk := os.read(fd, max(_CHUNK, os.fstat(fd).st_size)):
+        rest = max(_CHUNK, os.fstat(fd).st_size - len(data) + 1)  # one fstat: the rest in one read, if it stays
+        while chunk := os.read(fd, rest):
             parts.append(chunk)
         return b"".join(parts)
     except empty_on:  # a directory, say, opens and fails at its first read
