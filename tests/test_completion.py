@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import aq, write_job
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
+from pgserver import PgServer
 
 from aq_core import completion
 from aq_core.cli import build_parser
@@ -118,7 +118,7 @@ def test_commands_options_engines_and_files(queue: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.requires("postgresql")
-def test_job_ids_from_a_postgresql_store(pg_server: PgServer, tmp_path: Path) -> None:  # noqa: F811
+def test_job_ids_from_a_postgresql_store(pg_server: PgServer, tmp_path: Path) -> None:
     from aq_core.store_pg import init_schema
 
     url = pg_server.url(pg_server.create_database())

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from helpers import write_job
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, aqpg, dbname, new_db, runner  # noqa: F401  (new_db is a fixture)
+from pgserver import NewDb, PgServer, dbname
+from test_store_pg import aqpg, runner
 
 from aq_core.store import State
 
@@ -25,7 +25,7 @@ def add(url: str, folder: Path, root: Path, job_id: str, **front) -> None:
 
 
 def test_the_claim_query_takes_only_a_job_whose_dependencies_are_done_and_whose_time_came(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     from aq_core.store_pg import PgStore
@@ -49,7 +49,7 @@ def test_the_claim_query_takes_only_a_job_whose_dependencies_are_done_and_whose_
 
 
 def test_two_hosts_run_a_plan_in_order_and_fail_the_dependants_of_a_failed_job_once(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     url, record = new_db(), tmp_path / "record"
@@ -91,9 +91,9 @@ def test_two_hosts_run_a_plan_in_order_and_fail_the_dependants_of_a_failed_job_o
 
 
 def test_store_init_migrates_a_version_1_schema_keeping_its_jobs(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     from aq_core.store_pg.schema import MIGRATIONS, SCHEMA_VERSION
 

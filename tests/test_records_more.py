@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from helpers import aq, write_job
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
+from pgserver import PgServer
 from test_records import run_jobs
 
 from aq_core import status
@@ -45,7 +45,7 @@ def test_cancel_and_recovery_journal_the_rows_they_finish(tmp_path: Path, monkey
 
 
 def test_migrate_leaves_the_new_store_with_a_warm_rows_cache(
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
     tmp_path: Path,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
