@@ -1,6 +1,7 @@
 """Shared test set-up: every test gets its own queue root, git identity and home; tests that need a
 system tool say so with ``@pytest.mark.requires(...)`` (``tests/requires.py``); PostgreSQL tests take
-``pg_server`` (one server a session), ``new_db`` (a fresh database a test) and ``pg_pair`` from here."""
+``pg_server`` (one server a session), ``new_db`` (a fresh database a test), ``pg_store`` and ``pg_pair``
+from here."""
 
 from __future__ import annotations
 
@@ -60,6 +61,14 @@ def new_db(pg_server: PgServer) -> NewDb:
         return url
 
     return make
+
+
+@pytest.fixture
+def pg_store(new_db: NewDb, tmp_path: Path) -> Iterator:
+    """A store on a fresh database, closed after the test."""
+    store = open_store(new_db(), tmp_path / "local")
+    yield store
+    store.close()
 
 
 @pytest.fixture

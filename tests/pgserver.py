@@ -204,6 +204,25 @@ def open_store(url: str, local: Path):  # -> PgStore
     return PgStore(url, local=local)
 
 
+def make_version_1(url: str, *rows: str) -> None:
+    """Make the empty database at ``url`` as ``aq store init`` of schema version 1 made it, then run ``rows``
+    (SQL statements, e.g. the jobs it held)."""
+    import psycopg
+
+    from aq_core.store_pg.schema import MIGRATIONS
+
+    statements = [
+        "CREATE TABLE aq_schema_version (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now(),"
+        " by_aq text)",
+        *MIGRATIONS[1],
+        "INSERT INTO aq_schema_version (version) VALUES (1)",
+        *rows,
+    ]
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement.encode())  # bytes: no parameters, a '%' is a '%'
+
+
 # ``new_db(lease=None, init=True)``: the URL of a fresh database (the ``new_db`` fixture).
 NewDb = Callable[..., str]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import aq, write_job
-from pgserver import PgServer
+from pgserver import NewDb
 
 from aq_core import completion
 from aq_core.cli import build_parser
@@ -124,11 +124,8 @@ def test_commands_options_engines_and_files(queue: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.requires("postgresql")
-def test_job_ids_from_a_postgresql_store(pg_server: PgServer, tmp_path: Path) -> None:
-    from aq_core.store_pg import init_schema
-
-    url = pg_server.url(pg_server.create_database())
-    init_schema(url)
+def test_job_ids_from_a_postgresql_store(new_db: NewDb, tmp_path: Path) -> None:
+    url = new_db()
     for job_id in ("pg-one", "pg-two"):
         path = write_job(tmp_path / "jobs", job_id, {"engine": "command", "command": "true", "cwd": str(tmp_path)})
         added = subprocess.run(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers import pid_alive, wait_until
-from pgserver import NewDb, PgServer
+from pgserver import NewDb, PgServer, make_version_1
 from test_store_pg import add_jobs, aqpg, finish, recording, runner, starts
 
 from aq_core.store import State
@@ -81,19 +81,8 @@ def test_a_version_1_schema_migrates_to_the_runners_table(
     tmp_path: Path,
     pg_server: PgServer,
 ) -> None:
-    from aq_core.store_pg.connection import Connection
-    from aq_core.store_pg.schema import MIGRATIONS
-
     url = new_db(init=False)
-    conn = Connection(url)
-    conn.open()
-    try:  # a database made by the aq before the runners table
-        conn.do(lambda db, _: db.execute("CREATE TABLE aq_schema_version (version integer PRIMARY KEY, by_aq text)"))
-        for statement in MIGRATIONS[1]:
-            conn.do(lambda db, _, s=statement: db.execute(s))
-        conn.do(lambda db, _: db.execute("INSERT INTO aq_schema_version (version) VALUES (1)"))
-    finally:
-        conn.close()
+    make_version_1(url)  # a database made by the aq before the runners table
     old = aqpg(url, "stop", host="h", root=tmp_path / "r")
     assert old.returncode == 1 and "older than this aq" in old.stderr and "aq store init" in old.stderr
     migrated = aqpg(url, "store", "init", host="h", root=tmp_path / "r")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import write_job
-from pgserver import NewDb, PgServer, dbname
+from pgserver import NewDb, PgServer, dbname, make_version_1
 from test_store_pg import aqpg, runner
 
 from aq_core.store import State
@@ -95,24 +95,16 @@ def test_store_init_migrates_a_version_1_schema_keeping_its_jobs(
     tmp_path: Path,
     pg_server: PgServer,
 ) -> None:
-    from aq_core.store_pg.schema import MIGRATIONS, SCHEMA_VERSION
+    from aq_core.store_pg.schema import SCHEMA_VERSION
 
     url = new_db(init=False)
     db = dbname(url)
-    # Today's schema (version 1), as `aq store init` of the previous aq made it, with a waiting job.
-    statements = [
-        "CREATE TABLE aq_schema_version (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now(),"
-        " by_aq text)",
-        *MIGRATIONS[1],
-        "INSERT INTO aq_schema_version (version) VALUES (1)",
+    # Schema version 1, as `aq store init` of the previous aq made it, with a waiting job.
+    make_version_1(
+        url,
         "INSERT INTO aq_jobs (id, state, data, queued) VALUES ('old', 'inbox',"
         " convert_to('---\nengine: command\ncommand: \"true\"\ncwd: /tmp\n---\nold\n', 'UTF8'), 1)",
-    ]
-    import psycopg
-
-    with psycopg.connect(pg_server.url(db), autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement.encode())  # bytes: no parameters, a '%' is a '%'
+    )
 
     stale = aqpg(url, "status", host="h", root=tmp_path / "r")
     assert stale.returncode == 1 and "older than this aq" in stale.stderr

@@ -15,12 +15,12 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from helpers import aq, aq_popen, pid_alive, wait_until, write_job
-from pgserver import NewDb, PgServer, dbname, open_store
+from pgserver import NewDb, PgServer, dbname
 from test_store import StoreContract
 
 from aq_core.errors import AqError
@@ -30,13 +30,6 @@ from aq_core.store_fs import FsStore
 from aq_core.store_pg import SCHEMA_VERSION
 
 pytestmark = pytest.mark.requires("postgresql")
-
-
-@pytest.fixture
-def pg_store(new_db: NewDb, tmp_path: Path) -> Iterator:
-    store = open_store(new_db(), tmp_path / "local")
-    yield store
-    store.close()
 
 
 def aqpg(url: str, *args: str, host: str, root: Path, env: dict | None = None, timeout: float = 120):
@@ -275,18 +268,19 @@ def test_connection_errors_are_one_line_naming_host_and_db_never_the_password(
 # -- many runners, many hosts --------------------------------------------------------------------
 
 
-def test_four_hosts_run_500_jobs_each_exactly_once(new_db: NewDb, tmp_path: Path) -> None:
+def test_four_hosts_run_200_jobs_each_exactly_once(new_db: NewDb, tmp_path: Path) -> None:
+    # 200 jobs: every host claims dozens against the three others (a race a job); the many-host soak runs more.
     url = new_db()
     work, record = tmp_path / "work", tmp_path / "record.txt"
     work.mkdir()
-    jobs = {f"j{i:03d}": {"engine": "command", "cwd": str(work), "command": recording(record)} for i in range(500)}
+    jobs = {f"j{i:03d}": {"engine": "command", "cwd": str(work), "command": recording(record)} for i in range(200)}
     add_jobs(url, tmp_path / "jobs", jobs, tmp_path / "adder")
     hosts = [f"host-{n}" for n in range(4)]
     procs = [runner(url, "--once", "--workers", "2", host=h, root=tmp_path / h) for h in hosts]
     outs = finish(procs, 150)
     assert all(p.returncode == 0 for p in procs), outs
     seen = starts(record)
-    assert len(seen) == 500 and sorted(j for j, _, _ in seen) == sorted(jobs), "each job's agent started once"
+    assert len(seen) == 200 and sorted(j for j, _, _ in seen) == sorted(jobs), "each job's agent started once"
     assert {a for _, a, _ in seen} == {"1"}
     by_host = Counter(h for _, _, h in seen)
     assert set(by_host) <= set(hosts) and len(by_host) >= 2, by_host

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pgserver import NewDb, PgServer, dbname, open_store
+from pgserver import PgServer, dbname, open_store
 
 from aq_core.errors import AqError
 from aq_core.store import State
@@ -23,11 +23,8 @@ pytestmark = pytest.mark.requires("postgresql")
 
 
 @pytest.fixture
-def store(new_db: NewDb, tmp_path: Path) -> Iterator:
-    """A store on a database of its own, closed after the test."""
-    one = open_store(new_db(), tmp_path / "store")
-    yield one
-    one.close()
+def store(pg_store):  # the same store under the name these tests use
+    return pg_store
 
 
 def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:
