@@ -73,7 +73,7 @@ def test_quick_benchmark_prints_every_figure_and_runs_aq_from_its_own_bytecode(t
         [sys.executable, str(RUN), "--quick", "--keep", "--json", str(out_json)],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,  # a guard against a hang only: the quick run takes 1 to 4 min, longer under load
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     kept = _kept(proc)
