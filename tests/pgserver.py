@@ -2,8 +2,9 @@
 
 PostgreSQL refuses to run as root, so as root the server runs as the ``postgres`` system user (or
 ``nobody`` when there is none) through ``runuser``; its data directory and unix socket live in a
-temp dir owned by that user. ``pg_server`` is a session-scoped pytest fixture; ``PgServer`` can be
-used on its own (``benchmarks/claims.py``).
+temp dir owned by that user. The tests get one server a session and a fresh database a test through
+the ``pg_server`` and ``new_db`` fixtures of ``tests/conftest.py``; ``PgServer`` can be used on its own
+(``benchmarks/claims.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 SUPERUSER = "aq"
@@ -191,25 +192,40 @@ class PgServer:
         return int(rows[0][0])
 
 
+def dbname(url: str) -> str:
+    """The database name of a server URL made by :meth:`PgServer.url`."""
+    return url.rsplit("/", 1)[1].split("?")[0]
+
+
+def open_store(url: str, local: Path):  # -> PgStore
+    """A ``PgStore`` on ``url`` with its host-local files in ``local`` (aq_core imported here, not by the benchmarks)."""
+    from aq_core.store_pg import PgStore
+
+    return PgStore(url, local=local)
+
+
+def make_version_1(url: str, *rows: str) -> None:
+    """Make the empty database at ``url`` as ``aq store init`` of schema version 1 made it, then run ``rows``
+    (SQL statements, e.g. the jobs it held)."""
+    import psycopg
+
+    from aq_core.store_pg.schema import MIGRATIONS
+
+    statements = [
+        "CREATE TABLE aq_schema_version (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now(),"
+        " by_aq text)",
+        *MIGRATIONS[1],
+        "INSERT INTO aq_schema_version (version) VALUES (1)",
+        *rows,
+    ]
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement.encode())  # bytes: no parameters, a '%' is a '%'
+
+
+# ``new_db(lease=None, init=True)``: the URL of a fresh database (the ``new_db`` fixture).
+NewDb = Callable[..., str]
+
+
 def start_server(durable: bool = False, crash_safe: bool = False) -> PgServer:
     return PgServer(durable=durable, crash_safe=crash_safe).start()
-
-
-try:
-    import pytest
-except ImportError:  # the benchmarks use PgServer without pytest
-    pytest = None  # type: ignore[assignment]
-
-if pytest is not None:
-
-    @pytest.fixture(scope="session")
-    def pg_server() -> Iterator[PgServer]:
-        """A PostgreSQL server for the whole test session (skipped when its binaries are absent; failed under CI=true)."""
-        from requires import require
-
-        require("postgresql")
-        server = start_server()
-        try:
-            yield server
-        finally:
-            server.destroy()

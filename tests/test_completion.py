@@ -3,6 +3,7 @@ offers the commands, options, job ids (by state where the command needs one) and
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import aq, write_job
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
+from pgserver import NewDb
 
 from aq_core import completion
 from aq_core.cli import build_parser
@@ -21,15 +22,20 @@ from aq_core.store_fs import FsStore
 BIN = Path(sys.executable).parent  # where this environment's `aq` script is
 
 
+@functools.cache
+def _bash_script(path: str) -> str:
+    """What ``aq completion bash`` prints, asked once (the same text every time, as the last test checks)."""
+    return subprocess.run(
+        ["aq", "completion", "bash"], env={**os.environ, "PATH": path}, capture_output=True, text=True, check=True
+    ).stdout
+
+
 def _bash_complete(words: list[str], cwd: Path, env: dict[str, str] | None = None) -> list[str]:
     """Return what bash offers for the last of ``words`` (``words[0]`` is ``aq``), as a user pressing Tab."""
     full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
-    script = subprocess.run(
-        ["aq", "completion", "bash"], env=full_env, capture_output=True, text=True, check=True
-    ).stdout
     driver = "\n".join(
         [
-            script,
+            _bash_script(full_env["PATH"]),
             f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)})",
             f"COMP_CWORD={len(words) - 1}",
             f"COMP_LINE={shlex.quote(' '.join(words))}",
@@ -53,9 +59,9 @@ def _bash_complete(words: list[str], cwd: Path, env: dict[str, str] | None = Non
 def queue(tmp_path: Path) -> Path:
     """A queue with a job in each state: fix-api (inbox), doc-typo (building), fix-db (failed), old-run (done)."""
     root, jobs = tmp_path / "queue", tmp_path / "jobs"
-    for job_id in ("fix-api", "doc-typo", "fix-db", "old-run"):
-        path = write_job(jobs, job_id, {"engine": "command", "command": "true", "cwd": str(tmp_path)})
-        assert aq("add", str(path), root=root).returncode == 0
+    front = {"engine": "command", "command": "true", "cwd": str(tmp_path)}
+    paths = [str(write_job(jobs, job_id, front)) for job_id in ("fix-api", "doc-typo", "fix-db", "old-run")]
+    assert aq("add", *paths, root=root).returncode == 0
     store = FsStore(root)
     assert store.claim("doc-typo")
     assert store.claim("fix-db") and store.move("fix-db", State.BUILDING, State.FAILED)
@@ -118,11 +124,8 @@ def test_commands_options_engines_and_files(queue: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.requires("postgresql")
-def test_job_ids_from_a_postgresql_store(pg_server: PgServer, tmp_path: Path) -> None:  # noqa: F811
-    from aq_core.store_pg import init_schema
-
-    url = pg_server.url(pg_server.create_database())
-    init_schema(url)
+def test_job_ids_from_a_postgresql_store(new_db: NewDb, tmp_path: Path) -> None:
+    url = new_db()
     for job_id in ("pg-one", "pg-two"):
         path = write_job(tmp_path / "jobs", job_id, {"engine": "command", "command": "true", "cwd": str(tmp_path)})
         added = subprocess.run(

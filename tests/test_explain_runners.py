@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 from helpers import aq, aq_popen, pid_alive, wait_until, write_job
-from pgserver import pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import new_db  # noqa: F401  (new_db is a fixture)
 
 LEASE = 2.0  # seconds: a killed runner's row on PostgreSQL runs out soon after
 

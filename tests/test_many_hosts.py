@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from helpers import pid_alive, wait_until
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, add_jobs, aqpg, finish, new_db, recording, runner, starts  # noqa: F401
+from pgserver import NewDb, PgServer, make_version_1
+from test_store_pg import add_jobs, aqpg, finish, recording, runner, starts
 
 from aq_core.store import State
 from aq_core.store_pg import SCHEMA_VERSION
@@ -25,7 +25,7 @@ SOAK = Path(__file__).resolve().parent.parent / "scripts" / "soak_pg.py"
 
 
 @needs_postgresql
-def test_aq_stop_from_a_third_host_stops_every_hosts_runners(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+def test_aq_stop_from_a_third_host_stops_every_hosts_runners(new_db: NewDb, tmp_path: Path) -> None:
     from aq_core.store_pg import PgStore
 
     url = new_db()
@@ -77,23 +77,12 @@ def test_aq_stop_from_a_third_host_stops_every_hosts_runners(new_db: NewDb, tmp_
 
 @needs_postgresql
 def test_a_version_1_schema_migrates_to_the_runners_table(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
-    from aq_core.store_pg.connection import Connection
-    from aq_core.store_pg.schema import MIGRATIONS
-
     url = new_db(init=False)
-    conn = Connection(url)
-    conn.open()
-    try:  # a database made by the aq before the runners table
-        conn.do(lambda db, _: db.execute("CREATE TABLE aq_schema_version (version integer PRIMARY KEY, by_aq text)"))
-        for statement in MIGRATIONS[1]:
-            conn.do(lambda db, _, s=statement: db.execute(s))
-        conn.do(lambda db, _: db.execute("INSERT INTO aq_schema_version (version) VALUES (1)"))
-    finally:
-        conn.close()
+    make_version_1(url)  # a database made by the aq before the runners table
     old = aqpg(url, "stop", host="h", root=tmp_path / "r")
     assert old.returncode == 1 and "older than this aq" in old.stderr and "aq store init" in old.stderr
     migrated = aqpg(url, "store", "init", host="h", root=tmp_path / "r")
@@ -108,10 +97,10 @@ def test_a_version_1_schema_migrates_to_the_runners_table(
 
 @needs_postgresql
 def test_an_expired_lease_is_left_to_its_own_host_for_one_more_lease_while_a_runner_lives_there(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     from aq_core.procs import start_time
     from aq_core.store_pg import PgStore

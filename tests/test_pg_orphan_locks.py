@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from helpers import pid_alive, wait_until
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, add_jobs, dbname, finish, new_db, recording, runner, starts  # noqa: F401
+from pgserver import NewDb, PgServer, dbname
+from test_store_pg import add_jobs, finish, recording, runner, starts
 
 from aq_core.store import State
 
@@ -56,7 +56,7 @@ def _runner_dies(url: str, tmp_path: Path, record: Path) -> int:
     return agent
 
 
-def _orphan_locked_elsewhere(url: str, tmp_path: Path, pg_server: PgServer, record: Path) -> tuple[int, int]:  # noqa: F811
+def _orphan_locked_elsewhere(url: str, tmp_path: Path, pg_server: PgServer, record: Path) -> tuple[int, int]:
     """Host A's runner dies in job ``j``'s first attempt; a process of host B takes ``j``'s lock
     and dies. Return the agent's pid and host B's dead holder's."""
     agent = _runner_dies(url, tmp_path, record)
@@ -92,9 +92,9 @@ def _check_recovered_once(url: str, tmp_path: Path, record: Path, agent: int) ->
 
 
 def test_once_on_the_orphans_host_waits_for_another_hosts_recovery_to_let_the_lock_go(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     url = new_db()  # a 30 s lease: nothing here runs out by itself
     record = tmp_path / "record.txt"
@@ -119,9 +119,9 @@ def test_once_on_the_orphans_host_waits_for_another_hosts_recovery_to_let_the_lo
 
 
 def test_once_alone_waits_for_a_dead_holders_lock_to_run_out(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     url = new_db()
     record = tmp_path / "record.txt"
@@ -145,7 +145,7 @@ def test_once_alone_waits_for_a_dead_holders_lock_to_run_out(
 
 
 def test_a_dead_runners_job_whose_lock_is_free_is_not_waited_for_twice(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     """An orphan whose lock is taken on the first pass is recovered at once; nothing is waited for."""
@@ -160,9 +160,9 @@ def test_a_dead_runners_job_whose_lock_is_free_is_not_waited_for_twice(
 
 
 def test_the_soak_names_the_holders_of_a_job_left_in_building(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import importlib.util

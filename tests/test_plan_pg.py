@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from helpers import write_job
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, aqpg, dbname, new_db, runner  # noqa: F401  (new_db is a fixture)
+from pgserver import NewDb, PgServer, dbname, make_version_1
+from test_store_pg import aqpg, runner
 
 from aq_core.store import State
 
@@ -25,7 +25,7 @@ def add(url: str, folder: Path, root: Path, job_id: str, **front) -> None:
 
 
 def test_the_claim_query_takes_only_a_job_whose_dependencies_are_done_and_whose_time_came(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     from aq_core.store_pg import PgStore
@@ -49,7 +49,7 @@ def test_the_claim_query_takes_only_a_job_whose_dependencies_are_done_and_whose_
 
 
 def test_two_hosts_run_a_plan_in_order_and_fail_the_dependants_of_a_failed_job_once(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     url, record = new_db(), tmp_path / "record"
@@ -91,28 +91,20 @@ def test_two_hosts_run_a_plan_in_order_and_fail_the_dependants_of_a_failed_job_o
 
 
 def test_store_init_migrates_a_version_1_schema_keeping_its_jobs(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
-    from aq_core.store_pg.schema import MIGRATIONS, SCHEMA_VERSION
+    from aq_core.store_pg.schema import SCHEMA_VERSION
 
     url = new_db(init=False)
     db = dbname(url)
-    # Today's schema (version 1), as `aq store init` of the previous aq made it, with a waiting job.
-    statements = [
-        "CREATE TABLE aq_schema_version (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now(),"
-        " by_aq text)",
-        *MIGRATIONS[1],
-        "INSERT INTO aq_schema_version (version) VALUES (1)",
+    # Schema version 1, as `aq store init` of the previous aq made it, with a waiting job.
+    make_version_1(
+        url,
         "INSERT INTO aq_jobs (id, state, data, queued) VALUES ('old', 'inbox',"
         " convert_to('---\nengine: command\ncommand: \"true\"\ncwd: /tmp\n---\nold\n', 'UTF8'), 1)",
-    ]
-    import psycopg
-
-    with psycopg.connect(pg_server.url(db), autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement.encode())  # bytes: no parameters, a '%' is a '%'
+    )
 
     stale = aqpg(url, "status", host="h", root=tmp_path / "r")
     assert stale.returncode == 1 and "older than this aq" in stale.stderr

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from helpers import aq, write_job
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
+from pgserver import NewDb
 from test_records import run_jobs
 
 from aq_core import status
@@ -45,14 +45,13 @@ def test_cancel_and_recovery_journal_the_rows_they_finish(tmp_path: Path, monkey
 
 
 def test_migrate_leaves_the_new_store_with_a_warm_rows_cache(
-    pg_server: PgServer,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    from aq_core.store_pg import PgStore, init_schema
+    from aq_core.store_pg import PgStore
 
-    url = pg_server.url(pg_server.create_database())
-    init_schema(url)
+    url = new_db()
     root = tmp_path / "fsq"
     run_jobs(root, tmp_path, 4)
     fs_rows = json.loads(aq("status", "--json", root=root).stdout)["jobs"]  # warm: carried as they are

@@ -15,12 +15,12 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from helpers import aq, aq_popen, pid_alive, wait_until, write_job
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
+from pgserver import NewDb, PgServer, dbname
 from test_store import StoreContract
 
 from aq_core.errors import AqError
@@ -30,36 +30,6 @@ from aq_core.store_fs import FsStore
 from aq_core.store_pg import SCHEMA_VERSION
 
 pytestmark = pytest.mark.requires("postgresql")
-
-NewDb = Callable[..., str]
-
-
-@pytest.fixture
-def new_db(pg_server: PgServer) -> NewDb:  # noqa: F811
-    """Make an empty database with the aq schema; return its URL (``lease=`` seconds if given)."""
-    from aq_core.store_pg import init_schema
-
-    def make(lease: float | None = None, init: bool = True) -> str:
-        name = pg_server.create_database()
-        url = pg_server.url(name) if lease is None else pg_server.url(name, lease=lease)
-        if init:
-            init_schema(url)
-        return url
-
-    return make
-
-
-@pytest.fixture
-def pg_store(new_db: NewDb, tmp_path: Path) -> Iterator:
-    from aq_core.store_pg import PgStore
-
-    store = PgStore(new_db(), local=tmp_path / "local")
-    yield store
-    store.close()
-
-
-def dbname(url: str) -> str:
-    return url.rsplit("/", 1)[1].split("?")[0]
 
 
 def aqpg(url: str, *args: str, host: str, root: Path, env: dict | None = None, timeout: float = 120):
@@ -118,7 +88,7 @@ class TestPgStore(StoreContract):
     def store(self, pg_store):
         return pg_store
 
-    def test_meta_is_insert_only_in_the_database(self, pg_store, pg_server: PgServer) -> None:  # noqa: F811
+    def test_meta_is_insert_only_in_the_database(self, pg_store, pg_server: PgServer) -> None:
         pg_store.add("a", b"A", {"x": 1})
         pg_store.append_meta("a", {"x": 2})
         db = dbname(pg_store.url)
@@ -189,7 +159,7 @@ def test_a_lock_of_a_dead_process_frees_at_once_on_its_host_and_after_the_lease_
 def test_a_lease_taken_over_is_reported_lost_and_the_old_holder_cannot_move_the_job(
     new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     from aq_core.store_pg import PgStore
 
@@ -262,7 +232,7 @@ def test_racing_claims_on_many_processes_have_exactly_one_winner(pg_store, tmp_p
 def test_store_init_is_idempotent_and_a_newer_schema_is_a_clear_error(
     new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     url = new_db(init=False)
     before = aqpg(url, "status", host="h", root=tmp_path / "r")
@@ -281,7 +251,7 @@ def test_store_init_is_idempotent_and_a_newer_schema_is_a_clear_error(
 
 
 def test_connection_errors_are_one_line_naming_host_and_db_never_the_password(
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
     tmp_path: Path,
 ) -> None:
     refused = aq("--store", "postgresql://aq:s3cret@127.0.0.1:1/somedb", "status", root=tmp_path / "r")
@@ -298,18 +268,19 @@ def test_connection_errors_are_one_line_naming_host_and_db_never_the_password(
 # -- many runners, many hosts --------------------------------------------------------------------
 
 
-def test_four_hosts_run_500_jobs_each_exactly_once(new_db: NewDb, tmp_path: Path) -> None:
+def test_four_hosts_run_200_jobs_each_exactly_once(new_db: NewDb, tmp_path: Path) -> None:
+    # 200 jobs: every host claims dozens against the three others (a race a job); the many-host soak runs more.
     url = new_db()
     work, record = tmp_path / "work", tmp_path / "record.txt"
     work.mkdir()
-    jobs = {f"j{i:03d}": {"engine": "command", "cwd": str(work), "command": recording(record)} for i in range(500)}
+    jobs = {f"j{i:03d}": {"engine": "command", "cwd": str(work), "command": recording(record)} for i in range(200)}
     add_jobs(url, tmp_path / "jobs", jobs, tmp_path / "adder")
     hosts = [f"host-{n}" for n in range(4)]
     procs = [runner(url, "--once", "--workers", "2", host=h, root=tmp_path / h) for h in hosts]
     outs = finish(procs, 150)
     assert all(p.returncode == 0 for p in procs), outs
     seen = starts(record)
-    assert len(seen) == 500 and sorted(j for j, _, _ in seen) == sorted(jobs), "each job's agent started once"
+    assert len(seen) == 200 and sorted(j for j, _, _ in seen) == sorted(jobs), "each job's agent started once"
     assert {a for _, a, _ in seen} == {"1"}
     by_host = Counter(h for _, _, h in seen)
     assert set(by_host) <= set(hosts) and len(by_host) >= 2, by_host
@@ -324,7 +295,7 @@ def test_four_hosts_run_500_jobs_each_exactly_once(new_db: NewDb, tmp_path: Path
             assert sum(1 for k, _ in m.pairs if k == "claimed") == 1
 
 
-def test_dropped_connections_mid_run_are_survived(new_db: NewDb, tmp_path: Path, pg_server: PgServer) -> None:  # noqa: F811
+def test_dropped_connections_mid_run_are_survived(new_db: NewDb, tmp_path: Path, pg_server: PgServer) -> None:
     url = new_db()
     work, record = tmp_path / "work", tmp_path / "record.txt"
     work.mkdir()

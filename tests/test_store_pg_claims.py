@@ -14,8 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, dbname, new_db  # noqa: F401  (new_db is a fixture)
+from pgserver import PgServer, dbname, open_store
 
 from aq_core.errors import AqError
 from aq_core.store import State
@@ -23,31 +22,12 @@ from aq_core.store import State
 pytestmark = pytest.mark.requires("postgresql")
 
 
-def _store(url: str, local: Path):
-    from aq_core.store_pg import PgStore
-
-    return PgStore(url, local=local)
-
-
 @pytest.fixture
-def store(new_db: NewDb, tmp_path: Path) -> Iterator:  # noqa: F811
-    """A store on a database of its own, closed after the test."""
-    one = _store(new_db(), tmp_path / "store")
-    yield one
-    one.close()
+def store(pg_store):  # the same store under the name these tests use
+    return pg_store
 
 
-@pytest.fixture
-def pair(new_db: NewDb, tmp_path: Path) -> Iterator[tuple]:  # noqa: F811
-    """(url, a store, another store) on one database of their own, closed after the test."""
-    url = new_db()
-    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
-    yield url, store, other
-    store.close()
-    other.close()
-
-
-def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:  # noqa: F811
+def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:
     return pg_server.sql(
         "SELECT state, lease_token, lease_host, lease_pid, lease_expires > now() FROM aq_jobs WHERE id = %s",
         (job_id,),
@@ -55,8 +35,8 @@ def _row(pg_server: PgServer, url: str, job_id: str) -> tuple:  # noqa: F811
     )[0]
 
 
-def test_a_claim_writes_the_claimers_lease_and_wins_once_across_stores(pair, pg_server: PgServer) -> None:  # noqa: F811
-    url, store, other = pair
+def test_a_claim_writes_the_claimers_lease_and_wins_once_across_stores(pg_pair, pg_server: PgServer) -> None:
+    url, store, other = pg_pair
     store.add("j1", b"x", {})
     store.add("later", b"x", {"not_before": 4102444800})  # 2100: not yet
     store.add("child", b"x", {"after": "j1"})
@@ -69,7 +49,7 @@ def test_a_claim_writes_the_claimers_lease_and_wins_once_across_stores(pair, pg_
     assert other.locate("later") is State.INBOX
 
 
-def test_a_claim_on_a_new_connection_prepares_its_statement_again(store, pg_server: PgServer) -> None:  # noqa: F811
+def test_a_claim_on_a_new_connection_prepares_its_statement_again(store, pg_server: PgServer) -> None:
     for job_id in ("a", "b", "c"):
         store.add(job_id, b"x", {})
     assert store.claim("a")
@@ -82,33 +62,27 @@ def test_a_claim_on_a_new_connection_prepares_its_statement_again(store, pg_serv
 
 
 def test_a_claim_whose_answer_was_lost_is_not_applied_twice_and_returns_its_win(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
+    pg_pair: tuple,
 ) -> None:
-    url = new_db()
-    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
-    try:
-        store.add("j", b"x", {})
-        store.add("k", b"x", {})
-        first, calls = store.conn.first, []
+    _, store, other = pg_pair
+    store.add("j", b"x", {})
+    store.add("k", b"x", {})
+    first, calls = store.conn.first, []
 
-        def answer_lost(conn, statement, args):
-            calls.append(args[0])
-            result = first(conn, statement, args)
-            if len(calls) == 1:
-                conn.close()  # committed, and the connection gone before the answer came back
-                raise psycopg.OperationalError("server closed the connection unexpectedly")
-            return result
+    def answer_lost(conn, statement, args):
+        calls.append(args[0])
+        result = first(conn, statement, args)
+        if len(calls) == 1:
+            conn.close()  # committed, and the connection gone before the answer came back
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return result
 
-        store.conn.first = answer_lost
-        assert store.claim("j")  # retried on a new connection: found committed by its own token
-        assert calls == ["j"]  # the retry asked whether it was applied, and did not claim again
-        assert store.coord.holding("j") is True
-        assert not other.claim("j")
-        assert store.claim("k") and calls == ["j", "k"]
-    finally:
-        store.close()
-        other.close()
+    store.conn.first = answer_lost
+    assert store.claim("j")  # retried on a new connection: found committed by its own token
+    assert calls == ["j"]  # the retry asked whether it was applied, and did not claim again
+    assert store.coord.holding("j") is True
+    assert not other.claim("j")
+    assert store.claim("k") and calls == ["j", "k"]
 
 
 def test_an_error_in_a_prepared_statement_is_raised_and_the_connection_still_serves(store) -> None:
@@ -141,7 +115,7 @@ def test_a_job_another_claim_holds_is_skipped_not_waited_for(store) -> None:
 
 def test_a_claim_confirms_locks_whose_names_need_quoting_and_fails_when_one_is_gone(
     store,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     names = ['gpu "1", {a}', "back\\slash", "", "plain"]
     store.add("a", b"x", {})
@@ -168,10 +142,10 @@ def test_a_claim_prepares_its_statement_again_when_the_session_forgot_it(store) 
 
 
 def test_a_claim_the_database_lost_fails_its_first_append_and_every_write_after(
-    pair,
-    pg_server: PgServer,  # noqa: F811
+    pg_pair,
+    pg_server: PgServer,
 ) -> None:
-    url, store, other = pair
+    url, store, other = pg_pair
     for job in ("lost", "kept"):
         store.add(job, b"x", {})
         assert store.claim(job)
@@ -220,7 +194,7 @@ def test_a_claim_lost_in_a_server_crash_never_starts_the_agent_and_the_job_runs_
     work, starts = tmp_path / "work", tmp_path / "starts"
     work.mkdir()
     job = f'---\nengine: command\ncwd: {work}\ncommand: ["sh", "-c", "echo started >> {starts}"]\n---\nGo.\n'
-    store = _store(url, tmp_path / "host")
+    store = open_store(url, tmp_path / "host")
     claimed, crashes, after = store.coord.claimed, [], []
     db = url.rsplit("/", 1)[1].split("?")[0]
 

@@ -11,18 +11,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pgserver import pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, _dead_lock_holder, new_db  # noqa: F401  (new_db is a fixture)
+from pgserver import NewDb, open_store
+from test_store_pg import _dead_lock_holder
 
 from aq_core.store import State
 
 pytestmark = pytest.mark.requires("postgresql")
-
-
-def _store(url: str, local: Path):
-    from aq_core.store_pg import PgStore
-
-    return PgStore(url, local=local)
 
 
 def _statements(store) -> list[str]:
@@ -47,13 +41,13 @@ def _statements(store) -> list[str]:
 
 
 def test_a_lock_lost_to_a_live_holder_is_one_statement_and_a_dead_holders_is_taken(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = new_db()
     monkeypatch.setenv("AQ_HOST_ID", "here")
-    with _store(url, tmp_path / "a") as holder, _store(url, tmp_path / "b") as other:
+    with open_store(url, tmp_path / "a") as holder, open_store(url, tmp_path / "b") as other:
         lock = holder.coord.try_lock_to_claim("job:x")
         assert lock is not None
         sent = _statements(other)
@@ -69,7 +63,7 @@ def test_a_lock_lost_to_a_live_holder_is_one_statement_and_a_dead_holders_is_tak
         taken.release()
 
     _dead_lock_holder(url, tmp_path, "here")  # holds "lock:shared" and was killed
-    with _store(url, tmp_path / "c") as store:
+    with open_store(url, tmp_path / "c") as store:
         sent = _statements(store)
         lock = store.coord.try_lock_to_claim("lock:shared")
         assert lock is not None, "the holder's pid is dead on this host: taken over at once"
@@ -79,10 +73,10 @@ def test_a_lock_lost_to_a_live_holder_is_one_statement_and_a_dead_holders_is_tak
         lock.release()
 
 
-def test_the_reads_through_libpq_answer_as_psycopg_does(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+def test_the_reads_through_libpq_answer_as_psycopg_does(new_db: NewDb, tmp_path: Path) -> None:
     url = new_db()
     values = {"note": "line one\nline two ü €", "empty": "", "count": 3}
-    with _store(url, tmp_path / "a") as store:
+    with open_store(url, tmp_path / "a") as store:
         store.add("b", b"B", {"priority": 5})
         store.add("a", b"A", values)
         store.add("c", b"C", {})
@@ -108,16 +102,16 @@ def test_the_reads_through_libpq_answer_as_psycopg_does(new_db: NewDb, tmp_path:
     assert record.get("why") == "again" and record.number("paused_until") == 12.5
     assert ahead.pairs == record.pairs
     assert token == counter == 3
-    with _store(url, tmp_path / "b") as store:
+    with open_store(url, tmp_path / "b") as store:
         assert store.read_meta("nobody").pairs == [] and store.engines.read("none").pairs == []
 
 
 def test_the_runners_claim_returns_the_jobs_meta_for_the_next_read_until_the_store_writes(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     url = new_db()
-    with _store(url, tmp_path / "a") as store:
+    with open_store(url, tmp_path / "a") as store:
         store.add("j", b"J", {"note": "line one\nü", "attempts": 2})
         store.add("k", b"K", {"note": "k"})
         store.add("bare", b"B", {})

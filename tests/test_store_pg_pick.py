@@ -12,9 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from pgserver import pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, new_db  # noqa: F401  (new_db is a fixture)
-from test_store_pg_perjob import _store
+from pgserver import NewDb, open_store
 
 from aq_core.store import State
 
@@ -44,10 +42,10 @@ def _sent(store) -> list[str]:
 
 
 @pytest.fixture
-def stores(new_db: NewDb, tmp_path: Path) -> Iterator[tuple]:  # noqa: F811
+def stores(new_db: NewDb, tmp_path: Path) -> Iterator[tuple]:
     """(URL, a store, another host's store) on a new database."""
     url = new_db()
-    with _store(url, tmp_path / "a") as store, _store(url, tmp_path / "b") as other:
+    with open_store(url, tmp_path / "a") as store, open_store(url, tmp_path / "b") as other:
         yield url, store, other
 
 

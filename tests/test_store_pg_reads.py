@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, aqpg, dbname, new_db  # noqa: F401  (new_db is a fixture)
+from pgserver import NewDb, PgServer, dbname
+from test_store_pg import aqpg
 from test_store_pg_rows import _drop_meta, _reads
 
 from aq_core.records import FORMAT
@@ -79,9 +79,9 @@ def aq_migrate(root: Path, url: str, host_root: Path):
 
 
 def test_a_new_host_prints_the_filesystem_stores_bytes_from_the_server_and_builds_no_cache(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     url = new_db()
     _, expected = _migrated(tmp_path, url)
@@ -97,9 +97,9 @@ def test_a_new_host_prints_the_filesystem_stores_bytes_from_the_server_and_build
 
 
 def test_rows_the_server_lacks_or_holds_stale_are_computed_and_kept_and_the_output_is_the_same(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     url = new_db()
     _, expected = _migrated(tmp_path, url)
@@ -121,7 +121,7 @@ def test_rows_the_server_lacks_or_holds_stale_are_computed_and_kept_and_the_outp
 
 
 def test_waiting_jobs_beside_the_servers_rows_print_as_on_a_host_with_a_cache(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     from helpers import write_job
@@ -148,9 +148,9 @@ def test_waiting_jobs_beside_the_servers_rows_print_as_on_a_host_with_a_cache(
 
 
 def test_store_init_migrates_version_4_and_fills_what_the_server_prints_from(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import psycopg
@@ -180,7 +180,7 @@ def test_store_init_migrates_version_4_and_fills_what_the_server_prints_from(
 
 
 def test_a_host_with_a_cache_writes_one_view_that_status_and_insights_share(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     url = new_db()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from helpers import aq, write_job
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, aqpg, dbname, new_db  # noqa: F401  (new_db is a fixture)
+from pgserver import NewDb, PgServer, dbname
+from test_store_pg import aqpg
 
 from aq_core.meta import Meta
 from aq_core.store import State
@@ -33,7 +33,7 @@ def _reads(root: Path, url: str | None = None, host: str = "h") -> dict[str, str
     return out
 
 
-def _drop_meta(pg_server: PgServer, url: str) -> None:  # noqa: F811
+def _drop_meta(pg_server: PgServer, url: str) -> None:
     """Take every meta line away (the insert-only trigger set aside): a read that still works read none."""
     db = dbname(url)
     pg_server.sql("ALTER TABLE aq_meta DISABLE TRIGGER aq_meta_insert_only", dbname=db)
@@ -42,9 +42,9 @@ def _drop_meta(pg_server: PgServer, url: str) -> None:  # noqa: F811
 
 
 def test_reads_on_postgresql_equal_the_filesystem_store_and_a_new_host_reads_no_meta(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     root = tmp_path / "fsq"
     queue_data.add_finished_jobs(root, 0, 300)
@@ -62,9 +62,9 @@ def test_reads_on_postgresql_equal_the_filesystem_store_and_a_new_host_reads_no_
 
 
 def test_the_runner_keeps_each_finished_row_and_a_moved_job_is_never_shown_from_a_stale_one(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     url, work = new_db(), tmp_path / "work"
     work.mkdir()
@@ -97,9 +97,9 @@ def test_the_runner_keeps_each_finished_row_and_a_moved_job_is_never_shown_from_
 
 
 def test_store_init_migrates_version_3_and_keeps_the_rows_of_finished_jobs(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from aq_core.records import SUMMARY
@@ -150,7 +150,7 @@ def test_store_init_migrates_version_3_and_keeps_the_rows_of_finished_jobs(
     assert _reads(tmp_path / "new-host", url, host="new-host") == expected
 
 
-def test_store_init_again_is_a_no_op(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+def test_store_init_again_is_a_no_op(new_db: NewDb, tmp_path: Path) -> None:
     url = new_db()
     again = subprocess.run(
         [sys.executable, "-m", "aq_core", "store", "init", "--store", url], capture_output=True, text=True

@@ -11,18 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, add_jobs, aqpg, dbname, new_db  # noqa: F401  (new_db is a fixture)
+from pgserver import NewDb, PgServer, dbname, open_store
+from test_store_pg import add_jobs, aqpg
 
 from aq_core.store import State
 
 pytestmark = pytest.mark.requires("postgresql")
-
-
-def _store(url: str, local: Path):
-    from aq_core.store_pg import PgStore
-
-    return PgStore(url, local=local)
 
 
 def _counting(store) -> list[int]:
@@ -56,67 +50,61 @@ def _lose_the_line_not_waited_for(server: PgServer, url: str, job: str) -> None:
 
 
 def test_reads_ahead_answer_as_fresh_reads_in_one_query_and_see_the_stores_own_writes(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
+    pg_pair: tuple,
 ) -> None:
-    url = new_db()
-    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
-    try:
-        for n in range(3):
-            store.add(f"j{n}", f"job {n}\n".encode(), {"add_dir": "/x", "priority": n})
-        store.claim("j2")
-        ids = ["j0", "j1", "j2", "nope"]
-        fresh = {
-            i: (
+    _, store, other = pg_pair
+    for n in range(3):
+        store.add(f"j{n}", f"job {n}\n".encode(), {"add_dir": "/x", "priority": n})
+    store.claim("j2")
+    ids = ["j0", "j1", "j2", "nope"]
+    fresh = {
+        i: (
+            store.read_meta(i).last,
+            store.coord.job_version(i, State.INBOX),
+            store.coord.job_version(i, State.BUILDING),
+            store.entry(i, State.INBOX),
+        )
+        for i in ids
+    }
+    calls = _counting(store)
+    with store.prefetched(ids):
+        assert calls[0] == 1
+        for i in ids[:3]:
+            got = (
                 store.read_meta(i).last,
                 store.coord.job_version(i, State.INBOX),
                 store.coord.job_version(i, State.BUILDING),
                 store.entry(i, State.INBOX),
             )
-            for i in ids
-        }
-        calls = _counting(store)
-        with store.prefetched(ids):
-            assert calls[0] == 1
-            for i in ids[:3]:
-                got = (
-                    store.read_meta(i).last,
-                    store.coord.job_version(i, State.INBOX),
-                    store.coord.job_version(i, State.BUILDING),
-                    store.entry(i, State.INBOX),
-                )
-                assert got == fresh[i], i
-            assert store.read_job("j0", State.INBOX) == b"job 0\n"
-            assert calls[0] == 1
-            assert store.read_meta("nope").last == fresh["nope"][0]  # not in the database: read as before
-            assert calls[0] == 2
-            # Another writer's line is not in what was read ahead; this store's own writes are.
-            other.append_meta("j1", {"by_other": 1})
-            assert "by_other" not in store.read_meta("j1").last
-            store.append_meta("j0", {"mine": 1})
-            assert store.read_meta("j0").get("mine") == "1"
-            assert store.move("j1", State.INBOX, State.FAILED)
-            assert store.entry("j1", State.INBOX) is None
-            assert store.coord.job_version("j1", State.FAILED) is not None
-            # Reads ahead are this thread's: another thread reads the database.
-            seen = []
-            reader = threading.Thread(target=lambda: seen.append(store.read_meta("j0").get("mine")))
-            reader.start()
-            reader.join()
-            assert seen == ["1"]
-        assert store.read_meta("j1").get("by_other") == "1"
-    finally:
-        store.close()
-        other.close()
+            assert got == fresh[i], i
+        assert store.read_job("j0", State.INBOX) == b"job 0\n"
+        assert calls[0] == 1
+        assert store.read_meta("nope").last == fresh["nope"][0]  # not in the database: read as before
+        assert calls[0] == 2
+        # Another writer's line is not in what was read ahead; this store's own writes are.
+        other.append_meta("j1", {"by_other": 1})
+        assert "by_other" not in store.read_meta("j1").last
+        store.append_meta("j0", {"mine": 1})
+        assert store.read_meta("j0").get("mine") == "1"
+        assert store.move("j1", State.INBOX, State.FAILED)
+        assert store.entry("j1", State.INBOX) is None
+        assert store.coord.job_version("j1", State.FAILED) is not None
+        # Reads ahead are this thread's: another thread reads the database.
+        seen = []
+        reader = threading.Thread(target=lambda: seen.append(store.read_meta("j0").get("mine")))
+        reader.start()
+        reader.join()
+        assert seen == ["1"]
+    assert store.read_meta("j1").get("by_other") == "1"
 
 
 def test_meta_appended_without_waiting_is_committed_again_with_the_next_durable_append(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     url = new_db()
-    store = _store(url, tmp_path / "a")
+    store = open_store(url, tmp_path / "a")
     try:
         _claim_with_a_line_not_waited_for(store, ("lost", "kept"))
         _lose_the_line_not_waited_for(pg_server, url, "lost")
@@ -141,39 +129,33 @@ def test_meta_appended_without_waiting_is_committed_again_with_the_next_durable_
 
 
 def test_a_lock_taken_to_claim_is_confirmed_by_the_claim_and_a_lost_one_fails_it(
-    new_db: NewDb,  # noqa: F811
-    tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_pair: tuple,
+    pg_server: PgServer,
 ) -> None:
-    url = new_db()
-    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
-    try:
-        for job in ("a", "b"):
-            store.add(job, b"x", {})
-        lock = store.coord.try_lock_to_claim("job:a")
-        assert lock is not None
-        assert other.coord.try_lock("job:a") is None  # seen by every runner at once
-        # A server crash may lose a commit that did not wait for the disk: take the row away.
-        pg_server.sql("DELETE FROM aq_locks WHERE name = 'job:a'", dbname=dbname(url))
-        assert not store.claim("a")  # the claim applies only while the lock is held
-        assert store.locate("a") is State.INBOX
-        lock.release()
-        lock = store.coord.try_lock_to_claim("job:b")
-        assert store.claim("b")
-        assert store.coord.unconfirmed() == []  # the claim confirmed it (durable with the claim's first append)
-        assert other.coord.try_lock("job:b") is None
-        lock.release()
-    finally:
-        store.close()
-        other.close()
+    url, store, other = pg_pair
+    for job in ("a", "b"):
+        store.add(job, b"x", {})
+    lock = store.coord.try_lock_to_claim("job:a")
+    assert lock is not None
+    assert other.coord.try_lock("job:a") is None  # seen by every runner at once
+    # A server crash may lose a commit that did not wait for the disk: take the row away.
+    pg_server.sql("DELETE FROM aq_locks WHERE name = 'job:a'", dbname=dbname(url))
+    assert not store.claim("a")  # the claim applies only while the lock is held
+    assert store.locate("a") is State.INBOX
+    lock.release()
+    lock = store.coord.try_lock_to_claim("job:b")
+    assert store.claim("b")
+    assert store.coord.unconfirmed() == []  # the claim confirmed it (durable with the claim's first append)
+    assert other.coord.try_lock("job:b") is None
+    lock.release()
 
 
 def test_engine_records_read_ahead_in_one_query_and_an_append_is_seen(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     url = new_db()
-    store = _store(url, tmp_path / "a")
+    store = open_store(url, tmp_path / "a")
     try:
         store.engines.append("claude", {"paused": 1, "pause_until": 5})
         store.engines.append("codex", {"limit_streak": 2})
@@ -191,11 +173,11 @@ def test_engine_records_read_ahead_in_one_query_and_an_append_is_seen(
 
 
 def test_a_move_to_done_brings_the_meta_its_row_is_computed_from(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     url = new_db()
-    store = _store(url, tmp_path / "a")
+    store = open_store(url, tmp_path / "a")
     try:
         for job in ("a", "b"):
             store.add(job, b"x", {"add_dir": "/x"})
@@ -216,7 +198,7 @@ def test_a_move_to_done_brings_the_meta_its_row_is_computed_from(
 
 
 def test_reads_ahead_hold_one_chunk_at_a_time_in_the_order_given(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -224,7 +206,7 @@ def test_reads_ahead_hold_one_chunk_at_a_time_in_the_order_given(
 
     monkeypatch.setattr(pg, "PREFETCH_CHUNK", 2)
     url = new_db()
-    store = _store(url, tmp_path / "a")
+    store = open_store(url, tmp_path / "a")
     try:
         ids = [f"j{n}" for n in range(5)]
         for n, job in enumerate(ids):
@@ -239,7 +221,7 @@ def test_reads_ahead_hold_one_chunk_at_a_time_in_the_order_given(
         store.close()
 
 
-def test_a_connection_left_busy_by_a_cut_off_pipeline_counts_as_lost(new_db: NewDb) -> None:  # noqa: F811
+def test_a_connection_left_busy_by_a_cut_off_pipeline_counts_as_lost(new_db: NewDb) -> None:
     import psycopg
 
     from aq_core.store_pg.connection import _connection_lost
@@ -275,7 +257,7 @@ def test_writes_that_need_not_wait_for_the_disk_commit_without_waiting_and_durab
     try:
         url = server.url(server.create_database())
         init_schema(url)
-        store = _store(url, tmp_path / "a")
+        store = open_store(url, tmp_path / "a")
         for job in ("finished", "next"):
             store.add(job, b"x", {})
         assert store.claim("finished")
@@ -314,7 +296,7 @@ def test_writes_that_need_not_wait_for_the_disk_commit_without_waiting_and_durab
         server.destroy()
 
 
-def test_a_cancel_written_in_meta_by_another_host_ends_the_agent(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+def test_a_cancel_written_in_meta_by_another_host_ends_the_agent(new_db: NewDb, tmp_path: Path) -> None:
     """The meta version the runner notes as the agent starts comes from the attempt's record; a cancel
     another host writes after it (here: the agent itself, then it sleeps) ends the agent."""
     url = new_db()
@@ -330,7 +312,7 @@ def test_a_cancel_written_in_meta_by_another_host_ends_the_agent(new_db: NewDb, 
     )
     ran = aqpg(url, "run", "--once", host="host-a", root=tmp_path / "a")
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    store = _store(url, tmp_path / "check")
+    store = open_store(url, tmp_path / "check")
     try:
         meta = store.read_meta("asked")
         assert (meta.get("result"), meta.get("attempts")) == ("cancelled", "1")
@@ -339,7 +321,7 @@ def test_a_cancel_written_in_meta_by_another_host_ends_the_agent(new_db: NewDb, 
         store.close()
 
 
-def test_a_decision_and_its_move_commit_in_one_statement(new_db: NewDb, tmp_path: Path, pg_server: PgServer) -> None:  # noqa: F811
+def test_a_decision_and_its_move_commit_in_one_statement(new_db: NewDb, tmp_path: Path, pg_server: PgServer) -> None:
     """``transitions.finish`` on PostgreSQL: the decision's lines, the claim's lines committed without
     waiting, and the move in one round trip; the finished row is computed from all of them; a move
     that finds the job gone still appends the lines, as the two calls did."""
@@ -347,7 +329,7 @@ def test_a_decision_and_its_move_commit_in_one_statement(new_db: NewDb, tmp_path
     from aq_core.journal import Journal
 
     url = new_db()
-    store = _store(url, tmp_path / "a")
+    store = open_store(url, tmp_path / "a")
     journal = Journal(store)
     try:
         _claim_with_a_line_not_waited_for(store, ("ok", "gone"))
@@ -382,31 +364,26 @@ def test_a_decision_and_its_move_commit_in_one_statement(new_db: NewDb, tmp_path
         store.close()
 
 
-def test_the_meta_version_after_a_durable_append_needs_no_round_trip(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+def test_the_meta_version_after_a_durable_append_needs_no_round_trip(pg_pair: tuple) -> None:
     """The runner asks for the job's meta version right after the attempt's record: the append told it."""
-    url = new_db()
-    store, other = _store(url, tmp_path / "a"), _store(url, tmp_path / "b")
-    try:
-        store.add("job", b"x", {"engine": "command"})
-        assert store.claim("job")
-        store.append_meta("job", {"claimed": 1}, durable=False)
-        store.append_meta("job", {"attempt": 1, "attempts": 1})
-        calls = _counting(store)
-        assert store.coord.meta_version("job") == 4 == len(store.read_meta("job").pairs)
-        assert calls[0] == 1  # the read, not the version
-        other.append_meta("job", {"cancel_requested": 1})  # another host asks to cancel
-        assert store.coord.meta_version("job") == 5  # asked again: the server's count
-        assert calls[0] == 2
-    finally:
-        store.close()
-        other.close()
+    _, store, other = pg_pair
+    store.add("job", b"x", {"engine": "command"})
+    assert store.claim("job")
+    store.append_meta("job", {"claimed": 1}, durable=False)
+    store.append_meta("job", {"attempt": 1, "attempts": 1})
+    calls = _counting(store)
+    assert store.coord.meta_version("job") == 4 == len(store.read_meta("job").pairs)
+    assert calls[0] == 1  # the read, not the version
+    other.append_meta("job", {"cancel_requested": 1})  # another host asks to cancel
+    assert store.coord.meta_version("job") == 5  # asked again: the server's count
+    assert calls[0] == 2
 
 
-def test_a_finished_jobs_kept_row_goes_with_the_release_of_its_lock(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+def test_a_finished_jobs_kept_row_goes_with_the_release_of_its_lock(new_db: NewDb, tmp_path: Path) -> None:
     """The row kept for a job moved into done/ under its lock (an attempt, a recovery) is written by
     the lock's release, in its one statement; without the lock it is written at once."""
     url = new_db()
-    store = _store(url, tmp_path / "a")
+    store = open_store(url, tmp_path / "a")
 
     def kept(job: str) -> tuple:
         return tuple(

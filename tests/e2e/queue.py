@@ -55,21 +55,22 @@ def run_until_paused(
 ) -> dict[str, str]:
     """Run the queue until ``job_id`` is back in inbox/ with its engine paused and the ``done`` jobs are done (the
     runner goes on with other engines meanwhile); stop the runner; return the job's meta."""
+
+    def settled() -> str:
+        state = state_of(root, job_id)
+        if state in ("done", "failed"):  # it ended instead of pausing: nothing brings it back, stop waiting
+            return state
+        paused = state == "inbox" and "pause_until" in meta(root, job_id)
+        return "paused" if paused and all(state_of(root, other) == "done" for other in done) else ""
+
     runner = aq_popen("run", root=root, env=env)
     try:
-        wait_until(
-            lambda: (
-                state_of(root, job_id) == "inbox"
-                and "pause_until" in meta(root, job_id)
-                and all(state_of(root, other) == "done" for other in done)
-            ),
-            timeout,
-            "the limit",
-        )
+        outcome = wait_until(settled, timeout, "the limit")
     finally:
         runner.send_signal(signal.SIGTERM)
         output, _ = runner.communicate(timeout=60)
     print(output)
+    assert outcome == "paused", f"{job_id} ended in {outcome}/, not paused: {meta(root, job_id)}\n{output[-3000:]}"
     return meta(root, job_id)
 
 
