@@ -17,7 +17,7 @@ from typing import Protocol
 
 from aq_core import plugins, sandbox, spawn, transitions
 from aq_core.attempt_end import AttemptEnd, spent_on
-from aq_core.checkpoint import CheckpointContext, MetaOnDemand
+from aq_core.checkpoint import CheckpointContext
 from aq_core.config import QueueConfig
 from aq_core.engine import LaunchContext, Outcome
 from aq_core.errors import AqError
@@ -88,12 +88,12 @@ class Attempt(AttemptEnd):
         self.lease_lost.set()
 
     def checkpoint_ctx(self, workdir: Path, result: str | None, meta: Meta | None = None) -> CheckpointContext:
-        job_id = self.job.id
+        meta = meta if meta is not None else self.store.read_meta(self.job.id)
         return CheckpointContext(
-            job_id=job_id,
+            job_id=self.job.id,
             workdir=workdir,
             result=result,
-            meta=meta.last if meta is not None else MetaOnDemand(lambda: self.store.read_meta(job_id).last),
+            meta=meta.last,
             isolation=self.job.isolation,
             protected=self.runner.config.protected_branches,
             log=self.say,

@@ -1,9 +1,8 @@
-"""The ``checkpoint`` hook's context: what a VCS plugin is told about the work it preserves, and the
-job's meta in it read only when a plugin looks."""
+"""The ``checkpoint`` hook's context: what a VCS plugin is told about the work it preserves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,33 +37,3 @@ class CheckpointContext:
     log: Callable[[str], None]
     settings: Mapping[str, Any] = field(default_factory=dict)
     base_commit: str | None = None
-
-
-class MetaOnDemand(Mapping[str, str]):
-    """A job's meta (the last value of each key) read when a plugin first looks at it.
-
-    The runner hands the ``finish`` stage a context without having read meta: the git plugin's answer
-    for a job that ran in place needs none, and a read is an ``open`` and a parse for every job."""
-
-    __slots__ = ("_read", "_last")
-
-    def __init__(self, read: Callable[[], Mapping[str, str]]) -> None:
-        self._read = read
-        self._last: Mapping[str, str] | None = None
-
-    def _values(self) -> Mapping[str, str]:
-        if self._last is None:
-            self._last = self._read()
-        return self._last
-
-    def __getitem__(self, key: str) -> str:
-        return self._values()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values())
-
-    def __len__(self) -> int:
-        return len(self._values())
-
-    def __repr__(self) -> str:
-        return f"MetaOnDemand({dict(self._values())!r})"

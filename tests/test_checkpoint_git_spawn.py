@@ -1,5 +1,5 @@
-"""What the runner does per job with git checkpoints and need not: git started by its full path (found
-once per PATH, found again when it goes), and the ``finish`` stage's meta read only when a plugin looks."""
+"""What the runner does per job with git checkpoints and need not: git started by its full path, found
+once per PATH and found again when it goes; a job in place still ends on its work branch."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from gitutil import git, head, init_repo, note_git_calls
 from gitutil import git_calls_since as calls
 from helpers import aq, write_job
 
-from aq_core import hookimpl, plugins
-from aq_core.checkpoint import CheckpointContext, MetaOnDemand
+from aq_core import plugins
+from aq_core.checkpoint import CheckpointContext
 from aq_core.git_repo import find_repo, git_program
 from aq_core.journal import Journal
 from aq_core.runner import Runner
@@ -68,57 +68,6 @@ def test_a_relative_folder_on_path_is_searched_each_time(tmp_path: Path, monkeyp
     (tmp_path / "bin" / "git").chmod(0o755)
     monkeypatch.chdir(tmp_path)
     assert git_program(b"bin") == "git"  # a relative answer depends on the folder: never kept
-
-
-def test_meta_on_demand_reads_once_at_the_first_look() -> None:
-    reads: list[int] = []
-
-    def read() -> dict[str, str]:
-        reads.append(1)
-        return {"wip_branch": "aq/wip/j", "attempts": "1"}
-
-    meta = MetaOnDemand(read)
-    assert reads == []
-    assert meta.get("wip_branch") == "aq/wip/j" and "attempts" in meta and meta.get("nope") is None
-    assert dict(meta) == {"wip_branch": "aq/wip/j", "attempts": "1"} and len(meta) == 2
-    assert reads == [1]
-
-
-class Recorder:
-    """A checkpoint plugin that answers for one work tree and notes the meta each stage was shown."""
-
-    def __init__(self, mine: Path) -> None:
-        self.mine, self.seen = mine, {}
-
-    @hookimpl
-    def checkpoint(self, stage: str, ctx: CheckpointContext) -> dict[str, str] | None:
-        if ctx.workdir != self.mine:
-            return None
-        self.seen[stage] = dict(ctx.meta)
-        return {"prepare": {"recorder_prepared": "1"}, "commit": {"recorder_commit": "c1"}}.get(stage)
-
-
-def test_the_finish_stage_sees_the_jobs_meta_so_far(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AQ_LOAD_PLUGINS")
-    work = tmp_path / "work"
-    work.mkdir()
-    root = tmp_path / "root"
-    job = write_job(tmp_path / "jobs", "fin", {"engine": "command", "cwd": str(work), "command": ["true"]}, "Go.\n")
-    assert aq("add", str(job), root=root).returncode == 0
-    store = FsStore(root)
-    recorder = Recorder(work)
-    pm = plugins.plugin_manager()
-    pm.register(recorder, name="recorder")
-    try:
-        assert Runner(store, workers=1, once=True, journal=Journal(store, out=io.StringIO())).run() == 0
-    finally:
-        pm.unregister(recorder)
-    assert (root / "done" / "fin.md").is_file()
-    finish = recorder.seen["finish"]
-    # Everything recorded before it: the claim, the prepare stage's answer, the attempt, the commit's answer.
-    assert finish["cwd"] == str(work) and finish["recorder_prepared"] == "1" and finish["attempts"] == "1"
-    assert finish["recorder_commit"] == "c1" and finish["result"] == "ok"
-    assert "recorder_commit" not in recorder.seen["commit"]
 
 
 def test_an_in_place_job_still_ends_on_its_work_branch(repo: Path, tmp_path: Path) -> None:
