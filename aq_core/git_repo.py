@@ -211,6 +211,7 @@ _PROGRAMS: dict[bytes | None, str] = {}
 
 
 def _start(argv: list[str], env: dict[bytes, bytes], stdin: str | None) -> tuple[int, bytes, bytes]:
+    """Run ``argv``, fed ``stdin`` when given; return its exit code, stdout and stderr."""
     if stdin is None:
         return _capture(argv, env)
     proc = subprocess.run(argv, env=env, input=stdin.encode(), capture_output=True, check=False)
