@@ -30,23 +30,22 @@ def repo(tmp_path: Path) -> Path:
     return init_repo(tmp_path / "repo", files={"a.txt": "a\n"})
 
 
-def test_git_is_started_by_the_path_a_search_of_path_finds(repo: Path, tmp_path: Path) -> None:
+def test_git_is_started_by_the_path_a_search_of_path_finds(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     log, path = note_git_calls(tmp_path, os.environ["PATH"])
     assert git_program(path.encode()) == str(tmp_path / "shim" / "git")  # the first on PATH, as exec finds
-    os.environ["PATH"], old = path, os.environ["PATH"]
-    try:
-        found = find_repo(repo)
-        assert found is not None
-        assert found.status().clean
-        assert calls(log) == ["status"]
-        # The git found is removed: the next git is searched for again and found further on PATH.
-        (tmp_path / "shim" / "git").unlink()
-        assert found.status().clean
-        assert calls(log) == []
-        assert git_program(path.encode()) != str(tmp_path / "shim" / "git")
-        assert found.status().clean
-    finally:
-        os.environ["PATH"] = old
+    monkeypatch.setenv("PATH", path)
+    found = find_repo(repo)
+    assert found is not None
+    assert found.status().clean
+    assert calls(log) == ["status"]
+    # The git found is removed: the next git is searched for again and found further on PATH.
+    (tmp_path / "shim" / "git").unlink()
+    assert found.status().clean
+    assert calls(log) == []
+    assert git_program(path.encode()) != str(tmp_path / "shim" / "git")
+    assert found.status().clean
 
 
 def test_no_git_on_path_is_reported_as_before(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
