@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import stat
 import subprocess
 import time
@@ -101,16 +102,21 @@ class Repo:
         full_env = _git_env()
         if env:
             full_env.update((os.fsencode(k), os.fsencode(v)) for k, v in env.items())
-        argv = ["git", *GIT_OPTIONS, "-C", str(self.top), *args]
+        path = full_env.get(b"PATH")
+        argv = [git_program(path), *GIT_OPTIONS, "-C", str(self.top), *args]
         # ``subprocess``, not ``os.posix_spawnp``: CPython holds the GIL through ``posix_spawnp``, which
         # returns only once the child has exec'd git (1-2 ms, more on a busy machine), so every other
         # thread of the runner (the other workers, the main loop) stood still for each git a checkpoint
         # runs; ``subprocess`` starts the child with the GIL released, for about the same CPU.
-        if stdin is None:
-            code, out, raw_err = _capture(argv, full_env)
-        else:
-            proc = subprocess.run(argv, env=full_env, input=stdin.encode(), capture_output=True, check=False)
-            code, out, raw_err = proc.returncode, proc.stdout, proc.stderr
+        try:
+            code, out, raw_err = _start(argv, full_env, stdin)
+        except OSError as exc:
+            if argv[0] == "git" or exc.filename != argv[0]:
+                raise
+            # The git found earlier could not be started (removed, moved): forget it and search again.
+            _PROGRAMS.pop(path, None)
+            argv[0] = "git"
+            code, out, raw_err = _start(argv, full_env, stdin)
         err = raw_err.decode(errors="replace").strip()
         if code not in ok:
             detail = next((line for line in err.splitlines() if line.startswith(("fatal:", "error:"))), "")
@@ -184,6 +190,32 @@ class Repo:
             return frozenset(os.listdir(self.git_dir))
         except OSError:
             return frozenset()
+
+
+def git_program(path: bytes | None) -> str:
+    """git's full path as an exec along ``path`` (git's ``PATH``) would find it; ``"git"`` when none is.
+
+    Looked up once per ``PATH`` for the process's life (a git installed later in an earlier folder of
+    ``PATH`` is used by the next runner): given a bare name, ``subprocess`` joins it to every folder of
+    ``PATH`` in Python for each git, and the child tries an exec in each folder before git's."""
+    found = _PROGRAMS.get(path)
+    if found is None:
+        search = os.defpath if path is None else os.fsdecode(path)
+        which = shutil.which("git", path=search)
+        # Only a full path is kept: a relative one (a `.` in PATH) means another file in another folder.
+        found = _PROGRAMS[path] = which if which and os.path.isabs(which) else "git"
+    return found
+
+
+_PROGRAMS: dict[bytes | None, str] = {}
+
+
+def _start(argv: list[str], env: dict[bytes, bytes], stdin: str | None) -> tuple[int, bytes, bytes]:
+    """Run ``argv``, fed ``stdin`` when given; return its exit code, stdout and stderr."""
+    if stdin is None:
+        return _capture(argv, env)
+    proc = subprocess.run(argv, env=env, input=stdin.encode(), capture_output=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def _capture(argv: list[str], env: dict[bytes, bytes]) -> tuple[int, bytes, bytes]:
