@@ -211,7 +211,16 @@ def print_status(store: Store, as_json: bool) -> None:
 
     if _from_server(store, "status-json" if as_json else "status"):
         return
-    entries = store.scan()
+    status_columns = getattr(store, "status_columns", None)  # a store's own columns (PostgreSQL)
+    if status_columns is not None and _stdout_takes_bytes():
+        live, columns = status_columns()
+        view = open_view(store, listing_key([], columns) if columns[0] else None)
+        if view is not None and (as_json or view.head["widths"]):  # no object per finished job
+            _print_from_view(store, view, live, lambda: _states_of(live, columns), as_json)
+            return
+        entries = live + _entries_of(columns)
+    else:
+        entries = store.scan()
     live, finished = _split(entries)
     columns = listing_columns(finished)
     key = listing_key(finished, columns) if finished else None
@@ -229,7 +238,30 @@ def print_status(store: Store, as_json: bool) -> None:
         else:
             _print_table(rows, engines)
         return
+    _print_from_view(store, view, live, lambda: {e.id: e.state.value for e in entries}, as_json)
+
+
+def _entries_of(columns: list[list]) -> list[Entry]:
+    """The finished entries of a listing's ``columns`` (``listing_columns``' inverse)."""
+    from itertools import repeat
+
+    states = map((State.DONE, State.FAILED).__getitem__, columns[0])
+    return list(map(tuple.__new__, repeat(Entry), zip(columns[1], states, columns[2], columns[3], strict=True)))
+
+
+def _states_of(live: list[Entry], columns: list[list]) -> dict[str, str]:
+    """Every job's state by id, from the live entries and the finished listing's columns."""
+    states = dict(zip(columns[1], map(("done", "failed").__getitem__, columns[0]), strict=True))
+    states.update((e.id, e.state.value) for e in live)
+    return states
+
+
+def _print_from_view(store: Store, view: View, live: list[Entry], states_of: Any, as_json: bool) -> None:
+    """``aq status`` with the finished jobs from ``view``: the ``live`` entries' rows rendered, every
+    job's state (``states_of()``) only when a waiting job waits for others."""
     import itertools
+
+    from aq_core.status import engine_rows, status_rows
 
     rows = status_rows(store, entries=live)
     engines = engine_rows(store, itertools.chain(rows, view.recent()))
@@ -240,7 +272,7 @@ def print_status(store: Store, as_json: bool) -> None:
         view.copy("status", out)
         out.write(f'], "engines": {json.dumps(engines)}}}\n')
         return
-    _print_table_with(view, rows, entries)
+    _print_table_with(view, rows, states_of)
     from aq_core.status import render_engines
 
     text = render_engines(engines)
@@ -280,13 +312,13 @@ def _print_table(rows: list, engines: list) -> None:
         print("\n" + text)
 
 
-def _print_table_with(view: View, rows: list, entries: list[Entry]) -> None:
+def _print_table_with(view: View, rows: list, states_of: Any) -> None:
     """The status table: the live ``rows`` rendered, the finished jobs' lines from ``view``."""
     from aq_core.table import column_widths, head_lines
 
     states: dict[str, str] = {}
     if any(row.get("after") for row in rows):  # what a waiting job waits for needs every job's state
-        states = {e.id: e.state.value for e in entries}
+        states = states_of()
     pairs = [row_cells(row, time.time(), states) for row in rows]
     kept = view.head["widths"]
     widths = [max(a, b) for a, b in zip(column_widths([c for c, _ in pairs], HEADERS), kept, strict=True)]

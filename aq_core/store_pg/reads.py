@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from aq_core.records import SUMMARY
@@ -31,40 +33,39 @@ _USABLE = "coalesce(row_token = op_token AND row_layout = %(layout)s, false)"
 _KEPT = f"state IN ('done', 'failed') AND {_USABLE}"
 _MISSES = f"SELECT id, state, queued, op_token FROM aq_jobs WHERE state IN ('done', 'failed') AND NOT {_USABLE}"
 _LIVE = "SELECT id, state, queued, op_token FROM aq_jobs WHERE state IN ('inbox', 'building')"
-# The finished jobs in status order (failed, then done; oldest first in each: ``status.in_status_order``),
-# a usable kept row's cells or JSON text, else what the host needs to compute it (in its place). The
-# order names the table's columns: a CASE column is named after its ELSE branch's (``queued``).
+# The finished jobs of one state in status order (oldest first: ``status.in_status_order``), a usable
+# kept row's cells or JSON text, else what the host needs to compute it (in its place). One state a
+# statement (failed, then done): a sort whose first key is the queue time compares in its sort slots,
+# where a first key of the state's two values sent nearly every comparison to the wide row (twice the
+# server's CPU at 100,000 jobs). The order names the table's columns: a CASE column is named after its
+# ELSE branch's (``queued``).
 _STATUS = f"""
 SELECT id, state, row_finished, CASE WHEN {_USABLE} THEN {{column}} END,
     CASE WHEN {_USABLE} THEN NULL ELSE queued END, CASE WHEN {_USABLE} THEN NULL ELSE op_token END
-FROM aq_jobs j WHERE state IN ('done', 'failed') ORDER BY j.state = 'done', j.queued, j.id COLLATE "C"
+FROM aq_jobs j WHERE state = %(state)s ORDER BY j.queued, j.id COLLATE "C"
 """
 # ``insights.select``'s order: newest first (finished or 0), then id, descending.
 _NEWEST = 'ORDER BY j.row_finished DESC, j.id COLLATE "C" DESC'
-# ``insights.rollup``'s sums per engine in one scan: a job counts under its engine, its spend under
-# each engine it ran on.
+# ``insights.rollup``'s figures in one scan, per pair of the job's engine and the engine it spent on
+# (mostly the same one: a handful of groups): a job counts under its engine, its spend under each engine
+# it ran on; a fallback's spend on several engines comes back as its JSON, summed on the host. The host
+# adds the pairs up per engine (``rollup``): counts and token sums are integers, durations and costs
+# arrays summed with ``math.fsum``, so the figures do not depend on how the jobs were grouped. (A lateral
+# join of the three kinds of spend per row cost the server twice the CPU of this plain grouping.)
 _SUMS = f"""
-SELECT s.engine, count(*) FILTER (WHERE s.job), count(*) FILTER (WHERE s.job AND row_result = 'ok'),
-    count(*) FILTER (WHERE s.job AND state = 'failed'),
-    array_agg(row_duration) FILTER (WHERE s.job AND row_duration IS NOT NULL),
-    sum(s.tin), sum(s.tout), sum(s.tcached), array_agg(s.cost) FILTER (WHERE s.cost IS NOT NULL), bool_or(s.est)
-FROM aq_jobs j CROSS JOIN LATERAL (
-    SELECT row_engine, true, NULL::numeric, NULL::numeric, NULL::numeric, NULL::float8, NULL::boolean
-    WHERE row_engine <> ''
-    UNION ALL
-    SELECT spend_engine, false, spend_in, spend_out, spend_cached, spend_cost, spend_est WHERE spend_engine IS NOT NULL
-    UNION ALL
-    SELECT x.key, false, (x.value->>'tokens_in')::numeric, (x.value->>'tokens_out')::numeric,
-        (x.value->>'tokens_cached')::numeric, (x.value->>'cost_usd')::float8,
-        coalesce((x.value->>'cost_estimated')::boolean, false)
-    FROM json_each(spend_multi::json) AS x
-) AS s(engine, job, tin, tout, tcached, cost, est)
-WHERE {_KEPT} GROUP BY s.engine
+SELECT row_engine, spend_engine, count(*), count(*) FILTER (WHERE row_result = 'ok'),
+    count(*) FILTER (WHERE state = 'failed'), array_agg(row_duration) FILTER (WHERE row_duration IS NOT NULL),
+    sum(spend_in), sum(spend_out), sum(spend_cached), array_agg(spend_cost) FILTER (WHERE spend_cost IS NOT NULL),
+    bool_or(spend_est), array_agg(spend_multi) FILTER (WHERE spend_multi IS NOT NULL)
+FROM aq_jobs WHERE {_KEPT} GROUP BY row_engine, spend_engine
 """
 # Every finished job with what it sorts by: a usable kept row's JSON text, else NULL (the host
-# computes it). The host sorts them: a server sorts a hundred thousand JSON texts on disk.
+# computes it). The host sorts them: a server sorts a hundred thousand JSON texts on disk. The texts
+# come as bytes (read in binary: no decoding of 80 MB into text on the host, nor encoding it again for
+# the output); they are ASCII (``json``'s default), the same bytes in any encoding stdout may have.
 _TEXTS = (
-    f"SELECT row_finished, id, CASE WHEN {_USABLE} THEN row_json END FROM aq_jobs WHERE state IN ('done', 'failed')"
+    f"SELECT row_finished, id, convert_to(CASE WHEN {_USABLE} THEN row_json END, 'UTF8') FROM aq_jobs"
+    " WHERE state IN ('done', 'failed')"
 )
 _TOP = f"SELECT row_json FROM aq_jobs j WHERE {_KEPT} {_NEWEST} LIMIT %(limit)s"
 _COUNTS = f"SELECT count(*), count(*) FILTER (WHERE NOT {_USABLE}) FROM aq_jobs WHERE state IN ('done', 'failed')"
@@ -105,13 +106,15 @@ def _snapshot(db: Any, store: Any, what: str, params: dict) -> tuple:
         _begin(db)
         if what in ("status", "status-json"):
             live = db.execute(_LIVE).fetchall()
-            column = "row_cells" if what == "status" else "row_json"
-            return ("ok", live, db.execute(_STATUS.format(column=column), params).fetchall(), None)
+            query = _STATUS.format(column="row_cells" if what == "status" else "row_json")
+            rows = db.execute(query, {**params, "state": "failed"}).fetchall()
+            rows += db.execute(query, {**params, "state": "done"}).fetchall()
+            return ("ok", live, rows, None)
         # The sums are a scan of their own: a second connection runs them in the same snapshot meanwhile.
         sums = _Sums(store, db.execute("SELECT pg_export_snapshot()").fetchone()[0], params)
         if what == "insights-json":
-            texts = db.execute(_TEXTS, params).fetchall()
-            count, missing = len(texts), sum(1 for _, _, text in texts if text is None)
+            texts = db.cursor(binary=True).execute(_TEXTS, params).fetchall()
+            count, missing = len(texts), None in map(itemgetter(2), texts)
         else:
             texts = db.execute(_TOP, params).fetchall()
             count, missing = db.execute(_COUNTS, params).fetchone()
@@ -120,7 +123,7 @@ def _snapshot(db: Any, store: Any, what: str, params: dict) -> tuple:
         if what == "insights-json":
             # insights.select's order: newest first (finished or 0), then id, descending (ids are unique)
             texts.sort(reverse=True)
-            texts = [(text,) for _, _, text in texts]
+            texts = list(map(itemgetter(2), texts))
         return ("ok", [], texts, (sums.result(db, params), count))
 
 
@@ -171,10 +174,20 @@ def _print(store: Any, what: str, limit: int, live: list, rows: list, extra: Any
     sums, count = extra
     engines = rollup(sums)
     if what == "insights-json":
+        from aq_core.views import _stdout_takes_bytes
+
         out = sys.stdout
         out.write('{"jobs": [')
+        out.flush()
+        binary = out.buffer if _stdout_takes_bytes() else None
         for start in range(0, len(rows), 2000):
-            out.write(("," if start else "") + ",".join([text for (text,) in rows[start : start + 2000]]))
+            piece = (b"," if start else b"") + b",".join(rows[start : start + 2000])
+            if binary is not None:
+                binary.write(piece)
+            else:
+                out.write(piece.decode())
+        if binary is not None:
+            binary.flush()
         out.write(f'], "engines": {json.dumps(engines)}}}\n')
     else:
         from aq_core.insights import render_overview
@@ -185,9 +198,10 @@ def _print(store: Any, what: str, limit: int, live: list, rows: list, extra: Any
 
 def _fill_misses(store: Any, rows: list, cells: bool) -> None:
     """Put the rows of finished jobs the server had no usable row for in their places (computed here)."""
-    at = [i for i, row in enumerate(rows) if row[4] is not None]
-    if not at:
+    queued = list(map(itemgetter(4), rows))
+    if queued.count(None) == len(queued):
         return
+    at = [i for i, value in enumerate(queued) if value is not None]
     misses = [Entry(rows[i][0], State(rows[i][1]), rows[i][4], rows[i][5]) for i in at]
     for i, (_, text, summary, kept) in zip(at, _keep_misses(store, misses), strict=True):
         finished = summary[_FINISHED]
@@ -237,16 +251,44 @@ def _status_table(store: Any, live: list, rows: list) -> None:
         if any(row.get("after") for row in live_rows):  # what a waiting job waits for: every job's state
             states.update((row[0], row[1]) for row in rows)
         pairs = [row_cells(row, now, states) for row in live_rows]
-        for row in rows:
-            parts = row[3].split(CELLS) if row[3] is not None else ()
-            if len(parts) != 8:  # a separator inside a value: the cells from the row itself
-                parts = _cells_again(store, row[0])
-            pairs.append((parts[:7], parts[7]))
+        parts = _finished_parts(store, rows)
         widths = column_widths([cells for cells, _ in pairs], HEADERS)
-        print("\n".join(head_lines(HEADERS, widths) + body_lines(pairs, widths)))
+        for i, width in enumerate(widths):
+            if parts:
+                widths[i] = max(width, *map(len, map(itemgetter(i), parts)))
+        print("\n".join(head_lines(HEADERS, widths) + body_lines(pairs, widths) + _finished_lines(parts, widths)))
     text = render_engines(engine_rows(store, _recent(live_rows, rows)))
     if text:
         print("\n" + text)
+
+
+def _finished_parts(store: Any, rows: list) -> list[list[str]]:
+    """Each finished row's 7 cells and sub-line, split from its kept cells by C-level maps (a Python
+    loop over every row cost about as much as the rest of the read)."""
+    texts = list(map(itemgetter(3), rows))
+    if None in texts:  # a separator inside a value: no kept cells (cells from the row itself, below)
+        texts = [CELLS if text is None else text for text in texts]
+    parts = list(map(str.split, texts, repeat(CELLS)))
+    if set(map(len, parts)) != {8}:
+        for i, cells in enumerate(parts):
+            if len(cells) != 8:
+                parts[i] = _cells_again(store, rows[i][0])
+    return parts
+
+
+def _finished_lines(parts: list[list[str]], widths: list[int]) -> list[str]:
+    """``status.body_lines`` of the finished rows' ``parts``: the extra eighth value (the sub-line) is
+    ignored by the format, so no row is sliced."""
+    from aq_core.table import row_format
+
+    form = row_format(widths)
+    out: list[str] = []
+    append = out.append
+    for cells in parts:
+        append(form(*cells).rstrip())
+        if cells[7]:
+            append("  └ " + cells[7])
+    return out
 
 
 def _cells_again(store: Any, job_id: str) -> list[str]:
@@ -261,22 +303,40 @@ def _cells_again(store: Any, job_id: str) -> list[str]:
 
 
 def rollup(sums: list[tuple]) -> list[dict[str, Any]]:
-    """``insights.rollup``'s rows from the server's figures per engine (``_SUMS``), made into
+    """``insights.rollup``'s rows from the server's figures per pair of engines (``_SUMS``), made into
     ``aq_core.rollup``'s tally (a token sum with its count of jobs that had one: 1 stands for "some")."""
-    from aq_core.rollup import finish
+    from aq_core.rollup import TOKENS, finish
 
     acc: dict[str, dict[str, Any]] = {}
-    for engine, count, ok, failed, durations, tokens_in, tokens_out, tokens_cached, costs, est in sums:
-        tokens = []
-        for total in (tokens_in, tokens_out, tokens_cached):
-            tokens += [0, 0] if total is None else [1, int(total)]
-        acc[engine] = {
-            "jobs": count,
-            "ok": ok,
-            "failed": failed,
-            "durs": durations or [],
-            "costs": costs or [],
-            "est": int(bool(est)),
-            "tokens": tokens,
-        }
+
+    def slot(engine: str) -> dict[str, Any]:
+        got = acc.get(engine)
+        if got is None:
+            got = acc[engine] = {"jobs": 0, "ok": 0, "failed": 0, "durs": [], "costs": [], "est": 0, "tokens": [0] * 6}
+        return got
+
+    def spend(engine: str, tokens: tuple, cost: list, est: bool) -> None:
+        into = slot(engine)
+        for i, total in enumerate(tokens):
+            if total is not None:
+                into["tokens"][2 * i] = 1
+                into["tokens"][2 * i + 1] += int(total)
+        into["costs"] += cost
+        into["est"] = int(into["est"] or bool(est))
+
+    for engine, spent_on, count, ok, failed, durations, tin, tout, tcached, costs, est, multi in sums:
+        if engine:  # a file that never validated ran on no engine
+            into = slot(engine)
+            into["jobs"] += count
+            into["ok"] += ok
+            into["failed"] += failed
+            into["durs"] += durations or []
+        if spent_on is not None:
+            spend(spent_on, (tin, tout, tcached), costs or [], est)
+        for text in multi or ():
+            for name, values in json.loads(text).items():
+                cost = values.get("cost_usd")
+                spend(
+                    name, tuple(map(values.get, TOKENS)), [] if cost is None else [cost], values.get("cost_estimated")
+                )
     return finish(acc)

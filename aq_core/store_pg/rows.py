@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from aq_core.store import Entry
+from aq_core.store import Entry, State
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.lockrows import NO_WAIT
 
@@ -70,6 +70,34 @@ SELECT array_agg(id) FILTER (WHERE state = 'done'), array_agg(queued) FILTER (WH
     array_agg(queued) FILTER (WHERE state = 'failed'), array_agg(op_token) FILTER (WHERE state = 'failed')
 FROM aq_jobs
 """
+# The same, and the waiting and running jobs' entries (a few), from the same scan.
+_LIVE = "state IN ('inbox', 'building')"
+STATUS_COLUMNS = FINISHED_COLUMNS.replace(
+    "\nFROM aq_jobs",
+    "".join(f", array_agg({name}) FILTER (WHERE {_LIVE})" for name in ("id", "state", "queued", "op_token"))
+    + "\nFROM aq_jobs",
+)
+
+
+def listing(in_table_order: Any, live: bool = False) -> Any:
+    """``views.listing_columns`` of the finished jobs (``PgStore.finished_columns``), from the arrays of
+    one query over the table in its order (``in_table_order``); with ``live``, (the waiting and running
+    jobs' entries, those columns): ``PgStore.status_columns``, ``scan()`` in one query without an object
+    per finished job."""
+    row = in_table_order(STATUS_COLUMNS if live else FINISHED_COLUMNS, binary=True)[0]
+    done_ids, done_queued, done_tokens, failed_ids, failed_queued, failed_tokens = row[:6]
+    done_ids, failed_ids = done_ids or [], failed_ids or []
+    columns = [
+        [0] * len(done_ids) + [1] * len(failed_ids),
+        done_ids + failed_ids,
+        (done_queued or []) + (failed_queued or []),
+        (done_tokens or []) + (failed_tokens or []),
+    ]
+    if not live:
+        return columns
+    ids, states, queued, tokens = (values or [] for values in row[6:])
+    entries = [Entry(*entry) for entry in zip(ids, map(State, states), queued, tokens, strict=True)]
+    return entries, columns
 
 
 def _number(value: Any, kind: type) -> bool:

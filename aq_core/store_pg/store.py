@@ -313,18 +313,12 @@ class PgStore(Store):
         return self._grouped((State.DONE, State.FAILED))
 
     def finished_columns(self) -> list[list]:
-        """``views.listing_columns(scan_finished())`` without an object per job: the columns as arrays,
-        in the same order, decoded in C."""
-        done_ids, done_queued, done_tokens, failed_ids, failed_queued, failed_tokens = self._in_table_order(
-            kept_rows.FINISHED_COLUMNS, binary=True
-        )[0]
-        done_ids, failed_ids = done_ids or [], failed_ids or []
-        return [
-            [0] * len(done_ids) + [1] * len(failed_ids),
-            done_ids + failed_ids,
-            (done_queued or []) + (failed_queued or []),
-            (done_tokens or []) + (failed_tokens or []),
-        ]
+        """``views.listing_columns(scan_finished())`` without an object per job (``rows.listing``)."""
+        return kept_rows.listing(self._in_table_order)
+
+    def status_columns(self) -> tuple[list[Entry], list[list]]:
+        """``scan()``'s waiting and running entries, and ``finished_columns()``, from one query."""
+        return kept_rows.listing(self._in_table_order, live=True)
 
     def _grouped(self, states: tuple[State, ...]) -> list[Entry]:
         """Entries in ``states``, grouped by state in that order, each in the table's order."""
