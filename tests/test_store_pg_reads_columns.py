@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from helpers import write_job
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
-from test_store_pg import NewDb, aqpg, new_db  # noqa: F401  (new_db is a fixture)
+from pgserver import NewDb, PgServer
+from test_store_pg import aqpg
 from test_store_pg_reads import JOB, _attempt, _drop_meta, _migrated, _no_cache, aq_migrate
 from test_store_pg_rows import _reads
 
@@ -33,7 +33,7 @@ def _add(url: str, root: Path, tmp_path: Path) -> None:
     assert aqpg(url, "add", *paths, host="a", root=root).returncode == 0
 
 
-def test_status_columns_are_the_scans_entries_and_its_finished_listing(new_db: NewDb, tmp_path: Path) -> None:  # noqa: F811
+def test_status_columns_are_the_scans_entries_and_its_finished_listing(new_db: NewDb, tmp_path: Path) -> None:
     from aq_core.store_pg import PgStore
 
     url = new_db()
@@ -53,7 +53,7 @@ def test_status_columns_are_the_scans_entries_and_its_finished_listing(new_db: N
 
 
 def test_a_host_with_a_view_prints_waiting_running_and_changed_listings_as_a_new_host_does(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
 ) -> None:
     url = new_db()
@@ -84,9 +84,9 @@ def test_a_host_with_a_view_prints_waiting_running_and_changed_listings_as_a_new
 
 
 def test_spend_on_an_engine_other_than_the_jobs_is_summed_on_a_new_host_as_on_the_filesystem(
-    new_db: NewDb,  # noqa: F811
+    new_db: NewDb,
     tmp_path: Path,
-    pg_server: PgServer,  # noqa: F811
+    pg_server: PgServer,
 ) -> None:
     import queue_data
 
