@@ -241,6 +241,29 @@ class PgStore(Store):
         self.coord.claimed(job_id, started)
         return True
 
+    def claim_noting(self, job_id: str, items: Mapping[str, Any]) -> bool:
+        """``claim(job_id)`` then ``append_meta(job_id, items)``, in one statement and one durable
+        commit (the runner's claim and its ``claimed`` lines): the claim is on the disk when this
+        returns True, with the locks this thread took for it. The next ``read_meta`` of the job
+        answers the meta as it was at the claim, without these lines."""
+        rows = pairs(items)
+        if not self._claimer or "\x00" in job_id or not rows:
+            if not self.claim(job_id):
+                return False
+            self.append_meta(job_id, items, durable=False)  # confirms the claim
+            return True
+        self._forget(job_id)
+        started, unconfirmed = time.monotonic(), self.coord.unconfirmed()
+        args = [job_id, State.INBOX.value, secrets.token_hex(8), *self._claimer]
+        at_claim = claims.claim_noting(self.conn, args, unconfirmed, [k for k, _ in rows], [v for _, v in rows])
+        if at_claim is None:
+            return False
+        if at_claim:
+            self._at_claim[job_id] = at_claim
+        self.coord.confirmed()
+        self.coord.claimed(job_id, started)
+        return True
+
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
             self._refuse_lost(job_id)
