@@ -8,26 +8,17 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from aq_core.errors import AqError
 from aq_core.meta import Meta, encode_lines, parse_lines
-from aq_core.store import EngineRecords, Entry, State
+from aq_core.store import EngineRecords
 from aq_core.store_pg.connection import Connection, Prepared
 
 # Read at every pick (all) and attempt (one): through libpq (``Connection.rows``).
 _ALL = Prepared("aq_engines", "SELECT engine, key, value FROM aq_engine_meta ORDER BY engine, seq")
 _ONE = Prepared("aq_engine", "SELECT key, value FROM aq_engine_meta WHERE engine = $1 ORDER BY seq")
-# A pick reads every engine's records, then lists the waiting jobs: both in one statement (a round
-# trip a pick less), as arrays psycopg decodes in C; the listing is kept for ``take_inbox``.
-_ALL_AND_INBOX = """
-SELECT e.engines, e.keys, e.vals, i.ids, i.queued, i.tokens
-FROM (SELECT array_agg(engine ORDER BY engine, seq), array_agg(key ORDER BY engine, seq),
-        array_agg(value ORDER BY engine, seq) FROM aq_engine_meta) AS e(engines, keys, vals),
-    (SELECT array_agg(id), array_agg(queued), array_agg(op_token) FROM aq_jobs WHERE state = 'inbox')
-        AS i(ids, queued, tokens)
-"""
 
 _INSERT_ENGINE_META = """
 INSERT INTO aq_engine_meta (engine, key, value, batch)
@@ -67,24 +58,22 @@ def append_rows(
 class PgEngineRecords(EngineRecords):
     """Engine records as insert-only rows of ``aq_engine_meta``."""
 
-    def __init__(self, conn: Connection, list_inbox: bool = False) -> None:
+    def __init__(self, conn: Connection, listing: Callable[[], list[tuple[str, str, str]]] | None = None) -> None:
         self.conn = conn
-        # .records: engine -> its rows, read ahead by ``prefetched``; .inbox: the waiting jobs read with them
-        self._ahead = threading.local()
-        self._list_inbox = list_inbox
+        self._ahead = threading.local()  # .records: engine -> its rows, read ahead by ``prefetched``
+        # The store's read ahead that lists the waiting jobs in the statement reading every record
+        # (``readahead.StoreAhead.engines_and_inbox``): a pick reads both, one after the other.
+        self._listing = listing
 
     @contextlib.contextmanager
     def prefetched(self) -> Iterator[None]:
         """Within the block, this thread's ``names`` and ``read`` are served from one query made on
-        entry (each answer is what the same call would have returned then; an append is seen).
-        With ``list_inbox``, the same statement lists the waiting jobs for ``take_inbox``."""
+        entry (each answer is what the same call would have returned then; an append is seen)."""
         records: dict[str, list[tuple[str, str]]] = {}
-        if not self._list_inbox:
-            rows = self.conn.do(lambda conn, _: self.conn.rows(conn, _ALL, []))
+        if self._listing is not None:
+            rows = self._listing()
         else:
-            found = self.conn.do(lambda conn, _: conn.cursor(binary=True).execute(_ALL_AND_INBOX).fetchone())
-            rows = zip(found[0] or (), found[1] or (), found[2] or (), strict=True)
-            self._ahead.inbox = (found[3] or (), found[4] or (), found[5] or ())
+            rows = self.conn.do(lambda conn, _: self.conn.rows(conn, _ALL, []))
         for engine, key, value in rows:
             records.setdefault(engine, []).append((key, value))
         self._ahead.records = records
@@ -92,20 +81,6 @@ class PgEngineRecords(EngineRecords):
             yield
         finally:
             self._ahead.records = None
-
-    def take_inbox(self) -> list[Entry] | None:
-        """The waiting jobs as this thread's last ``prefetched`` listed them, once (None: not listed,
-        or already taken, or ``forget_inbox`` since)."""
-        listed = getattr(self._ahead, "inbox", None)
-        if listed is None:
-            return None
-        self._ahead.inbox = None
-        make, inbox = tuple.__new__, State.INBOX
-        return [make(Entry, (job_id, inbox, queued, token)) for job_id, queued, token in zip(*listed, strict=True)]
-
-    def forget_inbox(self) -> None:
-        """This thread changed a job's state: its next listing of the waiting jobs is read afresh."""
-        self._ahead.inbox = None
 
     def append(self, engine: str, items: Mapping[str, Any]) -> None:
         if not engine:

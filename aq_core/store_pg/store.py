@@ -16,7 +16,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root,
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import PgCoordination
-from aq_core.store_pg.readahead import Ahead, ReadAhead
+from aq_core.store_pg.readahead import Ahead, StoreAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
@@ -47,9 +47,9 @@ class PgStore(Store):
             self.files.ensure()
         self.coord = PgCoordination(self.conn, self.files)
         self.coord.read_ahead = self.ahead_version
+        self.ahead = self.coord.ahead = StoreAhead(self.conn)
         self._finished: dict[str, tuple[str, str]] = {}  # job -> (state, token) of this store's move into it
-        self.engines = PgEngineRecords(self.conn, list_inbox=True)
-        self._ahead = threading.local()  # .rows: job -> (state, version, data, meta) read ahead
+        self.engines = PgEngineRecords(self.conn, listing=self.ahead.engines_and_inbox)
         self._state = threading.Lock()
         # job -> meta batches (batch, keys, values) committed without waiting, no durable append since
         self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
@@ -83,7 +83,7 @@ class PgStore(Store):
 
     def add(self, job_id: str, data: bytes, meta: Mapping[str, Any]) -> None:
         rows, nonce = pairs(meta), secrets.token_hex(8)
-        self.engines.forget_inbox()
+        self.ahead.forget_inbox()
 
         def op(conn: Any, retrying: bool) -> None:
             with conn.transaction():
@@ -190,10 +190,10 @@ class PgStore(Store):
                 pairs_ = [*zip(row[1] or (), row[2] or (), strict=True)]
                 if len(row) == 5:
                     pairs_ += zip(row[3] or (), row[4] or (), strict=True)
-                self._ahead.moved = (job_id, tuple(pairs_))
+                self.ahead.moved(job_id, tuple(pairs_))
             return row is not None
 
-        self._ahead.moved = None
+        self.ahead.moved(job_id, None)
         moved = self.conn.do(op)
         if items is not None:
             self._flushed(job_id, earlier)
@@ -310,10 +310,9 @@ class PgStore(Store):
         ahead = self._read_ahead(job_id)
         if ahead is not None:
             return Meta(list(ahead[3]))
-        moved = getattr(self._ahead, "moved", None)
-        if moved is not None and moved[0] == job_id:
-            self._ahead.moved = None  # once: the first read after the move, by the thread that made it
-            return Meta(list(moved[1]))
+        moved = self.ahead.take_moved(job_id)  # once: the first read after the move, by its thread
+        if moved is not None:
+            return Meta(list(moved))
         return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, lines.READ_META, [job_id])))
 
     def list(self, state: State | None = None) -> list[Entry]:
@@ -326,7 +325,7 @@ class PgStore(Store):
     def scan(self, state: State | None = None) -> list[Entry]:
         if state is None:
             return self._grouped(STATES)
-        if state is State.INBOX and (listed := self.engines.take_inbox()) is not None:
+        if state is State.INBOX and (listed := self.ahead.take_inbox()) is not None:
             return listed  # read with the engines' records by this thread's pick, a moment ago
         return self._entries(" WHERE state = %s", (state.value,))
 
@@ -392,26 +391,20 @@ class PgStore(Store):
 
     # -- reading ahead ------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def prefetched(self, job_ids: Iterable[str], data: bool = True) -> Iterator[None]:
+    def prefetched(self, job_ids: Iterable[str], data: bool = True) -> contextlib.AbstractContextManager:
         """Within the block, this thread's reads of these jobs' meta, file and version (``read_meta``,
         ``read_job``, ``coord.job_version``) are served from one query for many jobs: the first
         ``readahead.PREFETCH_CHUNK`` on entry, the next when a read reaches them (in the order given, which
         is the order the caller reads them in; a job read again after its chunk is asked afresh).
 
-        Each answer is what the same read would have returned when its chunk was read. A job this
-        store writes (meta, a move) is read from the database again: a thread sees its own writes.
+        Each answer is what the same read would have returned when its chunk was read (one job read
+        with the lock this thread took for it, by that statement). A job this store writes (meta, a
+        move) is read from the database again: a thread sees its own writes.
         """
-        previous = getattr(self._ahead, "rows", None)
-        self._ahead.rows = ReadAhead(self.conn, list(dict.fromkeys(job_ids)), data)
-        try:
-            yield
-        finally:
-            self._ahead.rows = previous
+        return self.ahead.prefetched(job_ids, data)
 
     def _read_ahead(self, job_id: str) -> Ahead | None:
-        rows = getattr(self._ahead, "rows", None)
-        return rows.get(job_id) if rows else None
+        return self.ahead.get(job_id)
 
     def ahead_version(self, job_id: str, state: State) -> tuple[bool, object | None]:
         """(True, the job's version in ``state`` as read ahead) or (False, None): not read ahead."""
@@ -421,12 +414,8 @@ class PgStore(Store):
         return True, (ahead[1] if ahead[0] == State(state).value else None)
 
     def _forget(self, job_id: str) -> None:
-        self.engines.forget_inbox()
         self._at_claim.pop(job_id, None)
-        self._ahead.moved = None
-        rows = getattr(self._ahead, "rows", None)
-        if rows:
-            rows.pop(job_id, None)
+        self.ahead.forget(job_id)
 
     # -- finished jobs' rows kept on the server (optional capabilities, see ``records``) --------------
 
