@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aq_core.errors import AqError
 from aq_core.meta import Meta, encode_lines, parse_lines
 from aq_core.store import EngineRecords
 from aq_core.store_pg.connection import Connection, Prepared
+from aq_core.store_pg.readahead import StoreAhead
 
 # Read at every pick (all) and attempt (one): through libpq (``Connection.rows``).
 _ALL = Prepared("aq_engines", "SELECT engine, key, value FROM aq_engine_meta ORDER BY engine, seq")
@@ -58,20 +59,20 @@ def append_rows(
 class PgEngineRecords(EngineRecords):
     """Engine records as insert-only rows of ``aq_engine_meta``."""
 
-    def __init__(self, conn: Connection, listing: Callable[[], list[tuple[str, str, str]]] | None = None) -> None:
+    def __init__(self, conn: Connection, store_ahead: StoreAhead | None = None) -> None:
         self.conn = conn
         self._ahead = threading.local()  # .records: engine -> its rows, read ahead by ``prefetched``
-        # The store's read ahead that lists the waiting jobs in the statement reading every record
-        # (``readahead.StoreAhead.engines_and_inbox``): a pick reads both, one after the other.
-        self._listing = listing
+        # The store's reads ahead: every record read with the waiting jobs' listing (a pick reads
+        # both, one after the other), one engine's read with a job's meta (``StoreAhead``).
+        self.store_ahead = store_ahead
 
     @contextlib.contextmanager
     def prefetched(self) -> Iterator[None]:
         """Within the block, this thread's ``names`` and ``read`` are served from one query made on
         entry (each answer is what the same call would have returned then; an append is seen)."""
         records: dict[str, list[tuple[str, str]]] = {}
-        if self._listing is not None:
-            rows = self._listing()
+        if self.store_ahead is not None:
+            rows = self.store_ahead.engines_and_inbox()
         else:
             rows = self.conn.do(lambda conn, _: self.conn.rows(conn, _ALL, []))
         for engine, key, value in rows:
@@ -87,12 +88,16 @@ class PgEngineRecords(EngineRecords):
             raise AqError(f"bad engine name {engine!r}")
         if getattr(self._ahead, "records", None) is not None:
             self._ahead.records = None  # read again from the database: this thread sees its own write
+        if self.store_ahead is not None:
+            self.store_ahead.engine_read(None, None)
         append_rows(self.conn, _INSERT_ENGINE_META, "aq_engine_meta", "engine", engine, items)
 
     def read(self, engine: str) -> Meta:
         records = getattr(self._ahead, "records", None)
         if records is not None:
             return Meta(list(records.get(engine, ())))
+        if self.store_ahead is not None and (kept := self.store_ahead.take_engine(engine)) is not None:
+            return Meta(list(kept))
         return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, _ONE, [engine])))
 
     def names(self) -> list[str]:

@@ -186,6 +186,8 @@ class PgCoordination(Coordination):
 
         # A job's lock taken to claim it also reads the job's row, the pick's next read (``still_waiting``).
         reading = self.ahead if not durable and name.startswith("job:") else None
+        if self.ahead is not None:
+            self.ahead.engine_read(None, None)  # read under this lock afresh (``limits.pause_engine``)
         read: list[tuple] = []
 
         def op(conn: Any, retrying: bool) -> bool:

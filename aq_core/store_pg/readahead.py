@@ -7,7 +7,9 @@ earlier round trip, each thread's own, each forgotten when that thread writes to
   last look before the claim (``still_waiting``);
 - the waiting jobs listed in the statement that reads every engine's records (``engines_and_inbox``,
   asked by ``PgEngineRecords.prefetched``), for the pick's next listing of the inbox;
-- the job's meta a move into ``done/`` or ``failed/`` returned, for the first read after it.
+- the job's meta a move into ``done/`` or ``failed/`` returned, for the first read after it;
+- one engine's records read with the meta of a job whose attempt this store holds (the attempt's
+  end reads the meta, then the engine's records: ``PgStore.read_meta``), for that engine's next read.
 """
 
 from __future__ import annotations
@@ -125,6 +127,13 @@ class StoreAhead:
         rows = getattr(self.local, "rows", None)
         return rows.get(job_id) if rows else None
 
+    def version(self, job_id: str, state: State) -> tuple[bool, object | None]:
+        """(True, the job's version in ``state`` as read ahead) or (False, None): not read ahead."""
+        ahead = self.get(job_id)
+        if ahead is None:
+            return False, None
+        return True, (ahead[1] if ahead[0] == State(state).value else None)
+
     def locked(self, job_id: str, row: tuple | None) -> None:
         """This thread took ``job_id``'s lock and read its row (``LOCK_READING``; None: not read, or
         no such job): for its next ``prefetched`` of that one job, unless it writes to the job first."""
@@ -135,6 +144,18 @@ class StoreAhead:
         locked = getattr(self.local, "locked", None)
         if locked is not None and locked[0] == job_id:
             self.local.locked = None
+
+    def engine_read(self, engine: str | None, rows: list[tuple[str, str]] | None) -> None:
+        """One engine's records as this thread read them with a job's meta, for its next ``take_engine``
+        of that engine (None: forget; also when this thread takes a lock or appends to the records)."""
+        self.local.engine = None if engine is None or rows is None else (engine, rows)
+
+    def take_engine(self, engine: str) -> list[tuple[str, str]] | None:
+        kept = getattr(self.local, "engine", None)
+        if kept is None or kept[0] != engine:
+            return None
+        self.local.engine = None  # once
+        return kept[1]
 
     def engines_and_inbox(self) -> list[tuple[str, str, str]]:
         """Every engine's records (engine, key, value) in order; the waiting jobs listed in the same
