@@ -12,12 +12,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
-from pgserver import PgServer, pg_server  # noqa: F401  (pg_server is a fixture)
+from pgserver import pg_server  # noqa: F401  (pg_server is a fixture)
 from test_store_pg import NewDb, dbname, new_db  # noqa: F401  (new_db is a fixture)
 from test_store_pg_perjob import _store
 from test_store_pg_pick import _sent
-from test_store_pg_writes import _standby_wait
+from test_store_pg_writes import _standby_wait, standby_server, standby_wait_seen
 
 from aq_core.store import State
 
@@ -35,8 +36,6 @@ def stores(new_db: NewDb, tmp_path: Path) -> Iterator[tuple]:  # noqa: F811
 
 
 def _meta(url: str, job: str) -> list[tuple[str, str]]:
-    import psycopg
-
     with psycopg.connect(url) as db:
         return db.execute("SELECT key, value FROM aq_meta WHERE job_id = %s ORDER BY seq", (job,)).fetchall()
 
@@ -47,18 +46,9 @@ def test_the_runners_claim_writes_its_lines_in_one_statement_that_waits_for_the_
     A server whose durable commits wait for a synchronous standby that never connects tells it
     without timing: the claim hangs until the standby is given up (the lock's taking does not).
     """
-    from aq_core.store_pg import init_schema
-
-    server = PgServer(crash_safe=True).start()  # synchronous_commit on: durable commits wait
-    store = None
-    try:
-        url = server.url(server.create_database())
-        init_schema(url)
-        store = _store(url, tmp_path / "a")
+    with standby_server(tmp_path) as (server, url, store):
         store.add("j", b"x", {"priority": 3})
-        _standby_wait(server, True)
-        while store.conn.do(lambda db, _: db.execute("SHOW synchronous_standby_names").fetchone()[0]) != "aq_never":
-            threading.Event().wait(0.05)  # the reload reaches the store's backend at its next statement
+        standby_wait_seen(server, store)
         sent = _sent(store)
         result: list = []
 
@@ -88,11 +78,6 @@ def test_the_runners_claim_writes_its_lines_in_one_statement_that_waits_for_the_
         assert store.read_meta("j").pairs == [("priority", "3")] and len(sent) == 2
         store.append_meta("j", {"attempt": 1})  # the next append is an ordinary one: nothing to confirm
         assert [k for k, _ in _meta(url, "j")] == ["priority", *LINES, "attempt"]
-    finally:
-        if store is not None:
-            _standby_wait(server, False)
-            store.close()
-        server.destroy()
 
 
 def test_a_claim_that_does_not_apply_writes_no_lines(stores: tuple) -> None:
@@ -105,8 +90,6 @@ def test_a_claim_that_does_not_apply_writes_no_lines(stores: tuple) -> None:
     # A lock taken to claim that the database lost (a server restart before it reached the disk):
     # the claim applies only while it is held, and writes nothing without it.
     lock = store.coord.try_lock_to_claim("job:locked")
-    import psycopg
-
     with psycopg.connect(url, autocommit=True) as db:
         db.execute("DELETE FROM aq_locks WHERE name = 'job:locked'")
     assert not store.claim_noting("locked", LINES)
