@@ -43,7 +43,7 @@ from aq_core.supervise import (
 CANCEL_CHECK = 0.5
 _COMMIT = re.compile(r"[0-9a-f]{7,64}")
 
-__all__ = ["STOP_GRACE", "Attempt", "Host", "end_group", "group_gone", "started_marker"]
+__all__ = ["STOP_GRACE", "Attempt", "Host", "claim_lines", "end_group", "group_gone", "started_marker"]
 
 
 class _Unstarted(Exception):
@@ -65,6 +65,11 @@ class Host(Protocol):
     def job_finished(self) -> None: ...
 
 
+def claim_lines(runner: Host, job: Job) -> dict[str, object]:
+    """The first meta lines of a claimed job: when and by which runner, where it runs."""
+    return {"claimed": round(time.time(), 3), **runner.claim_meta, "cwd": str(job.cwd), "isolation": job.isolation}
+
+
 class Attempt(AttemptEnd):
     """Runs on a worker thread; everything it learns goes to meta before the job moves."""
 
@@ -78,6 +83,7 @@ class Attempt(AttemptEnd):
         self.say: Callable[[str], None] = runner.journal.for_job(job.id)
         self.proc: spawn.Agent | subprocess.Popen | None = None
         self.unrecorded: dict[str, object] = {}
+        self.noted = False  # the claim's own statement appended ``claim_lines`` (``Store.claim_noting``)
         self.lease_lost = threading.Event()
         self.prepared = False
         self.ended = threading.Event()  # set once the attempt is over and its locks are released
@@ -136,16 +142,8 @@ class Attempt(AttemptEnd):
         # wait for the disk makes it durable here, or raises if it was lost (``Store.claim``).
         # Not flushed on its own: the attempt's record below is, and an fsync covers every earlier
         # byte of the file. Lost to a power cut with it, this line changes nothing recovery decides.
-        store.append_meta(
-            job.id,
-            {
-                "claimed": round(time.time(), 3),
-                **self.runner.claim_meta,
-                "cwd": str(job.cwd),
-                "isolation": job.isolation,
-            },
-            durable=False,
-        )
+        if not self.noted:  # else the store wrote them with the claim (``claim_lines``)
+            store.append_meta(job.id, claim_lines(self.runner, job), durable=False)
         if meta.get("cancel_requested") == "1":
             self.fail_unstarted("cancelled", "cancelled before it started")
             return

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aq_core import decisions, limits, plugins, transitions
-from aq_core.attempt import Attempt
+from aq_core.attempt import Attempt, claim_lines
 from aq_core.config import QueueConfig
 from aq_core.errors import AqError, StoreUnavailable
 from aq_core.inbox import Inbox, read_ahead
@@ -264,12 +264,15 @@ class Runner:
                 self.inbox.busy = True
                 return "lock:" + name
             locks.append(held)
-        if not transitions.claim(self.store, job_id):
+        # A store may write the claim's first meta lines in the claim's own commit.
+        noting = getattr(self.store, "claim_noting", None)
+        if not (noting(job_id, claim_lines(self, job)) if noting else transitions.claim(self.store, job_id)):
             for lock in locks:
                 lock.release()
             self.inbox.busy = True
             return "busy"
         attempt = Attempt(self, job, choice.engine, locks)
+        attempt.noted = noting is not None
         with self._lock:
             self.running[job_id] = attempt
             thread = None

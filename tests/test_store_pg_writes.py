@@ -5,10 +5,13 @@ Against a real server started by the tests (loopback, a temp dir).
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pgserver import NewDb, PgServer, dbname, open_store
@@ -243,13 +246,9 @@ def _standby_wait(server: PgServer, on: bool) -> None:
     server.sql("SELECT pg_reload_conf()")
 
 
-def test_writes_that_need_not_wait_for_the_disk_commit_without_waiting_and_durable_ones_wait(tmp_path: Path) -> None:
-    """The lock taken to claim, the claim's meta lines, the kept row and the lock's release commit
-    without waiting (each one statement); the attempt's durable record waits, and commits them again.
-
-    A server whose durable commits wait for a synchronous standby that never connects tells the
-    two apart without timing: a write that waits for the disk hangs until the standby is given up.
-    """
+@contextlib.contextmanager
+def standby_server(tmp_path: Path) -> Iterator[tuple[PgServer, str, Any]]:
+    """(a server of its own, a new database's URL, a store on it): its commits wait for the disk."""
     from aq_core.store_pg import init_schema
 
     server = PgServer(crash_safe=True).start()  # synchronous_commit on: durable commits wait
@@ -258,13 +257,34 @@ def test_writes_that_need_not_wait_for_the_disk_commit_without_waiting_and_durab
         url = server.url(server.create_database())
         init_schema(url)
         store = open_store(url, tmp_path / "a")
+        yield server, url, store
+    finally:
+        if store is not None:
+            _standby_wait(server, False)
+            store.close()
+        server.destroy()
+
+
+def standby_wait_seen(server: PgServer, store: Any) -> None:
+    """``_standby_wait(server, True)``, once the store's backend sees it (at its next statement)."""
+    _standby_wait(server, True)
+    while store.conn.do(lambda db, _: db.execute("SHOW synchronous_standby_names").fetchone()[0]) != "aq_never":
+        threading.Event().wait(0.05)
+
+
+def test_writes_that_need_not_wait_for_the_disk_commit_without_waiting_and_durable_ones_wait(tmp_path: Path) -> None:
+    """The lock taken to claim, the claim's meta lines, the kept row and the lock's release commit
+    without waiting (each one statement); the attempt's durable record waits, and commits them again.
+
+    A server whose durable commits wait for a synchronous standby that never connects tells the
+    two apart without timing: a write that waits for the disk hangs until the standby is given up.
+    """
+    with standby_server(tmp_path) as (server, url, store):
         for job in ("finished", "next"):
             store.add(job, b"x", {})
         assert store.claim("finished")
         assert store.move("finished", State.BUILDING, State.DONE)
-        _standby_wait(server, True)
-        while store.conn.do(lambda db, _: db.execute("SHOW synchronous_standby_names").fetchone()[0]) != "aq_never":
-            threading.Event().wait(0.05)  # the reload reaches the store's backend at its next statement
+        standby_wait_seen(server, store)
 
         def no_wait() -> None:
             lock = store.coord.try_lock_to_claim("job:next")
@@ -289,11 +309,6 @@ def test_writes_that_need_not_wait_for_the_disk_commit_without_waiting_and_durab
         durable.join()
         keys = [k for (k,) in server.sql("SELECT key FROM aq_meta WHERE job_id = 'next' ORDER BY seq", dbname=db)]
         assert keys == ["claimed", "host", "attempt"]
-    finally:
-        if store is not None:
-            _standby_wait(server, False)
-            store.close()
-        server.destroy()
 
 
 def test_a_cancel_written_in_meta_by_another_host_ends_the_agent(new_db: NewDb, tmp_path: Path) -> None:

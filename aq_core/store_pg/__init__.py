@@ -9,8 +9,11 @@ The package's modules, each with one job:
 - ``lockrows``: the statements that take and release lock rows, and whether a holder is alive;
 - ``runners``: every host's live runners (``aq_runners``), and ``aq stop``'s request to each;
 - ``store``: ``PgStore``: job state and meta, read ahead for many jobs in one query;
+- ``readahead``: the store's reads ahead, each thread's own (many jobs a query, a job with its lock,
+  the waiting jobs with the engines' records, an engine's records with a job's meta);
 - ``metalines``: the statements that append meta lines, once each, and return them with a move;
-- ``claims``: the claim's statement, prepared once a connection and run through libpq;
+- ``claims``: the claim's statements (the runner's with its first meta lines), prepared once a
+  connection and run through libpq;
 - ``engines``: the engine records (``store.engines``);
 - ``migrate``: ``aq store migrate``, a filesystem queue copied in one transaction;
 - ``rows``: finished jobs' status rows kept on the server, with their table cells and typed figures;

@@ -94,6 +94,42 @@ def applied(conn: Any, job_id: str, dst: State, nonce: str) -> bool:
 CLAIM_PREPARED = Prepared("aq_claim", positional(CLAIM, CLAIM_ARGS))
 CLAIM_CONFIRMING_PREPARED = Prepared("aq_claim_confirming", positional(CLAIM_CONFIRMING, CONFIRMING_ARGS))
 
+# The runner's claim with its first meta lines (``claimed``, the runner's pid and host, ``cwd``...),
+# one statement and one durable commit: the claim, the locks it confirms (``HELD``; none: a count of
+# 0) and the lines reach the disk together, before the work tree or the agent. The meta it returns is
+# the snapshot's, before the lines (a statement's parts do not see each other's writes).
+NOTING_ARGS = (*CONFIRMING_ARGS, "keys", "values", "batch")
+CLAIM_NOTING = (
+    "WITH claimed AS ("
+    + CLAIM_CONFIRMING.replace(", set_config('synchronous_commit', 'off', true)", "")
+    + "), added AS (INSERT INTO aq_meta (job_id, key, value, batch)"
+    " SELECT c.id, t.k, t.v, %(batch)s FROM claimed c"
+    " CROSS JOIN unnest(%(keys)s::text[], %(values)s::text[]) WITH ORDINALITY AS t(k, v, n) ORDER BY t.n)"
+    " SELECT * FROM claimed"
+)
+CLAIM_NOTING_PREPARED = Prepared("aq_claim_noting", positional(CLAIM_NOTING, NOTING_ARGS))
+
+
+def claim_noting(
+    conn: Connection, args: list[str], unconfirmed: list, keys: list[str], values: list[str]
+) -> str | None:
+    """``claim_prepared`` with the meta lines ``keys``/``values`` appended in the claim's statement,
+    which waits for the disk: the claim is durable when this returns, and needs no confirming append.
+
+    None when it did not apply; else the job's meta lines before the claim, as JSON ("" when a
+    retry found its first try applied: not known)."""
+    job_id, nonce = args[0], args[2]
+    names, tokens = text_array([k.name for k in unconfirmed]), text_array([k.token for k in unconfirmed])
+    full = [*args, names, tokens, str(len(unconfirmed)), text_array(keys), text_array(values), nonce]
+
+    def op(db: Any, retrying: bool) -> str | None:
+        if retrying and applied(db, job_id, State.BUILDING, nonce):
+            return ""  # its lines were committed with it
+        rows = conn.rows(db, CLAIM_NOTING_PREPARED, full)
+        return (rows[0][1] or "[]") if rows else None
+
+    return conn.do(op)
+
 
 def claim_prepared(conn: Connection, args: list[str], unconfirmed: list) -> str | None:
     """A claim through ``CLAIM_PREPARED`` with ``args`` (``CLAIM_ARGS``' values), or with locks to

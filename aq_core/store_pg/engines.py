@@ -13,21 +13,13 @@ from typing import Any
 
 from aq_core.errors import AqError
 from aq_core.meta import Meta, encode_lines, parse_lines
-from aq_core.store import EngineRecords, Entry, State
+from aq_core.store import EngineRecords
 from aq_core.store_pg.connection import Connection, Prepared
+from aq_core.store_pg.readahead import StoreAhead
 
 # Read at every pick (all) and attempt (one): through libpq (``Connection.rows``).
 _ALL = Prepared("aq_engines", "SELECT engine, key, value FROM aq_engine_meta ORDER BY engine, seq")
 _ONE = Prepared("aq_engine", "SELECT key, value FROM aq_engine_meta WHERE engine = $1 ORDER BY seq")
-# A pick reads every engine's records, then lists the waiting jobs: both in one statement (a round
-# trip a pick less), as arrays psycopg decodes in C; the listing is kept for ``take_inbox``.
-_ALL_AND_INBOX = """
-SELECT e.engines, e.keys, e.vals, i.ids, i.queued, i.tokens
-FROM (SELECT array_agg(engine ORDER BY engine, seq), array_agg(key ORDER BY engine, seq),
-        array_agg(value ORDER BY engine, seq) FROM aq_engine_meta) AS e(engines, keys, vals),
-    (SELECT array_agg(id), array_agg(queued), array_agg(op_token) FROM aq_jobs WHERE state = 'inbox')
-        AS i(ids, queued, tokens)
-"""
 
 _INSERT_ENGINE_META = """
 INSERT INTO aq_engine_meta (engine, key, value, batch)
@@ -67,24 +59,22 @@ def append_rows(
 class PgEngineRecords(EngineRecords):
     """Engine records as insert-only rows of ``aq_engine_meta``."""
 
-    def __init__(self, conn: Connection, list_inbox: bool = False) -> None:
+    def __init__(self, conn: Connection, store_ahead: StoreAhead | None = None) -> None:
         self.conn = conn
-        # .records: engine -> its rows, read ahead by ``prefetched``; .inbox: the waiting jobs read with them
-        self._ahead = threading.local()
-        self._list_inbox = list_inbox
+        self._ahead = threading.local()  # .records: engine -> its rows, read ahead by ``prefetched``
+        # The store's reads ahead: every record read with the waiting jobs' listing (a pick reads
+        # both, one after the other), one engine's read with a job's meta (``StoreAhead``).
+        self.store_ahead = store_ahead
 
     @contextlib.contextmanager
     def prefetched(self) -> Iterator[None]:
         """Within the block, this thread's ``names`` and ``read`` are served from one query made on
-        entry (each answer is what the same call would have returned then; an append is seen).
-        With ``list_inbox``, the same statement lists the waiting jobs for ``take_inbox``."""
+        entry (each answer is what the same call would have returned then; an append is seen)."""
         records: dict[str, list[tuple[str, str]]] = {}
-        if not self._list_inbox:
-            rows = self.conn.do(lambda conn, _: self.conn.rows(conn, _ALL, []))
+        if self.store_ahead is not None:
+            rows = self.store_ahead.engines_and_inbox()
         else:
-            found = self.conn.do(lambda conn, _: conn.cursor(binary=True).execute(_ALL_AND_INBOX).fetchone())
-            rows = zip(found[0] or (), found[1] or (), found[2] or (), strict=True)
-            self._ahead.inbox = (found[3] or (), found[4] or (), found[5] or ())
+            rows = self.conn.do(lambda conn, _: self.conn.rows(conn, _ALL, []))
         for engine, key, value in rows:
             records.setdefault(engine, []).append((key, value))
         self._ahead.records = records
@@ -93,31 +83,21 @@ class PgEngineRecords(EngineRecords):
         finally:
             self._ahead.records = None
 
-    def take_inbox(self) -> list[Entry] | None:
-        """The waiting jobs as this thread's last ``prefetched`` listed them, once (None: not listed,
-        or already taken, or ``forget_inbox`` since)."""
-        listed = getattr(self._ahead, "inbox", None)
-        if listed is None:
-            return None
-        self._ahead.inbox = None
-        make, inbox = tuple.__new__, State.INBOX
-        return [make(Entry, (job_id, inbox, queued, token)) for job_id, queued, token in zip(*listed, strict=True)]
-
-    def forget_inbox(self) -> None:
-        """This thread changed a job's state: its next listing of the waiting jobs is read afresh."""
-        self._ahead.inbox = None
-
     def append(self, engine: str, items: Mapping[str, Any]) -> None:
         if not engine:
             raise AqError(f"bad engine name {engine!r}")
         if getattr(self._ahead, "records", None) is not None:
             self._ahead.records = None  # read again from the database: this thread sees its own write
+        if self.store_ahead is not None:
+            self.store_ahead.engine_read(None, None)
         append_rows(self.conn, _INSERT_ENGINE_META, "aq_engine_meta", "engine", engine, items)
 
     def read(self, engine: str) -> Meta:
         records = getattr(self._ahead, "records", None)
         if records is not None:
             return Meta(list(records.get(engine, ())))
+        if self.store_ahead is not None and (kept := self.store_ahead.take_engine(engine)) is not None:
+            return Meta(list(kept))
         return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, _ONE, [engine])))
 
     def names(self) -> list[str]:

@@ -24,6 +24,7 @@ from aq_core.store import Coordination, LocalFiles, Lock, State
 from aq_core.store_pg.connection import Connection, Prepared, psycopg
 from aq_core.store_pg.lockrows import LEASE_SQL, STEAL_LOCK, TAKE_LOCK_OR_HOLDER, delete_lock, holder_alive, write
 from aq_core.store_pg.owners import Owners
+from aq_core.store_pg.readahead import LOCK_READING, StoreAhead
 
 _RENEW = f"""
 WITH j AS (
@@ -101,6 +102,8 @@ class PgCoordination(Coordination):
         self._wake = threading.Event()
         # The store's reads ahead (``PgStore.prefetched``): (known, version) of a job in a state.
         self.read_ahead: Callable[[str, State], tuple[bool, object | None]] | None = None
+        # The store's reads ahead: a job's lock taken to claim it reads the job's row in its statement.
+        self.ahead: StoreAhead | None = None
         self.owners = Owners(conn, self.host, self.token, self.lease, self._holds)
 
     # -- the store's book-keeping of its own claims ---------------------------------------------------
@@ -181,23 +184,37 @@ class PgCoordination(Coordination):
             "lease": self.lease,
         }
 
+        # A job's lock taken to claim it also reads the job's row, the pick's next read (``still_waiting``).
+        reading = self.ahead if not durable and name.startswith("job:") else None
+        if self.ahead is not None:
+            self.ahead.engine_read(None, None)  # read under this lock afresh (``limits.pause_engine``)
+        read: list[tuple] = []
+
         def op(conn: Any, retrying: bool) -> bool:
+            read.clear()
             if retrying:
                 row = conn.execute("SELECT token FROM aq_locks WHERE name = %s", (name,)).fetchone()
                 if row is not None and row[0] == token:
                     return True
-            for _ in range(3):
-                row = write(conn, TAKE_LOCK_OR_HOLDER, params, durable)  # a lost race's holder: no second trip
+            for n in range(3):
+                if reading is not None and n == 0 and not retrying:
+                    row = conn.execute(LOCK_READING, {**params, "job": name[4:]}).fetchone()
+                else:
+                    row = write(conn, TAKE_LOCK_OR_HOLDER, params, durable)  # a lost race's holder: no second trip
                 if row is None:
                     continue  # released meanwhile, or its holder committed after this statement began
                 if row[0]:
+                    read[:] = [row[5:]] if len(row) > 5 else []
                     return True
-                if not self._stale(*row[1:]):
+                if not self._stale(*row[1:5]):
                     return False
                 return write(conn, STEAL_LOCK, {**params, "old": row[1]}, durable) is not None
             return False
 
-        if not self.conn.do(op):
+        taken = self.conn.do(op)
+        if reading is not None:
+            reading.locked(name[4:], read[0] if taken and read else None)
+        if not taken:
             return None
         lock = PgLock(self, name, token)
         with _LIVE_GUARD:
@@ -227,6 +244,8 @@ class PgCoordination(Coordination):
             self._locks.pop(lock.token, None)
             self._lock_job.pop(lock.token, None)
             if lock.job is not None:
+                if self.ahead is not None:
+                    self.ahead.unlocked(lock.job)
                 # The attempt that held the job is over: its lease, if still ours, holds nothing.
                 self._mine.discard(lock.job)
                 self._held.pop(lock.job, None)

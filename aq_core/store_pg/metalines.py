@@ -7,11 +7,21 @@ inserted once.
 
 from __future__ import annotations
 
-from aq_core.store_pg.connection import Prepared
+from aq_core.store_pg.connection import Connection, Prepared
 from aq_core.store_pg.lockrows import NO_WAIT
+from aq_core.store_pg.readahead import StoreAhead
 
 # A job's lines in order, read a few times an attempt: through libpq (``Connection.rows``).
 READ_META = Prepared("aq_read_meta", "SELECT key, value FROM aq_meta WHERE job_id = $1 ORDER BY seq")
+# The same for a job this store's attempt holds, with the records of the engine its last ``engine``
+# line names (the attempt's end reads both, one after the other): rows (1 for meta, 2 for the engine's).
+READ_META_AND_ENGINE = Prepared(
+    "aq_read_meta_engine",
+    "SELECT 1, seq, key, value FROM aq_meta WHERE job_id = $1"
+    " UNION ALL SELECT 2, seq, key, value FROM aq_engine_meta WHERE engine ="
+    " (SELECT value FROM aq_meta WHERE job_id = $1 AND key = 'engine' ORDER BY seq DESC LIMIT 1)"
+    " ORDER BY 1, 2",
+)
 
 INSERT_META = """
 INSERT INTO aq_meta (job_id, key, value, batch)
@@ -52,3 +62,13 @@ def batches_params(job_id: str, batches: list[tuple[str, list, list]]) -> dict:
         values += batch_values
         tokens += [batch] * len(batch_keys)
     return {"id": job_id, "keys": keys, "values": values, "batches": tokens}
+
+
+def read_with_engine(conn: Connection, job_id: str, ahead: StoreAhead) -> list[tuple[str, str]]:
+    """The job's meta lines (``READ_META_AND_ENGINE``); the records of the engine its last ``engine``
+    line names are kept for this thread's next read of that engine (``StoreAhead.engine_read``)."""
+    rows = conn.do(lambda db, _: conn.rows(db, READ_META_AND_ENGINE, [job_id]))
+    meta = [(key, value) for part, _, key, value in rows if part == "1"]
+    engine = next((value for key, value in reversed(meta) if key == "engine"), None)
+    ahead.engine_read(engine, [(key, value) for part, _, key, value in rows if part == "2"])
+    return meta

@@ -16,7 +16,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from aq_core.store import STATES, Entry, LocalFiles, State, Store, default_root,
 from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import PgCoordination
-from aq_core.store_pg.readahead import Ahead, ReadAhead
+from aq_core.store_pg.readahead import StoreAhead
 from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
 
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
@@ -46,10 +46,10 @@ class PgStore(Store):
         if local is not None:
             self.files.ensure()
         self.coord = PgCoordination(self.conn, self.files)
-        self.coord.read_ahead = self.ahead_version
+        self.ahead = self.coord.ahead = StoreAhead(self.conn)
+        self.coord.read_ahead = self.ahead.version
         self._finished: dict[str, tuple[str, str]] = {}  # job -> (state, token) of this store's move into it
-        self.engines = PgEngineRecords(self.conn, list_inbox=True)
-        self._ahead = threading.local()  # .rows: job -> (state, version, data, meta) read ahead
+        self.engines = PgEngineRecords(self.conn, self.ahead)
         self._state = threading.Lock()
         # job -> meta batches (batch, keys, values) committed without waiting, no durable append since
         self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
@@ -83,7 +83,7 @@ class PgStore(Store):
 
     def add(self, job_id: str, data: bytes, meta: Mapping[str, Any]) -> None:
         rows, nonce = pairs(meta), secrets.token_hex(8)
-        self.engines.forget_inbox()
+        self.ahead.forget_inbox()
 
         def op(conn: Any, retrying: bool) -> None:
             with conn.transaction():
@@ -190,10 +190,10 @@ class PgStore(Store):
                 pairs_ = [*zip(row[1] or (), row[2] or (), strict=True)]
                 if len(row) == 5:
                     pairs_ += zip(row[3] or (), row[4] or (), strict=True)
-                self._ahead.moved = (job_id, tuple(pairs_))
+                self.ahead.moved(job_id, tuple(pairs_))
             return row is not None
 
-        self._ahead.moved = None
+        self.ahead.moved(job_id, None)
         moved = self.conn.do(op)
         if items is not None:
             self._flushed(job_id, earlier)
@@ -227,18 +227,36 @@ class PgStore(Store):
             else:
                 self._unflushed.pop(job_id, None)
 
-    def _claim(self, job_id: str, src: State, nonce: str, unconfirmed: list) -> bool:
-        """A claim through a prepared statement (``claims.claim_prepared``), not waiting for the disk."""
-        started = time.monotonic()
-        at_claim = claims.claim_prepared(self.conn, [job_id, src.value, nonce, *self._claimer], unconfirmed)
+    def _claim(self, job_id: str, src: State, nonce: str, unconfirmed: list, rows: list | None = None) -> bool:
+        """A claim through a prepared statement (``claims.claim_prepared``), not waiting for the disk;
+        with meta ``rows``, ``claims.claim_noting``: the lines in the claim's own durable commit."""
+        started, args = time.monotonic(), [job_id, src.value, nonce, *self._claimer]
+        if rows is None:
+            at_claim = claims.claim_prepared(self.conn, args, unconfirmed)
+        else:
+            at_claim = claims.claim_noting(self.conn, args, unconfirmed, [k for k, _ in rows], [v for _, v in rows])
         if at_claim is None:
             return False
         if at_claim:  # the next read of the job's meta, unless this store writes to it first
             self._at_claim[job_id] = at_claim
-        if unconfirmed:
-            self.coord.confirmed()
-        self._claims_unflushed.add(job_id)
+        self.coord.confirmed()
+        if rows is None:
+            self._claims_unflushed.add(job_id)  # its first append confirms it
         self.coord.claimed(job_id, started)
+        return True
+
+    def claim_noting(self, job_id: str, items: Mapping[str, Any]) -> bool:
+        """``claim(job_id)`` then ``append_meta(job_id, items)``, in one statement and one durable
+        commit (the runner's claim and its ``claimed`` lines): the claim is on the disk when this
+        returns True, with the locks this thread took for it. The next ``read_meta`` of the job
+        answers the meta as it was at the claim, without these lines."""
+        rows = pairs(items)
+        if self._claimer and "\x00" not in job_id and rows:
+            self._forget(job_id)
+            return self._claim(job_id, State.INBOX, secrets.token_hex(8), self.coord.unconfirmed(), rows)
+        if not self.claim(job_id):
+            return False
+        self.append_meta(job_id, items, durable=False)  # confirms the claim
         return True
 
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
@@ -284,13 +302,14 @@ class PgStore(Store):
     def read_meta(self, job_id: str) -> Meta:
         if (at_claim := self._at_claim.pop(job_id, None)) is not None:  # as read at the claim's instant
             return Meta([(k, v) for k, v in json.loads(at_claim)])
-        ahead = self._read_ahead(job_id)
+        ahead = self.ahead.get(job_id)
         if ahead is not None:
             return Meta(list(ahead[3]))
-        moved = getattr(self._ahead, "moved", None)
-        if moved is not None and moved[0] == job_id:
-            self._ahead.moved = None  # once: the first read after the move, by the thread that made it
-            return Meta(list(moved[1]))
+        moved = self.ahead.take_moved(job_id)  # once: the first read after the move, by its thread
+        if moved is not None:
+            return Meta(list(moved))
+        if self.coord.holding(job_id):  # this store's attempt: its end reads the engine's records next
+            return Meta(lines.read_with_engine(self.conn, job_id, self.ahead))
         return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, lines.READ_META, [job_id])))
 
     def list(self, state: State | None = None) -> list[Entry]:
@@ -303,7 +322,7 @@ class PgStore(Store):
     def scan(self, state: State | None = None) -> list[Entry]:
         if state is None:
             return self._grouped(STATES)
-        if state is State.INBOX and (listed := self.engines.take_inbox()) is not None:
+        if state is State.INBOX and (listed := self.ahead.take_inbox()) is not None:
             return listed  # read with the engines' records by this thread's pick, a moment ago
         return self._entries(" WHERE state = %s", (state.value,))
 
@@ -347,7 +366,7 @@ class PgStore(Store):
         return self.conn.do(op)
 
     def entry(self, job_id: str, state: State) -> Entry | None:
-        ahead = self._read_ahead(job_id)
+        ahead = self.ahead.get(job_id)
         if ahead is not None:
             if ahead[0] != State(state).value:
                 return None
@@ -363,41 +382,20 @@ class PgStore(Store):
 
     # -- reading ahead ------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def prefetched(self, job_ids: Iterable[str], data: bool = True) -> Iterator[None]:
+    def prefetched(self, job_ids: Iterable[str], data: bool = True) -> contextlib.AbstractContextManager:
         """Within the block, this thread's reads of these jobs' meta, file and version (``read_meta``,
         ``read_job``, ``coord.job_version``) are served from one query for many jobs: the first
         ``readahead.PREFETCH_CHUNK`` on entry, the next when a read reaches them (in the order given, which
         is the order the caller reads them in; a job read again after its chunk is asked afresh).
 
-        Each answer is what the same read would have returned when its chunk was read. A job this
-        store writes (meta, a move) is read from the database again: a thread sees its own writes.
+        Each answer is what the same read would have returned when its chunk was read (a job whose
+        lock this thread just took: by that statement). A job this store writes is read again.
         """
-        previous = getattr(self._ahead, "rows", None)
-        self._ahead.rows = ReadAhead(self.conn, list(dict.fromkeys(job_ids)), data)
-        try:
-            yield
-        finally:
-            self._ahead.rows = previous
-
-    def _read_ahead(self, job_id: str) -> Ahead | None:
-        rows = getattr(self._ahead, "rows", None)
-        return rows.get(job_id) if rows else None
-
-    def ahead_version(self, job_id: str, state: State) -> tuple[bool, object | None]:
-        """(True, the job's version in ``state`` as read ahead) or (False, None): not read ahead."""
-        ahead = self._read_ahead(job_id)
-        if ahead is None:
-            return False, None
-        return True, (ahead[1] if ahead[0] == State(state).value else None)
+        return self.ahead.prefetched(job_ids, data)
 
     def _forget(self, job_id: str) -> None:
-        self.engines.forget_inbox()
         self._at_claim.pop(job_id, None)
-        self._ahead.moved = None
-        rows = getattr(self._ahead, "rows", None)
-        if rows:
-            rows.pop(job_id, None)
+        self.ahead.forget(job_id)
 
     # -- finished jobs' rows kept on the server (optional capabilities, see ``records``) --------------
 
@@ -425,7 +423,7 @@ class PgStore(Store):
         return read(self, what, limit)
 
     def read_job(self, job_id: str, state: State) -> bytes:
-        ahead = self._read_ahead(job_id)
+        ahead = self.ahead.get(job_id)
         if ahead is not None and ahead[2] is not None and ahead[0] == State(state).value:
             return ahead[2][: read_limit()]
         row = self.conn.do(
