@@ -96,7 +96,8 @@ def test_priority_first_then_oldest(tmp_path: Path) -> None:
 def test_not_before_is_waited_for_by_run_once(tmp_path: Path) -> None:
     root, work, record = tmp_path / "q", tmp_path / "w", tmp_path / "record"
     work.mkdir()
-    at = round(time.time() + 2, 3)
+    # Far enough ahead that add, explain and status (three aq starts) all run before it on a loaded machine.
+    at = round(time.time() + 6, 3)
     later = job(tmp_path, "later", work, "--record", str(record), not_before=at)
     now = job(tmp_path, "now", work, "--record", str(record))
     assert aq("add", str(later), str(now), root=root).returncode == 0
