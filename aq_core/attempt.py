@@ -73,7 +73,7 @@ def claim_lines(runner: Host, job: Job) -> dict[str, object]:
 class Attempt(AttemptEnd):
     """Runs on a worker thread; everything it learns goes to meta before the job moves."""
 
-    def __init__(self, runner: Host, job: Job, engine: str, locks: list[Lock]) -> None:
+    def __init__(self, runner: Host, job: Job, engine: str, locks: list[Lock], lines: dict[str, object]) -> None:
         self.runner = runner
         self.store = runner.store
         self.journal = runner.journal
@@ -83,7 +83,7 @@ class Attempt(AttemptEnd):
         self.say: Callable[[str], None] = runner.journal.for_job(job.id)
         self.proc: spawn.Agent | subprocess.Popen | None = None
         self.unrecorded: dict[str, object] = {}
-        self.noted = False  # the claim's own statement appended ``claim_lines`` (``Store.claim_noting``)
+        self.claim_lines = lines  # ``claim_lines``, given to ``transitions.claim``
         self.lease_lost = threading.Event()
         self.prepared = False
         self.ended = threading.Event()  # set once the attempt is over and its locks are released
@@ -138,12 +138,7 @@ class Attempt(AttemptEnd):
         job, store = self.job, self.store
         meta = store.read_meta(job.id)
         number = meta.integer("attempts") + 1
-        # The first write after the claim, before anything acts on it: a store whose claim did not
-        # wait for the disk makes it durable here, or raises if it was lost (``Store.claim``).
-        # Not flushed on its own: the attempt's record below is, and an fsync covers every earlier
-        # byte of the file. Lost to a power cut with it, this line changes nothing recovery decides.
-        if not self.noted:  # else the store wrote them with the claim (``claim_lines``)
-            store.append_meta(job.id, claim_lines(self.runner, job), durable=False)
+        transitions.note_claim(store, job.id, self.claim_lines)
         if meta.get("cancel_requested") == "1":
             self.fail_unstarted("cancelled", "cancelled before it started")
             return
@@ -295,18 +290,17 @@ class Attempt(AttemptEnd):
         job, store = self.job, self.store
         # Until it is in meta, an internal error (the store away) still counts the started attempt.
         self.unrecorded = {"attempt": number, "attempts": number, "agent_pid": proc.pid}
-        store.append_meta(
-            job.id,
-            {
-                "attempt": number,
-                "attempts": number,
-                "engine": self.engine,
-                "started": round(started, 3),
-                "agent_pid": proc.pid,
-                "agent_pidstart": start_time(proc.pid),
-                "workdir": str(workdir) if workdir != job.cwd else None,
-            },
-        )
+        record = {
+            "attempt": number,
+            "attempts": number,
+            "engine": self.engine,
+            "started": round(started, 3),
+            "agent_pid": proc.pid,
+            "agent_pidstart": start_time(proc.pid),
+            "workdir": str(workdir) if workdir != job.cwd else None,
+        }
+        # The agent runs on meanwhile; a store that stays away past the lease ends it (``lease_lost``).
+        self.while_store_away(lambda: store.append_meta(job.id, record), "the attempt's start")
         self.unrecorded = {}
         self.say(f"attempt {number} started on {self.engine} (agent pid {proc.pid})")
 

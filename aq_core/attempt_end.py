@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aq_core import decisions, limits, plugins, pricing, transitions
 from aq_core.engine import CORE_FAILURE_CLASSES, Failure, Outcome
+from aq_core.errors import StoreUnavailable
 from aq_core.meta import finite
 from aq_core.reset_time import format_reset
 from aq_core.store import State
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from aq_core.meta import Meta
     from aq_core.store import Store
 
+T = TypeVar("T")
+
 
 class AttemptEnd:
     """The second half of ``aq_core.attempt.Attempt``: everything after the engine exits."""
@@ -35,6 +38,7 @@ class AttemptEnd:
     unrecorded: dict[str, object]  # the started attempt's count, until it is in meta
     bwrap: str | None
     prepared: bool  # the checkpoint's ``prepare`` stage was answered in this attempt
+    lease_lost: Any  # threading.Event: set once the store no longer holds the job for this runner
     say: Callable[[str], None]
 
     def checkpoint_ctx(self, workdir: Path, result: str | None, meta: Meta | None = None) -> CheckpointContext:
@@ -136,9 +140,8 @@ class AttemptEnd:
         """End the attempt as a crash: stop its engine, keep its work, and let the retry policy decide."""
         reason = f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         self.say(reason)
-        try:
-            if self.proc is not None and self.proc.returncode is None:
-                end_group(self.proc, STOP_GRACE)
+
+        def record() -> None:
             if self.store.locate(self.job.id) is not State.BUILDING:
                 return
             meta = self.store.read_meta(self.job.id)
@@ -153,8 +156,33 @@ class AttemptEnd:
                 note,
                 self.notify,
             )
+
+        try:
+            if self.proc is not None and self.proc.returncode is None:
+                end_group(self.proc, STOP_GRACE)
+            self.while_store_away(record, "the internal error")
         except Exception as again:  # the store itself failed: recovery finishes it once we are gone
             self.say(f"could not record the internal error ({type(again).__name__}: {again}); recovery will")
+
+    def while_store_away(self, write: Callable[[], T], what: str) -> T:
+        """Return ``write()``; while a shared store is away, wait for it as long as the job is still ours.
+
+        Dropping the write instead would leave the job to recovery, which on another host cannot see
+        this host's evidence that the agent started: a started attempt would go uncounted. Once the
+        lease is lost the job is another runner's to recover, and the error is raised.
+        """
+        told = False
+        while True:
+            try:
+                return write()
+            except StoreUnavailable as exc:
+                if self.lease_lost.is_set() or self.job.id in self.store.coord.renew([self.job.id]):
+                    self.lease_lost.set()
+                    raise
+                if not told:
+                    self.say(f"{exc}; waiting for it to record {what}")
+                    told = True
+                self.lease_lost.wait(1.0)
 
     def usage(self, log_path: Path, failure: Failure | None, meta: Meta) -> dict[str, object]:
         """Return the attempt's usage figures for meta (own spend only, when totals are cumulative)."""

@@ -264,15 +264,13 @@ class Runner:
                 self.inbox.busy = True
                 return "lock:" + name
             locks.append(held)
-        # A store may write the claim's first meta lines in the claim's own commit.
-        noting = getattr(self.store, "claim_noting", None)
-        if not (noting(job_id, claim_lines(self, job)) if noting else transitions.claim(self.store, job_id)):
+        lines = claim_lines(self, job)
+        if not transitions.claim(self.store, job_id, lines):
             for lock in locks:
                 lock.release()
             self.inbox.busy = True
             return "busy"
-        attempt = Attempt(self, job, choice.engine, locks)
-        attempt.noted = noting is not None
+        attempt = Attempt(self, job, choice.engine, locks, lines)
         with self._lock:
             self.running[job_id] = attempt
             thread = None

@@ -78,12 +78,29 @@ def _move(
 # -- into building/ -----------------------------------------------------------------------------
 
 
-def claim(store: Store, job_id: str) -> bool:
+def claim(store: Store, job_id: str, lines: Mapping[str, object] | None = None) -> bool:
     """Take a waiting job for this runner (``inbox/`` to ``building/``); False when another took it.
 
-    No decision line: the claim is the one move recovery undoes rather than finishes.
+    No decision line: the claim is the one move recovery undoes rather than finishes. ``lines`` (the
+    runner's ``claimed`` lines) go with the claim on a store that can write them in the claim's own
+    statement and durable commit (``claim_noting``); on any other store ``note_claim`` writes them.
     """
+    noting = getattr(store, "claim_noting", None)
+    if lines and noting is not None:
+        return noting(job_id, lines)
     return store.claim(job_id)
+
+
+def note_claim(store: Store, job_id: str, lines: Mapping[str, object]) -> None:
+    """Write a claim's ``lines`` where ``claim`` could not write them with the claim itself.
+
+    The attempt's first write, off the runner's main loop and before anything acts on the claim: a
+    store whose claim did not wait for the disk makes it durable here, or raises if it was lost. Not
+    flushed on its own: the attempt's record is, and an fsync covers every earlier byte of the file.
+    Lost to a power cut with it, this line changes nothing recovery decides.
+    """
+    if getattr(store, "claim_noting", None) is None:
+        store.append_meta(job_id, lines, durable=False)
 
 
 # -- out of building/ ---------------------------------------------------------------------------

@@ -193,7 +193,7 @@ def _split(entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
     return live, finished
 
 
-def _stdout_takes_bytes() -> bool:
+def stdout_takes_bytes() -> bool:
     """Whether the view's bytes may go to stdout as they are: a byte stream under it, UTF-8 text."""
     import codecs
 
@@ -212,7 +212,7 @@ def print_status(store: Store, as_json: bool) -> None:
     if _from_server(store, "status-json" if as_json else "status"):
         return
     status_columns = getattr(store, "status_columns", None)  # a store's own columns (PostgreSQL)
-    if status_columns is not None and _stdout_takes_bytes():
+    if status_columns is not None and stdout_takes_bytes():
         live, columns = status_columns()
         view = open_view(store, listing_key([], columns) if columns[0] else None)
         if view is not None and (as_json or view.head["widths"]):  # no object per finished job
@@ -224,8 +224,8 @@ def print_status(store: Store, as_json: bool) -> None:
     live, finished = _split(entries)
     columns = listing_columns(finished)
     key = listing_key(finished, columns) if finished else None
-    view = open_view(store, key) if _stdout_takes_bytes() else None
-    if view is None and key is not None and _stdout_takes_bytes():
+    view = open_view(store, key) if stdout_takes_bytes() else None
+    if view is None and key is not None and stdout_takes_bytes():
         view = _patched(store, key, finished, columns) or _rebuilt(store, key, finished)
     if view is not None and not as_json and not view.head["widths"]:
         view = None
@@ -374,7 +374,7 @@ def print_insights_json(store: Store) -> None:
 
     if _from_server(store, "insights-json"):
         return
-    view, finished = _insights_view(store) if _stdout_takes_bytes() else (None, None)
+    view, finished = _insights_view(store) if stdout_takes_bytes() else (None, None)
     if view is None:
         if finished is None:
             finished = finished_entries(store)

@@ -227,3 +227,51 @@ def test_a_claim_lost_in_a_server_crash_never_starts_the_agent_and_the_job_runs_
         assert meta.integer("attempts") == 1 and meta.get("result") == "ok", meta.pairs
     finally:
         store.close()
+
+
+def test_the_database_away_as_the_agent_starts_is_waited_for_and_the_attempt_counted_once(
+    crashing_server: PgServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soak's miscount: the database goes away between the agent's start and the attempt's
+    record. The runner keeps the job (its lease holds), waits for the database, and records the
+    attempt; it does not end the agent and leave the job to a recovery that cannot count it."""
+    import threading
+
+    from aq_core.attempt import Attempt
+    from aq_core.journal import Journal
+    from aq_core.runner import Runner
+    from aq_core.store_pg import init_schema
+
+    server = crashing_server
+    url = server.url(server.create_database(), lease=30)
+    init_schema(url)
+    work, starts = tmp_path / "work", tmp_path / "starts"
+    work.mkdir()
+    job = f'---\nengine: command\ncwd: {work}\ncommand: ["sh", "-c", "echo started >> {starts}"]\n---\nGo.\n'
+    store = open_store(url, tmp_path / "host")
+    real_start, away = Attempt._start, []
+
+    def start_then_lose_the_database(self: Attempt, *args: object):
+        proc = real_start(self, *args)
+        if not away:  # the agent runs: the database goes away before its attempt is recorded
+            server.stop("fast")
+            away.append(threading.Timer(8, server.start))
+            away[0].start()
+        return proc
+
+    monkeypatch.setattr(Attempt, "_start", start_then_lose_the_database)
+    try:
+        store.add("j", job.encode(), {})
+        out = io.StringIO()
+        assert Runner(store, workers=1, once=True, journal=Journal(store, out=out)).run() == 0
+        said = out.getvalue()
+        assert "waiting for it to record the attempt's start" in said, said
+        assert "internal error" not in said and "recovered" not in said, said
+        assert starts.read_text() == "started\n"  # one start, never ended early, never run again
+        assert store.locate("j") is State.DONE
+        meta = store.read_meta("j")
+        assert meta.integer("attempts") == 1 and meta.get("result") == "ok", meta.pairs
+    finally:
+        if away:
+            away[0].join()
+        store.close()

@@ -33,7 +33,7 @@ def _reads(root: Path, capfd, table: bool = False) -> dict[str, bytes]:  # type:
 
 def _cold_in_process(root: Path, capfd, monkeypatch, table: bool = False) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     """The reads of ``_reads`` from the view (the rebuild writes it)."""
-    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)
+    monkeypatch.setattr(views, "stdout_takes_bytes", lambda: True)
     return _reads(root, capfd, table)
 
 
@@ -111,7 +111,7 @@ def _finished_queue(root: Path, jobs: list[tuple[str, str, str, str, float]]) ->
 def _reference(root: Path, capfd, monkeypatch) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
     """What the commands print with no view at all: every row built and rendered."""
     with monkeypatch.context() as patch:
-        patch.setattr(views, "_stdout_takes_bytes", lambda: False)
+        patch.setattr(views, "stdout_takes_bytes", lambda: False)
         patch.setattr(views, "save", lambda *args: None)
         got = _reads(root, capfd, table=True)
     shutil.rmtree(root / "cache", ignore_errors=True)

@@ -112,7 +112,7 @@ def test_the_patched_insights_read_loads_no_rows_cache(queue: Path, tmp_path: Pa
     store = FsStore(queue)
     monkeypatch.setattr(store, "read_meta", lambda job_id: pytest.fail(f"read the meta of {job_id}"))
     monkeypatch.setattr(records, "_load", lambda path: pytest.fail("loaded the rows cache"))
-    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)
+    monkeypatch.setattr(views, "stdout_takes_bytes", lambda: True)
     capfd.readouterr()
     views.print_insights_json(store)
     got_json = capfd.readouterr().out.encode()

@@ -112,7 +112,7 @@ def test_the_view_path_reads_no_meta_and_no_rows_cache(queue: Path, monkeypatch,
     store = FsStore(queue)
     monkeypatch.setattr(store, "read_meta", lambda job_id: pytest.fail(f"read the meta of {job_id}"))
     monkeypatch.setattr(records, "_load", lambda path: pytest.fail("loaded the rows cache"))
-    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)  # capfd's stream is UTF-8 too
+    monkeypatch.setattr(views, "stdout_takes_bytes", lambda: True)  # capfd's stream is UTF-8 too
     capfd.readouterr()
     views.print_status(store, as_json=True)
     assert capfd.readouterr().out.encode() == expected[("status", "--json")]
@@ -260,7 +260,7 @@ def test_the_patched_read_loads_no_rows_cache(queue: Path, tmp_path: Path, monke
     store = FsStore(queue)
     monkeypatch.setattr(store, "read_meta", lambda job_id: pytest.fail(f"read the meta of {job_id}"))
     monkeypatch.setattr(records, "_load", lambda path: pytest.fail("loaded the rows cache"))
-    monkeypatch.setattr(views, "_stdout_takes_bytes", lambda: True)
+    monkeypatch.setattr(views, "stdout_takes_bytes", lambda: True)
     capfd.readouterr()
     views.print_status(store, as_json=True)
     got = capfd.readouterr().out.encode()

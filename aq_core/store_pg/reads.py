@@ -174,12 +174,12 @@ def _print(store: Any, what: str, limit: int, live: list, rows: list, extra: Any
     sums, count = extra
     engines = rollup(sums)
     if what == "insights-json":
-        from aq_core.views import _stdout_takes_bytes
+        from aq_core.views import stdout_takes_bytes
 
         out = sys.stdout
         out.write('{"jobs": [')
         out.flush()
-        binary = out.buffer if _stdout_takes_bytes() else None
+        binary = out.buffer if stdout_takes_bytes() else None
         for start in range(0, len(rows), 2000):
             piece = (b"," if start else b"") + b",".join(rows[start : start + 2000])
             if binary is not None:

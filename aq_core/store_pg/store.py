@@ -249,7 +249,8 @@ class PgStore(Store):
         """``claim(job_id)`` then ``append_meta(job_id, items)``, in one statement and one durable
         commit (the runner's claim and its ``claimed`` lines): the claim is on the disk when this
         returns True, with the locks this thread took for it. The next ``read_meta`` of the job
-        answers the meta as it was at the claim, without these lines."""
+        answers the meta as it was at the claim, without these lines. Without the prepared claim
+        (or without lines), it is the claim and then the append, whose durable commit confirms it."""
         rows = pairs(items)
         if self._claimer and "\x00" not in job_id and rows:
             self._forget(job_id)
