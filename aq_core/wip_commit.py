@@ -108,7 +108,10 @@ def snapshot(repo: Repo, job_id: str, log: Callable[[str], None]) -> tuple[str, 
     index = repo.git_dir / f"aq-index.{job_id}.{os.getpid()}.{secrets.token_hex(4)}"
     real = repo.git_dir / "index"
     if real.exists():
-        shutil.copyfile(real, index)
+        # With the index's own time: git trusts an entry whose file matches its size and times unless
+        # the entry is as new as the index file. A newer copy would hide a file rewritten at the same
+        # size in the second of its last ``git add``, and the snapshot would keep its old content.
+        shutil.copy2(real, index)
     env = {"GIT_INDEX_FILE": str(index)}
     try:
         # --ignore-errors: an unreadable file must not cost the snapshot of every other file.

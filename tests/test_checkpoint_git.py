@@ -137,6 +137,37 @@ def test_fresh_job_commits_everything_to_its_branch_and_nothing_else(repo: Path)
     assert any("committed" in line and "aq/wip/j1" in line for line in job.logs)
 
 
+def _entry_seconds(repo: Path, name: str) -> set[int]:
+    """The whole seconds of the ctime and mtime the index recorded for ``name``."""
+    debug = git(repo, "ls-files", "--debug", "--", name)
+    return {
+        int(line.split()[1].split(":")[0]) for line in debug.splitlines() if line.strip()[:6] in ("ctime:", "mtime:")
+    }
+
+
+def test_a_file_rewritten_at_its_size_in_the_second_of_the_agents_commit_is_in_the_snapshot(tmp_path: Path) -> None:
+    """git trusts an index entry whose file matches its size and its times to the second, unless the
+    entry is as new as the index file (racily clean). The snapshot's copy of the index keeps the
+    index's time: a copy made a second later would make git take the rewritten file for unchanged."""
+    for attempt in range(5):
+        repo = init_repo(tmp_path / f"repo{attempt}", files={"a.txt": "1\n", "img.bin": BINARY})
+        job = Job(repo)
+        job.prepare(repo)
+        write(repo, {"a.txt": "2\n"})
+        commit_all(repo, "agent's own commit")
+        write(repo, {"img.bin": BINARY[::-1]})  # same size, same second
+        now = os.stat(repo / "img.bin")
+        second = int(os.stat(repo / ".git" / "index").st_mtime)
+        if _entry_seconds(repo, "img.bin") == {int(now.st_ctime), int(now.st_mtime), second}:
+            break  # the file matches its entry to the second, and the index is as new: racily clean
+    else:
+        pytest.fail("five tries could not rewrite the file within the second of the agent's commit")
+    time.sleep(max(0.0, second + 1.2 - time.time()))  # aq's snapshot comes in a later second
+    done = job.commit(repo)
+    assert tree_files(repo, done["wip_commit"])["img.bin"] == BINARY[::-1]
+    assert status(repo) == ""
+
+
 def test_uncommitted_user_changes_are_kept_and_not_counted(repo: Path) -> None:
     write(repo, {"a.txt": "1\n2\n3\nuser\n", "mine.txt": "user's own\nnotes\n"})
     before = status(repo)
