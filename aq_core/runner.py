@@ -147,6 +147,8 @@ class Runner:
                 next_wake, waiting = self._fill(free)
             if self.once and not self.running and not waiting and not orphans_locked:
                 return
+            if self.signalled or self.stopping.is_set():
+                continue  # a stop's wake-up may be the one cleared above: stop now, not a ``POLL`` later
             timeout = POLL if next_wake is None else max(0.0, min(POLL, next_wake - time.time()))
             self.wake.wait(timeout)
 

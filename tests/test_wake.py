@@ -11,6 +11,7 @@ import signal
 import stat
 from pathlib import Path
 
+import pytest
 from helpers import aq, start_runner, state_of, wait_running, wait_until, write_job
 
 DEAF = {"AQ_POLL_SECONDS": "3600"}
@@ -130,3 +131,40 @@ def test_two_runners_on_one_queue_both_hear_aq_add(tmp_path: Path) -> None:
             _stop(runner)
     assert [r.returncode for r in runners] == [0, 0]
     assert not any((root / "wake").iterdir())
+
+
+def test_a_signal_whose_wake_up_the_loop_cleared_still_stops_the_runner_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM lands after the loop looked for a signal and before it cleared its wake-up for the
+    inbox: the loop must not then sleep a whole poll interval (an hour here) before it stops."""
+    import io
+    import threading
+
+    from aq_core import runner as runner_module
+    from aq_core.journal import Journal
+    from aq_core.store_fs import FsStore
+
+    monkeypatch.setattr(runner_module, "POLL", 3600.0)
+    store = FsStore(tmp_path / "q")
+    out = io.StringIO()
+    runner = runner_module.Runner(store, workers=1, journal=Journal(store, out=out))
+    token, signalled = store.coord.inbox_token, []
+
+    def signal_between_the_look_and_the_clear() -> object:
+        if not signalled:
+            signalled.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at once, on this thread
+            wait_until(runner.wake.is_set, 10, "the channel's reader to pass the wake-up on")
+        return token()
+
+    monkeypatch.setattr(store.coord, "inbox_token", signal_between_the_look_and_the_clear)
+    stuck = threading.Timer(20, runner.wake.set)  # a regression must fail the test, not hang it for an hour
+    stuck.start()
+    try:
+        assert runner.run() == 0
+    finally:
+        alive = stuck.is_alive()
+        stuck.cancel()
+    assert alive, "the runner slept through its SIGTERM until the test woke it"
+    assert signalled and "runner stopped" in out.getvalue()
