@@ -181,20 +181,27 @@ def crashing_server() -> Iterator[PgServer]:
         server.destroy()
 
 
-def test_a_claim_lost_in_a_server_crash_never_starts_the_agent_and_the_job_runs_once(
-    crashing_server: PgServer, tmp_path: Path
-) -> None:
-    from aq_core.journal import Journal
-    from aq_core.runner import Runner
+def _one_job_store(server: PgServer, tmp_path: Path) -> tuple[str, str, Path, object]:
+    """A new database on ``server`` (30 s lease), a job whose agent notes each start in ``starts``, and
+    a store on it: (url, the job's text, starts, store)."""
     from aq_core.store_pg import init_schema
 
-    server = crashing_server
     url = server.url(server.create_database(), lease=30)
     init_schema(url)
     work, starts = tmp_path / "work", tmp_path / "starts"
     work.mkdir()
     job = f'---\nengine: command\ncwd: {work}\ncommand: ["sh", "-c", "echo started >> {starts}"]\n---\nGo.\n'
-    store = open_store(url, tmp_path / "host")
+    return url, job, starts, open_store(url, tmp_path / "host")
+
+
+def test_a_claim_lost_in_a_server_crash_never_starts_the_agent_and_the_job_runs_once(
+    crashing_server: PgServer, tmp_path: Path
+) -> None:
+    from aq_core.journal import Journal
+    from aq_core.runner import Runner
+
+    server = crashing_server
+    url, job, starts, store = _one_job_store(server, tmp_path)
     claimed, crashes, after = store.coord.claimed, [], []
     db = url.rsplit("/", 1)[1].split("?")[0]
 
@@ -240,15 +247,9 @@ def test_the_database_away_as_the_agent_starts_is_waited_for_and_the_attempt_cou
     from aq_core.attempt import Attempt
     from aq_core.journal import Journal
     from aq_core.runner import Runner
-    from aq_core.store_pg import init_schema
 
     server = crashing_server
-    url = server.url(server.create_database(), lease=30)
-    init_schema(url)
-    work, starts = tmp_path / "work", tmp_path / "starts"
-    work.mkdir()
-    job = f'---\nengine: command\ncwd: {work}\ncommand: ["sh", "-c", "echo started >> {starts}"]\n---\nGo.\n'
-    store = open_store(url, tmp_path / "host")
+    _, job, starts, store = _one_job_store(server, tmp_path)
     real_start, away = Attempt._start, []
 
     def start_then_lose_the_database(self: Attempt, *args: object):
