@@ -153,9 +153,11 @@ def test_a_file_rewritten_at_its_size_in_the_second_of_the_agents_commit_is_in_t
         repo = init_repo(tmp_path / f"repo{attempt}", files={"a.txt": "1\n", "img.bin": BINARY})
         job = Job(repo)
         job.prepare(repo)
-        write(repo, {"a.txt": "2\n"})
+        # The agent writes both files (img.bin as it was: its entry takes this instant's times) and
+        # commits, then rewrites img.bin at its size: a span of two gits, well within one second.
+        write(repo, {"a.txt": "2\n", "img.bin": BINARY})
         commit_all(repo, "agent's own commit")
-        write(repo, {"img.bin": BINARY[::-1]})  # same size, same second
+        write(repo, {"img.bin": BINARY[::-1]})
         now = os.stat(repo / "img.bin")
         second = int(os.stat(repo / ".git" / "index").st_mtime)
         if _entry_seconds(repo, "img.bin") == {int(now.st_ctime), int(now.st_mtime), second}:
