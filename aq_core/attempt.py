@@ -299,7 +299,7 @@ class Attempt(AttemptEnd):
             "agent_pidstart": start_time(proc.pid),
             "workdir": str(workdir) if workdir != job.cwd else None,
         }
-        # The agent runs on meanwhile; a store that stays away past the lease ends it (``lease_lost``).
+        # The agent runs on meanwhile; a store away for half a lease gives the job up (``lease_lost``).
         self.while_store_away(lambda: store.append_meta(job.id, record), "the attempt's start")
         self.unrecorded = {}
         self.say(f"attempt {number} started on {self.engine} (agent pid {proc.pid})")

@@ -211,8 +211,9 @@ def print_status(store: Store, as_json: bool) -> None:
 
     if _from_server(store, "status-json" if as_json else "status"):
         return
+    takes_bytes = stdout_takes_bytes()
     status_columns = getattr(store, "status_columns", None)  # a store's own columns (PostgreSQL)
-    if status_columns is not None and stdout_takes_bytes():
+    if status_columns is not None and takes_bytes:
         live, columns = status_columns()
         view = open_view(store, listing_key([], columns) if columns[0] else None)
         if view is not None and (as_json or view.head["widths"]):  # no object per finished job
@@ -224,8 +225,8 @@ def print_status(store: Store, as_json: bool) -> None:
     live, finished = _split(entries)
     columns = listing_columns(finished)
     key = listing_key(finished, columns) if finished else None
-    view = open_view(store, key) if stdout_takes_bytes() else None
-    if view is None and key is not None and stdout_takes_bytes():
+    view = open_view(store, key) if takes_bytes else None
+    if view is None and key is not None and takes_bytes:
         view = _patched(store, key, finished, columns) or _rebuilt(store, key, finished)
     if view is not None and not as_json and not view.head["widths"]:
         view = None
