@@ -212,7 +212,7 @@ def print_status(store: Store, as_json: bool) -> None:
     if _from_server(store, "status-json" if as_json else "status"):
         return
     takes_bytes = stdout_takes_bytes()
-    status_columns = getattr(store, "status_columns", None)  # a store's own columns (PostgreSQL)
+    status_columns = getattr(store, "status_columns", None)  # a store's own columns
     if status_columns is not None and takes_bytes:
         live, columns = status_columns()
         view = open_view(store, listing_key([], columns) if columns[0] else None)
@@ -343,17 +343,20 @@ def _insights_view(store: Store) -> tuple[Any, list[Entry] | None]:
     from aq_core import view_insights
 
     columns_of = getattr(store, "finished_columns", None)
-    if columns_of is not None:  # a store's own columns: no object per job when the view matches (PostgreSQL)
+    if columns_of is not None:  # a store's own columns: no object per job when the view matches
         columns = columns_of()
-        view = open_view(store, listing_key([], columns) if columns[0] else None)
+        key = listing_key([], columns) if columns[0] else None
+        view = open_view(store, key)
         if view is not None:
             return view_insights.whole(view), None
-    finished = finished_entries(store)
-    columns = listing_columns(finished)
-    key = listing_key(finished, columns) if finished else None
-    view = open_view(store, key)
-    if view is not None:
-        return view_insights.whole(view), finished
+        finished = _entries_of(columns)
+    else:
+        finished = finished_entries(store)
+        columns = listing_columns(finished)
+        key = listing_key(finished, columns) if finished else None
+        view = open_view(store, key)
+        if view is not None:
+            return view_insights.whole(view), finished
     if key is None:
         return None, finished
     base = open_view(store, key, any_listing=True)

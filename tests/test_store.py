@@ -274,3 +274,55 @@ def test_engine_records_read_ahead_list_engines_once_for_the_thread_that_asked(t
         other.join()
         assert seen == [["claude", "codex"]], "a worker thread lists engines/ itself"
     assert store.engines.names() == ["claude", "codex"], "the next pick sees the new engine"
+
+
+def _fs_store_with_every_state(tmp_path: Path) -> FsStore:
+    store = FsStore(tmp_path / "q")
+    for n in range(12):
+        store.add(f"j{n}", b"x", {})
+    for n in range(2, 12):
+        assert store.claim(f"j{n}")
+    for n in range(4, 12):
+        assert store.move(f"j{n}", State.BUILDING, State.DONE if n % 3 else State.FAILED)
+    os.utime(store.path("j5", State.DONE), (1.0, 1.0))  # a touched file: its queue time and version
+    (store.root / "done" / ".hidden.md").write_bytes(b"x")  # not a job: scan skips these
+    (store.root / "done" / "notes.txt").write_bytes(b"x")
+    return store
+
+
+def test_the_filesystem_stores_columns_are_its_listing_exactly(tmp_path: Path) -> None:
+    from aq_core.status import finished_entries
+    from aq_core.views import listing_columns
+
+    store = _fs_store_with_every_state(tmp_path)
+    finished = finished_entries(store)
+    assert {e.id for e in finished} == {f"j{n}" for n in range(4, 12)}
+    assert store.finished_columns() == listing_columns(finished)
+    live, columns = store.status_columns()
+    assert live == [e for e in store.scan() if e.state in (State.INBOX, State.BUILDING)]
+    assert [e.id for e in live] and columns == listing_columns(finished)
+    assert FsStore(tmp_path / "none", create=False).finished_columns() == [[], [], [], []]
+
+
+def test_a_job_that_moves_on_while_the_columns_are_read_is_left_out_as_scan_leaves_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aq_core.store_fs as store_fs
+    from aq_core.status import finished_entries
+    from aq_core.views import listing_columns
+
+    store = _fs_store_with_every_state(tmp_path)
+    listdir = os.listdir
+
+    def listed_then_moved(folder: str) -> list[str]:
+        names = listdir(folder)
+        if folder.endswith("/done") and store.path("j7", State.DONE).exists():
+            # Between the listing and the stats, `aq retry` moves a listed job back to the inbox.
+            assert store.move("j7", State.DONE, State.INBOX)
+        return names
+
+    monkeypatch.setattr(store_fs.os, "listdir", listed_then_moved)
+    columns = store.finished_columns()
+    monkeypatch.undo()
+    assert "j7" not in columns[1]
+    assert columns == listing_columns(finished_entries(store))
