@@ -118,3 +118,14 @@ def test_the_module_map_names_every_module_and_each_says_what_it_owns() -> None:
     for name, path in modules().items():
         assert f"| `{path.name}` |" in page, f"docs/architecture.md: {path.name} is missing from the module map"
         assert ast.get_docstring(ast.parse(path.read_text())), f"{name} has no docstring saying what it owns"
+
+
+def test_the_postgresql_stores_reads_ahead_have_one_home() -> None:
+    # Per-thread answers read in an earlier round trip live in ``readahead.StoreAhead``; ``leases``
+    # keeps the locks each thread holds. Any other module keeping its own would be a second home.
+    keeping = {
+        path.name
+        for path in (PACKAGE / "store_pg").glob("*.py")
+        if "threading.local()" in path.read_text() or "_local()" in path.read_text()
+    }
+    assert keeping == {"readahead.py", "leases.py"}

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aq_core.errors import AqError
@@ -17,8 +16,7 @@ from aq_core.store import EngineRecords
 from aq_core.store_pg.connection import Connection, Prepared
 from aq_core.store_pg.readahead import StoreAhead
 
-# Read at every pick (all) and attempt (one): through libpq (``Connection.rows``).
-_ALL = Prepared("aq_engines", "SELECT engine, key, value FROM aq_engine_meta ORDER BY engine, seq")
+# Read at an attempt's end (one engine's records): through libpq (``Connection.rows``).
 _ONE = Prepared("aq_engine", "SELECT key, value FROM aq_engine_meta WHERE engine = $1 ORDER BY seq")
 
 _INSERT_ENGINE_META = """
@@ -57,53 +55,33 @@ def append_rows(
 
 
 class PgEngineRecords(EngineRecords):
-    """Engine records as insert-only rows of ``aq_engine_meta``."""
+    """Engine records as insert-only rows of ``aq_engine_meta``; what the store read ahead of them
+    (``StoreAhead``: with the waiting jobs' listing, or with a job's meta) answers first."""
 
-    def __init__(self, conn: Connection, store_ahead: StoreAhead | None = None) -> None:
-        self.conn = conn
-        self._ahead = threading.local()  # .records: engine -> its rows, read ahead by ``prefetched``
-        # The store's reads ahead: every record read with the waiting jobs' listing (a pick reads
-        # both, one after the other), one engine's read with a job's meta (``StoreAhead``).
-        self.store_ahead = store_ahead
+    def __init__(self, conn: Connection, ahead: StoreAhead) -> None:
+        self.conn, self.ahead = conn, ahead
 
-    @contextlib.contextmanager
-    def prefetched(self) -> Iterator[None]:
+    def prefetched(self) -> contextlib.AbstractContextManager[None]:
         """Within the block, this thread's ``names`` and ``read`` are served from one query made on
         entry (each answer is what the same call would have returned then; an append is seen)."""
-        records: dict[str, list[tuple[str, str]]] = {}
-        if self.store_ahead is not None:
-            rows = self.store_ahead.engines_and_inbox()
-        else:
-            rows = self.conn.do(lambda conn, _: self.conn.rows(conn, _ALL, []))
-        for engine, key, value in rows:
-            records.setdefault(engine, []).append((key, value))
-        self._ahead.records = records
-        try:
-            yield
-        finally:
-            self._ahead.records = None
+        return self.ahead.engines_listed()
 
     def append(self, engine: str, items: Mapping[str, Any]) -> None:
         if not engine:
             raise AqError(f"bad engine name {engine!r}")
-        if getattr(self._ahead, "records", None) is not None:
-            self._ahead.records = None  # read again from the database: this thread sees its own write
-        if self.store_ahead is not None:
-            self.store_ahead.engine_read(None, None)
+        self.ahead.engines_written()  # read again from the database: this thread sees its own write
         append_rows(self.conn, _INSERT_ENGINE_META, "aq_engine_meta", "engine", engine, items)
 
     def read(self, engine: str) -> Meta:
-        records = getattr(self._ahead, "records", None)
-        if records is not None:
-            return Meta(list(records.get(engine, ())))
-        if self.store_ahead is not None and (kept := self.store_ahead.take_engine(engine)) is not None:
-            return Meta(list(kept))
-        return Meta(self.conn.do(lambda conn, _: self.conn.rows(conn, _ONE, [engine])))
+        rows = self.ahead.engine_rows(engine)
+        if rows is None:
+            rows = self.conn.do(lambda conn, _: self.conn.rows(conn, _ONE, [engine]))
+        return Meta(rows)
 
     def names(self) -> list[str]:
-        records = getattr(self._ahead, "records", None)
-        if records is not None:
-            return sorted(records)
+        names = self.ahead.engine_names()
+        if names is not None:
+            return names
         rows = self.conn.do(
             lambda conn, _: conn.execute("SELECT DISTINCT engine FROM aq_engine_meta ORDER BY engine").fetchall()
         )

@@ -5,11 +5,14 @@ earlier round trip, each thread's own, each forgotten when that thread writes to
   new waiting job's meta, version and file; only one chunk is held at a time, so memory stays small;
 - the chosen job's row read in the statement that takes its lock (``LOCK_READING``), for the pick's
   last look before the claim (``still_waiting``);
-- the waiting jobs listed in the statement that reads every engine's records (``engines_and_inbox``,
-  asked by ``PgEngineRecords.prefetched``), for the pick's next listing of the inbox;
+- every engine's records and the waiting jobs, read in one statement (``engines_listed``, for
+  ``PgEngineRecords.prefetched``): the records for the pick's reads of them within its block, the
+  waiting jobs for the pick's next listing of the inbox;
 - the job's meta a move into ``done/`` or ``failed/`` returned, for the first read after it;
 - one engine's records read with the meta of a job whose attempt this store holds (the attempt's
-  end reads the meta, then the engine's records: ``PgStore.read_meta``), for that engine's next read.
+  end reads the meta, then the engine's records: ``PgStore.read_meta``), for that engine's next read;
+- the job's meta as the claim's statement found it (``claimed``), for the first read of it by any
+  thread: the runner claims on its main thread and the attempt reads the meta on a worker.
 """
 
 from __future__ import annotations
@@ -107,8 +110,11 @@ class StoreAhead:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         # .rows: a ReadAhead; .locked: (job, its row or None) read with its lock; .inbox: the waiting
-        # jobs as arrays; .moved: (job, meta pairs) a move returned
+        # jobs as arrays; .moved: (job, meta pairs) a move returned; .records: engine -> its rows, in
+        # ``engines_listed``; .engine: (engine, its rows) read with a job's meta
         self.local = threading.local()
+        # job -> its meta lines (JSON) at this store's claim: the job's, not a thread's (see above)
+        self.at_claim: dict[str, str] = {}
 
     @contextlib.contextmanager
     def prefetched(self, job_ids: Iterable[str], data: bool) -> Iterator[None]:
@@ -145,6 +151,35 @@ class StoreAhead:
         if locked is not None and locked[0] == job_id:
             self.local.locked = None
 
+    @contextlib.contextmanager
+    def engines_listed(self) -> Iterator[None]:
+        """``PgEngineRecords.prefetched``: every engine's records and the waiting jobs read on entry in
+        one statement; within the block this thread's ``engine_rows`` and ``engine_names`` answer from
+        them until it appends to the records (``engines_written``)."""
+        records: dict[str, list[tuple[str, str]]] = {}
+        for engine, key, value in self.engines_and_inbox():
+            records.setdefault(engine, []).append((key, value))
+        self.local.records = records
+        try:
+            yield
+        finally:
+            self.local.records = None
+
+    def engine_rows(self, engine: str) -> list[tuple[str, str]] | None:
+        """``engine``'s records as read ahead for this thread (None: read them from the database)."""
+        records = getattr(self.local, "records", None)
+        if records is not None:
+            return list(records.get(engine, ()))
+        return self.take_engine(engine)
+
+    def engine_names(self) -> list[str] | None:
+        records = getattr(self.local, "records", None)
+        return sorted(records) if records is not None else None
+
+    def engines_written(self) -> None:
+        """This thread appends to the engines' records: its next reads of them go to the database."""
+        self.local.records = self.local.engine = None
+
     def engine_read(self, engine: str | None, rows: list[tuple[str, str]] | None) -> None:
         """One engine's records as this thread read them with a job's meta, for its next ``take_engine``
         of that engine (None: forget; also when this thread takes a lock or appends to the records)."""
@@ -155,7 +190,7 @@ class StoreAhead:
         if kept is None or kept[0] != engine:
             return None
         self.local.engine = None  # once
-        return kept[1]
+        return list(kept[1])
 
     def engines_and_inbox(self) -> list[tuple[str, str, str]]:
         """Every engine's records (engine, key, value) in order; the waiting jobs listed in the same
@@ -185,8 +220,17 @@ class StoreAhead:
         self.local.moved = None  # once: the first read after the move, by the thread that made it
         return moved[1]
 
+    def claimed(self, job_id: str, lines: str) -> None:
+        """This store claimed ``job_id`` and its statement returned the job's meta ``lines`` (JSON)."""
+        self.at_claim[job_id] = lines
+
+    def take_claimed(self, job_id: str) -> str | None:
+        """The job's meta lines as its claim found them, once, for whichever thread reads first."""
+        return self.at_claim.pop(job_id, None)
+
     def forget(self, job_id: str) -> None:
         """This thread writes to ``job_id``: what was read of it is stale."""
+        self.at_claim.pop(job_id, None)
         local = self.local
         local.inbox = local.moved = None
         self.unlocked(job_id)

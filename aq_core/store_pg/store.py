@@ -54,7 +54,6 @@ class PgStore(Store):
         # job -> meta batches (batch, keys, values) committed without waiting, no durable append since
         self._unflushed: dict[str, list[tuple[str, list, list]]] = {}
         self._claims_unflushed: set[str] = set()  # claimed without waiting for the disk, no append since
-        self._at_claim: dict[str, str] = {}  # job -> its meta lines at this store's claim (JSON), until read
         claimer = [getattr(self.coord, name) for name in claims.CLAIM_ARGS[3:]]  # as text; a NUL: psycopg's path
         self._claimer = None if "\x00" in str(claimer) else [None if v is None else str(v) for v in claimer]
         self.conn.open()
@@ -122,7 +121,7 @@ class PgStore(Store):
         return self._transition(job_id, State(src), State(dst), items)
 
     def _transition(self, job_id: str, src: State, dst: State, items: Mapping[str, Any] | None = None) -> bool:
-        self._forget(job_id)
+        self.ahead.forget(job_id)
         nonce = secrets.token_hex(8)
         coord = self.coord
         if dst is State.BUILDING and src is not State.BUILDING and self._claimer and "\x00" not in job_id:
@@ -238,7 +237,7 @@ class PgStore(Store):
         if at_claim is None:
             return False
         if at_claim:  # the next read of the job's meta, unless this store writes to it first
-            self._at_claim[job_id] = at_claim
+            self.ahead.claimed(job_id, at_claim)
         self.coord.confirmed()
         if rows is None:
             self._claims_unflushed.add(job_id)  # its first append confirms it
@@ -253,7 +252,7 @@ class PgStore(Store):
         (or without lines), it is the claim and then the append, whose durable commit confirms it."""
         rows = pairs(items)
         if self._claimer and "\x00" not in job_id and rows:
-            self._forget(job_id)
+            self.ahead.forget(job_id)
             return self._claim(job_id, State.INBOX, secrets.token_hex(8), self.coord.unconfirmed(), rows)
         if not self.claim(job_id):
             return False
@@ -263,7 +262,7 @@ class PgStore(Store):
     def append_meta(self, job_id: str, items: Mapping[str, Any], durable: bool = True) -> None:
         if self.coord.holding(job_id) is False:
             self._refuse_lost(job_id)
-        self._forget(job_id)
+        self.ahead.forget(job_id)
         rows = pairs(items)
         if not rows:
             return
@@ -301,7 +300,7 @@ class PgStore(Store):
             self._unflushed.setdefault(job_id, []).append((batch, keys, values))
 
     def read_meta(self, job_id: str) -> Meta:
-        if (at_claim := self._at_claim.pop(job_id, None)) is not None:  # as read at the claim's instant
+        if (at_claim := self.ahead.take_claimed(job_id)) is not None:  # as read at the claim's instant
             return Meta([(k, v) for k, v in json.loads(at_claim)])
         ahead = self.ahead.get(job_id)
         if ahead is not None:
@@ -393,10 +392,6 @@ class PgStore(Store):
         lock this thread just took: by that statement). A job this store writes is read again.
         """
         return self.ahead.prefetched(job_ids, data)
-
-    def _forget(self, job_id: str) -> None:
-        self._at_claim.pop(job_id, None)
-        self.ahead.forget(job_id)
 
     # -- finished jobs' rows kept on the server (optional capabilities, see ``records``) --------------
 
