@@ -215,17 +215,19 @@ def print_status(store: Store, as_json: bool) -> None:
     status_columns = getattr(store, "status_columns", None)  # a store's own columns
     if status_columns is not None and takes_bytes:
         live, columns = status_columns()
-        view = open_view(store, listing_key([], columns) if columns[0] else None)
+        key = listing_key([], columns) if columns[0] else None
+        view = open_view(store, key)
         if view is not None and (as_json or view.head["widths"]):  # no object per finished job
             _print_from_view(store, view, live, lambda: _states_of(live, columns), as_json)
             return
-        entries = live + _entries_of(columns)
+        finished = _entries_of(columns)  # the view is patched or rebuilt from the same listing
+        entries = live + finished
     else:
         entries = store.scan()
-    live, finished = _split(entries)
-    columns = listing_columns(finished)
-    key = listing_key(finished, columns) if finished else None
-    view = open_view(store, key) if takes_bytes else None
+        live, finished = _split(entries)
+        columns = listing_columns(finished)
+        key = listing_key(finished, columns) if finished else None
+        view = open_view(store, key) if takes_bytes else None
     if view is None and key is not None and takes_bytes:
         view = _patched(store, key, finished, columns) or _rebuilt(store, key, finished)
     if view is not None and not as_json and not view.head["widths"]:
