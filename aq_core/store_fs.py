@@ -11,12 +11,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 from _thread import _local  # threading.local itself: `aq add` must not import threading
 from collections.abc import Callable, Iterator, Mapping
-from functools import partial
-from itertools import repeat
-from operator import attrgetter, itemgetter
 from pathlib import Path
 
 from aq_core.errors import AqError, UsageError
@@ -40,7 +36,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 JOB_SUFFIX = ".md"
-_JOB_NAME = re.compile(r"[^.].*\.md", re.DOTALL)  # ``scan``'s test of a name, run by ``filter`` in C
 
 
 class FsStore(Store):
@@ -171,43 +166,6 @@ class FsStore(Store):
                     # A rename changes ctime, not mtime: mtime keeps the queue order, ctime the version.
                     entries.append(make(Entry, (name[:cut], st, info.st_mtime, (info.st_ctime_ns, info.st_size))))
         return entries
-
-    def finished_columns(self) -> list[list]:
-        """``views.listing_columns(finished_entries())`` without an object per job: what ``aq status``
-        and ``aq insights`` compare with their view at every read (100,000 jobs: no ``DirEntry``, no
-        ``Entry``, and the ``stat`` of each file called by a C-level map)."""
-        ids, states, queued, versions = [], [], [], []
-        for code, state in enumerate((State.DONE, State.FAILED)):
-            names, stats = self._stat_all(state)
-            ids += map(itemgetter(slice(0, -len(JOB_SUFFIX))), names)
-            states += repeat(code, len(names))
-            queued += map(attrgetter("st_mtime"), stats)
-            versions += zip(map(attrgetter("st_ctime_ns"), stats), map(attrgetter("st_size"), stats), strict=True)
-        return [states, ids, queued, versions]
-
-    def status_columns(self) -> tuple[list[Entry], list[list]]:
-        """``scan()``'s waiting and running entries, and ``finished_columns()``."""
-        return self.scan(State.INBOX) + self.scan(State.BUILDING), self.finished_columns()
-
-    def _stat_all(self, state: State) -> tuple[list[str], list[os.stat_result]]:
-        """The job files in ``state`` in listing order (``scan``'s), each with its ``lstat``."""
-        folder = f"{self.files.root}/{state.value}"
-        try:
-            names = list(filter(_JOB_NAME.fullmatch, os.listdir(folder)))
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            return [], []
-        try:
-            try:
-                return names, list(map(partial(os.lstat, dir_fd=fd), names))
-            except FileNotFoundError:  # a job moved on meanwhile: skip it, as ``scan`` does
-                kept = []
-                for name in names:
-                    with contextlib.suppress(FileNotFoundError):
-                        kept.append((name, os.lstat(name, dir_fd=fd)))
-                return [name for name, _ in kept], [info for _, info in kept]
-        finally:
-            os.close(fd)
 
     def read_job(self, job_id: str, state: State) -> bytes:
         path = self.path(job_id, state)

@@ -80,6 +80,18 @@ def test_a_host_with_a_view_prints_waiting_running_and_changed_listings_as_a_new
         fresh = aqpg(url, *args, host="b", root=fresh_root)
         assert cached.stdout == fresh.stdout, args
     assert '"id": "next-one", "state": "done"' in aqpg(url, "status", "--json", host="a", root=cached_root).stdout
+    # One more job finishes, and `aq insights --json` is the first read of the changed listing: it
+    # patches the view from the listing it read (no second listing), as `aq status` did above.
+    front = {"engine": "command", "command": "true", "cwd": str(tmp_path / "work")}
+    assert (
+        aqpg(url, "add", str(write_job(tmp_path / "jobs", "one-more", front)), host="a", root=cached_root).returncode
+        == 0
+    )
+    assert aqpg(url, "run", "--once", host="a", root=cached_root, timeout=300).returncode == 0
+    cached = aqpg(url, "insights", "--json", host="a", root=cached_root)
+    fresh = aqpg(url, "insights", "--json", host="b", root=fresh_root)
+    assert cached.returncode == 0 and cached.stdout == fresh.stdout
+    assert '"id": "one-more", "state": "done"' in cached.stdout
     assert _no_cache(fresh_root)
 
 
@@ -124,3 +136,30 @@ def test_spend_on_an_engine_other_than_the_jobs_is_summed_on_a_new_host_as_on_th
     _drop_meta(pg_server, url)  # every row from the server's sums and kept rows
     # READS' first four print from the server (no rows cache on the host until its `--engine` read).
     assert _reads(tmp_path / "new-host", url, host="new") == expected
+
+
+def test_a_read_whose_listing_missed_the_view_lists_the_jobs_once(new_db: NewDb, tmp_path: Path) -> None:
+    from test_store_pg_pick import _sent
+
+    from aq_core import views
+    from aq_core.store_pg import PgStore
+
+    url = new_db()
+    _migrated(tmp_path, url)
+    host = tmp_path / "migrating-host"
+    assert aqpg(url, "insights", "--json", host="a", root=host).returncode == 0  # the view, matching
+    work = tmp_path / "work"
+    work.mkdir()
+    job = write_job(tmp_path / "jobs", "one-more", {"engine": "command", "command": "true", "cwd": str(work)})
+    assert aqpg(url, "add", str(job), host="a", root=host).returncode == 0
+    assert aqpg(url, "run", "--once", host="a", root=host, timeout=300).returncode == 0
+    store = PgStore(url, local=host)
+    try:
+        sent = _sent(store)
+        view, finished = views._insights_view(store)
+        listings = [s for s in sent if ("FROM aq_jobs" in s and "array_agg(id)" in s) or "op_token FROM aq_jobs" in s]
+        assert view is not None and finished is not None  # the listing missed the view: patched from it
+        assert "one-more" in [e.id for e in finished]
+        assert len(listings) == 1, sent
+    finally:
+        store.close()
