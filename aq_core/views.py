@@ -212,7 +212,7 @@ def print_status(store: Store, as_json: bool) -> None:
     if _from_server(store, "status-json" if as_json else "status"):
         return
     takes_bytes = stdout_takes_bytes()
-    status_columns = getattr(store, "status_columns", None)  # a store's own columns
+    status_columns = getattr(store, "status_columns", None)  # a store's own columns (PostgreSQL)
     if status_columns is not None and takes_bytes:
         live, columns = status_columns()
         key = listing_key([], columns) if columns[0] else None
@@ -345,7 +345,7 @@ def _insights_view(store: Store) -> tuple[Any, list[Entry] | None]:
     from aq_core import view_insights
 
     columns_of = getattr(store, "finished_columns", None)
-    if columns_of is not None:  # a store's own columns: no object per job when the view matches
+    if columns_of is not None:  # a store's own columns (PostgreSQL): no object per job when the view matches
         columns = columns_of()
         key = listing_key([], columns) if columns[0] else None
         view = open_view(store, key)
