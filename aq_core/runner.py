@@ -123,6 +123,7 @@ class Runner:
         waiting = True
         orphans_locked = False  # --once: an orphan to recover here whose lock another process holds
         told: set[str] = set()
+        listed = getattr(self.store.coord, "listed_inbox_token", None)
         while not self.stopping.is_set():
             if self.signalled:
                 self.stopping.set()
@@ -138,18 +139,30 @@ class Runner:
                 self._renew()
                 last_renew = time.monotonic()
             self._reap()
-            mtime = self.store.coord.inbox_token()
             free = self.workers - len(self.running)
-            due = next_wake is not None and time.time() >= next_wake
-            if free > 0 and (mtime != seen_mtime or due or self.wake.is_set()):
+            if free > 0:  # with every worker busy the inbox is not looked at: no poll of its token
+                due = (next_wake is not None and time.time() >= next_wake) or self.wake.is_set()
+                # A fill that is due anyway keeps the token its listing read, where the store reads
+                # it there (a shared store: a round trip a job less); else the token is read first.
+                mtime = None if due and listed is not None else self.store.coord.inbox_token()
+                if due or mtime != seen_mtime:
+                    self.wake.clear()
+                    next_wake, waiting = self._fill(free)
+                    # None (no token read with the listing) differs from every token: look again.
+                    seen_mtime = listed() if mtime is None else mtime
+            elif self.wake.is_set():
+                # Every worker busy: the wake-up (an add, a job's end) is taken now and the loop runs
+                # again at once, so a job that ended meanwhile is reaped and its worker filled; left
+                # set, it would end every wait at once until a worker freed (a loop spinning on a CPU).
                 self.wake.clear()
-                seen_mtime = mtime
-                next_wake, waiting = self._fill(free)
+                continue
             if self.once and not self.running and not waiting and not orphans_locked:
                 return
             if self.signalled or self.stopping.is_set():
                 continue  # a stop's wake-up may be the one cleared above: stop now, not a ``POLL`` later
-            timeout = POLL if next_wake is None else max(0.0, min(POLL, next_wake - time.time()))
+            # A look that is due only matters with a worker free: with none, a due time past must not
+            # make every wait zero (a job's end wakes the loop).
+            timeout = POLL if next_wake is None or free <= 0 else max(0.0, min(POLL, next_wake - time.time()))
             self.wake.wait(timeout)
 
     def _renew(self) -> None:

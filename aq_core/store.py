@@ -262,7 +262,12 @@ class Coordination(ABC):
 
     @abstractmethod
     def inbox_token(self) -> object:
-        """A cheap value that changes whenever a job enters the inbox (idle runners poll it)."""
+        """A cheap value that changes whenever a job enters the inbox (idle runners poll it).
+
+        A store whose listing of the waiting jobs can read the token in the same round trip also has
+        ``listed_inbox_token()``: the token as this thread's last such listing read it, once (None:
+        none since). A runner filling its workers anyway then keeps that one instead of asking first.
+        """
 
     def poke(self) -> None:  # noqa: B027 - optional: a store may have nothing to do
         """Wake idle runners (they watch ``inbox_token``): something they wait for may have changed.

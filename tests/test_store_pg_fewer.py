@@ -181,3 +181,28 @@ def test_the_claims_meta_survives_values_that_need_quoting(pg_pair: tuple) -> No
     got = dict(_meta(url, "j"))
     assert got["cwd"] == odd["cwd"] and got["host"] == "NULL" and got["empty"] == ""
     assert json.loads(json.dumps(got))  # plain text values
+
+
+def test_a_runner_filling_after_a_job_keeps_the_inbox_token_its_listing_read(pg_pair: tuple, tmp_path: Path) -> None:
+    """The inbox's counter is read in the pick's statement: a runner that fills a worker a job just
+    freed does not poll the counter first, nor while every worker is busy."""
+    import io
+
+    from test_store_pg_pick import _sent
+
+    from aq_core.journal import Journal
+    from aq_core.runner import Runner
+
+    _, store, _ = pg_pair
+    work = tmp_path / "work"
+    work.mkdir()
+    for n in range(6):
+        store.add(f"j{n}", f"---\nengine: command\ncwd: {work}\ncommand: [sleep, '0.3']\n---\nGo.\n".encode(), {})
+    sent = _sent(store)
+    out = io.StringIO()
+    assert Runner(store, workers=1, once=True, journal=Journal(store, out=out)).run() == 0
+    assert [store.locate(f"j{n}") for n in range(6)] == [State.DONE] * 6, out.getvalue()
+    polls = [s for s in sent if "FROM aq_counters WHERE name = 'inbox'" in s and "array_agg" not in s]
+    picks = [s for s in sent if "array_agg(engine" in s]
+    # The first look reads it (nothing listed yet); each later fill follows a job's end.
+    assert len(picks) >= 6 and len(polls) <= 1, (len(picks), len(polls))

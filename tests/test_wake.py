@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import aq, start_runner, state_of, wait_running, wait_until, write_job
 
+from aq_core.store import State
+
 DEAF = {"AQ_POLL_SECONDS": "3600"}
 
 
@@ -168,3 +170,29 @@ def test_a_signal_whose_wake_up_the_loop_cleared_still_stops_the_runner_at_once(
         stuck.cancel()
     assert alive, "the runner slept through its SIGTERM until the test woke it"
     assert signalled and "runner stopped" in out.getvalue()
+
+
+def test_a_runner_whose_workers_are_all_busy_waits_instead_of_spinning(tmp_path: Path) -> None:
+    """With every worker busy and a job waiting, the loop's look that fell due (a quarter second after
+    a fill that left a job waiting) must not make each wait return at once: the runner would spin on a
+    CPU, and on a shared store poll its database, for as long as its agents run (hours overnight)."""
+    import io
+
+    from aq_core import runner as runner_module
+    from aq_core.journal import Journal
+    from aq_core.store_fs import FsStore
+
+    store = FsStore(tmp_path / "q")
+    work = tmp_path / "work"
+    work.mkdir()
+    for n in range(2):  # one runs for a second and a half while the other waits
+        store.add(f"j{n}", f"---\nengine: command\ncwd: {work}\ncommand: [sleep, '1.5']\n---\nGo.\n".encode(), {})
+    out = io.StringIO()
+    runner = runner_module.Runner(store, workers=1, once=True, journal=Journal(store, out=out))
+    waits, wait = [], runner.wake.wait
+    runner.wake.wait = lambda timeout=None: waits.append(timeout) or wait(timeout)
+    assert runner.run() == 0
+    assert [store.locate(f"j{n}") for n in range(2)] == [State.DONE, State.DONE], out.getvalue()
+    # About one wait a poll interval (0.05 s) over the 3 s the two jobs run; a spinning loop makes
+    # hundreds of thousands of them.
+    assert len(waits) < 300, (len(waits), waits.count(0.0))

@@ -48,9 +48,10 @@ SELECT false, token, host, pid, pidstart, NULL, NULL, NULL, NULL, NULL, NULL, NU
 FROM aq_locks WHERE name = %(name)s AND NOT EXISTS (SELECT 1 FROM taken)
 """
 # Every engine's records and the waiting jobs, in one statement (a round trip a pick less), as
-# arrays psycopg decodes in C.
+# arrays psycopg decodes in C; and the inbox's counter in the same snapshot (``listed_token``).
 _ENGINES_AND_INBOX = """
-SELECT e.engines, e.keys, e.vals, i.ids, i.queued, i.tokens
+SELECT e.engines, e.keys, e.vals, i.ids, i.queued, i.tokens,
+    (SELECT value FROM aq_counters WHERE name = 'inbox')
 FROM (SELECT array_agg(engine ORDER BY engine, seq), array_agg(key ORDER BY engine, seq),
         array_agg(value ORDER BY engine, seq) FROM aq_engine_meta) AS e(engines, keys, vals),
     (SELECT array_agg(id), array_agg(queued), array_agg(op_token) FROM aq_jobs WHERE state = 'inbox')
@@ -110,8 +111,9 @@ class StoreAhead:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         # .rows: a ReadAhead; .locked: (job, its row or None) read with its lock; .inbox: the waiting
-        # jobs as arrays; .moved: (job, meta pairs) a move returned; .records: engine -> its rows, in
-        # ``engines_listed``; .engine: (engine, its rows) read with a job's meta
+        # jobs as arrays, .token: the inbox's counter read with them; .moved: (job, meta pairs) a move
+        # returned; .records: engine -> its rows, in ``engines_listed``; .engine: (engine, its rows)
+        # read with a job's meta
         self.local = threading.local()
         # job -> its meta lines (JSON) at this store's claim: the job's, not a thread's (see above)
         self.at_claim: dict[str, str] = {}
@@ -197,7 +199,14 @@ class StoreAhead:
         statement are kept for this thread's next ``take_inbox``."""
         found = self.conn.do(lambda conn, _: conn.cursor(binary=True).execute(_ENGINES_AND_INBOX).fetchone())
         self.local.inbox = (found[3] or (), found[4] or (), found[5] or ())
+        self.local.token = int(found[6])
         return list(zip(found[0] or (), found[1] or (), found[2] or (), strict=True))
+
+    def listed_token(self) -> int | None:
+        """The inbox's counter (``PgCoordination.inbox_token``) as this thread's last
+        ``engines_and_inbox`` read it with the waiting jobs, once (None: not read since)."""
+        token, self.local.token = getattr(self.local, "token", None), None
+        return token
 
     def take_inbox(self) -> list[Entry] | None:
         """The waiting jobs as this thread's last ``engines_and_inbox`` listed them, once (None: not
