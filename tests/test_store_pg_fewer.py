@@ -204,5 +204,7 @@ def test_a_runner_filling_after_a_job_keeps_the_inbox_token_its_listing_read(pg_
     assert [store.locate(f"j{n}") for n in range(6)] == [State.DONE] * 6, out.getvalue()
     polls = [s for s in sent if "FROM aq_counters WHERE name = 'inbox'" in s and "array_agg" not in s]
     picks = [s for s in sent if "array_agg(engine" in s]
-    # The first look reads it (nothing listed yet); each later fill follows a job's end.
-    assert len(picks) >= 6 and len(polls) <= 1, (len(picks), len(polls))
+    # The first look reads it (nothing listed yet); each later fill follows a job's end. A look that
+    # reaps a job between its end and its wake-up reads it too (rare); reading it before every fill
+    # would make seven.
+    assert len(picks) >= 6 and len(polls) <= 3, (len(picks), len(polls))
