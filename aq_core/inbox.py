@@ -27,6 +27,9 @@ from aq_core.transitions import Notify
 
 #: Seconds between full listings of inbox/ (a ``stat`` per file); names only in between.
 FULL_LISTING = 1.0
+# The parsed jobs kept beyond the inbox's own before those that left are dropped (a pass over the
+# cache once in that many claims: amortised, a round stays cheap at 10,000 waiting jobs).
+FORGET_AFTER = 64
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Inbox:
         self.busy = False
         self.work_locks = {}
         entries = self._entries()
+        if len(self.parsed) > len(entries) + FORGET_AFTER:
+            self._forget_gone(entries)
         found = self._kept_order(entries)
         if found is None:
             found = sorted(self.candidates(entries), key=decisions.queue_key)
@@ -77,6 +82,13 @@ class Inbox:
                 if dep not in self.states:
                     self.states[dep] = self._state_of(dep, waiting, running)
         return _Round(found, self.skip)
+
+    def _forget_gone(self, entries: list[Entry]) -> None:
+        """Drop what was parsed of the jobs that left the inbox (claimed, moved): each holds its prompt,
+        and a runner that lives for many jobs would keep every one. One that comes back has a new
+        version and is parsed again."""
+        for job_id in self.parsed.keys() - {e.id for e in entries}:
+            del self.parsed[job_id]
 
     def _kept_order(self, entries: list[Entry]) -> list[decisions.Candidate] | None:
         """The last sorted round again, minus the jobs gone since, when no entry is new or changed

@@ -434,3 +434,29 @@ def test_workers_are_reused_never_more_than_asked_and_none_is_left_behind(
     assert sorted(p.stem for p in (root / "done").glob("*.md")) == sorted(f"quick-{i}" for i in range(12))
     assert 1 <= len(runner._threads) <= 3
     assert not [t for t in threading.enumerate() if t.name.startswith("aq-worker-")]
+
+
+def test_a_runner_that_runs_many_jobs_keeps_no_parsed_job_it_will_not_offer_again(tmp_path: Path) -> None:
+    """Each parsed job holds its prompt: a runner living through a long queue must not keep them all."""
+    import gc
+    import io
+
+    from aq_core.job_model import Job
+    from aq_core.journal import Journal
+    from aq_core.runner import Runner
+    from aq_core.store import State
+    from aq_core.store_fs import FsStore
+
+    store = FsStore(tmp_path / "q")
+    work = tmp_path / "work"
+    work.mkdir()
+    prompt = "Do the task. " * 1500  # about 20 KB, as a detailed prompt is
+    for n in range(200):
+        store.add(f"j{n:03d}", f"---\nengine: command\ncwd: {work}\ncommand: 'true'\n---\n{prompt}\n".encode(), {})
+    runner = Runner(store, workers=2, once=True, journal=Journal(store, out=io.StringIO()))
+    assert runner.run() == 0
+    assert len(store.list(State.DONE)) == 200
+    gc.collect()
+    alive = sum(1 for o in gc.get_objects() if isinstance(o, Job))
+    # At most the cache's slack beyond the (now empty) inbox: round i's runner kept all 200.
+    assert len(runner.inbox.parsed) <= 64 and alive <= 64, (len(runner.inbox.parsed), alive)
