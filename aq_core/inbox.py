@@ -27,7 +27,7 @@ from aq_core.transitions import Notify
 
 #: Seconds between full listings of inbox/ (a ``stat`` per file); names only in between.
 FULL_LISTING = 1.0
-# The parsed jobs kept beyond the inbox's own before those that left are dropped (a pass over the
+#: The parsed jobs kept beyond the inbox's own before those that left are dropped (a pass over the
 # cache once in that many claims: amortised, a round stays cheap at 10,000 waiting jobs).
 FORGET_AFTER = 64
 

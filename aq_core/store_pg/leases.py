@@ -441,3 +441,7 @@ class PgCoordination(Coordination):
             "inbox",
             lambda conn, _: int(self.conn.first(conn, INBOX_COUNT, [])),
         )
+
+    def listed_inbox_token(self) -> object | None:
+        """``inbox_token`` as this thread's last pick read it with the waiting jobs, once (None: not read)."""
+        return self.ahead.listed_token() if self.ahead is not None else None

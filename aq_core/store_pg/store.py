@@ -48,7 +48,6 @@ class PgStore(Store):
         self.coord = PgCoordination(self.conn, self.files)
         self.ahead = self.coord.ahead = StoreAhead(self.conn)
         self.coord.read_ahead = self.ahead.version
-        self.coord.listed_inbox_token = self.ahead.listed_token  # ``Coordination.inbox_token``
         self._finished: dict[str, tuple[str, str]] = {}  # job -> (state, token) of this store's move into it
         self.engines = PgEngineRecords(self.conn, self.ahead)
         self._state = threading.Lock()
