@@ -85,11 +85,12 @@ def parse_lines(data: bytes) -> list[tuple[str, str]]:
 class Meta:
     """The pairs of one job's meta, with the views the core needs."""
 
-    __slots__ = ("pairs", "_last")
+    __slots__ = ("pairs", "_last", "size")
 
-    def __init__(self, pairs: list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, pairs: list[tuple[str, str]] | None = None, size: int | None = None) -> None:
         self.pairs = pairs if pairs is not None else []
         self._last: dict[str, str] | None = None
+        self.size = size  # the bytes it was parsed from, when read from a file (``row_line``)
 
     def __repr__(self) -> str:
         return f"Meta({self.pairs!r})"
@@ -99,7 +100,7 @@ class Meta:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Meta:
-        return cls(parse_lines(data))
+        return cls(parse_lines(data), len(data))
 
     @property
     def last(self) -> dict[str, str]:

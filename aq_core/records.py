@@ -73,11 +73,12 @@ def _append(path: Path, data: bytes) -> None:
             os.close(fd)
 
 
-def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any]) -> None:
+def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any], meta_size: int | None = None) -> None:
     """Journal a job that just reached ``done/`` or ``failed/``, so the next read need not read its meta.
 
     Every move into a finished state does this (the runner, ``aq cancel``, recovery); a reader folds
-    the journal into the cache.
+    the journal into the cache. A store that keeps no rows itself also gets the row as its meta's
+    last line (``row_line``), when ``meta_size`` says which bytes of meta it was computed from.
     """
     keep = getattr(store, "keep_finished_row", None)  # a store that keeps rows itself (PostgreSQL)
     version = keep(job_id, state, _ENCODE(full), list(map(full.get, SUMMARY))) if keep is not None else None
@@ -86,7 +87,14 @@ def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any])
     entry = Entry(job_id, state, 0.0, version) if version is not None else store.entry(job_id, state)
     if entry is None or entry.version is None:
         return
-    _append(journal_path(store), _record(job_id, _entry(entry, full)))
+    value = _entry(entry, full)
+    _append(journal_path(store), _record(job_id, value))
+    if keep is None and meta_size is not None:
+        from aq_core.row_line import item
+
+        line = item(value[1], _ENCODE_ROW(value[2]), meta_size)
+        if line is not None:  # not waiting for the disk: a line lost costs only its computation
+            store.append_meta(job_id, line, durable=False)
 
 
 def _parse(data: bytes) -> tuple[dict[str, tuple], int]:

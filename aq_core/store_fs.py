@@ -125,6 +125,11 @@ class FsStore(Store):
         # joins cost as much as the read.
         return read_meta_file(f"{self._meta_dir}/{job_id}.meta")
 
+    def read_meta_bytes(self, job_id: str) -> bytes:
+        """The job's meta file as it is (b"" when there is none): a rebuild of the rows cache looks
+        at its last line before parsing any (``row_line``)."""
+        return read_file_bytes(f"{self._meta_dir}/{job_id}.meta")
+
     def list(self, state: State | None = None) -> list[Entry]:
         entries = self.scan(state)
         entries.sort(key=lambda e: (e.queued, e.id))
@@ -340,10 +345,15 @@ def append_lines(path: Path | str, data: bytes, durable: bool = True) -> None:
 
 
 def read_meta_file(path: Path | str) -> Meta:
+    return Meta.from_bytes(read_file_bytes(path))
+
+
+def read_file_bytes(path: Path | str) -> bytes:
+    """A meta file's bytes (b"" when it cannot be opened; a symlink is not followed)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
-        return Meta()
+        return b""
     try:
         # Plain reads, no buffered file object to set up per meta. A read of a regular file returns
         # less than asked only at its end: almost every meta is one read.
@@ -353,7 +363,7 @@ def read_meta_file(path: Path | str) -> Meta:
             data += chunk
     finally:
         os.close(fd)
-    return Meta.from_bytes(data)
+    return data
 
 
 _READ = 65536

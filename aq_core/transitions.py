@@ -33,14 +33,16 @@ def _now() -> float:
 
 
 def arrived(store: Store, job_id: str, state: State, notify: Notify | None) -> None:
-    """After a job reached ``state``: journal its row for the rows cache and notify (finished only)."""
+    """After a job reached ``state``: journal its row for the rows cache (and keep it in meta, see
+    ``row_line``) and notify (finished only)."""
     if state not in FINISHED:
         return
     from aq_core.records import note_finished
     from aq_core.status import job_row
 
     with contextlib.suppress(Exception):  # a cache entry is a convenience, never a reason to fail
-        note_finished(store, job_id, state, job_row(job_id, state, store.read_meta(job_id)))
+        meta = store.read_meta(job_id)
+        note_finished(store, job_id, state, job_row(job_id, state, meta), meta.size)
     if notify is not None:
         notify(job_id, state)
 

@@ -98,30 +98,60 @@ def share_of_rows(rows: list) -> dict[str, Any]:
     return finish_share(cells, texts, recent, tally(rows))
 
 
+def _rows_from(store: Store) -> Any:
+    """``row_of(job_id, state)``: a finished job's row as its JSON text (UTF-8) and its summary fields
+    (``records.SUMMARY``): those its meta keeps as its last line (``row_line``) where the store reads
+    meta as bytes, else computed."""
+    from aq_core.finished_row import finished_row
+    from aq_core.meta import parse_lines
+    from aq_core.records import _ENCODE_ROW, SUMMARY
+    from aq_core.row_line import kept
+
+    read, read_bytes, summarise, width = (
+        store.read_meta,
+        getattr(store, "read_meta_bytes", None),
+        itemgetter(*SUMMARY),
+        len(SUMMARY),
+    )
+
+    def computed(job_id: str, state: str) -> tuple[bytes, tuple]:
+        full = finished_row(job_id, state, read(job_id).pairs)
+        return _ENCODE_ROW(full).encode(), summarise(full)
+
+    def row_of(job_id: str, state: str) -> tuple[bytes, Any]:
+        data = read_bytes(job_id)
+        hit = kept(data, job_id, state, width)
+        if hit is not None:
+            return hit
+        full = finished_row(job_id, state, parse_lines(data))
+        return _ENCODE_ROW(full).encode(), summarise(full)
+
+    return computed if read_bytes is None else row_of
+
+
 def _share_of_meta(store: Store, entries: list[Entry], agree: Any = None) -> dict[str, Any]:
     """A share computed from the meta of ``entries``, with its part of the rows cache as bytes (its
     table's widths agreed through ``agree``, see ``finish_share``)."""
-    from aq_core.finished_row import finished_row
-    from aq_core.records import _ENCODE_ROW, SUMMARY
+    from aq_core.records import SUMMARY
     from aq_core.rollup import apply
     from aq_core.status import LAYOUT, finished_cells
 
     # ``status.row_maker`` and ``records._entry`` inlined (every entry here is finished): a rebuild
     # runs this for every job, and each state's value looked up once, not twice a job.
-    read, values = store.read_meta, {State.DONE: "done", State.FAILED: "failed"}
-    summarise = itemgetter(*SUMMARY)
+    values = {State.DONE: "done", State.FAILED: "failed"}
+    row_of = _rows_from(store)
     cache, cells, texts, recent, counts = {}, [], [], [], {}
     for entry in entries:
         job_id, state, _, version = entry
         state = values[state]
-        full = finished_row(job_id, state, read(job_id).pairs)
-        text = _ENCODE_ROW(full)
-        kept = finished_cells(full)  # what it gives a row of the summary's fields: it reads no other
-        cache[job_id] = ((state, version), summarise(full), kept, LAYOUT, text)
+        raw, summary = row_of(job_id, state)
+        fields = dict(zip(SUMMARY, summary, strict=True))
+        kept = finished_cells(fields)  # a row's summary fields are all it reads
+        cache[job_id] = ((state, version), tuple(summary), kept, LAYOUT, raw.decode())
         cells.append(kept)
-        texts.append(text.encode())
-        recent.append((job_id, state, full["finished"]))
-        apply(counts, full)
+        texts.append(raw)
+        recent.append((job_id, state, fields["finished"]))
+        apply(counts, fields)  # it reads summary fields only too
     return finish_share(cells, texts, recent, counts, marshal.dumps(cache), agree)
 
 

@@ -3,8 +3,10 @@
 What ``aq run`` leaves behind for a finished job is a job file in ``done/`` or ``failed/`` and an
 append-only ``meta/<id>.meta`` (see ``aq_core/attempt.py``): the ``added=`` lines of ``aq add``, the
 runner's ``claimed=`` block, the git checkpoint's ``wip_*`` lines, then per attempt ``attempt=N`` ...
-``decision=``. The files are written with plain ``os.open``/``os.write`` (no fsync: this is test data,
-not a queue aq wrote), about 100,000 jobs in a few seconds.
+``decision=``, then the row the job reached ``done/`` or ``failed/`` with (``aq_core/row_line.py``),
+computed by aq's own code (``kept=False``: none, as a job finished by an aq before it left). The files
+are written with plain ``os.open``/``os.write`` (no fsync: this is test data, not a queue aq wrote),
+about 100,000 jobs in a few seconds.
 """
 
 from __future__ import annotations
@@ -112,8 +114,21 @@ def make_root(root: Path) -> Path:
     return root
 
 
-def add_finished_jobs(root: Path, start: int, stop: int, seed: int = 1) -> dict[str, int]:
-    """Write finished jobs ``start`` .. ``stop - 1`` (ids ``job-000123``); return the count per state."""
+def kept_row(job_id: str, state: str, meta: bytes) -> bytes:
+    """The line ``aq run`` appends to a finished job's ``meta`` (b"" for a row too long to keep)."""
+    from aq_core.finished_row import finished_row
+    from aq_core.meta import encode_lines, parse_lines
+    from aq_core.records import _ENCODE_ROW, SUMMARY
+    from aq_core.row_line import item
+
+    full = finished_row(job_id, state, parse_lines(meta))
+    line = item(_ENCODE_ROW(full), _ENCODE_ROW([full.get(key) for key in SUMMARY]), len(meta))
+    return encode_lines(line) if line is not None else b""
+
+
+def add_finished_jobs(root: Path, start: int, stop: int, seed: int = 1, kept: bool = True) -> dict[str, int]:
+    """Write finished jobs ``start`` .. ``stop - 1`` (ids ``job-000123``); return the count per state.
+    ``kept``: each meta ends with its row, as ``aq run`` leaves it (else as an earlier aq did)."""
     make_root(root)
     rng = random.Random(seed * 1_000_003 + start)
     weights = [w for _, _, w in ENGINES]
@@ -126,6 +141,8 @@ def add_finished_jobs(root: Path, start: int, stop: int, seed: int = 1) -> dict[
         failed = rng.random() < FAILED_SHARE
         t = T0 + i * 60.0
         meta = job_meta(rng, job_id, engine, model, failed, t).encode()
+        if kept:
+            meta += kept_row(job_id, "failed" if failed else "done", meta)
         text = JOB_TEXT.format(engine=engine, repo=i % 50, job_id=job_id).encode()
         state_dir = failed_dir if failed else done_dir
         counts["failed" if failed else "done"] += 1
@@ -136,6 +153,23 @@ def add_finished_jobs(root: Path, start: int, stop: int, seed: int = 1) -> dict[
             finally:
                 os.close(fd)
     return counts
+
+
+def drop_kept_rows(root: Path) -> int:
+    """Cut each meta in ``root`` back to before its kept row (as an aq before it left it): how many."""
+    from aq_core.row_line import KEY
+
+    cut = 0
+    marker = f"\n{KEY}=".encode()
+    with os.scandir(root / "meta") as found:
+        for entry in found:
+            with open(entry.path, "rb") as fh:
+                data = fh.read()
+            at = data.rfind(marker)
+            if at >= 0:
+                os.truncate(entry.path, at + 1)
+                cut += 1
+    return cut
 
 
 FLOOR_SCRIPT = """

@@ -88,9 +88,10 @@ def test_finish_writes_its_decision_moves_journals_and_notifies(store: FsStore, 
     told, after = Told(), []
     assert transitions.finish(store, journal, job, State.DONE, {"result": "ok"}, "ok (1s)", told, after.append)
     assert store.locate(job) is State.DONE
-    assert pairs(store, job)[-2:] == [("result", "ok"), ("decision", "done")]
+    assert pairs(store, job)[-3:-1] == [("result", "ok"), ("decision", "done")]
     assert told.calls == [(job, State.DONE)] and after == [State.DONE]
     assert job.encode() in journalled_rows(store)
+    assert pairs(store, job)[-1][0] == "row"  # and kept in meta (``row_line``)
     assert "done: ok (1s)" in aq_log(store, job)
 
 
