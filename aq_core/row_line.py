@@ -49,10 +49,12 @@ def kept(data: bytes, job_id: str, state: str, width: int) -> tuple[bytes, list]
     space = data.find(b" ", head)
     if data[head:space] != b"%d" % start:
         return None  # computed from other bytes than those before it
+    line = data[space + 1 : -1]
     try:
-        text = data[space + 1 : -1].decode("ascii")  # JSON as the rows cache writes it escapes the rest
+        text = line.decode("ascii")  # JSON as the rows cache writes it escapes the rest
         if "\\" in text:
             text = decode_value(text)
+            line = text.encode("ascii")
         summary, end = _scan(text, 0)
     except (ValueError, StopIteration):  # not ASCII, not JSON
         return None
@@ -61,10 +63,10 @@ def kept(data: bytes, job_id: str, state: str, width: int) -> tuple[bytes, list]
         or len(summary) != width
         or summary[0] != job_id
         or summary[1] != state
-        or text[end : end + 2] != " {"
+        or line[end : end + 2] != b" {"
     ):
         return None
-    return text[end + 1 :].encode("ascii"), summary
+    return line[end + 1 :], summary
 
 
 _scan = json.JSONDecoder().scan_once  # ``json.loads`` without its checks and decoding: a rebuild runs it a job
