@@ -89,7 +89,7 @@ def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any],
         return
     value = _entry(entry, full)
     _append(journal_path(store), _record(job_id, value))
-    if keep is None and meta_size is not None:
+    if keep is None and meta_size:  # (none: a meta that is gone is not made again for its row)
         from aq_core.row_line import item
 
         line = item(value[1], _ENCODE_ROW(value[2]), meta_size)
