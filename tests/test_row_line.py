@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,9 @@ from aq_core.status import job_row
 from aq_core.store import State
 from aq_core.store_fs import FsStore
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from queue_data import drop_kept_rows  # noqa: E402  (cuts each meta back to before its kept row)
+
 WIDTH = len(SUMMARY)
 
 
@@ -36,18 +39,6 @@ def line_for(job_id: str, state: State, data: bytes) -> bytes:
 def computed(job_id: str, state: str, data: bytes) -> tuple[bytes, list]:
     full = finished_row(job_id, state, parse_lines(data))
     return _ENCODE_ROW(full).encode(), [full.get(k) for k in SUMMARY]
-
-
-def drop_kept_rows(root: Path) -> int:
-    """Cut every meta back to before its last kept row, as an aq that kept none left it."""
-    cut = 0
-    for path in (root / "meta").glob("*.meta"):
-        data = path.read_bytes()
-        at = data.rfind(b"\nrow=")
-        if at >= 0:
-            os.truncate(path, at + 1)
-            cut += 1
-    return cut
 
 
 @pytest.mark.parametrize("state", [State.DONE, State.FAILED])
