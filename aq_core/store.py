@@ -82,6 +82,11 @@ class Store(ABC):
       a job this store object just moved into ``state``; its version then (None: not moved here);
     - ``keep_finished_rows([(id, version, json_text, summary_values), ...])``: keep rows a reader
       computed from meta; a row whose job has moved since is dropped.
+
+    A store without those keeps a finished job's row as its meta's last line (``row_line``, written
+    by ``records.note_finished`` when ``read_meta`` says the meta's ``size``); one that also has
+    ``read_meta_bytes(job_id) -> bytes`` (a meta file as it is) lets a cold rebuild take that line
+    instead of computing the row (``view_build``).
     """
 
     coord: Coordination
