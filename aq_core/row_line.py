@@ -56,7 +56,7 @@ def kept(data: bytes, job_id: str, state: str, width: int) -> tuple[bytes, list]
             text = decode_value(text)
             line = text.encode("ascii")
         summary, end = _scan(text, 0)
-    except (ValueError, StopIteration):  # not ASCII, not JSON
+    except (ValueError, StopIteration, RecursionError):  # not ASCII, not JSON, nested beyond reason
         return None
     if (
         type(summary) is not list

@@ -83,6 +83,7 @@ def test_a_line_that_is_not_exactly_the_rows_place_is_not_taken() -> None:
         "not ASCII": good[:-3] + b"\xff}\n",
         "no row after the summary": good[: good.index(b" {")] + b"\n",
         "no line": head,
+        "nested beyond reason": good[:summary_at] + b"[" * 100_000 + b"\n",
     }
     for what, data in cases.items():
         assert row_line.kept(data, "j", "done", WIDTH) is None, what
