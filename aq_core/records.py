@@ -92,7 +92,7 @@ def note_finished(store: Store, job_id: str, state: State, full: dict[str, Any],
     if keep is None and meta_size:  # (none: a meta that is gone is not made again for its row)
         from aq_core.row_line import item
 
-        line = item(value[1], _ENCODE_ROW(value[2]), meta_size)
+        line = item(value[1], value[2], meta_size)
         if line is not None:  # not waiting for the disk: a line lost costs only its computation
             store.append_meta(job_id, line, durable=False)
 

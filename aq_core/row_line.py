@@ -18,6 +18,8 @@ record: a missing, torn, stale or too long line costs only the computation.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from aq_core.meta import MAX_VALUE, decode_value
 
@@ -26,11 +28,14 @@ FORMAT = 1
 _PREFIX = f"{KEY}={FORMAT} ".encode()
 
 
-def item(text: str, summary: str, offset: int) -> dict[str, str] | None:
-    """The meta item keeping row ``text`` (JSON) and its ``summary`` (a JSON array) computed from the
-    first ``offset`` bytes of meta; None when it would not fit in a meta value (such a row is computed
-    at a rebuild)."""
-    value = f"{FORMAT} {offset} {summary} {text}"
+def item(text: str, summary: Sequence[Any], offset: int) -> dict[str, str] | None:
+    """The meta item keeping row ``text`` (JSON) and its ``summary`` values, computed from the first
+    ``offset`` bytes of meta; None when it would not fit in a meta value (such a row is computed at a
+    rebuild)."""
+    try:
+        value = f"{FORMAT} {offset} {_encode(list(summary))} {text}"
+    except ValueError:  # a value JSON cannot hold (nan): the row is computed at a rebuild
+        return None
     if len(value) + value.count("\\") > MAX_VALUE or "\n" in value or "\r" in value:
         return None
     return {KEY: value}
@@ -69,4 +74,5 @@ def kept(data: bytes, job_id: str, state: str, width: int) -> tuple[bytes, list]
     return line[end + 1 :], summary
 
 
+_encode = json.JSONEncoder(allow_nan=False).encode  # as the rows cache's texts are written
 _scan = json.JSONDecoder().scan_once  # ``json.loads`` without its checks and decoding: a rebuild runs it a job

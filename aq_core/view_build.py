@@ -114,17 +114,13 @@ def _rows_from(store: Store) -> Any:
         len(SUMMARY),
     )
 
-    def computed(job_id: str, state: str) -> tuple[bytes, tuple]:
-        full = finished_row(job_id, state, read(job_id).pairs)
+    def computed(job_id: str, state: str, pairs: list[tuple[str, str]] | None = None) -> tuple[bytes, Any]:
+        full = finished_row(job_id, state, read(job_id).pairs if pairs is None else pairs)
         return _ENCODE_ROW(full).encode(), summarise(full)
 
     def row_of(job_id: str, state: str) -> tuple[bytes, Any]:
         data = read_bytes(job_id)
-        hit = kept(data, job_id, state, width)
-        if hit is not None:
-            return hit
-        full = finished_row(job_id, state, parse_lines(data))
-        return _ENCODE_ROW(full).encode(), summarise(full)
+        return kept(data, job_id, state, width) or computed(job_id, state, parse_lines(data))
 
     return computed if read_bytes is None else row_of
 

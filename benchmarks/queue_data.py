@@ -122,7 +122,7 @@ def kept_row(job_id: str, state: str, meta: bytes) -> bytes:
     from aq_core.row_line import item
 
     full = finished_row(job_id, state, parse_lines(meta))
-    line = item(_ENCODE_ROW(full), _ENCODE_ROW([full.get(key) for key in SUMMARY]), len(meta))
+    line = item(_ENCODE_ROW(full), [full.get(key) for key in SUMMARY], len(meta))
     return encode_lines(line) if line is not None else b""
 
 

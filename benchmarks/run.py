@@ -430,16 +430,9 @@ def bench_after_change(
 
 
 def bench_rebuild(b: Bench, root: Path, size: int, label: str, floor: float) -> None:
-    """`aq status` with the rows cache deleted: every finished job's row computed from its meta."""
-    import resource
-
-    samples, cpu = [], []
-    for _ in range(1 if b.quick else 3):
-        shutil.rmtree(root / "cache", ignore_errors=True)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        samples.append(b.timed(b.aq(root, "status")))
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the forked processes' CPU included
-        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    """`aq status` with the rows cache deleted: every finished job's row read from its meta (the row kept
+    as its last line, see `aq_core/row_line.py`)."""
+    samples, cpu = map(list, zip(*(_cold_status(b, root) for _ in range(1 if b.quick else 3)), strict=True))
     value = median(samples)
     big = size >= (5000 if b.quick else 100_000)
     b.add(
@@ -462,18 +455,23 @@ def bench_rebuild(b: Bench, root: Path, size: int, label: str, floor: float) -> 
     )
 
 
-def bench_rebuild_unkept(b: Bench, root: Path, size: int, label: str, floor: float) -> None:
-    """The cold rebuild of jobs that finished before aq kept their row in meta: every row computed."""
+def _cold_status(b: Bench, root: Path) -> tuple[float, float]:
+    """`aq status` with `cache/` deleted first: (its wall time, the CPU of all its processes)."""
     import resource
 
-    start = time.perf_counter()
-    cut = queue_data.drop_kept_rows(root)
-    log(f"took the kept row out of {cut:,} metas in {time.perf_counter() - start:.1f} s")
     shutil.rmtree(root / "cache", ignore_errors=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     value = b.timed(b.aq(root, "status"))
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the forked processes' CPU included
+    return value, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def bench_rebuild_unkept(b: Bench, root: Path, size: int, label: str, floor: float) -> None:
+    """The cold rebuild of jobs that finished before aq kept their row in meta: every row computed."""
+    start = time.perf_counter()
+    cut = queue_data.drop_kept_rows(root)
+    log(f"took the kept row out of {cut:,} metas in {time.perf_counter() - start:.1f} s")
+    value, cpu = _cold_status(b, root)
     b.add(
         Row(
             f"rebuild.{label}.unkept",

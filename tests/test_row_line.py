@@ -32,7 +32,7 @@ WIDTH = len(SUMMARY)
 def line_for(job_id: str, state: State, data: bytes) -> bytes:
     """The line a move into ``state`` appends to meta ``data`` (as ``transitions.arrived`` computes it)."""
     full = job_row(job_id, state, Meta.from_bytes(data))
-    item = row_line.item(_ENCODE_ROW(full), _ENCODE_ROW([full.get(k) for k in SUMMARY]), len(data))
+    item = row_line.item(_ENCODE_ROW(full), [full.get(k) for k in SUMMARY], len(data))
     return encode_lines(item) if item is not None else b""
 
 
@@ -91,8 +91,8 @@ def test_a_line_that_is_not_exactly_the_rows_place_is_not_taken() -> None:
 
 def test_a_row_too_long_for_a_meta_value_is_not_kept() -> None:
     long = "x" * 5000
-    assert row_line.item(f'{{"error": "{long}"}}', "[]", 10) is None
-    assert row_line.item('{"error": "short"}', "[]", 10) == {"row": '1 10 [] {"error": "short"}'}
+    assert row_line.item(f'{{"error": "{long}"}}', [], 10) is None
+    assert row_line.item('{"error": "short"}', [], 10) == {"row": '1 10 [] {"error": "short"}'}
 
 
 # The row ``finished_row`` computes from this meta, and the summary's fields, as of ``row_line.FORMAT``.
