@@ -121,3 +121,20 @@ def test_store_init_migrates_a_version_1_schema_keeping_its_jobs(
         for r in json.loads(aqpg(url, "status", "--json", host="h", root=tmp_path / "r").stdout)["jobs"]
     }
     assert rows == {"old": "done", "new": "done"}
+
+
+def test_adding_many_jobs_plans_their_plan_columns_statement_once(pg_store) -> None:
+    """``aq add`` sets each job's plan columns by one statement whose plan the server keeps. psycopg
+    prepares a statement after its fifth use; the server then plans it afresh for its first five
+    runs, and keeps a generic plan once it costs no more (a one-id array's ``= ANY`` never did)."""
+    for n in range(20):
+        pg_store.add(f"j{n}", b"x", {"priority": str(n), "after": "j0" if n else ""})
+    plans = pg_store.conn.do(
+        lambda db, _: db.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%UPDATE aq_jobs j SET%'"
+        ).fetchall()
+    )
+    assert len(plans) == 1, plans
+    generic, custom = plans[0]
+    assert (generic, custom) == (10, 5), plans  # of the 15 runs once prepared
+    assert [e.id for e in pg_store.list(State.INBOX)][:3] == ["j19", "j18", "j17"], "priority order"

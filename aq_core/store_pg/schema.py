@@ -45,6 +45,9 @@ UPDATE aq_jobs j SET
                   ORDER BY m.seq DESC LIMIT 1)
 WHERE j.id = ANY(%s::text[])
 """
+#: ``PLAN_FROM_META`` for the one job ``%s`` names (``aq add``): once prepared, the server keeps its
+#: plan, where ``= ANY`` of a one-id array was planned afresh at every call (a custom plan each time).
+PLAN_FROM_META_ONE = PLAN_FROM_META.replace("j.id = ANY(%s::text[])", "j.id = %s")
 
 # Each migration is a list of statements, applied in one transaction with its version row.
 MIGRATIONS: dict[int, list[str]] = {

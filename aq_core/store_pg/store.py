@@ -30,7 +30,7 @@ from aq_core.store_pg.connection import Connection
 from aq_core.store_pg.engines import PgEngineRecords, pairs
 from aq_core.store_pg.leases import PgCoordination
 from aq_core.store_pg.readahead import StoreAhead
-from aq_core.store_pg.schema import PLAN_FROM_META, check_schema
+from aq_core.store_pg.schema import PLAN_FROM_META_ONE, check_schema
 
 BUMP_INBOX = "UPDATE aq_counters SET value = value + 1 WHERE name = 'inbox'"
 
@@ -103,7 +103,7 @@ class PgStore(Store):
                     raise UsageError(f"job {job_id!r} already exists (in inbox/)")
                 if rows:
                     conn.execute(lines.INSERT_META, (job_id, nonce, [k for k, _ in rows], [v for _, v in rows]))
-                    conn.execute(PLAN_FROM_META, ([job_id],))
+                    conn.execute(PLAN_FROM_META_ONE, (job_id,))
                 conn.execute(BUMP_INBOX)
 
         self.conn.do(op)
