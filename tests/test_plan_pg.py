@@ -123,7 +123,7 @@ def test_store_init_migrates_a_version_1_schema_keeping_its_jobs(
     assert rows == {"old": "done", "new": "done"}
 
 
-def test_adding_many_jobs_plans_their_plan_columns_statement_once(pg_store) -> None:
+def test_adding_many_jobs_keeps_the_plan_of_their_plan_columns_statement(pg_store) -> None:
     """``aq add`` sets each job's plan columns by one statement whose plan the server keeps. psycopg
     prepares a statement after its fifth use; the server then plans it afresh for its first five
     runs, and keeps a generic plan once it costs no more (a one-id array's ``= ANY`` never did)."""
