@@ -22,10 +22,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
-    # Temp files of the processes a test starts (the real CLIs' error reports and unpacked libraries
-    # among them) stay in its own dir under pytest's temp dirs, not in the machine's /tmp.
-    (home / "tmp").mkdir()
-    monkeypatch.setenv("TMPDIR", str(home / "tmp"))
     monkeypatch.setenv("AGENT_QUEUE_ROOT", str(home / ".aq"))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from e2e import clis
 from e2e.model_server import ModelServer
+
+
+@pytest.fixture(autouse=True)
+def _own_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real CLIs' temp files (gemini's error reports, the libraries opencode's runtime unpacks) go to
+    the test's own dir, not the machine's /tmp, where each run left them. Only here: a PostgreSQL server a
+    test starts as another user could not enter a dir under the test's own."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
 
 
 @pytest.fixture
