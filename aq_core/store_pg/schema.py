@@ -31,9 +31,9 @@ from aq_core.store_pg.connection import Connection, psycopg
 SCHEMA_VERSION = 5
 _SCHEMA_LOCK = 0x6171_5F73_6368  # pg_advisory_xact_lock key for `aq store init` (a transaction lock only)
 
-#: A job's plan columns from the last ``after``, ``priority`` and ``not_before`` of its meta (written
-#: by ``aq add``), for the jobs ``%s`` names (a text[] of ids). Values meta cannot parse are left out.
-PLAN_FROM_META = r"""
+# A job's plan columns from the last ``after``, ``priority`` and ``not_before`` of its meta (written
+# by ``aq add``). Values meta cannot parse are left out.
+_PLAN_COLUMNS = r"""
 UPDATE aq_jobs j SET
     after = coalesce((SELECT string_to_array(value, ',') FROM aq_meta m
                       WHERE m.job_id = j.id AND m.key = 'after' ORDER BY m.seq DESC LIMIT 1), '{}'),
@@ -43,11 +43,12 @@ UPDATE aq_jobs j SET
     not_before = (SELECT value::double precision FROM aq_meta m
                   WHERE m.job_id = j.id AND m.key = 'not_before' AND m.value ~ '^[0-9]{1,12}(\.[0-9]+)?$'
                   ORDER BY m.seq DESC LIMIT 1)
-WHERE j.id = ANY(%s::text[])
 """
-#: ``PLAN_FROM_META`` for the one job ``%s`` names (``aq add``): once prepared, the server keeps its
-#: plan, where ``= ANY`` of a one-id array was planned afresh at every call (a custom plan each time).
-PLAN_FROM_META_ONE = PLAN_FROM_META.replace("j.id = ANY(%s::text[])", "j.id = %s")
+#: The plan columns of the jobs ``%s`` names (a text[] of ids: ``aq store migrate``'s batches).
+PLAN_FROM_META = _PLAN_COLUMNS + "WHERE j.id = ANY(%s::text[])\n"
+#: Those of the one job ``%s`` names (``aq add``): once prepared, the server keeps its plan, where
+#: ``= ANY`` of a one-id array was planned afresh at every call (a custom plan each time).
+PLAN_FROM_META_ONE = _PLAN_COLUMNS + "WHERE j.id = %s\n"
 
 # Each migration is a list of statements, applied in one transaction with its version row.
 MIGRATIONS: dict[int, list[str]] = {
